@@ -1,0 +1,597 @@
+"""Find and model a DesterLib installation from its directory.
+
+Layouts (see docs/CHECKS.md): the CLI install (``docker-compose.yml`` + ``.env``),
+the setup-script install (a repository clone with ``env_file: apps/api/.env``)
+and the newer layout (``docker/docker-compose.yml`` + root ``.env``). Discovery
+reads every compose file Compose would read, every env file they name, and
+interpolates ``${VAR}`` from the project's ``.env`` like Compose does.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import pwd
+import re
+import stat
+import time
+from typing import Any, Iterator
+
+from .envfile import load_env_file
+from .errors import InputError
+from .interpolate import interpolate
+from .model import (
+    LAYOUT_CLI,
+    LAYOUT_CUSTOM,
+    LAYOUT_NEWER,
+    LAYOUT_SETUP_SCRIPT,
+    EnvFile,
+    EnvVar,
+    Installation,
+    Mount,
+    Port,
+    Service,
+    Setting,
+    Where,
+)
+from .secrets import collect_secrets
+from .textio import Source, read_source
+from .yamlpos import Node, parse_yaml
+
+#: Compose's own search order for the main file in a directory.
+COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+
+#: Service keys whose lists Compose concatenates when merging override files.
+_CONCAT_KEYS = {"ports", "expose", "dns", "dns_search", "tmpfs", "cap_add", "cap_drop", "security_opt",
+                "env_file", "extra_hosts", "external_links", "devices", "volumes", "configs", "secrets"}
+_MAP_OR_LIST_KEYS = {"environment", "labels"}
+
+
+def default_install_dir() -> str:
+    """``$DESTERLIB_DIR``, else ``~/.desterlib``."""
+    return os.environ.get("DESTERLIB_DIR") or os.path.join(os.path.expanduser("~"), ".desterlib")
+
+
+class _Reader:
+    """Reads files once and turns nodes into positioned evidence."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.sources: dict[str, Source] = {}
+        self._lines: dict[str, list[str]] = {}
+
+    def display(self, path: str) -> str:
+        rel = os.path.relpath(path, self.root)
+        return path if rel.startswith("..") else rel
+
+    def read(self, path: str, kind: str) -> Source:
+        path = os.path.abspath(path)
+        src = self.sources.get(path)
+        if src is None:
+            src = read_source(path, self.display(path), kind)
+            self.sources[path] = src
+            self.sources[src.display] = src
+        return src
+
+    def where(self, node: Node) -> Where:
+        lines = self._lines.get(node.file)
+        if lines is None:
+            src = self.sources.get(node.file)
+            lines = src.text.splitlines() if src else []
+            self._lines[node.file] = lines
+        text = lines[node.line - 1] if 0 < node.line <= len(lines) else ""
+        return Where(node.file, node.line, text)
+
+    def dir_of(self, node: Node) -> str:
+        src = self.sources.get(node.file)
+        return os.path.dirname(src.path) if src else self.root
+
+
+def discover(root: str, files: list[str] | None = None, host_root: str = "/", now: float | None = None) -> Installation:
+    """Model the installation in ``root``; raise :class:`InputError` on bad input."""
+    shown = root
+    root = os.path.abspath(os.path.expanduser(root))
+    try:
+        st = os.stat(root)
+    except FileNotFoundError:
+        raise InputError("install directory not found (use --dir or set DESTERLIB_DIR)", shown) from None
+    except PermissionError:
+        raise InputError("install directory is not accessible (permission denied)", shown) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise InputError("not a directory (--dir must name the DesterLib install directory)", shown)
+    try:
+        os.listdir(root)
+    except PermissionError:
+        raise InputError("install directory is not readable (permission denied)", shown) from None
+
+    reader = _Reader(root)
+    root_env_path = os.path.join(root, ".env")
+    root_env: EnvFile | None = None
+    if os.path.lexists(root_env_path):
+        root_env = load_env_file(reader.read(root_env_path, "env file"), "root")
+
+    compose_paths = _compose_paths(root, files, root_env)
+    project_dir = os.path.dirname(compose_paths[0])
+
+    # Compose reads .env from the project directory (the first file's); the
+    # newer layout keeps it at the install root, so fall back to that.
+    project_env_file = root_env
+    project_env_path = os.path.join(project_dir, ".env")
+    if project_dir != root and os.path.lexists(project_env_path):
+        project_env_file = load_env_file(reader.read(project_env_path, "env file"), "project")
+    elif project_env_file is not None:
+        project_env_file.roles.append("project")
+    project_env = project_env_file.as_dict() if project_env_file else {}
+
+    sources: list[Source] = []
+    merged: Node | None = None
+    for path in compose_paths:
+        src = reader.read(path, "compose file")
+        sources.append(src)
+        doc = parse_yaml(src.text, src.display)
+        if doc is None:
+            continue
+        if not doc.is_map():
+            raise InputError("a compose file must be a mapping (services: ...) at the top level", src.display, doc.line)
+        svcs = doc.get("services")
+        if svcs is not None and svcs.value is not None and not svcs.is_map():
+            raise InputError("'services' must be a mapping of service names", src.display, svcs.line)
+        merged = doc if merged is None else _merge(merged, doc, ())
+    if merged is None:
+        raise InputError("compose file is empty", sources[0].display)
+    merged = _drop_resets(merged)
+    assert merged is not None
+
+    inst = Installation(
+        root=root,
+        layout=LAYOUT_CUSTOM,
+        compose_files=sources,
+        project_dir=project_dir,
+        project_env=project_env,
+        env_files=[],
+        services=[],
+        top=merged,
+        host_root=host_root,
+        now=time.time() if now is None else now,
+        root_mode=stat.S_IMODE(st.st_mode),
+        root_uid=st.st_uid,
+    )
+    env_files: dict[str, EnvFile] = {}
+    for ef in (root_env, project_env_file):
+        if ef is not None:
+            env_files.setdefault(ef.path, ef)
+
+    builder = _ServiceBuilder(inst, reader, env_files)
+    services = merged.get("services")
+    if services is not None and services.is_map():
+        for name, node in services.items():
+            if not node.is_map():
+                if node.value is None:
+                    continue
+                raise InputError(f"service '{name}' must be a mapping", node.file, node.line)
+            inst.services.append(builder.build(name, node))
+    inst.env_files = list(env_files.values())
+    inst.layout = _layout(inst)
+    api = find_api_service(inst)
+    media = api.environment.get("CONTAINER_MEDIA_PATH") if api else None
+    if media is not None and media.value:
+        inst.media_path = posixpath.normpath(media.value)
+    inst.secrets = collect_secrets(inst)
+    return inst
+
+
+def _compose_paths(root: str, files: list[str] | None, root_env: EnvFile | None) -> list[str]:
+    if files:
+        paths = [os.path.abspath(f) for f in files]
+        for p in paths:
+            if not os.path.lexists(p):
+                raise InputError("compose file not found", p)
+        return paths
+    if root_env is not None:
+        entry = root_env.get("COMPOSE_FILE")
+        if entry is not None and entry.value:
+            sep_entry = root_env.get("COMPOSE_PATH_SEPARATOR")
+            sep = sep_entry.value if sep_entry is not None and sep_entry.value else os.pathsep
+            paths = [os.path.normpath(os.path.join(root, p)) for p in entry.value.split(sep) if p]
+            for p in paths:
+                if not os.path.lexists(p):
+                    raise InputError(f"COMPOSE_FILE names a file that does not exist: {os.path.relpath(p, root)}", root_env.display, entry.line)
+            return paths
+    for base in (root, os.path.join(root, "docker")):
+        for name in COMPOSE_NAMES:
+            main = os.path.join(base, name)
+            if os.path.lexists(main):
+                paths = [main]
+                stem, ext = os.path.splitext(name)
+                for oext in (ext, ".yaml" if ext == ".yml" else ".yml"):
+                    override = os.path.join(base, f"{stem}.override{oext}")
+                    if os.path.lexists(override):
+                        paths.append(override)
+                        break
+                return paths
+    raise InputError(
+        "no compose file found (looked for compose.yaml, compose.yml, docker-compose.yaml, "
+        "docker-compose.yml here and in docker/)", root)
+
+
+def _clone(node: Node, value: Any) -> Node:
+    out = object.__new__(Node)
+    for slot in Node.__slots__:
+        setattr(out, slot, getattr(node, slot))
+    out.value = value
+    return out
+
+
+def _merge(base: Node, over: Node, path: tuple[str, ...]) -> Node | None:
+    """Merge an override file's node into the base as Compose does."""
+    if over.tag == "!reset":
+        return None
+    if over.tag == "!override":
+        return over
+    key = path[-1] if path else ""
+    in_service = len(path) == 3 and path[0] == "services"
+    if base.is_map() and over.is_map():
+        value = dict(base.value)
+        keys = dict(base.keys or {})
+        for k, v in over.items():
+            if k in value:
+                m = _merge(value[k], v, path + (k,))
+                if m is None:
+                    del value[k]
+                else:
+                    value[k] = m
+            elif v.tag != "!reset":
+                value[k] = v
+                if over.keys and k in over.keys:
+                    keys[k] = over.keys[k]
+        out = _clone(base, value)
+        out.keys = keys
+        return out
+    if in_service and key in _MAP_OR_LIST_KEYS:
+        # Keep both: the service builder reads them in order, later entries winning.
+        return _clone(over, [base, over])
+    if in_service and key in _CONCAT_KEYS and base.is_seq() and over.is_seq():
+        return _clone(base, list(base.value) + list(over.value))
+    return over
+
+
+def _drop_resets(node: Node) -> Node | None:
+    if node.tag == "!reset":
+        return None
+    if node.is_map():
+        value = {}
+        for k, v in node.items():
+            kept = _drop_resets(v)
+            if kept is not None:
+                value[k] = kept
+        out = _clone(node, value)
+        out.keys = node.keys
+        return out
+    if node.is_seq():
+        return _clone(node, [n for n in (_drop_resets(v) for v in node.value) if n is not None])
+    return node
+
+
+class _ServiceBuilder:
+    def __init__(self, inst: Installation, reader: _Reader, env_files: dict[str, EnvFile]) -> None:
+        self.inst = inst
+        self.reader = reader
+        self.env_files = env_files
+        top = inst.top
+        vols = top.get("volumes") if top is not None else None
+        self.volume_defs = vols if vols is not None and vols.is_map() else None
+        self._home: str | None = None
+
+    # -- scalars --
+    def setting(self, node: Node) -> Setting:
+        raw = node.value
+        if isinstance(raw, str) and "$" in raw:
+            r = interpolate(raw, self.inst.project_env)
+            return Setting(r.value, raw, node, r.refs, r.missing, r.literal, r.defaults)
+        literal = raw if isinstance(raw, str) else ("" if raw is None else str(raw))
+        return Setting(raw, raw, node, literal=literal)
+
+    def text(self, node: Node | None) -> str | None:
+        if node is None or not node.is_scalar() or node.value is None:
+            return None
+        value = self.setting(node).value
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
+
+    def build(self, name: str, node: Node) -> Service:
+        compose_src = self.reader.sources.get(node.file) or self.inst.compose_files[0]
+        services = self.inst.top.get("services") if self.inst.top is not None else None
+        key_node = services.keys.get(name) if services is not None and services.keys else None
+        svc = Service(name=name, node=node, where=self.reader.where(key_node or node), compose_file=compose_src)
+        image = node.get("image")
+        if image is not None and image.is_scalar() and image.value is not None:
+            svc.image = self.setting(image)
+        self._env_files(svc)
+        self._environment(svc)
+        self._ports(svc)
+        self._mounts(svc)
+        return svc
+
+    # -- environment --
+    def _env_files(self, svc: Service) -> None:
+        node = svc.opt("env_file")
+        if node is None or node.value is None:
+            return
+        items = node.value if node.is_seq() else [node]
+        for item in self._flatten(items):
+            required = True
+            path_node = item
+            if item.is_map():
+                path_node = item.get("path")
+                req = item.get("required")
+                if req is not None:
+                    required = _truthy(self.text(req))
+                if path_node is None:
+                    continue
+            rel = self.text(path_node)
+            if not rel:
+                continue
+            path = os.path.normpath(os.path.join(self.reader.dir_of(path_node), os.path.expanduser(rel)))
+            ef = self.env_files.get(path)
+            if ef is None:
+                if os.path.lexists(path):
+                    ef = load_env_file(self.reader.read(path, "env file"), "env_file", self.inst.project_env)
+                else:
+                    ef = EnvFile(path=path, display=self.reader.display(path), source=None, roles=["env_file"], required=required)
+                    if required:
+                        self.inst.notes.append(f"{ef.display}: named by env_file of service '{svc.name}' but missing; docker compose would refuse to start")
+                self.env_files[path] = ef
+            elif "env_file" not in ef.roles:
+                ef.roles.append("env_file")
+            ef.referenced_by.append((svc.name, self.reader.where(path_node)))
+            svc.env_files.append(ef)
+            for entry in ef.entries:
+                var = EnvVar(entry.key, entry.value, entry.raw, "env_file", Where(ef.display, entry.line, entry.text), env_file=ef)
+                svc.env_file_vars.append(var)
+                svc.environment[entry.key] = var
+
+    @staticmethod
+    def _flatten(items: list[Node]) -> Iterator[Node]:
+        for item in items:
+            if item.is_seq():
+                yield from _ServiceBuilder._flatten(item.value)
+            else:
+                yield item
+
+    def _env_items(self, node: Node) -> Iterator[tuple[str, Node | None, Node]]:
+        """(key, value node or None, node to cite) for map, list or merged forms."""
+        if node.is_map():
+            assert node.keys is not None
+            for k, v in node.items():
+                yield k, v, v if v.value is not None else node.keys[k]
+        elif node.is_seq():
+            for item in node.value:
+                if item.is_seq() or item.is_map():
+                    yield from self._env_items(item)
+                elif item.value is not None:
+                    yield str(item.value).split("=", 1)[0], item, item
+
+    def _environment(self, svc: Service) -> None:
+        node = svc.opt("environment")
+        if node is None or node.value is None:
+            return
+        for key, value_node, cite in self._env_items(node):
+            where = self.reader.where(cite)
+            if value_node is None or value_node.value is None:
+                var = EnvVar(key, None, None, "compose", where)
+            elif value_node.is_scalar() and value_node is cite and isinstance(value_node.value, str) and value_node.value.startswith(key) and self._is_list_item(node, value_node):
+                text = value_node.value
+                if "=" not in text:
+                    var = EnvVar(key, None, None, "compose", where)  # taken from the shell
+                else:
+                    raw = text.split("=", 1)[1]
+                    s = self.setting(value_node)
+                    value = s.value.split("=", 1)[1] if isinstance(s.value, str) and "=" in s.value else None
+                    s = Setting(value, raw, value_node, s.refs, s.missing, s.literal.split("=", 1)[1] if "=" in s.literal else s.literal, s.defaults)
+                    var = EnvVar(key, value, raw, "compose", where, s)
+            else:
+                s = self.setting(value_node)
+                value = s.value
+                if isinstance(value, bool):
+                    value = "true" if value else "false"
+                elif value is not None:
+                    value = str(value)
+                raw = s.raw if isinstance(s.raw, str) else (None if s.raw is None else str(s.raw))
+                var = EnvVar(key, value, raw, "compose", where, s)
+            svc.compose_env[key] = var
+            svc.environment[key] = var
+
+    @staticmethod
+    def _is_list_item(container: Node, item: Node) -> bool:
+        if container.is_seq():
+            return any(i is item or (i.is_seq() and _ServiceBuilder._is_list_item(i, item)) for i in container.value)
+        return False
+
+    # -- ports --
+    def _ports(self, svc: Service) -> None:
+        node = svc.opt("ports")
+        if node is None or not node.is_seq():
+            return
+        for item in node.value:
+            where = self.reader.where(item)
+            if item.is_map():
+                target = self.text(item.get("target"))
+                if not target:
+                    continue
+                published = self.text(item.get("published"))
+                host_ip = self.text(item.get("host_ip"))
+                proto = self.text(item.get("protocol")) or "tcp"
+                interp = any(isinstance(v.value, str) and "$" in v.value for _, v in item.items())
+                svc.ports.append(Port(host_ip or None, published or None, target, proto.lower(), where, item, True, interp))
+                continue
+            if item.value is None:
+                continue
+            s = self.setting(item)
+            spec = str(s.value)
+            port = parse_port_spec(spec)
+            if port is None:
+                self.inst.notes.append(f"{where.file}:{where.line}: cannot read port '{_safe(spec)}'")
+                continue
+            host_ip, published, target, proto = port
+            svc.ports.append(Port(host_ip, published, target, proto, where, item, False, s.interpolated))
+
+    # -- volumes --
+    def _home_dir(self) -> str:
+        if self._home is None:
+            try:
+                self._home = pwd.getpwuid(self.inst.root_uid).pw_dir
+            except KeyError:
+                self._home = os.path.expanduser("~")
+        return self._home
+
+    def host_path(self, source: str, base_dir: str) -> str:
+        if source.startswith("~"):
+            source = self._home_dir() + source[1:]
+        if not source.startswith("/"):
+            source = os.path.join(base_dir, source)
+        return normalize_host_path(source)
+
+    def _mounts(self, svc: Service) -> None:
+        node = svc.opt("volumes")
+        if node is None or not node.is_seq():
+            return
+        for item in node.value:
+            where = self.reader.where(item)
+            base_dir = self.reader.dir_of(item)
+            if item.is_map():
+                kind = (self.text(item.get("type")) or "").lower()
+                source = self.text(item.get("source"))
+                target = self.text(item.get("target"))
+                read_only = _truthy(self.text(item.get("read_only")))
+                if not kind:
+                    kind = "bind" if source and _is_path(source) else "volume"
+                interp = any(isinstance(v.value, str) and "$" in v.value for _, v in item.items())
+                mount = Mount(kind, source, target, read_only, where, item, True, interp)
+            elif item.value is not None:
+                s = self.setting(item)
+                mount = parse_volume_spec(str(s.value), where, item, s.interpolated)
+            else:
+                continue
+            if mount.kind == "bind" and mount.source:
+                mount.host_path = self.host_path(mount.source, base_dir)
+            elif mount.kind == "volume" and mount.source:
+                self._bind_backed(mount)
+            svc.mounts.append(mount)
+
+    def _bind_backed(self, mount: Mount) -> None:
+        """A local-driver named volume with ``type: none``/``o: bind`` is a bind mount."""
+        if self.volume_defs is None or mount.source is None:
+            return
+        vdef = self.volume_defs.get(mount.source)
+        if vdef is None or not vdef.is_map():
+            return
+        if _truthy(self.text(vdef.get("external"))):
+            return
+        driver = (self.text(vdef.get("driver")) or "local").lower()
+        opts = vdef.get("driver_opts")
+        if driver != "local" or opts is None or not opts.is_map():
+            return
+        device = self.text(opts.get("device"))
+        vtype = (self.text(opts.get("type")) or "").lower()
+        flags = {f.strip().lower() for f in (self.text(opts.get("o")) or "").split(",")}
+        if not device:
+            return
+        if vtype in ("none", "bind") or (not vtype and flags & {"bind", "rbind"}):
+            mount.host_path = self.host_path(device, self.reader.dir_of(vdef))
+            mount.via_volume = mount.source
+
+
+def _safe(text: str) -> str:
+    return text if re.fullmatch(r"[\w.:\[\]/\-${}]{0,64}", text) else "…"
+
+
+def _truthy(value: str | None) -> bool:
+    """Compose's boolean spellings (compose-go accepts y/yes/true/on)."""
+    return value is not None and value.strip().lower() in ("y", "yes", "true", "on", "1")
+
+
+def _is_path(source: str) -> bool:
+    return source.startswith(("/", ".", "~"))
+
+
+def normalize_host_path(path: str) -> str:
+    """Normalise like Docker does: ``//``, ``/./`` and ``/..`` collapse."""
+    norm = posixpath.normpath(path)
+    if norm.startswith("//"):
+        norm = "/" + norm.lstrip("/")
+    return norm
+
+
+def parse_port_spec(spec: str) -> tuple[str | None, str | None, str, str] | None:
+    """Parse short port syntax like Docker's ``nat.ParsePortSpec``."""
+    spec = spec.strip()
+    if not spec:
+        return None
+    proto = "tcp"
+    if "/" in spec:
+        spec, proto = spec.rsplit("/", 1)
+        proto = proto.lower() or "tcp"
+    parts = spec.split(":")
+    n = len(parts)
+    target = parts[-1]
+    if n == 1:
+        ip, published = None, None
+    elif n == 2:
+        ip, published = None, parts[0]
+    elif n == 3:
+        ip, published = parts[0], parts[1]
+    else:
+        ip, published = ":".join(parts[:-2]), parts[-2]
+    if ip is not None:
+        ip = ip.strip()
+        if ip.startswith("[") and ip.endswith("]"):
+            ip = ip[1:-1]
+        ip = ip or None
+    if not re.fullmatch(r"\d+(-\d+)?", target) or (published and not re.fullmatch(r"\d+(-\d+)?", published)):
+        return None
+    return ip, published or None, target, proto
+
+
+def parse_volume_spec(spec: str, where: Where, node: Node, interpolated: bool) -> Mount:
+    """Parse short volume syntax ``[SOURCE:]TARGET[:MODE]``."""
+    parts = spec.split(":")
+    if len(parts) == 1:
+        return Mount("volume", None, parts[0], False, where, node, False, interpolated)
+    mode = ""
+    if len(parts) >= 3:
+        source, target, mode = parts[0], parts[1], ":".join(parts[2:])
+    else:
+        source, target = parts
+    read_only = "ro" in {m.strip() for m in mode.split(",")}
+    kind = "bind" if _is_path(source) else "volume"
+    return Mount(kind, source, target, read_only, where, node, False, interpolated)
+
+
+API_IMAGE = re.compile(r"(^|/)desterlib[-/]?api(:|@|$)|(^|/)dester-?api(:|@|$)", re.I)
+
+
+def find_api_service(inst: Installation) -> Service | None:
+    """The DesterLib API service: named ``api``, or the desterlib/api image, or desterlib-api."""
+    for svc in inst.services:
+        if svc.name == "api":
+            return svc
+    for svc in inst.services:
+        cn = svc.opt("container_name")
+        if API_IMAGE.search(svc.image_name) or (cn is not None and str(cn.value) in ("desterlib-api", "dester-api")):
+            return svc
+    return None
+
+
+def _layout(inst: Installation) -> str:
+    first = inst.compose_files[0].path
+    if os.path.dirname(first) == os.path.join(inst.root, "docker"):
+        return LAYOUT_NEWER
+    for ef in inst.env_files:
+        if "env_file" in ef.roles and ef.path == os.path.join(inst.root, "apps", "api", ".env"):
+            return LAYOUT_SETUP_SCRIPT
+    if os.path.isdir(os.path.join(inst.root, "apps", "api")):
+        return LAYOUT_SETUP_SCRIPT
+    if os.path.basename(first) in COMPOSE_NAMES and os.path.dirname(first) == inst.root and find_api_service(inst) is not None:
+        return LAYOUT_CLI
+    return LAYOUT_CUSTOM

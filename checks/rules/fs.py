@@ -1,0 +1,229 @@
+"""FS-*: file modes of what holds secrets, and the media library."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import stat
+
+from ..findings import ERROR, FAIL, PASS, SKIPPED, Outcome
+from ..model import Mount, Service, Where
+from . import Context, check
+from .sec import literal_secrets
+
+
+def _owner(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _mode_where(display: str, mode: int, uid: int) -> Where:
+    return Where(display, None, f"mode {mode:04o}, owner {_owner(uid)}")
+
+
+@check("FS-001")
+def fs_001(ctx: Context) -> Outcome:
+    ev = []
+    for ef in ctx.inst.env_files:
+        if ef.source is None:
+            continue
+        mode = ef.source.mode
+        if mode & 0o077:
+            who = "group and others" if mode & 0o070 and mode & 0o007 else ("others" if mode & 0o007 else "group")
+            ev.append(ctx.ev(_mode_where(ef.display, mode, ef.source.uid), None, f"readable or writable by {who}; should be 0600"))
+    return Outcome(FAIL if ev else PASS, ev)
+
+
+@check("FS-002")
+def fs_002(ctx: Context) -> Outcome:
+    holding = {where.file for _, where, _ in literal_secrets(ctx.inst)}
+    ev = []
+    for src in ctx.inst.compose_files:
+        if src.mode & 0o022:
+            ev.append(ctx.ev(_mode_where(src.display, src.mode, src.uid), None, "writable by group or others; should be 0644"))
+        elif src.display in holding and src.mode & 0o044:
+            ev.append(ctx.ev(_mode_where(src.display, src.mode, src.uid), None, "holds secrets (SEC-003) and is readable by others; 0600 until they move to .env"))
+    return Outcome(FAIL if ev else PASS, ev)
+
+
+@check("FS-003")
+def fs_003(ctx: Context) -> Outcome:
+    ev = []
+    dirs = {ctx.inst.root} | {os.path.dirname(s.path) for s in ctx.inst.compose_files}
+    for d in sorted(dirs):
+        try:
+            st = os.stat(d)
+        except OSError:
+            continue
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o022:
+            ev.append(ctx.ev(_mode_where(ctx.inst.display(d) if d != ctx.inst.root else ".", mode, st.st_uid), None, "directory writable by group or others"))
+    return Outcome(FAIL if ev else PASS, ev)
+
+
+def media_mounts(ctx: Context) -> list[tuple[Service, Mount]]:
+    """Bind mounts whose container side is the API's media path."""
+    target = ctx.inst.media_path.rstrip("/") or "/"
+    out = []
+    for svc in ctx.inst.services:
+        for mount in svc.mounts:
+            if mount.host_path is None or not mount.target:
+                continue
+            if posixpath.normpath(mount.target) == target:
+                out.append((svc, mount))
+    return out
+
+
+@check("FS-004")
+def fs_004(ctx: Context) -> Outcome:
+    mounts = media_mounts(ctx)
+    if not mounts:
+        return Outcome(SKIPPED, reason=f"no media bind mount found (container path {ctx.inst.media_path})")
+    ev = [ctx.ev(m.where, svc.name, "media mounted read-write") for svc, m in mounts if not m.read_only]
+    return Outcome(FAIL if ev else PASS, ev)
+
+
+class MediaScan:
+    """Counts of what FS-005 flags in one tree (symbolic links are never followed)."""
+
+    __slots__ = ("dirs_writable", "files_writable", "files_exec", "entries", "unreadable", "examples")
+
+    def __init__(self) -> None:
+        self.dirs_writable = 0
+        self.files_writable = 0
+        self.files_exec = 0
+        self.entries = 0
+        self.unreadable = 0
+        self.examples: list[tuple[str, int]] = []
+
+    @property
+    def offending(self) -> int:
+        return self.dirs_writable + self.files_writable + self.files_exec
+
+
+def scan_media(top: str, keep_examples: int = 5) -> MediaScan:
+    """Walk ``top`` without following symlinks; count group/other-writable and executable entries."""
+    result = MediaScan()
+    stack = [top]
+    first = True
+    while stack:
+        path = stack.pop()
+        try:
+            it = os.scandir(path)
+        except PermissionError:
+            if first:
+                raise
+            result.unreadable += 1
+            continue
+        first = False
+        with it:
+            for entry in it:
+                result.entries += 1
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    result.unreadable += 1
+                    continue
+                mode = st.st_mode
+                if stat.S_ISDIR(mode):
+                    if mode & 0o022:
+                        result.dirs_writable += 1
+                        _example(result, entry.path, mode, keep_examples)
+                    stack.append(entry.path)
+                elif stat.S_ISREG(mode):
+                    bad = False
+                    if mode & 0o022:
+                        result.files_writable += 1
+                        bad = True
+                    if mode & 0o111:
+                        result.files_exec += 1
+                        bad = True
+                    if bad:
+                        _example(result, entry.path, mode, keep_examples)
+    return result
+
+
+def _example(result: MediaScan, path: str, mode: int, keep: int) -> None:
+    if len(result.examples) < keep:
+        result.examples.append((path, stat.S_IMODE(mode)))
+
+
+@check("FS-005")
+def fs_005(ctx: Context) -> Outcome:
+    mounts = media_mounts(ctx)
+    if not mounts:
+        return Outcome(SKIPPED, reason=f"no media bind mount found (container path {ctx.inst.media_path})")
+    ev = []
+    scanned = 0
+    missing = []
+    for top in sorted({m.host_path for _, m in mounts if m.host_path}):
+        if not os.path.isdir(top) or os.path.islink(top):
+            missing.append(top)
+            continue
+        try:
+            st = os.lstat(top)
+            res = scan_media(top)
+        except PermissionError:
+            return Outcome(ERROR, reason=f"media directory {top} is not readable (permission denied); run with sudo")
+        scanned += 1
+        if st.st_mode & 0o022:
+            res.dirs_writable += 1
+            res.examples.insert(0, (top, stat.S_IMODE(st.st_mode)))
+        if res.offending:
+            parts = []
+            if res.dirs_writable:
+                parts.append(_count(res.dirs_writable, "directory", "directories") + " writable by group/other")
+            if res.files_writable:
+                parts.append(_count(res.files_writable, "file", "files") + " writable by group/other")
+            if res.files_exec:
+                parts.append(_count(res.files_exec, "file", "files") + " executable")
+            summary = f"{top}: " + ", ".join(parts) + f" (of {res.entries:,} entries)"
+            ev.append(ctx.ev(None, None, None, text=summary))
+            for path, mode in res.examples:
+                ev.append(ctx.ev(Where(path, None, f"mode {mode:04o}"), None, None))
+    if scanned == 0:
+        return Outcome(SKIPPED, reason="media directory not found on this host: " + ", ".join(missing))
+    return Outcome(FAIL if ev else PASS, ev)
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
+
+
+_STRAY = re.compile(
+    r"^(?:\.env|.+\.env|docker-compose(?:\.[\w-]+)?\.ya?ml|compose(?:\.[\w-]+)?\.ya?ml)"
+    r"(?:~|\.(?:bak\d*|orig|old|save|backup|copy|tmp|swp|rej|prev|dpkg-old|ucf-old|\d{6,}))$"
+    r"|^\.env\.(?:bak|backup|old|orig)[\w.-]*$|^\.?#\.env#?$")
+
+
+def stray_copies(ctx: Context) -> list[str]:
+    dirs = {ctx.inst.root} | {os.path.dirname(s.path) for s in ctx.inst.compose_files}
+    dirs |= {os.path.dirname(ef.path) for ef in ctx.inst.env_files}
+    found = []
+    for d in sorted(dirs):
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        for name in sorted(names):
+            if _STRAY.match(name):
+                path = os.path.join(d, name)
+                if os.path.isfile(path) and not os.path.islink(path):
+                    found.append(path)
+    return found
+
+
+@check("FS-006")
+def fs_006(ctx: Context) -> Outcome:
+    ev = []
+    for path in stray_copies(ctx):
+        st = os.lstat(path)
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o077:
+            ev.append(ctx.ev(_mode_where(ctx.inst.display(path), mode, st.st_uid), None, "a copy of a file with secrets, readable by others"))
+    return Outcome(FAIL if ev else PASS, ev)

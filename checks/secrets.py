@@ -1,0 +1,243 @@
+"""Recognising secrets, and keeping them out of every line we print.
+
+Two layers: structural masking (a password position in a URL, the value of a
+credential-shaped key, a ``--requirepass`` argument) and a safety net that
+replaces every distinctive secret value found during discovery wherever it
+appears. Common default passwords (``postgres``) are masked structurally only,
+so ``postgres:••••@postgres`` stays readable.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import Installation
+
+MASK = "••••"
+
+_CRED_SUBSTRINGS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "APIKEY", "API_KEY", "ACCESSKEY", "ACCESS_KEY",
+                    "PRIVATEKEY", "PRIVATE_KEY", "CREDENTIAL", "PASSPHRASE", "ENCRYPTIONKEY", "ENCRYPTION_KEY",
+                    "AUTHKEY", "AUTH_KEY", "SIGNINGKEY", "SIGNING_KEY", "MASTERKEY", "MASTER_KEY", "SALT",
+                    "REQUIREPASS")
+_CRED_TOKENS = {"PASS", "PWD", "PW", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "PSK", "KEY"}
+_STRICT_TOKENS = {"PASS", "PWD", "PW", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "PSK"}
+#: Keys whose value names a file or a flag, not the secret itself.
+_NOT_SECRET_SUFFIX = ("_FILE", "_PATH", "_DIR", "_URL_FILE")
+_FLAG_KEYS = re.compile(r"ALLOW_EMPTY_PASSWORD|RANDOM_ROOT_PASSWORD|PASSWORD_FILE|_ENABLED$|^ENABLE_|^USE_|^DISABLE_")
+#: Quantity words: ``JWT_EXPIRES_IN: 7d`` configures a token, it is not one.
+_KNOB_SUBSTRINGS = ("EXPIRE", "EXPIRY", "EXPIRATION", "EXPIRES", "TTL", "MINUTE", "SECOND", "HOUR", "DAYS",
+                    "MAX", "MIN", "LIMIT", "LENGTH", "SIZE", "RETENTION", "INTERVAL", "ROTATION",
+                    "REQUIREMENT", "BONUS", "CHARACTER", "CHAR", "COUNT", "TIMEOUT", "LIFETIME", "VALIDITY",
+                    "THREAD", "TOKENS", "RATE", "DURATION", "AGE", "PREFIX")
+_KNOB_TOKENS = {"PORT", "IN", "NUM", "LEN", "DAY", "TYPE", "HEADER", "NAME", "USER", "USERNAME", "HOST", "ALGORITHM"}
+_QUANTITY = re.compile(r"^\s*[0-9]+(\.[0-9]+)?\s*(ms|s|m|h|d|w|y|sec|secs|min|mins|hours?|days?|weeks?)?\s*$", re.I)
+_BOOLEAN = {"true", "false", "yes", "no", "on", "off", "y", "n", "0", "1"}
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+_HOSTLIKE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-$]+|\$\{[^}]*\})(:[0-9${}A-Za-z_:\-]*)?(?=[/?#\s\"',;)]|$)")
+
+#: Values so common that masking every occurrence would garble the report
+#: (``postgres`` is also the image, the service and the user). They are still
+#: masked wherever they appear in a password position.
+_COMMON_VALUES = {"postgres", "password", "desterlib", "changeme", "admin", "root", "secret", "redis", "mysql",
+                  "mongo", "example", "dester", "test", "default", "true", "false", "production", "development"}
+
+
+def _tokens(key: str) -> list[str]:
+    return [t for t in re.split(r"[^A-Z0-9]+", key.upper()) if t]
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a variable name looks like it holds a credential (liberal: for masking)."""
+    up = key.upper()
+    if up.endswith(_NOT_SECRET_SUFFIX):
+        return False
+    if any(s in up for s in _CRED_SUBSTRINGS):
+        return True
+    return any(t in _CRED_TOKENS for t in _tokens(up))
+
+
+def is_credential_key(key: str) -> bool:
+    """Whether a variable name is credential-shaped (strict: SEC-003 reports these)."""
+    up = key.upper()
+    if up.endswith(_NOT_SECRET_SUFFIX) or _FLAG_KEYS.search(up):
+        return False
+    if any(s in up for s in _CRED_SUBSTRINGS if s not in ("SALT", "REQUIREPASS")):
+        return True
+    if "SALT" in _tokens(up):
+        return True
+    return any(t in _STRICT_TOKENS for t in _tokens(up))
+
+
+def is_knob_key(key: str) -> bool:
+    """Whether a credential-shaped name configures a quantity (``TOKEN_TTL``)."""
+    up = key.upper()
+    toks = _tokens(up)
+    return any(t in _KNOB_TOKENS for t in toks) or any(s in up for s in _KNOB_SUBSTRINGS)
+
+
+def is_quantity(value: str) -> bool:
+    return bool(_QUANTITY.match(value))
+
+
+def is_flag_value(value: str) -> bool:
+    return value.strip().lower() in _BOOLEAN
+
+
+def url_password_span(text: str) -> tuple[int, int] | None:
+    """The span of the password in the first ``scheme://user:password@host`` in ``text``.
+
+    Robust to unencoded ``/``, ``+`` and ``@`` in the password: the userinfo ends
+    at the last ``@`` that is followed by something host-like.
+    """
+    for m in _SCHEME.finditer(text):
+        start = m.end()
+        end_token = len(text)
+        for stop in (" ", "\t", "\"", "'", "\n", "\r"):
+            k = text.find(stop, start)
+            if k >= 0:
+                end_token = min(end_token, k)
+        chunk = text[start:end_token]
+        at = -1
+        for i in range(len(chunk) - 1, -1, -1):
+            if chunk[i] == "@" and _HOSTLIKE.match(chunk, i + 1):
+                at = i
+                break
+        if at < 0:
+            continue
+        colon = _top_level_colon(chunk[:at])
+        if colon < 0:
+            continue
+        return start + colon + 1, start + at
+    return None
+
+
+def _top_level_colon(userinfo: str) -> int:
+    """The ``user:password`` colon, skipping colons inside ``${VAR:-x}``."""
+    depth = 0
+    for i, ch in enumerate(userinfo):
+        if userinfo.startswith("${", i):
+            depth += 1
+        elif ch == "}" and depth:
+            depth -= 1
+        elif ch == ":" and depth == 0:
+            return i
+    return -1
+
+
+def url_parts(text: str) -> tuple[str, str, str] | None:
+    """(user, password, rest after the ``@``) of the first URL with a password, as written."""
+    span = url_password_span(text)
+    if span is None:
+        return None
+    m = None
+    for m in _SCHEME.finditer(text[: span[0]]):
+        pass
+    user_start = m.end() if m else 0
+    return text[user_start: span[0] - 1], text[span[0]: span[1]], text[span[1] + 1:]
+
+
+def url_userinfo(text: str) -> tuple[str, str] | None:
+    """(user, password) of the first URL with a password in it, as written."""
+    parts = url_parts(text)
+    return None if parts is None else (parts[0], parts[1])
+
+
+_KV = re.compile(
+    r"""^(?P<pre>\s*(?:-\s*)?(?:export\s+)?["']?)(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<sep>["']?\s*[:=]\s*)(?P<val>.*)$""")
+_REQUIREPASS = re.compile(r"(?P<pre>--requirepass[\"',]?\s+[\"']?|^\s*requirepass\s+[\"']?)(?P<pw>[^\s\"',\]]+)", re.I | re.M)
+
+
+class Masker:
+    """Masks secrets in text that is about to be shown."""
+
+    def __init__(self, secrets: Iterable[str] = (), mask: str = MASK) -> None:
+        self.mask = mask
+        distinct = {s for s in secrets if s and len(s) >= 6 and s.lower() not in _COMMON_VALUES}
+        # Longest first, so a secret containing another is replaced whole.
+        self.values = sorted(distinct, key=len, reverse=True)
+
+    def line(self, text: str) -> str:
+        """Mask one line of configuration structurally, then by value."""
+        m = _KV.match(text)
+        if m and is_secret_key(m.group("key")):
+            val = m.group("val")
+            if val.strip() and not val.strip().startswith("#"):
+                text = m.group("pre") + m.group("key") + m.group("sep") + self._mask_value(val)
+        text = _REQUIREPASS.sub(lambda m: m.group("pre") + (m.group("pw") if _is_ref(m.group("pw")) else self.mask), text)
+        return self.text(text)
+
+    def _mask_value(self, val: str) -> str:
+        stripped = val.strip()
+        comment = ""
+        quote = stripped[:1] if stripped[:1] in "\"'" else ""
+        if quote:
+            close = stripped.find(quote, 1)
+            rest = stripped[close + 1:] if close > 0 else ""
+            return (quote + self.mask + quote + rest) if not _is_ref(stripped[1:close]) else val
+        if " #" in val:
+            val, comment = val.split(" #", 1)
+            comment = " #" + comment
+        if _is_ref(val.strip()):
+            return val + comment
+        return self.mask + comment
+
+    def text(self, text: str) -> str:
+        """Mask URL passwords, requirepass arguments and known secret values anywhere."""
+        for _ in range(8):  # a line rarely holds more than one URL
+            span = url_password_span(text)
+            if span is None or text[span[0]:span[1]] == self.mask:
+                break
+            if span[0] == span[1]:
+                break
+            text = text[: span[0]] + self.mask + text[span[1]:]
+        for value in self.values:
+            if value in text:
+                text = text.replace(value, self.mask)
+        return text
+
+
+def _is_ref(value: str) -> bool:
+    value = value.strip()
+    return bool(re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?:[:?\-+][^}]*)?\}|\$[A-Za-z_][A-Za-z0-9_]*", value))
+
+
+def collect_secrets(inst: "Installation") -> set[str]:
+    """Every secret value in the installation's env files and compose environment."""
+    found: set[str] = set()
+
+    def add(key: str, value: str | None) -> None:
+        if not value:
+            return
+        if is_secret_key(key) and not is_flag_value(value):
+            found.add(value)
+        userinfo = url_userinfo(value)
+        if userinfo and userinfo[1]:
+            found.add(userinfo[1])
+            from urllib.parse import unquote
+
+            found.add(unquote(userinfo[1]))
+        for m in _REQUIREPASS.finditer(value):
+            found.add(m.group("pw"))
+
+    for ef in inst.env_files:
+        for e in ef.entries:
+            add(e.key, e.value)
+            add(e.key, e.raw)
+    for svc in inst.services:
+        for var in svc.environment.values():
+            add(var.key, var.value)
+            add(var.key, var.raw)
+        cmd = svc.opt("command")
+        if cmd is not None:
+            words = [str(n.value) for n in cmd.value] if cmd.is_seq() else [str(cmd.value)]
+            joined = " ".join(words)
+            for m in _REQUIREPASS.finditer(joined):
+                found.add(m.group("pw"))
+    for value in inst.project_env.values():
+        userinfo = url_userinfo(value)
+        if userinfo and userinfo[1]:
+            found.add(userinfo[1])
+    return {s for s in found if s}

@@ -1,0 +1,1 @@
+"""Screens of the Textual assistant (one Screen per file)."""

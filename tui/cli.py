@@ -1,0 +1,233 @@
+"""The ``dester-harden`` command line.
+
+Kept free of heavy imports: ``dester-harden audit`` must start in a few tens of
+milliseconds (benchmarks/audit_speed.py), so textual and docker are never
+imported on this path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from checks import __version__
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _ids(text: str) -> set[str]:
+    from checks.catalog import BY_ID
+
+    ids = {t.strip().upper() for t in text.split(",") if t.strip()}
+    unknown = sorted(ids - set(BY_ID))
+    if unknown:
+        raise argparse.ArgumentTypeError("unknown check id " + ", ".join(unknown) + " (dester-harden explain lists them)")
+    return ids
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="dester-harden",
+        description="Audit and harden a self-hosted DesterLib installation.",
+        epilog="Run 'dester-harden audit' for a report, 'dester-harden demo' to try it on a bundled insecure install.",
+    )
+    parser.add_argument("--version", action="version", version=f"dester-harden {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def audit_options(p: argparse.ArgumentParser, with_dir: bool = True) -> None:
+        if with_dir:
+            p.add_argument("--dir", metavar="D", help="the DesterLib install directory (default: $DESTERLIB_DIR, else ~/.desterlib)")
+            p.add_argument("-f", "--file", metavar="FILE", action="append",
+                           help="compose file to read instead of discovering them (repeatable, like docker compose -f)")
+        p.add_argument("--profile", choices=("local", "tailscale", "internet"), default="local",
+                       help="exposure profile: local (LAN only, default), tailscale, internet (behind HTTPS)")
+        p.add_argument("--format", choices=("text", "json", "sarif"), default="text", help="output format (default: text)")
+        p.add_argument("--fail-on", choices=("critical", "high", "medium", "low", "never"), default="high",
+                       help="exit 1 when a check fails at or above this severity (default: high)")
+        p.add_argument("--only", type=_ids, metavar="ID,...", help="run only these checks")
+        p.add_argument("--skip", type=_ids, metavar="ID,...", help="do not run these checks (e.g. FS-005 on a huge library)")
+        p.add_argument("--host-root", default="/", help=argparse.SUPPRESS)
+
+    audit = sub.add_parser("audit", help="report every exposure, ranked, with why and how to fix it",
+                           description="Audit the installation from its files. Exit 0 when nothing fails at or above "
+                                       "--fail-on, 1 when something does, 2 for usage or input errors.")
+    audit_options(audit)
+
+    explain = sub.add_parser("explain", help="explain a check (ID) or the score (--score)")
+    explain.add_argument("id", nargs="?", metavar="ID", help="a check id such as NET-001")
+    explain.add_argument("--score", action="store_true", help="explain how the score is computed")
+
+    demo = sub.add_parser("demo", help="audit a bundled, deliberately insecure installation in a temporary directory")
+    audit_options(demo, with_dir=False)
+    demo.add_argument("--keep", action="store_true", help="keep the temporary installation and print its path")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # Output piped into `head`: not an error worth a traceback.
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - no traceback may reach a user
+        if os.environ.get("DESTER_HARDEN_DEBUG"):
+            raise
+        # The message is not printed: it could quote file content.
+        print(f"dester-harden: internal error ({type(exc).__name__}); set DESTER_HARDEN_DEBUG=1 for details and please report it",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _main(argv: list[str] | None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from checks.errors import InputError
+
+    try:
+        if args.command == "explain":
+            return _explain(args, parser)
+        if args.command == "demo":
+            return _demo(args)
+        if args.command is None:
+            args = parser.parse_args(["audit"] + (argv if argv is not None else sys.argv[1:]))
+        return _audit(args)
+    except InputError as exc:
+        print(f"dester-harden: error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _color_enabled(stream) -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _write(text: str, binary_utf8: bool) -> None:
+    if binary_utf8 and hasattr(sys.stdout, "buffer"):
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode("utf-8"))
+        sys.stdout.buffer.flush()
+        return
+    enc = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        text.encode(enc)
+    except UnicodeEncodeError:
+        text = text.encode(enc, errors="replace").decode(enc)
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _mask_for_stdout(fmt: str) -> str:
+    from checks.secrets import MASK
+
+    if fmt != "text":
+        return MASK
+    enc = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        MASK.encode(enc)
+        return MASK
+    except (UnicodeEncodeError, LookupError):
+        return "****"
+
+
+def run_and_render(directory: str, args) -> int:
+    from checks.audit import exit_code, run_audit
+    from checks.discovery import discover
+
+    inst = discover(directory, files=getattr(args, "file", None), host_root=args.host_root)
+    report = run_audit(inst, args.profile, only=args.only, skip=args.skip, mask=_mask_for_stdout(args.format))
+    if args.format == "json":
+        from checks.report import render_json
+
+        _write(render_json(report), True)
+    elif args.format == "sarif":
+        from checks.report import render_sarif
+
+        _write(render_sarif(report), True)
+    else:
+        from checks.report import render_text
+
+        _write(render_text(report, color=_color_enabled(sys.stdout)), False)
+    return exit_code(report, args.fail_on)
+
+
+def _audit(args) -> int:
+    from checks.discovery import default_install_dir
+
+    directory = args.dir or default_install_dir()
+    return run_and_render(directory, args)
+
+
+def _demo(args) -> int:
+    import shutil
+    import tempfile
+
+    from checks.demo import materialize
+
+    tmp = tempfile.mkdtemp(prefix="dester-harden-demo-")
+    try:
+        install = materialize(tmp)
+        code = run_and_render(install, args)
+        if args.keep:
+            print(f"The demo installation is in {install} (remove it when done).", file=sys.stderr)
+        # The demo succeeded when it ran; its findings are the point, not a failure.
+        return EXIT_OK if code in (EXIT_OK, EXIT_FINDINGS) else code
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _explain(args, parser) -> int:
+    from checks.audit import explain_score
+    from checks.catalog import BY_ID, CATALOG
+
+    if args.score:
+        print(explain_score())
+        return EXIT_OK
+    if not args.id:
+        for chk in CATALOG:
+            kind = " (live)" if chk.live else ""
+            print(f"{chk.id:<8} {chk.title}{kind}")
+        print("\nRun 'dester-harden explain ID' for why a check matters and how it is fixed.")
+        return EXIT_OK
+    chk = BY_ID.get(args.id.strip().upper())
+    if chk is None:
+        print(f"dester-harden: error: unknown check id {args.id!r} (run 'dester-harden explain' for the list)", file=sys.stderr)
+        return EXIT_USAGE
+    import textwrap
+
+    sev = chk.severity[0] if len(set(chk.severity)) == 1 else f"{chk.severity[0]} (local) / {chk.severity[1]} (tailscale) / {chk.severity[2]} (internet)"
+    out = [f"{chk.id}: {chk.title}", f"Severity: {sev}"]
+    if chk.live:
+        out.append("Kind: live check (reads the running system)")
+    if chk.profiles != ("local", "tailscale", "internet"):
+        out.append("Applies to the " + " and ".join(chk.profiles) + " profile")
+    out.append("")
+    out += textwrap.wrap("Why: " + chk.why, 80, subsequent_indent="     ")
+    out.append("")
+    out += textwrap.wrap("Fix: " + chk.fix, 80, subsequent_indent="     ")
+    print("\n".join(out))
+    return EXIT_OK
