@@ -145,14 +145,19 @@ def db_passwords(inst: Installation) -> list[Password]:
                 if var is not None and var.value:
                     u = env.get(ukey).value if ukey and env.get(ukey) is not None else "root"
                     out.append(Password(u, None, var.value, var.where, svc.name, key, False))
+    local_db = any(is_db_service(s) and s.ports for s in inst.services)
     for svc, var in _all_env_vars(inst):
         if not var.value or not _URL_KEYS.search(var.key):
             continue
+        if svc is not None and var.origin == "env_file" and svc.environment.get(var.key) is not var:
+            continue  # overridden by the service's environment: never used
         parsed = parse_db_url(var.value)
         if parsed is None:
             continue
         user, password, host, db = parsed
-        if host and host not in hosts and host not in ("localhost", "127.0.0.1", "::1", "[::1]", "host.docker.internal"):
+        # Only URLs that reach this installation's database: a compose service, or
+        # localhost when the compose file publishes a database port.
+        if host not in hosts and not (local_db and host in ("localhost", "127.0.0.1", "::1", "[::1]")):
             continue
         out.append(Password(user, db, unquote(password), var.where, svc.name if svc else None, var.key, True))
     return out

@@ -28,7 +28,7 @@ COMMON_PASSWORDS = {
     "123456", "12345678", "123456789", "qwerty", "letmein", "example", "dester", "dester_dev",
     "dester_password", "desterlib_prod", "desterlib_dev", "desterlib_test", "test", "default", "pass",
     "passw0rd", "password1", "password123", "postgrespassword", "postgres123", "mysecretpassword",
-    "redis_password", "redis_dev", "examplepass123", "your_password", "yourpassword", "db_password",
+    "redis_password", "redis_dev", "your_password", "yourpassword", "db_password",
 }
 
 

@@ -1,0 +1,67 @@
+"""Shared fixtures: a hermetic environment and helpers to run the CLI.
+
+Tests never see the developer's own HOME, DESTERLIB_DIR, colours or keyring.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent
+#: ../shared exists in CI and on developer machines, not in a user's clone.
+SHARED = Path(os.environ.get("DESTER_HARDEN_SHARED", PROJECT.parent / "shared"))
+REAL = SHARED / "real-desterlib" / "desterlib"
+PEER = SHARED / "peer-fixtures" / "compose-lint"
+
+#: A fixed clock for everything that depends on "now" (OPS-001's backup age).
+FIXED_NOW = 1_790_000_000.0  # 2026-09-21
+
+
+def need_shared(path: Path = SHARED) -> Path:
+    """Skip, visibly, when ../shared (or a part of it) is absent."""
+    if not path.exists():
+        pytest.skip(f"{path} is absent: it exists in CI and next to a developer checkout, not in a user's clone")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def hermetic_env(tmp_path_factory, monkeypatch):
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("DESTERLIB_DIR", raising=False)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("DESTER_HARDEN_DEBUG", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring")
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    yield
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(*args: str, env: dict | None = None, input: str | None = None, cwd: str | None = None) -> Result:
+    """Run ``python -m tui ARGS`` in a subprocess, as a user would (no terminal)."""
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    proc = subprocess.run([sys.executable, "-m", "tui", *args], capture_output=True, text=True, env=full_env,
+                          input=input, cwd=cwd or str(PROJECT), timeout=120)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def cli():
+    return run_cli
