@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from .catalog import BY_ID, CATALOG, PROFILES, SEVERITY_RANK, Check
 from .findings import ERROR, FAIL, PASS, SKIPPED, Finding, Outcome
 from .model import Installation
+from .perf import paused_gc
 from .rules import Context, load_all
 from .secrets import MASK, Masker
 
@@ -78,6 +79,12 @@ def run_audit(inst: Installation, profile: str = "local", only: set[str] | None 
     masker = Masker(inst.secrets, mask)
     ctx = Context(inst, profile, masker)
     report = Report(inst, profile, masker=masker)
+    with paused_gc():
+        _run(report, ctx, fns, profile, masker, only, skip)
+    return report
+
+
+def _run(report: Report, ctx: Context, fns, profile: str, masker: Masker, only, skip) -> None:
     for chk in CATALOG:
         if only and chk.id not in only:
             continue
@@ -91,7 +98,6 @@ def run_audit(inst: Installation, profile: str = "local", only: set[str] | None 
         except OSError as exc:
             outcome = Outcome(ERROR, reason=f"could not read {exc.filename or 'a file'}: {exc.strerror}")
         report.findings.append(_finding(chk, outcome, profile, masker))
-    return report
 
 
 def _finding(chk: Check, outcome: Outcome, profile: str, masker: Masker) -> Finding:

@@ -34,6 +34,7 @@ from .model import (
     Setting,
     Where,
 )
+from .perf import paused_gc
 from .secrets import collect_secrets
 from .textio import Source, read_source
 from .yamlpos import Node, parse_yaml
@@ -89,6 +90,11 @@ class _Reader:
 
 def discover(root: str, files: list[str] | None = None, host_root: str = "/", now: float | None = None) -> Installation:
     """Model the installation in ``root``; raise :class:`InputError` on bad input."""
+    with paused_gc():
+        return _discover(root, files, host_root, now)
+
+
+def _discover(root: str, files: list[str] | None, host_root: str, now: float | None) -> Installation:
     shown = root
     root = os.path.abspath(os.path.expanduser(root))
     try:

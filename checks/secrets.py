@@ -225,11 +225,13 @@ def collect_secrets(inst: "Installation") -> set[str]:
     for ef in inst.env_files:
         for e in ef.entries:
             add(e.key, e.value)
-            add(e.key, e.raw)
+            if e.raw and "$" not in e.raw:
+                add(e.key, e.raw)
     for svc in inst.services:
         for var in svc.environment.values():
             add(var.key, var.value)
-            add(var.key, var.raw)
+            if var.raw and "$" not in var.raw:
+                add(var.key, var.raw)
         cmd = svc.opt("command")
         if cmd is not None:
             words = [str(n.value) for n in cmd.value] if cmd.is_seq() else [str(cmd.value)]
