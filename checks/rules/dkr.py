@@ -145,14 +145,14 @@ def sensitive_reason(m: Mount, install_root: str) -> str | None:
     if not path:
         return None
     source = (m.source or "").strip()
-    relative = source.startswith(".") and not m.via_volume
+    # Data dirs inside the install dir (../desterlib-data/db) are DesterLib's own,
+    # even when the install dir itself lives in /root. A relative path that
+    # climbs out of it is judged by where it lands.
     if path == install_root or path.startswith(install_root.rstrip("/") + "/"):
         return None
     home_like = re.fullmatch(r"/home(/[^/]+)?|/root|/Users/[^/]+|/var/home/[^/]+", path)
     if source in ("~", "~/") or home_like:
         return "a home directory" if path != "/home" else "every home directory"
-    if relative:
-        return "the host's root filesystem" if path == "/" else None
     if path == "/":
         return "the host's root filesystem"
     for top in ("/etc", "/proc", "/sys", "/boot", "/var/lib/docker"):
