@@ -1,0 +1,501 @@
+"""The change engine: the only code that writes to the user's files.
+
+Every transaction is journaled first (write-ahead, fsynced), then applied with
+atomic replaces that keep each file's owner, group and mode. A process killed
+at any instant leaves each file wholly before or wholly after, and the next
+command rolls an unfinished transaction back (:meth:`Engine.recover`).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import stat
+import struct
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from . import walk as _walk
+from .journal import (
+    JOURNAL_DIR,
+    Redactor,
+    SecretStore,
+    Txn,
+    ensure_private_dir,
+    fsync_dir,
+    holder_info,
+    list_txns,
+    new_txn_id,
+    txn_root,
+    write_private,
+)
+from .plan import FileEdit, ModeChange, Plan, TreeChmod, sha256
+
+_HEADER = struct.Struct("<QQI")  # dev, directory inode (0: the root itself), entries
+_RECORD = struct.Struct("<QHH")  # inode, mode before, mode after
+
+
+class EngineError(Exception):
+    """A change could not be made; nothing (or everything) was rolled back."""
+
+
+class LockedError(EngineError):
+    def __init__(self, holder: dict) -> None:
+        who = holder.get("user", "?")
+        pid = holder.get("pid", "?")
+        cmd = holder.get("command", "?")
+        since = holder.get("since", "?")
+        super().__init__(f"another dester-harden ({cmd}, pid {pid}, user {who}, since {since}) is changing this installation; try again when it is done")
+        self.holder = holder
+
+
+class StaleError(EngineError):
+    """A file changed between the preview and the apply."""
+
+
+@dataclass
+class UndoConflict:
+    """A file edited by hand since the transaction: what undo would overwrite."""
+
+    path: str
+    expected: bytes | None
+    current: bytes | None
+
+
+@dataclass
+class ApplyResult:
+    txn: Txn
+    secret_store: str | None = None
+    tree_changed: int = 0
+    tree_skipped: list[str] = field(default_factory=list)
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return None
+
+
+def atomic_replace(path: str, data: bytes, mode: int, uid: int, gid: int, tag: str) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same directory, then rename."""
+    d, name = os.path.split(path)
+    tmp = os.path.join(d, f".{name}.dh-{tag}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        if (os.fstat(fd).st_uid, os.fstat(fd).st_gid) != (uid, gid):
+            os.fchown(fd, uid, gid)
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        _unlink_quiet(tmp)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(d)
+
+
+def _unlink_quiet(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class Engine:
+    """Applies plans to one installation and undoes them."""
+
+    def __init__(self, install_root: str, command: str = "fix") -> None:
+        self.root = os.path.abspath(install_root)
+        self.journal = os.path.join(self.root, JOURNAL_DIR)
+        self.command = command
+        self._lock_fd: int | None = None
+        self.notices: list[str] = []
+
+    # -- locking ------------------------------------------------------------
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the installation's lock; refuse at once if someone else has it."""
+        ensure_private_dir(self.journal)
+        path = os.path.join(self.journal, "lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                os.close(fd)
+                raise
+            try:
+                holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+            except ValueError:
+                holder = {}
+            os.close(fd)
+            raise LockedError(holder) from None
+        try:
+            info = json.dumps(holder_info(self.command)).encode()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, info, 0)
+            self._lock_fd = fd
+            yield
+        finally:
+            self._lock_fd = None
+            os.close(fd)  # closing releases the flock
+
+    # -- recovery -----------------------------------------------------------
+    def pending(self) -> list[Txn]:
+        return [t for t in list_txns(self.root) if t.state in (None, "prepared")]
+
+    def recover(self) -> list[str]:
+        """Finish what a killed run left: discard unstarted, roll back half-applied (lock held)."""
+        messages = []
+        for txn in list_txns(self.root):
+            state = txn.state
+            if state is None:
+                # Killed while writing the journal: nothing outside it was touched.
+                shutil.rmtree(txn.dir, ignore_errors=True)
+                fsync_dir(txn_root(self.root))
+            elif state == "prepared":
+                problems = self._rollback(txn)
+                txn.set_state("rolled-back")
+                msg = f"rolled back transaction {txn.id}, interrupted while it was being applied"
+                if problems:
+                    msg += " (" + "; ".join(problems) + ")"
+                messages.append(msg)
+        return messages
+
+    def _rollback(self, txn: Txn) -> list[str]:
+        problems: list[str] = []
+        redactor = self._redactor(txn)
+        for entry in reversed(txn.intent.get("entries", [])):
+            kind = entry["type"]
+            if kind == "file":
+                self._clean_temp(entry["path"], txn.id)
+                current = _read(entry["path"])
+                cur_sha = sha256(current) if current is not None else None
+                if cur_sha == entry["before_sha"]:
+                    continue
+                if cur_sha != entry["after_sha"]:
+                    problems.append(f"{entry['path']} changed by someone else; left as it is")
+                    continue
+                self._restore_file(entry, txn, redactor)
+            elif kind == "mode":
+                try:
+                    cur = stat.S_IMODE(os.lstat(entry["path"]).st_mode)
+                except FileNotFoundError:
+                    continue
+                if cur == entry["after"] and not os.path.islink(entry["path"]):
+                    os.chmod(entry["path"], entry["before"])
+            elif kind in ("tree", "tree-restore"):
+                self._tree_restore(entry["root"], os.path.join(txn.dir, entry["records"]), None)
+        return problems
+
+    def _clean_temp(self, path: str, tag: str) -> None:
+        d, name = os.path.split(path)
+        _unlink_quiet(os.path.join(d, f".{name}.dh-{tag}.tmp"))
+
+    def _restore_file(self, entry: dict, txn: Txn, redactor: Redactor) -> None:
+        if entry["before"] is None:  # the transaction created it
+            _unlink_quiet(entry["path"])
+            fsync_dir(os.path.dirname(entry["path"]))
+            return
+        data = redactor.restore(txn.blob(entry["before"]))
+        atomic_replace(entry["path"], data, entry["mode"], entry["uid"], entry["gid"], txn.id + "r")
+
+    def _redactor(self, txn: Txn) -> Redactor:
+        where = txn.intent.get("secret_store")
+        if not where:
+            return Redactor({})
+        return Redactor(SecretStore(self.journal).get(txn.id, where))
+
+    # -- apply --------------------------------------------------------------
+    def apply(self, plan: Plan, kind: str = "fix", undoes: str | None = None) -> ApplyResult:
+        """Journal the plan, then apply it; refuse if a file changed since the preview."""
+        if self._lock_fd is None:
+            with self.locked():
+                self.recover()
+                return self._apply(plan, kind, undoes)
+        return self._apply(plan, kind, undoes)
+
+    def _apply(self, plan: Plan, kind: str, undoes: str | None) -> ApplyResult:
+        entries, blobs = self._prepare_entries(plan)
+        txn_id = new_txn_id()
+        ensure_private_dir(txn_root(self.root))
+        tdir = os.path.join(txn_root(self.root), txn_id)
+        os.mkdir(tdir, 0o700)
+        txn = Txn(txn_id, tdir)
+        secrets = plan.secrets
+        redactor = Redactor(secrets)
+        store = None
+        if redactor.by_token:
+            store = SecretStore(self.journal).put(txn_id, redactor.by_token)
+        for name, data in blobs.items():
+            write_private(os.path.join(tdir, name), redactor.redact(data))
+        txn.intent = {"id": txn_id, "kind": kind, "checks": plan.checks, "undoes": undoes,
+                      "secret_store": store, "by": holder_info(self.command), "entries": entries}
+        write_private(os.path.join(tdir, "intent.json"), json.dumps(txn.intent, indent=1).encode())
+        txn.set_state("prepared")  # from here on, recovery rolls back
+        result = ApplyResult(txn, store)
+        try:
+            for entry in entries:
+                self._apply_entry(entry, txn, redactor, result)
+        except BaseException:
+            self._rollback(txn)
+            txn.set_state("rolled-back")
+            raise
+        txn.set_state("applied")
+        if undoes:
+            write_private(os.path.join(txn_root(self.root), undoes, "undone-by"), txn_id.encode())
+        return result
+
+    def _prepare_entries(self, plan: Plan) -> tuple[list[dict], dict[str, bytes]]:
+        entries: list[dict] = []
+        blobs: dict[str, bytes] = {}
+        for i, change in enumerate(plan.changes):
+            if isinstance(change, FileEdit):
+                path = os.path.abspath(change.path)
+                if os.path.islink(path):
+                    raise EngineError(f"{path} is a symbolic link; edit its target by hand")
+                current = _read(path)
+                expected_sha = sha256(change.before) if change.before is not None else None
+                cur_sha = sha256(current) if current is not None else None
+                if cur_sha != expected_sha:
+                    raise StaleError(f"{path} changed since the preview; run the fix again to see the new plan")
+                if current is not None:
+                    st = os.lstat(path)
+                    mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+                else:
+                    pst = os.stat(os.path.dirname(path))
+                    mode, uid, gid = (change.mode if change.mode is not None else 0o600), pst.st_uid, pst.st_gid
+                entry = {"type": "file", "path": path, "before_sha": cur_sha, "before": None,
+                         "after_sha": sha256(change.after) if change.after is not None else None,
+                         "after": None, "mode": mode, "uid": uid, "gid": gid}
+                if current is not None:
+                    entry["before"] = f"b{i}"
+                    blobs[f"b{i}"] = current
+                if change.after is not None:
+                    entry["after"] = f"a{i}"
+                    blobs[f"a{i}"] = change.after
+                entries.append(entry)
+            elif isinstance(change, ModeChange):
+                path = os.path.abspath(change.path)
+                st = os.lstat(path)
+                if stat.S_ISLNK(st.st_mode):
+                    raise EngineError(f"{path} is a symbolic link; not changing its target's mode")
+                if stat.S_IMODE(st.st_mode) != change.before:
+                    raise StaleError(f"{path} mode changed since the preview")
+                entries.append({"type": "mode", "path": path, "before": change.before, "after": change.after})
+            elif isinstance(change, TreeChmod):
+                entries.append({"type": "tree", "root": os.path.abspath(change.root), "records": f"tree{i}.bin"})
+            elif isinstance(change, TreeRestore):
+                entries.append({"type": "tree-restore", "root": change.root, "records": f"tree{i}.bin",
+                                "source": change.records})
+            else:  # pragma: no cover - a new change type without engine support
+                raise EngineError(f"unsupported change {type(change).__name__}")
+        return entries, blobs
+
+    def _apply_entry(self, entry: dict, txn: Txn, redactor: Redactor, result: ApplyResult) -> None:
+        kind = entry["type"]
+        if kind == "file":
+            if entry["after"] is None:
+                _unlink_quiet(entry["path"])
+                fsync_dir(os.path.dirname(entry["path"]))
+            else:
+                data = redactor.restore(txn.blob(entry["after"]))
+                mode, uid, gid = entry["mode"], entry["uid"], entry["gid"]
+                if entry["before"] is not None:
+                    # Keep the file's owner and mode as they are now (an earlier
+                    # entry of this transaction may have just changed the mode).
+                    st = os.lstat(entry["path"])
+                    mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+                atomic_replace(entry["path"], data, mode, uid, gid, txn.id)
+        elif kind == "mode":
+            os.chmod(entry["path"], entry["after"])
+        elif kind == "tree":
+            result.tree_changed += self._tree_apply(entry["root"], os.path.join(txn.dir, entry["records"]), result.tree_skipped)
+        elif kind == "tree-restore":
+            result.tree_changed += self._tree_restore(entry["root"], entry["source"], os.path.join(txn.dir, entry["records"]))
+
+    # -- bulk chmod -----------------------------------------------------------
+    def _tree_apply(self, root: str, records_path: str, skipped: list[str]) -> int:
+        """Apply the media rule; stream (inode, before, after) of each change to disk first."""
+        out = os.open(records_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        changed = 0
+        try:
+            group: list = []
+            group_key = None
+
+            def flush() -> int:
+                if not group:
+                    return 0
+                dev, dir_ino = group_key
+                buf = bytearray(_HEADER.pack(dev, dir_ino, len(group)))
+                for e, old, new in group:
+                    buf += _RECORD.pack(e.st.st_ino, old, new)
+                # Written before the chmods: a killed process leaves the records in
+                # the page cache, so recovery knows every mode it must put back.
+                os.write(out, bytes(buf))
+                n = 0
+                for e, old, new in group:
+                    if _walk.chmod_entry(e, new):
+                        n += 1
+                    else:
+                        skipped.append(e.rel)
+                group.clear()
+                return n
+
+            counter = [0]
+
+            def before_close() -> None:
+                counter[0] += flush()
+
+            for e in _walk.walk(root, on_error=lambda rel, exc: skipped.append(rel), before_close=before_close):
+                new = _walk.target_mode(e.st.st_mode)
+                if new is None:
+                    continue
+                key = e.parent
+                if key != group_key:
+                    changed += flush()
+                    group_key = key
+                group.append((e, stat.S_IMODE(e.st.st_mode), new))
+                if len(group) >= 4096:
+                    changed += flush()
+            changed += flush() + counter[0]
+            os.fsync(out)
+        finally:
+            os.close(out)
+        return changed
+
+    def _tree_restore(self, root: str, source: str, records_out: str | None) -> int:
+        """Put back every recorded mode whose entry still has the mode it was given."""
+        index = _load_index(source)
+        if not index:
+            if records_out:
+                write_private(records_out, b"")
+            return 0
+        out = os.open(records_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600) if records_out else None
+        restored = 0
+        try:
+            with open(source, "rb") as src:
+                current_dir = None
+                wanted: dict[int, tuple[int, int]] = {}
+                try:
+                    entries = _walk.walk(root)
+                    for e in entries:
+                        key = e.parent
+                        if key != current_dir:
+                            current_dir = key
+                            wanted = _read_group(src, index.get(key))
+                        rec = wanted.get(e.st.st_ino)
+                        if rec is None:
+                            continue
+                        before, after = rec
+                        if stat.S_IMODE(e.st.st_mode) != after:
+                            continue  # changed since by someone else: leave it
+                        if out is not None:
+                            os.write(out, _HEADER.pack(key[0], key[1], 1) + _RECORD.pack(e.st.st_ino, after, before))
+                        if _walk.chmod_entry(e, before):
+                            restored += 1
+                except _walk.TreeError:
+                    pass
+            if out is not None:
+                os.fsync(out)
+        finally:
+            if out is not None:
+                os.close(out)
+        return restored
+
+    # -- undo ---------------------------------------------------------------
+    def undo_plan(self, txn: Txn) -> tuple[Plan, list[UndoConflict]]:
+        """The plan that takes ``txn`` back, and files edited since it."""
+        redactor = self._redactor(txn)
+        plan = Plan(checks=list(txn.intent.get("checks", [])))
+        plan.secrets = set(redactor.by_token.values())
+        conflicts: list[UndoConflict] = []
+        for entry in reversed(txn.intent.get("entries", [])):
+            kind = entry["type"]
+            if kind == "file":
+                current = _read(entry["path"])
+                cur_sha = sha256(current) if current is not None else None
+                after = redactor.restore(txn.blob(entry["after"])) if entry["after"] else None
+                before = redactor.restore(txn.blob(entry["before"])) if entry["before"] else None
+                if cur_sha != entry["after_sha"]:
+                    conflicts.append(UndoConflict(entry["path"], after, current))
+                plan.changes.append(FileEdit(entry["path"], current, before, entry["mode"]))
+            elif kind == "mode":
+                try:
+                    cur = stat.S_IMODE(os.lstat(entry["path"]).st_mode)
+                except FileNotFoundError:
+                    continue
+                if cur != entry["after"]:
+                    conflicts.append(UndoConflict(entry["path"], None, None))
+                plan.changes.append(ModeChange(entry["path"], cur, entry["before"]))
+            elif kind in ("tree", "tree-restore"):
+                plan.changes.append(TreeRestore(entry["root"], os.path.join(txn.dir, entry["records"])))
+        return plan, conflicts
+
+    def find(self, txn_id: str | None) -> Txn:
+        txns = [t for t in list_txns(self.root) if t.state == "applied"]
+        if txn_id in (None, "--last"):
+            live = [t for t in txns if not t.undone_by and t.intent.get("kind") != "undo"]
+            if not live:
+                raise EngineError("nothing to undo: no applied transaction in this installation's journal")
+            return live[-1]
+        for t in list_txns(self.root):
+            if t.id == txn_id or (len(txn_id) >= 6 and t.id.endswith(txn_id)):
+                if t.state != "applied":
+                    raise EngineError(f"transaction {t.id} is {t.state or 'incomplete'}; only applied ones can be undone")
+                if t.undone_by:
+                    raise EngineError(f"transaction {t.id} was already undone by {t.undone_by}")
+                return t
+        raise EngineError(f"no transaction {txn_id} in this installation's journal (see dester-harden history)")
+
+
+@dataclass(frozen=True, slots=True)
+class TreeRestore:
+    """Undo of a bulk chmod: put back the modes recorded in ``records``."""
+
+    root: str
+    records: str
+
+
+def _load_index(path: str) -> dict[tuple[int, int], list[tuple[int, int]]]:
+    """(dev, dir inode) -> [(offset, count), ...] of the records file's groups."""
+    index: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        return index
+    with fh:
+        offset = 0
+        while True:
+            head = fh.read(_HEADER.size)
+            if len(head) < _HEADER.size:
+                break
+            dev, dir_ino, count = _HEADER.unpack(head)
+            offset += _HEADER.size
+            size = count * _RECORD.size
+            index.setdefault((dev, dir_ino), []).append((offset, count))
+            fh.seek(size, os.SEEK_CUR)
+            offset += size
+    return index
+
+
+def _read_group(fh, spans: list[tuple[int, int]] | None) -> dict[int, tuple[int, int]]:
+    out: dict[int, tuple[int, int]] = {}
+    for offset, count in spans or ():
+        fh.seek(offset)
+        data = fh.read(count * _RECORD.size)
+        for i in range(len(data) // _RECORD.size):
+            ino, before, after = _RECORD.unpack_from(data, i * _RECORD.size)
+            out[ino] = (before, after)
+    return out

@@ -1,0 +1,224 @@
+"""The undo journal: write-ahead records of every transaction.
+
+Layout under the install dir (dir 0700, files 0600)::
+
+    .dester-harden/
+      lock                  flock()ed by whoever applies; holds who that is
+      txn/<id>/intent.json  what the transaction changes and how to undo it
+      txn/<id>/b<N>, a<N>   file contents before/after, secrets replaced by tokens
+      txn/<id>/tree<N>.bin  bulk chmod records (only entries that changed)
+      txn/<id>/state        prepared -> applied | rolled-back
+      txn/<id>/undone-by    the id of the transaction that undid this one
+      secrets/<id>.json     secrets of a transaction when no keyring works
+
+A transaction whose ``state`` is missing was never started (nothing on disk was
+touched) and is discarded; one left at ``prepared`` is rolled back by the next
+command that runs.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import getpass
+import json
+import os
+import secrets as _secrets
+import socket
+from dataclasses import dataclass, field
+
+JOURNAL_DIR = ".dester-harden"
+TOKEN = "@@dester-harden-secret-{}@@"
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_private(path: str, data: bytes) -> None:
+    """Create or replace a 0600 journal file atomically and durably."""
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(path))
+
+
+def ensure_private_dir(path: str) -> None:
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    if os.path.islink(path):
+        raise OSError(f"{path} is a symbolic link; refusing to keep the journal there")
+    os.chmod(path, 0o700)
+
+
+def new_txn_id() -> str:
+    now = _dt.datetime.now(_dt.timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%S") + "-" + _secrets.token_hex(3)
+
+
+def holder_info(command: str) -> dict:
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in a container
+        user = str(os.getuid())
+    return {"pid": os.getpid(), "user": user, "host": socket.gethostname(), "command": command,
+            "since": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+
+
+# -- secrets kept out of the journal's plaintext --------------------------------
+
+
+class Redactor:
+    """Replaces secret values in journal blobs by numbered tokens, reversibly."""
+
+    def __init__(self, secrets: set[str] | dict[str, str]) -> None:
+        if isinstance(secrets, dict):
+            self.by_token = dict(secrets)
+        else:
+            ordered = sorted({s for s in secrets if s and len(s) >= 3}, key=lambda s: (-len(s), s))
+            self.by_token = {TOKEN.format(i): s for i, s in enumerate(ordered)}
+
+    def redact(self, data: bytes) -> bytes:
+        if b"@@dester-harden-secret-" in data:
+            raise ValueError("file already contains dester-harden's secret token; refusing to journal it ambiguously")
+        for token, secret in self.by_token.items():
+            data = data.replace(secret.encode("utf-8"), token.encode("ascii"))
+        return data
+
+    def restore(self, data: bytes) -> bytes:
+        for token, secret in self.by_token.items():
+            data = data.replace(token.encode("ascii"), secret.encode("utf-8"))
+        return data
+
+
+class SecretStore:
+    """Keeps a transaction's secrets in the OS keyring, else in a 0600 file."""
+
+    SERVICE = "dester-harden"
+
+    def __init__(self, journal_root: str) -> None:
+        self.root = journal_root
+        self._keyring = None
+        self._checked = False
+
+    def _backend(self):
+        if not self._checked:
+            self._checked = True
+            try:
+                import keyring
+                from keyring.backends import fail
+
+                kr = keyring.get_keyring()
+                if not isinstance(kr, fail.Keyring) and getattr(kr, "priority", 0) > 0:
+                    probe = "probe-" + _secrets.token_hex(4)
+                    kr.set_password(self.SERVICE, probe, "1")
+                    ok = kr.get_password(self.SERVICE, probe) == "1"
+                    try:
+                        kr.delete_password(self.SERVICE, probe)
+                    except Exception:  # noqa: BLE001
+                        pass
+                    if ok:
+                        self._keyring = kr
+            except Exception:  # noqa: BLE001 - any keyring trouble means: use the file
+                self._keyring = None
+        return self._keyring
+
+    def _user(self, txn: str) -> str:
+        return f"{os.path.realpath(os.path.dirname(self.root))}:{txn}"
+
+    def put(self, txn: str, secrets: dict[str, str]) -> str:
+        """Store; returns where: ``"keyring"`` or the file's path."""
+        data = json.dumps(secrets)
+        kr = self._backend()
+        if kr is not None:
+            try:
+                kr.set_password(self.SERVICE, self._user(txn), data)
+                return "keyring"
+            except Exception:  # noqa: BLE001
+                pass
+        d = os.path.join(self.root, "secrets")
+        ensure_private_dir(d)
+        path = os.path.join(d, f"{txn}.json")
+        write_private(path, data.encode("utf-8"))
+        return path
+
+    def get(self, txn: str, where: str) -> dict[str, str]:
+        if where == "keyring":
+            kr = self._backend()
+            raw = kr.get_password(self.SERVICE, self._user(txn)) if kr is not None else None
+            if raw is None:
+                raise LookupError("the secrets of this transaction are no longer in the keyring")
+            return json.loads(raw)
+        with open(where, encoding="utf-8") as fh:
+            return json.load(fh)
+
+
+# -- transactions ------------------------------------------------------------
+
+
+@dataclass
+class Txn:
+    """A journaled transaction as stored on disk."""
+
+    id: str
+    dir: str
+    intent: dict = field(default_factory=dict)
+
+    @property
+    def state(self) -> str | None:
+        try:
+            with open(os.path.join(self.dir, "state"), encoding="utf-8") as fh:
+                return fh.read().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def set_state(self, state: str) -> None:
+        write_private(os.path.join(self.dir, "state"), state.encode("ascii"))
+
+    @property
+    def undone_by(self) -> str | None:
+        try:
+            with open(os.path.join(self.dir, "undone-by"), encoding="utf-8") as fh:
+                return fh.read().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def blob(self, name: str) -> bytes:
+        with open(os.path.join(self.dir, name), "rb") as fh:
+            return fh.read()
+
+
+def txn_root(install_root: str) -> str:
+    return os.path.join(install_root, JOURNAL_DIR, "txn")
+
+
+def list_txns(install_root: str) -> list[Txn]:
+    root = txn_root(install_root)
+    try:
+        names = sorted(os.listdir(root))
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in names:
+        d = os.path.join(root, name)
+        if not os.path.isdir(d):
+            continue
+        txn = Txn(name, d)
+        try:
+            with open(os.path.join(d, "intent.json"), encoding="utf-8") as fh:
+                txn.intent = json.load(fh)
+        except (FileNotFoundError, ValueError):
+            txn.intent = {}
+        out.append(txn)
+    return out
