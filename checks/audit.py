@@ -51,9 +51,10 @@ def score(findings: list[Finding]) -> int:
 
 
 def explain_score() -> str:
+    # Wrapped by hand to stay within the 80 columns of the text output.
     lines = [
-        "The score starts at 100. Each failing check multiplies it by a factor for its severity",
-        "under the chosen exposure profile:",
+        "The score starts at 100. Each failing check multiplies it by a factor for its",
+        "severity under the chosen exposure profile:",
         "",
     ]
     for sev, factor in SCORE_FACTORS.items():
@@ -62,10 +63,10 @@ def explain_score() -> str:
         "",
         "score = round(100 x product of the factors of all failing checks)",
         "",
-        "Passing checks keep the score where it is. Skipped checks (not applicable, or live",
-        "checks that could not run) and checks that ended in an error count as nothing:",
-        "they never raise the score. Two criticals alone bring it to 25; a fully hardened",
-        "installation scores 100.",
+        "Passing checks keep the score where it is. Skipped checks (not applicable, or",
+        "live checks that could not run) and checks that ended in an error count as",
+        "nothing: they never raise the score. Two criticals alone bring it to 25; a fully",
+        "hardened installation scores 100.",
     ]
     return "\n".join(lines)
 

@@ -139,6 +139,13 @@ def render_json(report: Report) -> str:
     return _mask_lines(text, report) + "\n"
 
 
+def _uri(path: str) -> str:
+    """A file path as the path part of a URI (percent-encoded, ``/`` kept)."""
+    from urllib.parse import quote
+
+    return quote(path, safe="/")
+
+
 _LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
 
 
@@ -167,9 +174,11 @@ def render_sarif(report: Report) -> str:
             for ev in f.evidence:
                 if not ev.file:
                     continue
-                uri = ev.file
+                # SARIF uris are RFC 3986 references: paths with spaces or '%' must be
+                # percent-encoded ("TV Shows" -> "TV%20Shows").
+                uri = _uri(ev.file)
                 loc: dict = {"physicalLocation": {"artifactLocation": {"uri": uri}}}
-                if not os.path.isabs(uri):
+                if not os.path.isabs(ev.file):
                     loc["physicalLocation"]["artifactLocation"]["uriBaseId"] = "INSTALLDIR"
                 else:
                     loc["physicalLocation"]["artifactLocation"]["uri"] = "file://" + uri
@@ -201,7 +210,7 @@ def render_sarif(report: Report) -> str:
                 "level": "error" if f.status == ERROR else "note",
                 "message": {"text": f"{f.id} {f.status}: {f.reason or ''}".strip()},
             })
-    root_uri = "file://" + inst.root.rstrip("/") + "/"
+    root_uri = "file://" + _uri(inst.root.rstrip("/")) + "/"
     doc = {
         "$schema": "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json",
         "version": "2.1.0",

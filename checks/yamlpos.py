@@ -220,6 +220,23 @@ def _tab_near(text: str, line: int, column: int) -> bool:
     return "\t" in row[: column + 1] or (row[column:column + 1] == "\t")
 
 
+_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+
+
+def _unquote_content(problem: str) -> str:
+    """Drop file content that PyYAML's pure-Python parser quotes in its messages.
+
+    ``found undefined alias 'Zq8...'`` could be a password written unquoted after
+    a ``*``; libyaml never quotes it. Single characters ('\\t', ',') and token
+    names ('<block end>') carry no secret and help, so they stay.
+    """
+    def keep(m: re.Match) -> str:
+        inner = m.group(1) if m.group(1) is not None else m.group(2)
+        return m.group(0) if len(inner) <= 2 or (inner.startswith("<") and inner.endswith(">")) else "..."
+
+    return _QUOTED.sub(keep, problem)
+
+
 def parse_yaml(text: str, file: str) -> Node | None:
     """Parse one YAML document into a :class:`Node` tree (None for an empty file)."""
     try:
@@ -227,7 +244,7 @@ def parse_yaml(text: str, file: str) -> Node | None:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        problem = (exc.problem or exc.context or "invalid YAML").strip()
+        problem = _unquote_content((exc.problem or exc.context or "invalid YAML").strip())
         if mark is not None and _tab_near(text, mark.line, mark.column):
             problem = "tab character where YAML allows only spaces (indent with spaces)"
         elif "expected a single document" in problem or "another document" in problem:

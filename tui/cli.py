@@ -148,9 +148,19 @@ def _mask_for_stdout(fmt: str) -> str:
     enc = getattr(sys.stdout, "encoding", None) or "utf-8"
     try:
         MASK.encode(enc)
-        return MASK
     except (UnicodeEncodeError, LookupError):
         return "****"
+    # Under LC_ALL=C Python's UTF-8 mode makes stdout UTF-8, but the locale says
+    # the terminal shows ASCII: "••••" would print as mojibake there.
+    import locale
+
+    try:
+        codeset = locale.nl_langinfo(locale.CODESET)
+    except (AttributeError, ValueError):
+        return MASK
+    if codeset.replace("-", "").replace("_", "").lower() in ("ansix3.41968", "ascii", "usascii"):
+        return "****"
+    return MASK
 
 
 def run_and_render(directory: str, args) -> int:
