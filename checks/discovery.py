@@ -453,7 +453,8 @@ class _ServiceBuilder:
 
     def host_path(self, source: str, base_dir: str) -> str:
         if source.startswith("~"):
-            source = self._home_dir() + source[1:]
+            # compose-go's ExpandUser is filepath.Join(home, p[1:]): "~x" is home/x, never "homex".
+            source = self._home_dir().rstrip("/") + "/" + source[1:]
         if not source.startswith("/"):
             source = os.path.join(base_dir, source)
         return normalize_host_path(source)
@@ -462,6 +463,7 @@ class _ServiceBuilder:
         node = svc.opt("volumes")
         if node is None or not node.is_seq():
             return
+        by_target: dict[str, int] = {}
         for item in node.value:
             where = self.reader.where(item)
             base_dir = self.reader.dir_of(item)
@@ -483,7 +485,16 @@ class _ServiceBuilder:
                 mount.host_path = self.host_path(mount.source, base_dir)
             elif mount.kind == "volume" and mount.source:
                 self._bind_backed(mount)
-            svc.mounts.append(mount)
+            # Compose keys service volumes by target (compose-go's EnforceUnicity):
+            # an override's `./media:/media:ro` replaces the base's mount in place
+            # rather than adding a second, read-write one that never exists.
+            same = by_target.get(mount.target) if mount.target else None
+            if same is None:
+                if mount.target:
+                    by_target[mount.target] = len(svc.mounts)
+                svc.mounts.append(mount)
+            else:
+                svc.mounts[same] = mount
 
     def _bind_backed(self, mount: Mount) -> None:
         """A local-driver named volume with ``type: none``/``o: bind`` is a bind mount."""

@@ -196,6 +196,9 @@ class Service:
     environment: dict[str, EnvVar] = field(default_factory=dict)
     """The effective environment: ``environment`` over ``env_file`` entries."""
     compose_env: dict[str, EnvVar] = field(default_factory=dict)
+    compose_env_written: list[EnvVar] = field(default_factory=list)
+    """Every ``environment`` entry of every compose file, overridden ones included:
+    a secret written in the base file stays in that file when an override replaces it."""
     env_file_vars: list[EnvVar] = field(default_factory=list)
     """Every entry of every env file the service reads, in order."""
     env_files: list[EnvFile] = field(default_factory=list)

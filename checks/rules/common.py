@@ -54,7 +54,8 @@ def api_service(inst: Installation) -> Service | None:
 
 def api_port(svc: Service) -> int:
     var = svc.environment.get("PORT")
-    if var is not None and var.value and var.value.strip().isdigit():
+    # str.isdigit() accepts "²", which int() refuses: only ASCII digits are a port.
+    if var is not None and var.value and re.fullmatch(r"[0-9]{1,5}", var.value.strip()):
         return int(var.value.strip())
     return 3001
 

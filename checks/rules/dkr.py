@@ -206,12 +206,23 @@ def _daemon_rotates(host_root: str) -> bool:
     return isinstance(opts, dict) and "max-size" in opts
 
 
+def _daemon_log_driver(host_root: str) -> str:
+    """The daemon's default log driver: json-file unless daemon.json names another."""
+    try:
+        with open(os.path.join(host_root, "etc/docker/daemon.json"), encoding="utf-8") as fh:
+            conf = json.load(fh)
+    except (OSError, ValueError):
+        return "json-file"
+    return str(conf.get("log-driver") or "json-file").lower() if isinstance(conf, dict) else "json-file"
+
+
 _ROTATING_DRIVERS = {"local", "journald", "syslog", "none", "fluentd", "gelf", "awslogs", "splunk", "gcplogs", "loki", "etwlogs"}
 
 
 @check("DKR-008")
 def dkr_008(ctx: Context) -> Outcome:
     daemon = _daemon_rotates(ctx.inst.host_root)
+    daemon_driver = _daemon_log_driver(ctx.inst.host_root)
     ev = []
     for svc in ctx.inst.services:
         node = svc.opt("logging")
@@ -220,13 +231,18 @@ def dkr_008(ctx: Context) -> Outcome:
                 ev.append(ctx.svc_ev(svc, "default json-file logging without max-size"))
             continue
         driver = node.get("driver")
-        name = str(driver.value).lower() if driver is not None and driver.value else "json-file"
+        name = str(driver.value).lower() if driver is not None and driver.value else daemon_driver
         if name in _ROTATING_DRIVERS:
             continue
         opts = node.get("options")
         if opts is not None and opts.is_map() and opts.get("max-size") is not None:
             continue
-        if name == "json-file" and node.get("driver") is None and daemon:
+        # Docker merges the daemon's log-opts into every container whose driver is
+        # the daemon's default, whether the compose file names it or not
+        # (Daemon.mergeAndVerifyLogConfig).
+        if daemon and name == daemon_driver:
             continue
-        ev.append(ctx.ev(Where(node.file, node.line, "logging:"), svc.name, f"{name} logging without max-size"))
+        # Cite the "logging:" key itself: a block mapping's value starts a line lower.
+        at = (svc.node.keys or {}).get("logging") or node
+        ev.append(ctx.ev(Where(at.file, at.line, "logging:"), svc.name, f"{name} logging without max-size"))
     return Outcome(FAIL if ev else PASS, ev)

@@ -100,7 +100,7 @@ def _literal_secret_note(var: EnvVar, project_env: dict[str, str]) -> str | None
                 return None
             return f"{var.key} is set to a literal value"
         # ${VAR:-default}: the default ships in the file and is used when VAR is unset.
-        if s is not None and s.defaults and any(r not in project_env for r in s.refs):
+        if s is not None and ships_default(s.defaults) and any(r not in project_env for r in s.refs):
             if not (is_knob_key(var.key) and is_quantity(value)) and not is_flag_value(value):
                 return f"{var.key} falls back to a default written in the file"
         return None
@@ -109,7 +109,19 @@ def _literal_secret_note(var: EnvVar, project_env: dict[str, str]) -> str | None
         password = parts[1]
         if password and not interpolate(password, {}).refs:
             return "a connection URL with a literal password"
+        # postgresql://u:${PW:-dester_password}@...: with PW unset, the password in use is in the file.
+        if password and ships_default(interpolate(password, project_env).defaults):
+            return "a connection URL whose password falls back to a default written in the file"
     return None
+
+
+def ships_default(defaults: list[str]) -> bool:
+    """Whether interpolation used a default that has literal text in it.
+
+    ``${TMDB_API_KEY:-}`` and ``${A:-${B}}`` fall back to nothing written in the
+    file; ``${PW:-dester_password}`` falls back to a secret that is.
+    """
+    return any(interpolate(d, {}).literal for d in defaults)
 
 
 def command_words(svc: Service) -> list[tuple[str, Node]]:
@@ -137,16 +149,24 @@ def literal_secrets(inst: Installation) -> list[tuple[Service, Where, str]]:
     """Secrets written literally in compose files (SEC-003, and FS-002 needs it too)."""
     out = []
     for svc in inst.services:
-        for var in svc.compose_env.values():
+        # Written, not effective: the text of an overridden entry is still in its file.
+        for var in svc.compose_env_written:
             note = _literal_secret_note(var, inst.project_env)
             if note:
                 out.append((svc, var.where, note))
         for arg, node in requirepass_args(svc):
-            if arg.strip("\"'") and not interpolate(arg, {}).refs:
-                src = next((c for c in inst.compose_files if c.display == node.file), None)
-                lines = src.text.splitlines() if src else []
-                text = lines[node.line - 1] if 0 < node.line <= len(lines) else ""
-                out.append((svc, Where(node.file, node.line, text), "Redis password written in the command"))
+            if not arg.strip("\"'"):
+                continue
+            if not interpolate(arg, {}).refs:
+                note = "Redis password written in the command"
+            elif ships_default(interpolate(arg, inst.project_env).defaults):
+                note = "Redis password falls back to a default written in the command"
+            else:
+                continue
+            src = next((c for c in inst.compose_files if c.display == node.file), None)
+            lines = src.text.splitlines() if src else []
+            text = lines[node.line - 1] if 0 < node.line <= len(lines) else ""
+            out.append((svc, Where(node.file, node.line, text), note))
     return out
 
 
