@@ -130,6 +130,7 @@ def _discover(root: str, files: list[str] | None, host_root: str, now: float | N
     project_env = project_env_file.as_dict() if project_env_file else {}
 
     sources: list[Source] = []
+    docs: list[Node] = []
     merged: Node | None = None
     for path in compose_paths:
         src = reader.read(path, "compose file")
@@ -142,6 +143,7 @@ def _discover(root: str, files: list[str] | None, host_root: str, now: float | N
         svcs = doc.get("services")
         if svcs is not None and svcs.value is not None and not svcs.is_map():
             raise InputError("'services' must be a mapping of service names", src.display, svcs.line)
+        docs.append(doc)
         merged = doc if merged is None else _merge(merged, doc, ())
     if merged is None:
         raise InputError("compose file is empty", sources[0].display)
@@ -167,7 +169,7 @@ def _discover(root: str, files: list[str] | None, host_root: str, now: float | N
         if ef is not None:
             env_files.setdefault(ef.path, ef)
 
-    builder = _ServiceBuilder(inst, reader, env_files)
+    builder = _ServiceBuilder(inst, reader, env_files, docs)
     services = merged.get("services")
     if services is not None and services.is_map():
         for name, node in services.items():
@@ -279,8 +281,9 @@ def _drop_resets(node: Node) -> Node | None:
 
 
 class _ServiceBuilder:
-    def __init__(self, inst: Installation, reader: _Reader, env_files: dict[str, EnvFile]) -> None:
+    def __init__(self, inst: Installation, reader: _Reader, env_files: dict[str, EnvFile], docs: list[Node] | None = None) -> None:
         self.inst = inst
+        self.docs = docs or []  # each compose file's own top-level mapping, before merging
         self.reader = reader
         self.env_files = env_files
         top = inst.top
@@ -315,6 +318,16 @@ class _ServiceBuilder:
             svc.image = self.setting(image)
         self._env_files(svc)
         self._environment(svc)
+        if len(self.docs) > 1:
+            # The merged model keeps only the winning entries; what each file says
+            # (an overridden literal password too) is read from the file itself.
+            svc.compose_env_written = []
+            for doc in self.docs:
+                svcs = doc.get("services")
+                own = svcs.get(name) if svcs is not None and svcs.is_map() else None
+                env = own.get("environment") if own is not None and own.is_map() else None
+                if env is not None and env.value is not None:
+                    self._environment(svc, env, effective=False)
         self._ports(svc)
         self._mounts(svc)
         return svc
@@ -378,8 +391,9 @@ class _ServiceBuilder:
                 elif item.value is not None:
                     yield str(item.value).split("=", 1)[0], item, item
 
-    def _environment(self, svc: Service) -> None:
-        node = svc.opt("environment")
+    def _environment(self, svc: Service, node: Node | None = None, effective: bool = True) -> None:
+        """The service's environment; with ``effective=False`` only ``compose_env_written`` grows."""
+        node = svc.opt("environment") if node is None else node
         if node is None or node.value is None:
             return
         for key, value_node, cite in self._env_items(node):
@@ -405,8 +419,10 @@ class _ServiceBuilder:
                     value = str(value)
                 raw = s.raw if isinstance(s.raw, str) else (None if s.raw is None else str(s.raw))
                 var = EnvVar(key, value, raw, "compose", where, s)
-            svc.compose_env[key] = var
-            svc.environment[key] = var
+            svc.compose_env_written.append(var)
+            if effective:
+                svc.compose_env[key] = var
+                svc.environment[key] = var
 
     @staticmethod
     def _is_list_item(container: Node, item: Node) -> bool:
