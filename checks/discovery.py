@@ -15,6 +15,7 @@ import pwd
 import re
 import stat
 import time
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 from .envfile import load_env_file
@@ -36,7 +37,7 @@ from .model import (
 )
 from .perf import paused_gc
 from .secrets import collect_secrets
-from .textio import Source, read_source
+from .textio import Source, decode_source, read_source
 from .yamlpos import Node, parse_yaml
 
 #: Compose's own search order for the main file in a directory.
@@ -53,13 +54,31 @@ def default_install_dir() -> str:
     return os.environ.get("DESTERLIB_DIR") or os.path.join(os.path.expanduser("~"), ".desterlib")
 
 
+@dataclass
+class Overlay:
+    """Planned contents and modes that discovery reads instead of the disk.
+
+    The fix planner re-audits its plan in memory through this, with every
+    path exactly where it is on disk, before anything is written.
+    """
+
+    contents: dict[str, bytes] = field(default_factory=dict)
+    """Absolute path -> the bytes the file will have."""
+    modes: dict[str, int] = field(default_factory=dict)
+    """Absolute path -> the permission bits it will have."""
+
+
 class _Reader:
     """Reads files once and turns nodes into positioned evidence."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, overlay: Overlay | None = None) -> None:
         self.root = root
+        self.overlay = overlay or Overlay()
         self.sources: dict[str, Source] = {}
         self._lines: dict[str, list[str]] = {}
+
+    def exists(self, path: str) -> bool:
+        return os.path.abspath(path) in self.overlay.contents or os.path.lexists(path)
 
     def display(self, path: str) -> str:
         rel = os.path.relpath(path, self.root)
@@ -69,7 +88,13 @@ class _Reader:
         path = os.path.abspath(path)
         src = self.sources.get(path)
         if src is None:
-            src = read_source(path, self.display(path), kind)
+            planned = self.overlay.contents.get(path)
+            if planned is None:
+                src = read_source(path, self.display(path), kind)
+            else:
+                src = decode_source(path, self.display(path), kind, planned, _planned_stat(path, planned))
+            if path in self.overlay.modes:
+                src = replace(src, mode=self.overlay.modes[path])
             self.sources[path] = src
             self.sources[src.display] = src
         return src
@@ -88,13 +113,27 @@ class _Reader:
         return os.path.dirname(src.path) if src else self.root
 
 
-def discover(root: str, files: list[str] | None = None, host_root: str = "/", now: float | None = None) -> Installation:
-    """Model the installation in ``root``; raise :class:`InputError` on bad input."""
+def _planned_stat(path: str, data: bytes) -> os.stat_result:
+    """The stat a planned file will have: the real one, or a new file's (0600, owned like its directory)."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        parent = os.stat(os.path.dirname(path))
+        now = time.time()
+        return os.stat_result((stat.S_IFREG | 0o600, 0, parent.st_dev, 1, parent.st_uid, parent.st_gid, len(data), now, now, now))
+
+
+def discover(root: str, files: list[str] | None = None, host_root: str = "/", now: float | None = None,
+             overlay: Overlay | None = None) -> Installation:
+    """Model the installation in ``root``; raise :class:`InputError` on bad input.
+
+    With ``overlay``, planned contents and modes are read instead of the disk's.
+    """
     with paused_gc():
-        return _discover(root, files, host_root, now)
+        return _discover(root, files, host_root, now, overlay)
 
 
-def _discover(root: str, files: list[str] | None, host_root: str, now: float | None) -> Installation:
+def _discover(root: str, files: list[str] | None, host_root: str, now: float | None, overlay: Overlay | None) -> Installation:
     shown = root
     root = os.path.abspath(os.path.expanduser(root))
     try:
@@ -110,20 +149,20 @@ def _discover(root: str, files: list[str] | None, host_root: str, now: float | N
     except PermissionError:
         raise InputError("install directory is not readable (permission denied)", shown) from None
 
-    reader = _Reader(root)
+    reader = _Reader(root, overlay)
     root_env_path = os.path.join(root, ".env")
     root_env: EnvFile | None = None
-    if os.path.lexists(root_env_path):
+    if reader.exists(root_env_path):
         root_env = load_env_file(reader.read(root_env_path, "env file"), "root")
 
-    compose_paths = _compose_paths(root, files, root_env)
+    compose_paths = _compose_paths(root, files, root_env, reader.exists)
     project_dir = os.path.dirname(compose_paths[0])
 
     # Compose reads .env from the project directory (the first file's); the
     # newer layout keeps it at the install root, so fall back to that.
     project_env_file = root_env
     project_env_path = os.path.join(project_dir, ".env")
-    if project_dir != root and os.path.lexists(project_env_path):
+    if project_dir != root and reader.exists(project_env_path):
         project_env_file = load_env_file(reader.read(project_env_path, "env file"), "project")
     elif project_env_file is not None:
         project_env_file.roles.append("project")
@@ -161,7 +200,8 @@ def _discover(root: str, files: list[str] | None, host_root: str, now: float | N
         top=merged,
         host_root=host_root,
         now=time.time() if now is None else now,
-        root_mode=stat.S_IMODE(st.st_mode),
+        root_mode=(overlay.modes.get(root) if overlay and root in overlay.modes else stat.S_IMODE(st.st_mode)),
+        mode_overlay=dict(overlay.modes) if overlay else {},
         root_uid=st.st_uid,
     )
     env_files: dict[str, EnvFile] = {}
@@ -188,11 +228,11 @@ def _discover(root: str, files: list[str] | None, host_root: str, now: float | N
     return inst
 
 
-def _compose_paths(root: str, files: list[str] | None, root_env: EnvFile | None) -> list[str]:
+def _compose_paths(root: str, files: list[str] | None, root_env: EnvFile | None, exists=os.path.lexists) -> list[str]:
     if files:
         paths = [os.path.abspath(f) for f in files]
         for p in paths:
-            if not os.path.lexists(p):
+            if not exists(p):
                 raise InputError("compose file not found", p)
         return paths
     if root_env is not None:
@@ -202,18 +242,18 @@ def _compose_paths(root: str, files: list[str] | None, root_env: EnvFile | None)
             sep = sep_entry.value if sep_entry is not None and sep_entry.value else os.pathsep
             paths = [os.path.normpath(os.path.join(root, p)) for p in entry.value.split(sep) if p]
             for p in paths:
-                if not os.path.lexists(p):
+                if not exists(p):
                     raise InputError(f"COMPOSE_FILE names a file that does not exist: {os.path.relpath(p, root)}", root_env.display, entry.line)
             return paths
     for base in (root, os.path.join(root, "docker")):
         for name in COMPOSE_NAMES:
             main = os.path.join(base, name)
-            if os.path.lexists(main):
+            if exists(main):
                 paths = [main]
                 stem, ext = os.path.splitext(name)
                 for oext in (ext, ".yaml" if ext == ".yml" else ".yml"):
                     override = os.path.join(base, f"{stem}.override{oext}")
-                    if os.path.lexists(override):
+                    if exists(override):
                         paths.append(override)
                         break
                 return paths
@@ -354,7 +394,7 @@ class _ServiceBuilder:
             path = os.path.normpath(os.path.join(self.reader.dir_of(path_node), os.path.expanduser(rel)))
             ef = self.env_files.get(path)
             if ef is None:
-                if os.path.lexists(path):
+                if self.reader.exists(path):
                     ef = load_env_file(self.reader.read(path, "env file"), "env_file", self.inst.project_env)
                 else:
                     ef = EnvFile(path=path, display=self.reader.display(path), source=None, roles=["env_file"], required=required)

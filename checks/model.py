@@ -243,6 +243,8 @@ class Installation:
     secrets: set[str] = field(default_factory=set)
     """Every secret value found; output is masked against them."""
     root_mode: int = 0
+    mode_overlay: dict[str, int] = field(default_factory=dict)
+    """Planned modes (absolute path -> bits) that checks see instead of the disk's."""
     root_uid: int = 0
 
     def service(self, name: str) -> Service | None:
@@ -250,6 +252,14 @@ class Installation:
             if svc.name == name:
                 return svc
         return None
+
+    def lstat(self, path: str) -> tuple[int, int]:
+        """(permission bits, owner uid) of ``path`` without following a symlink, planned modes first."""
+        import os
+        import stat as _stat
+
+        st = os.lstat(path)
+        return self.mode_overlay.get(os.path.abspath(path), _stat.S_IMODE(st.st_mode)), st.st_uid
 
     def display(self, path: str) -> str:
         import os

@@ -57,12 +57,11 @@ def fs_003(ctx: Context) -> Outcome:
     dirs = {ctx.inst.root} | {os.path.dirname(s.path) for s in ctx.inst.compose_files}
     for d in sorted(dirs):
         try:
-            st = os.stat(d)
+            mode, uid = ctx.inst.lstat(d)
         except OSError:
             continue
-        mode = stat.S_IMODE(st.st_mode)
         if mode & 0o022:
-            ev.append(ctx.ev(_mode_where(ctx.inst.display(d) if d != ctx.inst.root else ".", mode, st.st_uid), None, "directory writable by group or others"))
+            ev.append(ctx.ev(_mode_where(ctx.inst.display(d) if d != ctx.inst.root else ".", mode, uid), None, "directory writable by group or others"))
     return Outcome(FAIL if ev else PASS, ev)
 
 
@@ -222,8 +221,7 @@ def stray_copies(ctx: Context) -> list[str]:
 def fs_006(ctx: Context) -> Outcome:
     ev = []
     for path in stray_copies(ctx):
-        st = os.lstat(path)
-        mode = stat.S_IMODE(st.st_mode)
+        mode, uid = ctx.inst.lstat(path)
         if mode & 0o077:
-            ev.append(ctx.ev(_mode_where(ctx.inst.display(path), mode, st.st_uid), None, "a copy of a file with secrets, readable by others"))
+            ev.append(ctx.ev(_mode_where(ctx.inst.display(path), mode, uid), None, "a copy of a file with secrets, readable by others"))
     return Outcome(FAIL if ev else PASS, ev)
