@@ -190,8 +190,8 @@ class Masker:
             span = url_password_span(text)
             if span is None or text[span[0]:span[1]] == self.mask:
                 break
-            if span[0] == span[1]:
-                break
+            if span[0] == span[1] or _is_ref(text[span[0]:span[1]]):
+                break  # no password, or ${VAR}: a name, not a secret
             text = text[: span[0]] + self.mask + text[span[1]:]
         for value in self.values:
             if value in text:
@@ -220,7 +220,8 @@ def collect_secrets(inst: "Installation") -> set[str]:
 
             found.add(unquote(userinfo[1]))
         for m in _REQUIREPASS.finditer(value):
-            found.add(m.group("pw"))
+            if "$" not in m.group("pw"):
+                found.add(m.group("pw"))
 
     for ef in inst.env_files:
         for e in ef.entries:
@@ -237,7 +238,8 @@ def collect_secrets(inst: "Installation") -> set[str]:
             words = [str(n.value) for n in cmd.value] if cmd.is_seq() else [str(cmd.value)]
             joined = " ".join(words)
             for m in _REQUIREPASS.finditer(joined):
-                found.add(m.group("pw"))
+                if "$" not in m.group("pw"):
+                    found.add(m.group("pw"))  # a ${VAR} is a name, not a secret; its value is in .env
     for value in inst.project_env.values():
         userinfo = url_userinfo(value)
         if userinfo and userinfo[1]:

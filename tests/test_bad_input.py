@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from checks.demo import materialize
 from tests.conftest import PROJECT
 
 BOMB = """\

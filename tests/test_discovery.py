@@ -14,9 +14,7 @@ import pytest
 from checks.discovery import discover, parse_port_spec
 from checks.errors import InputError
 from checks.model import LAYOUT_CLI, LAYOUT_CUSTOM, LAYOUT_NEWER, LAYOUT_SETUP_SCRIPT, Installation
-from checks.rules import Context
 from checks.rules.fs import media_mounts
-from checks.secrets import Masker
 
 from .conftest import FIXED_NOW
 
@@ -658,14 +656,10 @@ volumes:
     }
 
 
-def ctx_for(inst: Installation) -> Context:
-    return Context(inst, "local", Masker(inst.secrets))
-
-
 def test_media_mount_default_path(tmp_path):
     inst = disc(tmp_path, {"docker-compose.yml": API + "    volumes:\n      - ./media:/media\n      - ./other:/other\n"})
     assert inst.media_path == "/media"
-    assert [m.target for _, m in media_mounts(ctx_for(inst))] == ["/media"]
+    assert [m.target for _, m in media_mounts(inst)] == ["/media"]
 
 
 def test_media_mount_follows_container_media_path(tmp_path):
@@ -674,7 +668,7 @@ def test_media_mount_follows_container_media_path(tmp_path):
         "    volumes:\n      - ./media:/media\n      - type: bind\n        source: /srv/films\n        target: /library\n",
     })
     assert inst.media_path == "/library"
-    assert [(m.target, m.host_path) for _, m in media_mounts(ctx_for(inst))] == [("/library", "/srv/films")]
+    assert [(m.target, m.host_path) for _, m in media_mounts(inst)] == [("/library", "/srv/films")]
 
 
 def test_media_path_from_env_file(tmp_path):
@@ -683,12 +677,12 @@ def test_media_path_from_env_file(tmp_path):
         ".env": "CONTAINER_MEDIA_PATH=/tv\n",
     })
     assert inst.media_path == "/tv"
-    assert [m.host_path for _, m in media_mounts(ctx_for(inst))] == ["/data/tv"]
+    assert [m.host_path for _, m in media_mounts(inst)] == ["/data/tv"]
 
 
 def test_named_volume_is_not_a_media_bind_mount(tmp_path):
     inst = disc(tmp_path, {"docker-compose.yml": API + "    volumes:\n      - media:/media\nvolumes:\n  media:\n"})
-    assert media_mounts(ctx_for(inst)) == []
+    assert media_mounts(inst) == []
 
 
 # --------------------------------------------------------------------------- positions, CRLF, BOM

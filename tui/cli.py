@@ -65,6 +65,30 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("id", nargs="?", metavar="ID", help="a check id such as NET-001")
     explain.add_argument("--score", action="store_true", help="explain how the score is computed")
 
+    fix = sub.add_parser("fix", help="preview, then apply, the fixes for what the audit found (undo with 'undo')",
+                         description="Plan the fixes, show every change (diffs with secrets masked, modes, media "
+                                     "counts), then apply them all or nothing, journaled for undo. Exit codes as for "
+                                     "audit, judged on the result.")
+    audit_options(fix)
+    mode = fix.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", help="only show the plan")
+    mode.add_argument("--yes", action="store_true", help="apply without asking (needed when not on a terminal)")
+    fix.add_argument("--reveal", action="store_true", help="show secret values in the preview instead of masking them")
+    fix.add_argument("--list", action="store_true", help="with --dry-run: list every media entry FS-005 would change")
+
+    history = sub.add_parser("history", help="list the transactions in this installation's undo journal")
+    history.add_argument("--dir", metavar="D", help="the DesterLib install directory")
+
+    undo = sub.add_parser("undo", help="take back a transaction (the last one by default)")
+    undo.add_argument("txn", nargs="?", metavar="TXN", help="a transaction id from 'history' (default: the last)")
+    undo.add_argument("--last", action="store_true", help="the last applied transaction (the default)")
+    undo.add_argument("--dir", metavar="D", help="the DesterLib install directory")
+    undo.add_argument("--force", action="store_true", help="undo even files edited by hand since the transaction")
+    umode = undo.add_mutually_exclusive_group()
+    umode.add_argument("--dry-run", action="store_true", help="only show what undo would change")
+    umode.add_argument("--yes", action="store_true", help="undo without asking (needed when not on a terminal)")
+    undo.add_argument("--reveal", action="store_true", help="show secret values in the preview")
+
     demo = sub.add_parser("demo", help="audit a bundled, deliberately insecure installation in a temporary directory")
     audit_options(demo, with_dir=False)
     demo.add_argument("--keep", action="store_true", help="keep the temporary installation and print its path")
@@ -104,10 +128,28 @@ def _main(argv: list[str] | None) -> int:
             return _demo(args)
         if args.command is None:
             args = parser.parse_args(["audit"] + (argv if argv is not None else sys.argv[1:]))
+        if args.command in ("fix", "history", "undo"):
+            from tui import changes
+
+            return changes.run(args)
+        _recover_if_needed(args)
         return _audit(args)
     except InputError as exc:
         print(f"dester-harden: error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _recover_if_needed(args) -> None:
+    """Finish what a killed fix or undo left, before anything else reads the files."""
+    from checks.discovery import default_install_dir
+    from checks.journal import has_unfinished
+
+    directory = os.path.abspath(os.path.expanduser(getattr(args, "dir", None) or default_install_dir()))
+    if not has_unfinished(directory):
+        return  # the common case: a directory listing, no import of the engine
+    from tui.changes import recover
+
+    recover(directory, wait=False)
 
 
 def _one_line(text: str) -> str:

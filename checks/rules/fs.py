@@ -8,7 +8,7 @@ import re
 import stat
 
 from ..findings import ERROR, FAIL, PASS, SKIPPED, Outcome
-from ..model import Mount, Service, Where
+from ..model import Installation, Mount, Service, Where
 from . import Context, check
 from .sec import literal_secrets
 
@@ -65,11 +65,11 @@ def fs_003(ctx: Context) -> Outcome:
     return Outcome(FAIL if ev else PASS, ev)
 
 
-def media_mounts(ctx: Context) -> list[tuple[Service, Mount]]:
+def media_mounts(inst: Installation) -> list[tuple[Service, Mount]]:
     """Bind mounts whose container side is the API's media path."""
-    target = ctx.inst.media_path.rstrip("/") or "/"
+    target = inst.media_path.rstrip("/") or "/"
     out = []
-    for svc in ctx.inst.services:
+    for svc in inst.services:
         for mount in svc.mounts:
             if mount.host_path is None or not mount.target:
                 continue
@@ -80,7 +80,7 @@ def media_mounts(ctx: Context) -> list[tuple[Service, Mount]]:
 
 @check("FS-004")
 def fs_004(ctx: Context) -> Outcome:
-    mounts = media_mounts(ctx)
+    mounts = media_mounts(ctx.inst)
     if not mounts:
         return Outcome(SKIPPED, reason=f"no media bind mount found (container path {ctx.inst.media_path})")
     ev = [ctx.ev(m.where, svc.name, "media mounted read-write") for svc, m in mounts if not m.read_only]
@@ -139,7 +139,7 @@ def scan_media(top: str, keep_examples: int = 5) -> MediaScan:
                     if mode & 0o022:
                         result.files_writable += 1
                         bad = True
-                    if mode & 0o111:
+                    if mode & 0o6111:  # exec or set-id bits: what the fix's rule takes off (walk.target_mode)
                         result.files_exec += 1
                         bad = True
                     if bad:
@@ -154,7 +154,7 @@ def _example(result: MediaScan, path: str, mode: int, keep: int) -> None:
 
 @check("FS-005")
 def fs_005(ctx: Context) -> Outcome:
-    mounts = media_mounts(ctx)
+    mounts = media_mounts(ctx.inst)
     if not mounts:
         return Outcome(SKIPPED, reason=f"no media bind mount found (container path {ctx.inst.media_path})")
     ev = []
@@ -200,9 +200,9 @@ _STRAY = re.compile(
     r"|^\.env\.(?:bak|backup|old|orig)[\w.-]*$|^\.?#\.env#?$")
 
 
-def stray_copies(ctx: Context) -> list[str]:
-    dirs = {ctx.inst.root} | {os.path.dirname(s.path) for s in ctx.inst.compose_files}
-    dirs |= {os.path.dirname(ef.path) for ef in ctx.inst.env_files}
+def stray_copies(inst: Installation) -> list[str]:
+    dirs = {inst.root} | {os.path.dirname(s.path) for s in inst.compose_files}
+    dirs |= {os.path.dirname(ef.path) for ef in inst.env_files}
     found = []
     for d in sorted(dirs):
         try:
@@ -220,7 +220,7 @@ def stray_copies(ctx: Context) -> list[str]:
 @check("FS-006")
 def fs_006(ctx: Context) -> Outcome:
     ev = []
-    for path in stray_copies(ctx):
+    for path in stray_copies(ctx.inst):
         mode, uid = ctx.inst.lstat(path)
         if mode & 0o077:
             ev.append(ctx.ev(_mode_where(ctx.inst.display(path), mode, uid), None, "a copy of a file with secrets, readable by others"))

@@ -1,0 +1,189 @@
+"""The ``fix``, ``history`` and ``undo`` commands: the CLI face of the change engine."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import sys
+
+from checks.discovery import default_install_dir
+from checks.engine import Engine, EngineError, LockedError
+from checks.errors import InputError
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+
+def _err(msg: str) -> int:
+    print(f"dester-harden: error: {' '.join(msg.split())}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _root(args) -> str:
+    root = os.path.abspath(os.path.expanduser(args.dir or default_install_dir()))
+    if not os.path.isdir(root):
+        raise InputError("install directory not found (use --dir or set DESTERLIB_DIR)", args.dir or root)
+    return root
+
+
+def recover(root: str, wait: bool = False) -> list[str]:
+    """Roll back a transaction a killed run left half-applied; report it on stderr."""
+    engine = Engine(root, "recover")
+    try:
+        with engine.locked():
+            messages = engine.recover()
+    except LockedError:
+        return []  # someone is applying right now; they own the journal
+    for m in messages:
+        print(f"dester-harden: {m}", file=sys.stderr)
+    return messages
+
+
+def _confirm(question: str, yes: bool) -> bool | None:
+    """True/False from the user; None when there is no terminal to ask on."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        return None
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _mask_char() -> str:
+    from tui.cli import _mask_for_stdout
+
+    return _mask_for_stdout("text")
+
+
+def run(args) -> int:
+    try:
+        if args.command == "fix":
+            return _fix(args)
+        if args.command == "history":
+            return _history(args)
+        return _undo(args)
+    except LockedError as exc:
+        return _err(str(exc))
+    except EngineError as exc:
+        return _err(str(exc))
+
+
+def _fix(args) -> int:
+    from checks.audit import exit_code, run_audit
+    from checks.discovery import discover
+    from checks.fixes import PlanError, plan_fixes
+    from checks.preview import list_tree, render
+    from checks.plan import TreeChmod
+
+    root = _root(args)
+    recover(root)
+    try:
+        plan, planner = plan_fixes(root, args.profile, only=args.only, files=args.file, host_root=args.host_root)
+    except PlanError as exc:
+        return _err(str(exc))
+    before = planner.base_report.score
+    sys.stdout.write(render(plan, root, reveal=args.reveal, mask=_mask_char()))
+    if args.list:
+        for tree in (c for c in plan.changes if isinstance(c, TreeChmod)):
+            for line in list_tree(tree):
+                print(line)
+    if plan.empty:
+        return exit_code(planner.base_report, args.fail_on)
+    if args.dry_run:
+        print(f"\nDry run: nothing was changed. Score now {before}/100, after these changes "
+              f"{getattr(planner, 'final_report', planner.base_report).score}/100 (media modes not counted).")
+        return exit_code(getattr(planner, "final_report", planner.base_report), args.fail_on)
+    ok = _confirm("Apply these changes?", args.yes)
+    if ok is None:
+        return _err("refusing to change files without --yes when not on a terminal (see the plan above, or use --dry-run)")
+    if not ok:
+        print("Nothing was changed.")
+        return EXIT_OK
+    engine = Engine(root, "fix")
+    result = engine.apply(plan)
+    report = run_audit(discover(root, files=args.file, host_root=args.host_root), args.profile)
+    print(f"\nApplied as transaction {result.txn.id} (undo: dester-harden undo {result.txn.id}).")
+    if result.secret_store == "keyring":
+        print("The old secrets needed to undo it are in the system keyring.")
+    elif result.secret_store:
+        print(f"No keyring is available: the old secrets needed to undo it are in {result.secret_store} (mode 0600).")
+    if result.tree_skipped:
+        print(f"Media entries left alone (changed or unreadable during the walk): {len(result.tree_skipped)}")
+    print(f"Score: {before}/100 -> {report.score}/100")
+    return exit_code(report, args.fail_on)
+
+
+def _history(args) -> int:
+    from checks.journal import list_txns
+
+    root = _root(args)
+    recover(root)
+    txns = list_txns(root)
+    if not txns:
+        print("No transactions yet: 'dester-harden fix' records each change here.")
+        return EXIT_OK
+    for t in txns:
+        intent = t.intent
+        when = t.id[:15]
+        try:
+            when = _dt.datetime.strptime(t.id[:15], "%Y%m%dT%H%M%S").replace(tzinfo=_dt.timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            pass
+        state = t.state or "incomplete"
+        if t.undone_by:
+            state = f"undone by {t.undone_by}"
+        kind = intent.get("kind", "?")
+        what = ", ".join(intent.get("checks", [])) if kind == "fix" else f"undo of {intent.get('undoes')}"
+        files = [e["path"] for e in intent.get("entries", []) if e.get("type") in ("file", "mode")]
+        trees = [e["root"] for e in intent.get("entries", []) if e.get("type") in ("tree", "tree-restore")]
+        print(f"{t.id}  {when}  {kind:<4}  {state}")
+        print(f"    {what}")
+        shown = sorted({os.path.relpath(f, root) if not os.path.relpath(f, root).startswith("..") else f for f in files})
+        if shown:
+            print("    files: " + ", ".join(shown))
+        for tr in trees:
+            print(f"    media: {tr}")
+    return EXIT_OK
+
+
+def _undo(args) -> int:
+    from checks.preview import file_diff, render
+    from checks.secrets import Masker
+
+    root = _root(args)
+    engine = Engine(root, "undo")
+    with engine.locked():
+        for m in engine.recover():
+            print(f"dester-harden: {m}", file=sys.stderr)
+        txn = engine.find(None if (args.last or not args.txn) else args.txn)
+        plan, conflicts = engine.undo_plan(txn)
+        print(f"Undo of transaction {txn.id} ({', '.join(txn.intent.get('checks', [])) or 'no checks'}):")
+        if conflicts:
+            masker = None if args.reveal else Masker(plan.secrets, _mask_char())
+            print("\nEdited since the transaction (undo would overwrite these changes):")
+            from checks.plan import FileEdit
+
+            for c in conflicts:
+                if c.expected is None and c.current is None:
+                    print(f"  {c.path}: mode changed since")
+                    continue
+                print(f"  {c.path}:")
+                for line in file_diff(FileEdit(c.path, c.expected, c.current), root, masker):
+                    print("    " + line)
+            if not args.force:
+                return _err("files were edited since the transaction; undo refused (use --force to overwrite them)")
+        sys.stdout.write(render(plan, root, reveal=args.reveal, mask=_mask_char()))
+        if args.dry_run:
+            print("\nDry run: nothing was changed.")
+            return EXIT_OK
+        ok = _confirm("Undo these changes?", args.yes)
+        if ok is None:
+            return _err("refusing to change files without --yes when not on a terminal (or use --dry-run)")
+        if not ok:
+            print("Nothing was changed.")
+            return EXIT_OK
+        result = engine.apply(plan, kind="undo", undoes=txn.id)
+    print(f"Undone: transaction {txn.id} (recorded as {result.txn.id}).")
+    return EXIT_OK
