@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import signal
 import sys
+from contextlib import contextmanager
 
 from checks.discovery import default_install_dir
 from checks.engine import Engine, EngineError, LockedError
@@ -36,6 +38,24 @@ def recover(root: str, wait: bool = False) -> list[str]:
     for m in messages:
         print(f"dester-harden: {m}", file=sys.stderr)
     return messages
+
+
+@contextmanager
+def _hangup_ignored():
+    """Let a transaction finish when the SSH session drops mid-apply.
+
+    SIGHUP would kill the process between two files (recovery would then roll
+    the change back on the next run); ignoring it lets the engine commit.
+    """
+    try:
+        previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    except (ValueError, AttributeError):  # not the main thread, or no SIGHUP
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def _confirm(question: str, yes: bool) -> bool | None:
@@ -102,7 +122,8 @@ def _fix(args) -> int:
         print("Nothing was changed.")
         return EXIT_OK
     engine = Engine(root, "fix")
-    result = engine.apply(plan)
+    with _hangup_ignored():
+        result = engine.apply(plan)
     report = run_audit(discover(root, files=args.file, host_root=args.host_root), args.profile)
     print(f"\nApplied as transaction {result.txn.id} (undo: dester-harden undo {result.txn.id}).")
     if result.secret_store == "keyring":
@@ -184,6 +205,7 @@ def _undo(args) -> int:
         if not ok:
             print("Nothing was changed.")
             return EXIT_OK
-        result = engine.apply(plan, kind="undo", undoes=txn.id)
+        with _hangup_ignored():
+            result = engine.apply(plan, kind="undo", undoes=txn.id)
     print(f"Undone: transaction {txn.id} (recorded as {result.txn.id}).")
     return EXIT_OK
