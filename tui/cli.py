@@ -116,8 +116,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
+_COMMANDS = ("audit", "explain", "fix", "history", "undo", "demo")
+
+
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `dester-harden --dir D` (no command) is the default job on D: the audit.
+    if argv and argv[0] not in _COMMANDS and argv[0] not in ("-h", "--help", "--version"):
+        argv = ["audit"] + argv
     args = parser.parse_args(argv)
     from checks.errors import InputError
 
@@ -127,7 +134,7 @@ def _main(argv: list[str] | None) -> int:
         if args.command == "demo":
             return _demo(args)
         if args.command is None:
-            args = parser.parse_args(["audit"] + (argv if argv is not None else sys.argv[1:]))
+            args = parser.parse_args(["audit"])
         if args.command in ("fix", "history", "undo"):
             from tui import changes
 
