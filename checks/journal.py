@@ -22,6 +22,7 @@ import datetime as _dt
 import getpass
 import json
 import os
+import re
 import secrets as _secrets
 import socket
 from dataclasses import dataclass, field
@@ -92,14 +93,21 @@ class Redactor:
     def redact(self, data: bytes) -> bytes:
         if b"@@dester-harden-secret-" in data:
             raise ValueError("file already contains dester-harden's secret token; refusing to journal it ambiguously")
-        for token, secret in self.by_token.items():
-            data = data.replace(secret.encode("utf-8"), token.encode("ascii"))
-        return data
+        # One pass, longest secret first: replacing one secret after another
+        # would also rewrite the tokens already put in (a secret such as
+        # "dester" occurs inside every token), and restore would not undo it.
+        by_secret = {s.encode("utf-8"): t.encode("ascii") for t, s in self.by_token.items()}
+        return _one_pass(data, by_secret)
 
     def restore(self, data: bytes) -> bytes:
-        for token, secret in self.by_token.items():
-            data = data.replace(token.encode("ascii"), secret.encode("utf-8"))
+        return _one_pass(data, {t.encode("ascii"): s.encode("utf-8") for t, s in self.by_token.items()})
+
+
+def _one_pass(data: bytes, mapping: dict[bytes, bytes]) -> bytes:
+    if not mapping:
         return data
+    pattern = re.compile(b"|".join(re.escape(k) for k in sorted(mapping, key=lambda k: (-len(k), k))))
+    return pattern.sub(lambda m: mapping[m.group(0)], data)
 
 
 class SecretStore:
