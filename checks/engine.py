@@ -15,6 +15,7 @@ import os
 import shutil
 import stat
 import struct
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -105,6 +106,36 @@ def atomic_replace(path: str, data: bytes, mode: int, uid: int, gid: int, tag: s
     fsync_dir(d)
 
 
+def chmod_nofollow(path: str, mode: int) -> None:
+    """chmod ``path`` itself: never the target of a symlink swapped in after the checks."""
+    fd = os.open(path, _walk._PATH_FLAGS)
+    try:
+        if stat.S_ISLNK(os.fstat(fd).st_mode):
+            raise EngineError(f"{path} is now a symbolic link; not changing its target's mode")
+        # An O_PATH descriptor cannot be fchmod'ed; its /proc link names exactly this inode.
+        os.chmod(f"/proc/self/fd/{fd}", mode)
+    finally:
+        os.close(fd)
+
+
+def _check_unchanged(entry: dict) -> None:
+    """Just before a file is replaced: it is still the regular file the plan was checked against."""
+    path = entry["path"]
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if entry["before_sha"] is None:
+        if st is not None:
+            raise StaleError(f"{path} appeared since the preview; run the fix again to see the new plan")
+        return
+    if st is None or not stat.S_ISREG(st.st_mode):
+        raise StaleError(f"{path} was removed or replaced (by a symbolic link?) since the preview; nothing was changed")
+    current = _read(path)
+    if current is None or sha256(current) != entry["before_sha"]:
+        raise StaleError(f"{path} changed since the preview; run the fix again to see the new plan")
+
+
 def _unlink_quiet(path: str) -> None:
     try:
         os.unlink(path)
@@ -135,10 +166,15 @@ class Engine:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                 os.close(fd)
                 raise
-            try:
-                holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
-            except ValueError:
-                holder = {}
+            holder: dict = {}
+            for _ in range(20):  # the holder writes who it is just after taking the lock
+                try:
+                    holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+                except ValueError:
+                    holder = {}
+                if holder:
+                    break
+                time.sleep(0.025)
             os.close(fd)
             raise LockedError(holder) from None
         try:
@@ -194,7 +230,10 @@ class Engine:
                 except FileNotFoundError:
                     continue
                 if cur == entry["after"] and not os.path.islink(entry["path"]):
-                    os.chmod(entry["path"], entry["before"])
+                    try:
+                        chmod_nofollow(entry["path"], entry["before"])
+                    except (EngineError, FileNotFoundError):
+                        problems.append(f"{entry['path']} was replaced meanwhile; its mode was left as it is")
             elif kind in ("tree", "tree-restore"):
                 self._tree_restore(entry["root"], os.path.join(txn.dir, entry["records"]), None)
         return problems
@@ -306,6 +345,7 @@ class Engine:
     def _apply_entry(self, entry: dict, txn: Txn, redactor: Redactor, result: ApplyResult) -> None:
         kind = entry["type"]
         if kind == "file":
+            _check_unchanged(entry)
             if entry["after"] is None:
                 _unlink_quiet(entry["path"])
                 fsync_dir(os.path.dirname(entry["path"]))
@@ -319,7 +359,7 @@ class Engine:
                     mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
                 atomic_replace(entry["path"], data, mode, uid, gid, txn.id)
         elif kind == "mode":
-            os.chmod(entry["path"], entry["after"])
+            chmod_nofollow(entry["path"], entry["after"])
         elif kind == "tree":
             result.tree_changed += self._tree_apply(entry["root"], os.path.join(txn.dir, entry["records"]), result.tree_skipped)
         elif kind == "tree-restore":
@@ -417,7 +457,13 @@ class Engine:
     # -- undo ---------------------------------------------------------------
     def undo_plan(self, txn: Txn) -> tuple[Plan, list[UndoConflict]]:
         """The plan that takes ``txn`` back, and files edited since it."""
-        redactor = self._redactor(txn)
+        try:
+            redactor = self._redactor(txn)
+        except (LookupError, OSError, ValueError) as exc:
+            where = txn.intent.get("secret_store")
+            raise EngineError(f"cannot undo {txn.id}: the secrets it replaced are gone from "
+                              f"{'the keyring' if where == 'keyring' else where} ({type(exc).__name__}); "
+                              "its journal alone cannot restore them") from None
         plan = Plan(checks=list(txn.intent.get("checks", [])))
         plan.secrets = set(redactor.by_token.values())
         conflicts: list[UndoConflict] = []

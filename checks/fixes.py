@@ -278,9 +278,9 @@ def compose_check(planner: Planner, inst: Installation) -> None:
     changed = [p for p in planner.overlay.contents if any(p == s.path for s in inst.compose_files)]
     if not changed or not compose_available():
         return
-    journal = os.path.join(planner.root, ".dester-harden")
-    os.makedirs(journal, mode=0o700, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="validate-", dir=journal)
+    # A private (0700) directory outside the install: planning, and so a dry
+    # run, must leave the installation exactly as it was.
+    tmp = tempfile.mkdtemp(prefix="dester-harden-validate-")
     try:
         args = ["docker", "compose"]
         for src in inst.compose_files:

@@ -25,6 +25,7 @@ import os
 import re
 import secrets as _secrets
 import socket
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 JOURNAL_DIR = ".dester-harden"
@@ -87,7 +88,7 @@ class Redactor:
         if isinstance(secrets, dict):
             self.by_token = dict(secrets)
         else:
-            ordered = sorted({s for s in secrets if s and len(s) >= 3}, key=lambda s: (-len(s), s))
+            ordered = sorted({v for s in secrets if s and len(s) >= 3 for v in _forms(s)}, key=lambda s: (-len(s), s))
             self.by_token = {TOKEN.format(i): s for i, s in enumerate(ordered)}
 
     def redact(self, data: bytes) -> bytes:
@@ -103,11 +104,87 @@ class Redactor:
         return _one_pass(data, {t.encode("ascii"): s.encode("utf-8") for t, s in self.by_token.items()})
 
 
+def _forms(secret: str) -> set[str]:
+    """A secret as it may be written: raw, escaped inside quotes, percent-encoded in a URL (either hex case)."""
+    from urllib.parse import quote
+
+    forms = {secret}
+    # Inside YAML or .env quotes: "a\"b" and 'a''b'.
+    forms.add(secret.replace("\\", "\\\\").replace('"', '\\"'))
+    forms.add(secret.replace("'", "''"))
+    for safe in ("", "/", "!*'()~"):
+        enc = quote(secret, safe=safe)
+        forms.add(enc)
+        forms.add(re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), enc))
+    return forms
+
+
 def _one_pass(data: bytes, mapping: dict[bytes, bytes]) -> bytes:
     if not mapping:
         return data
     pattern = re.compile(b"|".join(re.escape(k) for k in sorted(mapping, key=lambda k: (-len(k), k))))
     return pattern.sub(lambda m: mapping[m.group(0)], data)
+
+
+@contextmanager
+def _keyring_change(kr, commit: bool = True):
+    """Change a keyring so that a kill midway cannot lose what it already holds.
+
+    keyrings.alt's file keyrings rewrite their one file in place on every
+    change: a kill during that rewrite would empty it, and with it the secrets
+    every earlier transaction needs for its undo. Such a keyring is pointed at
+    a private copy of its file for the change (its ``file_path`` is meant to be
+    overridden per instance), and the copy is renamed over the file when the
+    change is complete (or dropped, with ``commit=False``). Other keyrings are
+    left to their own storage.
+    """
+    try:
+        from keyrings.alt.file_base import FileBacked
+    except Exception:  # noqa: BLE001 - keyrings.alt not installed
+        FileBacked = None
+    if FileBacked is None or not isinstance(kr, FileBacked):
+        yield
+        return
+    real = kr.file_path
+    d = os.path.dirname(real) or "."
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    tmp = os.path.join(d, f".{os.path.basename(real)}.dester-harden.tmp")
+    _unlink_missing_ok(tmp)
+    try:
+        with open(real, "rb") as fh:
+            current = fh.read()
+    except FileNotFoundError:
+        current = None
+    if current is not None:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(current)
+    kr.file_path = tmp
+    try:
+        yield
+    except BaseException:
+        _unlink_missing_ok(tmp)
+        raise
+    finally:
+        kr.__dict__.pop("file_path", None)
+    if not commit or not os.path.exists(tmp):
+        _unlink_missing_ok(tmp)
+        return
+    fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fchmod(fd, 0o600)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, real)
+    fsync_dir(d)
+
+
+def _unlink_missing_ok(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 class SecretStore:
@@ -130,12 +207,14 @@ class SecretStore:
                 kr = keyring.get_keyring()
                 if not isinstance(kr, fail.Keyring) and getattr(kr, "priority", 0) > 0:
                     probe = "probe-" + _secrets.token_hex(4)
-                    kr.set_password(self.SERVICE, probe, "1")
-                    ok = kr.get_password(self.SERVICE, probe) == "1"
-                    try:
-                        kr.delete_password(self.SERVICE, probe)
-                    except Exception:  # noqa: BLE001
-                        pass
+                    # A file keyring is probed on a copy that is then dropped.
+                    with _keyring_change(kr, commit=False):
+                        kr.set_password(self.SERVICE, probe, "1")
+                        ok = kr.get_password(self.SERVICE, probe) == "1"
+                        try:
+                            kr.delete_password(self.SERVICE, probe)
+                        except Exception:  # noqa: BLE001
+                            pass
                     if ok:
                         self._keyring = kr
             except Exception:  # noqa: BLE001 - any keyring trouble means: use the file
@@ -151,7 +230,8 @@ class SecretStore:
         kr = self._backend()
         if kr is not None:
             try:
-                kr.set_password(self.SERVICE, self._user(txn), data)
+                with _keyring_change(kr):
+                    kr.set_password(self.SERVICE, self._user(txn), data)
                 return "keyring"
             except Exception:  # noqa: BLE001
                 pass
@@ -235,7 +315,7 @@ def list_txns(install_root: str) -> list[Txn]:
     root = txn_root(install_root)
     try:
         names = sorted(os.listdir(root))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return []
     out = []
     for name in names:
@@ -243,10 +323,15 @@ def list_txns(install_root: str) -> list[Txn]:
         if not os.path.isdir(d):
             continue
         txn = Txn(name, d)
+        created = 0
         try:
             with open(os.path.join(d, "intent.json"), encoding="utf-8") as fh:
                 txn.intent = json.load(fh)
+                created = os.fstat(fh.fileno()).st_mtime_ns
         except (FileNotFoundError, ValueError):
             txn.intent = {}
-        out.append(txn)
-    return out
+        out.append((name[:15], created, name, txn))
+    # Oldest first. Ids start with the second they were made in; within one
+    # second the random part says nothing, the intent's write time does.
+    out.sort(key=lambda item: item[:3])
+    return [item[3] for item in out]

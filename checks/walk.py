@@ -117,11 +117,18 @@ def _join(rel: str, name: str) -> str:
 
 def chmod_entry(entry: Entry, mode: int) -> bool:
     """chmod ``entry`` without following symlinks; False when it changed identity meanwhile."""
-    if entry.parent_fd < 0:  # the root itself
-        fd = os.open(entry.name, _DIR_FLAGS)
-    else:
-        flags = _DIR_FLAGS if stat.S_ISDIR(entry.st.st_mode) else _PATH_FLAGS
-        fd = os.open(entry.name, flags, dir_fd=entry.parent_fd)
+    try:
+        if entry.parent_fd < 0:  # the root itself
+            fd = os.open(entry.name, _DIR_FLAGS)
+        else:
+            flags = _DIR_FLAGS if stat.S_ISDIR(entry.st.st_mode) else _PATH_FLAGS
+            fd = os.open(entry.name, flags, dir_fd=entry.parent_fd)
+    except (FileNotFoundError, NotADirectoryError):
+        return False  # removed, or a directory replaced by a symlink or a file, since the listing
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return False
+        raise
     try:
         now = os.fstat(fd)
         if (now.st_dev, now.st_ino) != (entry.st.st_dev, entry.st.st_ino) or stat.S_IFMT(now.st_mode) != stat.S_IFMT(entry.st.st_mode):

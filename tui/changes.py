@@ -29,6 +29,10 @@ def _root(args) -> str:
 
 def recover(root: str, wait: bool = False) -> list[str]:
     """Roll back a transaction a killed run left half-applied; report it on stderr."""
+    from checks.journal import has_unfinished
+
+    if not has_unfinished(root):
+        return []  # the common case: nothing to do, and nothing written (not even the lock file)
     engine = Engine(root, "recover")
     try:
         with engine.locked():
@@ -88,6 +92,13 @@ def run(args) -> int:
         return _err(str(exc))
     except EngineError as exc:
         return _err(str(exc))
+    except OSError as exc:
+        # The journal or a file could not be written: unwritable (not run as
+        # the owner or with sudo), a full disk, a file where the journal goes.
+        # The message names the path and the reason, never file content.
+        where = exc.filename or ""
+        hint = "; run dester-harden as the installation's owner or with sudo" if isinstance(exc, PermissionError) else ""
+        return _err(f"{where + ': ' if where else ''}{exc.strerror or exc}{hint}; nothing more was changed")
 
 
 def _fix(args) -> int:
@@ -173,12 +184,19 @@ def _undo(args) -> int:
     from checks.preview import file_diff, render
     from checks.secrets import Masker
 
+    if args.last and args.txn is not None:
+        return _err("give a transaction id or --last, not both")
     root = _root(args)
+    from checks.journal import JOURNAL_DIR
+
+    if not os.path.isdir(os.path.join(root, JOURNAL_DIR)):
+        # Not even a journal: say so without creating one.
+        return _err("nothing to undo: no applied transaction in this installation's journal")
     engine = Engine(root, "undo")
     with engine.locked():
         for m in engine.recover():
             print(f"dester-harden: {m}", file=sys.stderr)
-        txn = engine.find(None if (args.last or not args.txn) else args.txn)
+        txn = engine.find(None if args.txn is None else args.txn)
         plan, conflicts = engine.undo_plan(txn)
         print(f"Undo of transaction {txn.id} ({', '.join(txn.intent.get('checks', [])) or 'no checks'}):")
         if conflicts:
