@@ -198,6 +198,10 @@ class Engine:
             state = txn.state
             if state is None:
                 # Killed while writing the journal: nothing outside it was touched.
+                # Its secrets file goes too (the journal's only file outside txn/).
+                secrets_dir = os.path.join(self.journal, "secrets")
+                for name in (f"{txn.id}.json.tmp", f"{txn.id}.json"):
+                    _unlink_quiet(os.path.join(secrets_dir, name))
                 shutil.rmtree(txn.dir, ignore_errors=True)
                 fsync_dir(txn_root(self.root))
             elif state == "prepared":
@@ -210,7 +214,9 @@ class Engine:
         return messages
 
     def _rollback(self, txn: Txn) -> list[str]:
+        """Put back what ``txn`` changed; safe to run again when killed midway."""
         problems: list[str] = []
+        self._unmark_undone(txn)
         redactor = self._redactor(txn)
         for entry in reversed(txn.intent.get("entries", [])):
             kind = entry["type"]
@@ -239,8 +245,24 @@ class Engine:
         return problems
 
     def _clean_temp(self, path: str, tag: str) -> None:
+        # Both the apply's temp and the one of a rollback killed before its rename.
         d, name = os.path.split(path)
-        _unlink_quiet(os.path.join(d, f".{name}.dh-{tag}.tmp"))
+        for t in (tag, tag + "r"):
+            _unlink_quiet(os.path.join(d, f".{name}.dh-{t}.tmp"))
+
+    def _unmark_undone(self, txn: Txn) -> None:
+        """An undo rolled back no longer undoes its target: remove the target's marker."""
+        undoes = txn.intent.get("undoes")
+        if not undoes or os.path.basename(undoes) != undoes or undoes in (".", ".."):
+            return
+        d = os.path.join(txn_root(self.root), undoes)
+        if not os.path.isdir(d):
+            return
+        _unlink_quiet(os.path.join(d, "undone-by.tmp"))
+        marker = os.path.join(d, "undone-by")
+        if (_read(marker) or b"").strip() == txn.id.encode():
+            _unlink_quiet(marker)
+            fsync_dir(d)
 
     def _restore_file(self, entry: dict, txn: Txn, redactor: Redactor) -> None:
         if entry["before"] is None:  # the transaction created it
@@ -287,13 +309,15 @@ class Engine:
         try:
             for entry in entries:
                 self._apply_entry(entry, txn, redactor, result)
+            if undoes:
+                # Marked while still prepared, so "applied" commits both at once:
+                # a rollback of this undo removes the mark (_unmark_undone).
+                write_private(os.path.join(txn_root(self.root), undoes, "undone-by"), txn_id.encode())
         except BaseException:
             self._rollback(txn)
             txn.set_state("rolled-back")
             raise
         txn.set_state("applied")
-        if undoes:
-            write_private(os.path.join(txn_root(self.root), undoes, "undone-by"), txn_id.encode())
         return result
 
     def _prepare_entries(self, plan: Plan) -> tuple[list[dict], dict[str, bytes]]:

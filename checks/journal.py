@@ -243,8 +243,13 @@ class SecretStore:
 
     def get(self, txn: str, where: str) -> dict[str, str]:
         if where == "keyring":
-            kr = self._backend()
-            raw = kr.get_password(self.SERVICE, self._user(txn)) if kr is not None else None
+            # Only read: a rollback must not write the keyring (no probe here).
+            try:
+                import keyring
+
+                raw = keyring.get_keyring().get_password(self.SERVICE, self._user(txn))
+            except Exception:  # noqa: BLE001 - a broken or locked keyring
+                raw = None
             if raw is None:
                 raise LookupError("the secrets of this transaction are no longer in the keyring")
             return json.loads(raw)
