@@ -154,9 +154,13 @@ def _recover_if_needed(args) -> None:
     directory = os.path.abspath(os.path.expanduser(getattr(args, "dir", None) or default_install_dir()))
     if not has_unfinished(directory):
         return  # the common case: a directory listing, no import of the engine
+    from checks.engine import EngineError
     from tui.changes import recover
 
-    recover(directory, wait=False)
+    try:
+        recover(directory, wait=False)
+    except EngineError as exc:  # the audit only reads: warn and go on
+        print(f"dester-harden: warning: {' '.join(str(exc).split())}", file=sys.stderr)
 
 
 def _one_line(text: str) -> str:
