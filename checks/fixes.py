@@ -9,6 +9,7 @@ another check fail, is an error, not a plan.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets as _secrets
@@ -25,6 +26,7 @@ from .audit import run_audit
 from .catalog import BY_ID
 from .discovery import Overlay, discover
 from .edit import EditRefused
+from .errors import InputError
 from .findings import FAIL
 from .interpolate import interpolate
 from .model import EnvEntry, EnvFile, EnvVar, Installation, Service
@@ -35,7 +37,7 @@ from .rules.fs import media_mounts as _media_mounts, stray_copies
 from .rules.net import _allowed
 from .rules.sec import _DEFAULT_SECRET, _literal_secret_note, _needs_encoding, requirepass_args, weakness
 from .secrets import is_secret_key, url_parts, url_password_span
-from .yamlpos import Node
+from .yamlpos import Node, parse_yaml
 
 #: secrets.token_urlsafe(32): 43 characters of A-Z a-z 0-9 - _, so DATABASE_URL needs no encoding.
 PASSWORD_BYTES = 32
@@ -159,11 +161,49 @@ class Planner:
         path = self.path_of(inst, node.file)
         self.write_text(path, fn(self.read_text(path)))
 
+    def own_chain(self, inst: Installation, node: Node) -> list[Node]:
+        """``node`` as its own file writes it, with its ancestors (root first).
+
+        The merged model of several compose files mixes nodes of every file in
+        one collection (keeping the first file's positions): an edit is always
+        placed by a fresh parse of the one file it changes.
+        """
+        path = self.path_of(inst, node.file)
+        root = parse_yaml(self.read_text(path), node.file)
+        chain = edit.find_chain(root, node) if root is not None else None
+        if chain is None:
+            raise EditRefused(f"cannot find line {node.line} of {node.file} again; run the fix again")
+        return chain
+
+    def own(self, inst: Installation, node: Node) -> Node:
+        return self.own_chain(inst, node)[-1]
+
+    def own_service(self, inst: Installation, svc: Service) -> Node:
+        """The service's mapping in the first compose file that defines it."""
+        return self.own(inst, svc.node)
+
+    def own_services(self, inst: Installation, name: str) -> list[Node]:
+        """The service's mapping in every compose file that defines it, in order."""
+        out = []
+        for src in inst.compose_files:
+            root = parse_yaml(self.read_text(src.path), src.display)
+            services = root.get("services") if root is not None and root.is_map() else None
+            node = services.get(name) if services is not None and services.is_map() else None
+            if node is not None and node.is_map():
+                out.append(node)
+        return out
+
     def project_env_path(self, inst: Installation) -> str:
-        return os.path.join(inst.project_dir, ".env")
+        ef = self.project_env(inst)
+        return ef.path if ef is not None else os.path.join(inst.project_dir, ".env")
 
     def project_env(self, inst: Installation) -> EnvFile | None:
-        path = self.project_env_path(inst)
+        """The env file Compose reads for ``${VAR}`` (as discovery found it: the
+        project directory's .env, else the install root's)."""
+        for ef in inst.env_files:
+            if "project" in ef.roles and ef.exists:
+                return ef
+        path = os.path.join(inst.project_dir, ".env")
         for ef in inst.env_files:
             if ef.path == path:
                 return ef
@@ -191,10 +231,22 @@ class Planner:
             for key, apply in targets(inst):
                 if key in self._refused:
                     continue
+                before = dict(self.overlay.contents), dict(self.overlay.modes)
                 try:
                     apply(inst)
-                except EditRefused as exc:
-                    self.refuse(check, str(exc), key)
+                    self.inst()  # every planned file must still parse
+                except (EditRefused, InputError) as exc:
+                    # Take back whatever this target had planned: all of it or nothing.
+                    self.overlay.contents.clear()
+                    self.overlay.contents.update(before[0])
+                    self.overlay.modes.clear()
+                    self.overlay.modes.update(before[1])
+                    reason = str(exc) if isinstance(exc, EditRefused) else (
+                        f"the edit would leave a file unreadable ({exc}); this is a dester-harden bug, please report it")
+                    self.refuse(check, reason, key)
+                    continue
+                if (dict(self.overlay.contents), dict(self.overlay.modes)) == before:
+                    self.refuse(check, f"{_key_text(key)}: the planned edit would change nothing; fix it by hand", key)
                     continue
                 break
             else:
@@ -213,6 +265,8 @@ class Planner:
                 continue
             selected.append(fixer.id)
             fixer.run(self)
+        if selected:
+            self._follow_up(selected, failing)
         if only:
             for cid in sorted(only & failing):
                 if cid not in {f.id for f in FIXERS}:
@@ -224,6 +278,24 @@ class Planner:
         plan = self._assemble(selected)
         self._validate(plan, selected)
         return plan
+
+    def _follow_up(self, selected: list[str], failing: set[str]) -> None:
+        """Fix what the planned fixes themselves make fail, with its own default fix.
+
+        Taking a service off ``network_mode: host`` (NET-004) puts it on the
+        default network (NET-005): the plan includes that fix too, and says so,
+        rather than leaving the installation worse in another check.
+        """
+        for _ in range(len(FIXERS)):
+            report = run_audit(self.inst(), self.profile)
+            newly = {f.id for f in report.findings if f.status == FAIL and f.id not in failing}
+            extra = [fx for fx in FIXERS if fx.id in newly and fx.id not in selected and fx.default]
+            if not extra:
+                return
+            for fx in extra:
+                selected.append(fx.id)
+                self.notes.append(f"{fx.id}: fixed too, because the other changes in this plan would make it fail.")
+                fx.run(self)
 
     def _assemble(self, selected: list[str]) -> Plan:
         plan = Plan(checks=selected, refusals=self.refusals, notes=self.notes)
@@ -259,10 +331,87 @@ class Planner:
         self.final_report = report
 
 
+def _key_text(key: tuple) -> str:
+    """Where a target is, for messages: its service or file (never a value)."""
+    return str(key[1]) if len(key) > 1 else str(key[0])
+
+
+# -- edits placed in one file's own parse ---------------------------------------------
+
+
+def _key_of(mapping: Node, value: Node) -> str:
+    for k, v in mapping.value.items():
+        if v is value:
+            return k
+    raise EditRefused(f"cannot find the key of line {value.line}")
+
+
+def _remove_entry(p: Planner, inst: Installation, node: Node, what: str) -> None:
+    """Remove a list item or a mapping entry (given its value) from the file that writes it.
+
+    The last entry takes its key along (``ports:`` with nothing under it would be null).
+    """
+    chain = p.own_chain(inst, node)
+    if len(chain) < 3:
+        raise EditRefused(f"{what} at {node.file}:{node.line} is not inside a service")
+    item, parent, grand = chain[-1], chain[-2], chain[-3]
+    edit.ensure_editable(item, what)
+    path = p.path_of(inst, node.file)
+    text = p.read_text(path)
+    if parent.is_seq() or parent.is_map():
+        if len(parent.value) == 1 and grand.is_map():
+            # The last entry takes its key along; a mapping left with nothing becomes {}, not null.
+            new = _delete_key(text, chain[:-1], _key_of(grand, parent))
+        elif parent.is_seq():
+            new = edit.delete_item(text, parent, item)
+        else:
+            new = _delete_key(text, chain, _key_of(parent, item))
+    else:  # pragma: no cover - a scalar has no entries
+        raise EditRefused(f"{what} at {node.file}:{node.line} is not in a list or mapping")
+    p.write_text(path, new)
+
+
+def _delete_key(text: str, chain: list[Node], key: str) -> str:
+    """Delete ``key`` from the mapping ``chain[-2]`` (``chain`` ends with the key's value).
+
+    When that is the mapping's only entry (and no ``<<`` merges into it), the
+    mapping becomes ``{}`` in its own parent instead of an empty (null) value,
+    which Compose refuses for a service.
+    """
+    mapping = chain[-2]
+    if len(mapping.value) == 1 and len(chain) >= 3 and chain[-3].is_map() and not edit.has_merge_key(text, mapping):
+        outer = chain[-3]
+        return edit.empty_value(text, outer, _key_of(outer, mapping))
+    return edit.delete_key(text, mapping, key)
+
+
+def _delete_service_key(p: Planner, inst: Installation, name: str, key: str) -> None:
+    """Remove ``key`` from the service in the first compose file that sets it."""
+    for own in p.own_services(inst, name):
+        if key in own.value:
+            path = p.path_of(inst, own.file)
+            p.write_text(path, _delete_key(p.read_text(path), p.own_chain(inst, own.value[key]), key))
+            return
+    raise EditRefused(f"'{key}' of service {name} could not be found to remove")
+
+
+def _insert_service(p: Planner, inst: Installation, svc: Service, lines: Callable[[str, Node], list[str]]) -> None:
+    """Add keys at the end of the service, in the first compose file that defines it.
+
+    ``lines(text, node)`` builds them with the file's own indentation.
+    """
+    own = p.own_service(inst, svc)
+    path = p.path_of(inst, own.file)
+    text = p.read_text(path)
+    p.write_text(path, edit.insert_lines(text, own, lines(text, own)))
+
+
 # -- compose validation by Docker Compose itself -------------------------------------
 
 
+@functools.lru_cache(maxsize=1)
 def compose_available() -> bool:
+    """Whether ``docker compose`` runs here (asked once per process)."""
     try:
         return subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=20).returncode == 0
     except (OSError, subprocess.SubprocessError):
@@ -314,8 +463,15 @@ def compose_check(planner: Planner, inst: Installation) -> None:
 
 def _rebind(planner: Planner, inst: Installation, port, ip: str) -> None:
     if port.interpolated:
-        raise EditRefused(f"the port at {port.where.file}:{port.where.line} comes from ${{...}} interpolation; set the variable in .env to bind it to {ip}")
-    node = port.node
+        raw = str(port.node.value) if port.node.is_scalar() else ""
+        names = sorted(set(interpolate(raw, {}).refs)) if raw else []
+        m = re.match(r"^\$\{?([A-Za-z_][A-Za-z0-9_]*)(?::?-[^}]*)?\}?:", raw)
+        how = (f"set {m.group(1)}={ip} in .env" if m else
+               f"set {', '.join(names)} in .env" if names else "set the variables in .env") + f" so that it binds to {ip}"
+        raise EditRefused(f"the port at {port.where.file}:{port.where.line} comes from ${{...}} interpolation "
+                          f"({', '.join('$' + n for n in names) or 'variables'}); dester-harden does not rewrite it: {how}")
+    node = planner.own(inst, port.node)
+    edit.ensure_editable(node, "the port")
     if port.long:
         if node.get("host_ip") is not None:
             planner.edit_node(inst, node, lambda t: edit.replace_scalar(t, node.get("host_ip"), ip))
@@ -325,8 +481,8 @@ def _rebind(planner: Planner, inst: Installation, port, ip: str) -> None:
     raw = str(node.value)
     proto = "/" + raw.rsplit("/", 1)[1] if "/" in raw else ""
     spec = f"{ip}:{port.published or ''}:{port.target}{proto}"
-    style = node.style or '"'
-    planner.edit_node(inst, node, lambda t: edit.ensure_editable(node, "the port") or t[:node.start] + edit.render_scalar(spec, style) + t[node.end:])
+    # The node's own quoting (render_scalar quotes a plain one only where it must).
+    planner.edit_node(inst, node, lambda t: edit.replace_scalar(t, node, spec))
 
 
 def fix_net_001(p: Planner) -> None:
@@ -342,13 +498,8 @@ def fix_net_002(p: Planner) -> None:
     def targets(inst):
         for svc in inst.services:
             for port in db_ports(svc):
-                def apply(i, svc=svc, port=port):
-                    seq = svc.opt("ports")
-                    if len(seq.value) == 1:
-                        p.edit_node(i, svc.node, lambda t: edit.delete_key(t, svc.node, "ports"))
-                    else:
-                        p.edit_node(i, port.node, lambda t: edit.delete_item(t, seq, port.node))
-                yield (("NET-002", svc.name, port.where.text.strip()), apply)
+                yield (("NET-002", svc.name, port.where.text.strip()),
+                       lambda i, port=port: _remove_entry(p, i, port.node, "the published port"))
     p.each("NET-002", targets)
 
 
@@ -373,7 +524,7 @@ def fix_net_004(p: Planner) -> None:
             for key in ("network_mode", "pid", "ipc", "userns_mode"):
                 node = svc.opt(key)
                 if node is not None and isinstance(node.value, str) and node.value.strip().lower() == "host":
-                    yield (("NET-004", svc.name, key), lambda i, svc=svc, key=key: p.edit_node(i, svc.node, lambda t: edit.delete_key(t, svc.node, key)))
+                    yield (("NET-004", svc.name, key), lambda i, svc=svc, key=key: _delete_service_key(p, i, svc.name, key))
     p.each("NET-004", targets)
     p.notes.append("NET-004: a service taken off the host network must publish the ports it serves (ports:).")
 
@@ -391,28 +542,42 @@ def fix_net_005(p: Planner) -> None:
                 continue
             if svc.opt("networks") is None:
                 def apply(i, svc=svc):
-                    text = p.read_text(p.path_of(i, svc.node.file))
-                    ci = edit.child_indent(text, svc.node)
-                    p.edit_node(i, svc.node, lambda t: edit.insert_lines(t, svc.node, ["networks:", f"{ci}- desterlib-net"]))
+                    if svc.opt("network_mode") is not None:
+                        # network_mode: bridge is the default network; Compose forbids it beside networks:.
+                        _delete_service_key(p, i, svc.name, "network_mode")
+                        return
+                    _insert_service(p, i, svc, lambda t, n: ["networks:", f"{edit.seq_indent(t, n)}- desterlib-net"])
                 yield (("NET-005", svc.name), apply)
         top = inst.top
         nets = top.get("networks") if top is not None else None
         if nets is None or not nets.is_map() or "desterlib-net" not in nets.value:
-            def add_top(i):
-                t_node = i.top
-                path = p.path_of(i, t_node.file)
-                text = p.read_text(path)
-                existing = t_node.get("networks")
-                if existing is not None and existing.is_map() and existing.keys:
-                    ci = edit.child_indent(text, existing) if any(v.is_map() for v in existing.value.values()) else "  "
-                    p.write_text(path, edit.insert_lines(text, existing, ["desterlib-net:", f"{ci}driver: bridge"]))
-                elif existing is None:
-                    ci = edit.child_indent(text, t_node)
-                    p.write_text(path, edit.insert_lines(text, t_node, ["networks:", f"{ci}desterlib-net:", f"{ci}{ci}driver: bridge"]))
-                else:
-                    raise EditRefused("the top-level networks: section is not a block mapping")
-            yield (("NET-005", "top"), add_top)
+            yield (("NET-005", "top"), lambda i: _add_top_network(p, i))
     p.each("NET-005", targets)
+
+
+def _add_top_network(p: Planner, inst: Installation) -> None:
+    """``desterlib-net`` under the top-level ``networks:`` of the file that has one, else of the first file."""
+    roots = []
+    for src in inst.compose_files:
+        root = parse_yaml(p.read_text(src.path), src.display)
+        if root is not None and root.is_map():
+            roots.append((src.path, root))
+    if not roots:
+        raise EditRefused("no compose file to add the network to")
+    for path, root in roots:
+        existing = root.get("networks")
+        if existing is None or existing.start < root.start or existing.end > root.end:
+            continue
+        text = p.read_text(path)
+        if existing.is_map() and existing.keys:
+            ci = edit.child_indent(text, existing)
+            p.write_text(path, edit.insert_lines(text, existing, ["desterlib-net:", f"{ci}driver: bridge"]))
+            return
+        raise EditRefused(f"the top-level networks: section of {root.file} is not a block mapping; add desterlib-net by hand")
+    path, root = roots[0]
+    text = p.read_text(path)
+    ci = edit.child_indent(text, root)
+    p.write_text(path, edit.insert_lines(text, root, ["networks:", f"{ci}desterlib-net:", f"{ci}{ci}driver: bridge"]))
 
 
 # -- SEC -----------------------------------------------------------------------------
@@ -536,14 +701,12 @@ def fix_sec_001(p: Planner) -> None:
 
 def _rotate(p: Planner, check: str, new: str, user_filter) -> None:
     def targets(inst):
-        project = p.project_env(inst)
         for svc, var, kind in _password_vars(inst, user_filter):
             current = unquote(parse_db_url(var.value)[1]) if kind == "url" else var.value
             if current == new:
                 continue
-            ref = _pure_ref(var.raw)
-            if ref is not None and project is not None and project.get(ref) is not None:
-                continue  # the .env entry it names is a target of its own
+            # ${NAME}: _set_password follows it to NAME in .env, whatever NAME is called
+            # (an entry that is a password place of its own is then already done).
             yield ((check, var.where.file, var.where.line, var.key), lambda i, svc=svc, var=var, kind=kind: _set_password(p, i, svc, var, kind, new, check))
     p.each(check, targets)
 
@@ -582,15 +745,83 @@ def _ships_default(raw: str, inst: Installation) -> bool:
     return ships_default(interpolate(raw, inst.project_env).defaults)
 
 
+_MOVED = "moved out of the compose file by dester-harden (SEC-003)"
+
+
+def _var_name(key: str) -> str:
+    """``key`` as a name ``${...}`` can hold (Compose keys may have dots and dashes)."""
+    name = re.sub(r"[^A-Za-z0-9_]", "_", key)
+    return "_" + name if name[:1].isdigit() else name
+
+
+def _free_name(p: Planner, inst: Installation, base: str, value: str) -> str:
+    """``base`` (or base_2, base_3, ...) that the project's .env does not hold with another
+    value and no compose file refers to already: the name will mean ``value`` and nothing else."""
+    ef = p.project_env(inst)
+    texts = [p.read_text(src.path) for src in inst.compose_files]
+    for n in range(1, 100):
+        name = base if n == 1 else f"{base}_{n}"
+        entry = ef.get(name) if ef is not None else None
+        if entry is not None:
+            if entry.value == value:
+                return name
+            continue
+        if any(re.search(r"\$\{?" + re.escape(name) + r"(?![A-Za-z0-9_])", t) for t in texts):
+            continue
+        return name
+    raise EditRefused(f"no free variable name for {base}; move the value by hand")
+
+
+def _url_password_name(p: Planner, inst: Installation, var: EnvVar, password: str) -> str:
+    """The variable to hold a connection URL's password: one that already holds exactly
+    this password (POSTGRES_PASSWORD in .env or in the compose file), else <KEY>_PASSWORD."""
+    from .secrets import is_credential_key
+
+    ef = p.project_env(inst)
+    for entry in (ef.entries if ef is not None else []):
+        if entry.value == password and "PASS" in entry.key.upper() and is_credential_key(entry.key):
+            return entry.key
+    for svc in inst.services:
+        for other in svc.compose_env_written:
+            if other.value != password or "PASS" not in other.key.upper() or not is_credential_key(other.key):
+                continue
+            ref = _pure_ref(other.raw)
+            if ref is not None:
+                return ref
+            name = _var_name(other.key)
+            if _free_name(p, inst, name, password) == name:
+                return name
+    base = re.sub(r"_?URL$", "", _var_name(var.key), flags=re.I) or _var_name(var.key)
+    return _free_name(p, inst, base.upper() + "_PASSWORD", password)
+
+
 def _move_to_env(p: Planner, inst: Installation, var: EnvVar) -> None:
+    """SEC-003: the secret goes to the project's .env; the compose file keeps ``${NAME}``.
+
+    A connection URL keeps everything but its password in place; a
+    ``${NAME:-secret}`` default becomes NAME in .env.
+    """
+    from .secrets import is_credential_key
+
     node = var.setting.node if var.setting is not None else None
     if node is None:
         raise EditRefused(f"{var.key} has no value to move")
-    edit.ensure_editable(node, var.key)
+    edit.ensure_editable(p.own(inst, node), var.key)
     raw = var.raw or ""
     ef = p.project_env(inst)
     refs = [m for m in _REF.finditer(raw)]
-    if refs:
+    span = url_password_span(raw)
+    if not is_credential_key(var.key) and span is not None and not interpolate(raw[span[0]:span[1]], {}).refs:
+        value = var.value or ""
+        vspan = url_password_span(value)
+        if vspan is None:
+            raise EditRefused(f"cannot find the password in {var.key} at {var.where.file}:{var.where.line}; move it by hand")
+        password = value[vspan[0]:vspan[1]]
+        name = _url_password_name(p, inst, var, password)
+        if ef is None or ef.get(name) is None:
+            p.set_env_var(inst, name, password, _MOVED)
+        new_raw = raw[:span[0]] + "${" + name + "}" + raw[span[1]:]
+    elif refs:
         # ${NAME:-literal}: define NAME in .env and drop the written default.
         new_raw = raw
         for m in refs:
@@ -600,22 +831,19 @@ def _move_to_env(p: Planner, inst: Installation, var: EnvVar) -> None:
                 continue
             entry = ef.get(name) if ef is not None else None
             if entry is None:
-                p.set_env_var(inst, name, interpolate(default, inst.project_env).value, "moved out of the compose file by dester-harden (SEC-003)")
+                p.set_env_var(inst, name, interpolate(default, inst.project_env).value, _MOVED)
                 inst = p.inst()
                 ef = p.project_env(inst)
             new_raw = new_raw.replace(m.group(0), "${" + name + "}")
     else:
-        name = var.key
         value = var.value or ""
-        entry = ef.get(name) if ef is not None else None
-        if entry is not None and entry.value != value:
-            raise EditRefused(f"{name} in {ef.display} holds a different value than {var.where.file}:{var.where.line}; make them agree first (SEC-002)")
-        if entry is None:
-            p.set_env_var(inst, name, value, "moved out of the compose file by dester-harden (SEC-003)")
+        name = _free_name(p, inst, _var_name(var.key), value)
+        if ef is None or ef.get(name) is None:
+            p.set_env_var(inst, name, value, _MOVED)
         new_raw = "${" + name + "}"
     inst = p.inst()
     # Find the same entry in the re-discovered model (positions may have moved).
-    node = _same_node(inst, var)
+    node = p.own(inst, _same_node(inst, var))
     text_value = str(node.value)
     new_text = var.key + "=" + new_raw if text_value.startswith(var.key + "=") else new_raw
     p.edit_node(inst, node, lambda t: edit.replace_scalar(t, node, new_text))
@@ -673,12 +901,72 @@ def _encode_target(p: Planner, var: EnvVar):
     def apply(inst, var=var):
         raw = var.raw or ""
         span = url_password_span(raw)
-        if span is None or "$" in raw[span[0]:span[1]].replace("$$", ""):
-            raise EditRefused(f"the password in {var.key} at {var.where.file}:{var.where.line} comes from a variable; percent-encode it there")
+        if span is not None and "$" in raw[span[0]:span[1]].replace("$$", ""):
+            _encode_referenced(p, inst, var, raw[span[0]:span[1]])
+            return
+        if span is None:
+            raise EditRefused(f"cannot find the password in {var.key} at {var.where.file}:{var.where.line}; percent-encode it by hand")
         pw = raw[span[0]:span[1]].replace("$$", "$") if var.origin == "compose" else raw[span[0]:span[1]]
         encoded = quote(unquote(pw), safe="")
         _write_var(p, inst, var, raw[:span[0]] + encoded + raw[span[1]:])
     yield (("SEC-004", var.where.file, var.where.line, var.key), apply)
+
+
+def _encode_referenced(p: Planner, inst: Installation, var: EnvVar, pw_raw: str) -> None:
+    """The URL's password is ``${NAME}``: percent-encode NAME's value where it is defined,
+    if NAME serves only as a URL password (anywhere else the encoding would change the password)."""
+    name = _pure_ref(pw_raw)
+    where = f"{var.key} at {var.where.file}:{var.where.line}"
+    if name is None:
+        raise EditRefused(f"the password in {where} is built from variables; percent-encode it by hand")
+    entry, ef = None, None
+    if var.origin == "env_file" and var.env_file is not None:
+        entry, ef = var.env_file.get(name), var.env_file  # env files read their own earlier entries first
+    if entry is None:
+        ef = p.project_env(inst)
+        entry = ef.get(name) if ef is not None else None
+    if entry is None or entry.value is None:
+        raise EditRefused(f"the password in {where} comes from ${{{name}}}, which is not set in an env file here; "
+                          "percent-encode its value where it is set")
+    other = _plain_use(p, inst, name)
+    if other is not None:
+        raise EditRefused(f"the password in {where} comes from ${{{name}}}, which {other} also uses outside a URL: "
+                          f"encoding it would change that password too; give {name} a password without URL-reserved "
+                          "characters (or use a separate, percent-encoded variable in the URL)")
+    p.edit_env_entry(ef, entry, quote(unquote(entry.value), safe=""))
+
+
+def _plain_use(p: Planner, inst: Installation, name: str) -> str | None:
+    """Where ``${name}`` is used other than as a connection URL's password (None: nowhere)."""
+    from .model import Where
+
+    pat = re.compile(r"\$\{?" + re.escape(name) + r"(?![A-Za-z0-9_])")
+    places: list[EnvVar] = []
+    for svc in inst.services:
+        places += svc.compose_env_written
+    for ef in inst.env_files:
+        places += [EnvVar(e.key, e.value, e.raw, "env_file", Where(ef.display, e.line, e.text), env_file=ef) for e in ef.entries]
+    seen = set()
+    in_compose_urls = 0
+    for v in places:
+        if (v.where.file, v.where.line) in seen:
+            continue
+        seen.add((v.where.file, v.where.line))
+        raw = v.raw or ""
+        refs = len(pat.findall(raw))
+        if not refs:
+            continue
+        span = url_password_span(raw) if v.key.upper().endswith("URL") else None
+        inside = len(pat.findall(raw[span[0]:span[1]])) if span is not None else 0
+        if refs > inside:
+            return f"{v.where.file}:{v.where.line}"
+        if v.origin == "compose":
+            in_compose_urls += inside
+    # Anything else in the compose files (a command, a healthcheck, a label) is a use of its own.
+    counts = [(src.display, len(pat.findall(p.read_text(src.path)))) for src in inst.compose_files]
+    if sum(n for _, n in counts) > in_compose_urls:
+        return next(d for d, n in counts if n)
+    return None
 
 
 def fix_sec_005(p: Planner) -> None:
@@ -725,22 +1013,33 @@ def _redis_protected(svc: Service) -> bool:
 def _add_requirepass(p: Planner, inst: Installation, svc: Service) -> None:
     cmd = svc.opt("command")
     if cmd is None:
-        p.edit_node(inst, svc.node, lambda t: edit.insert_lines(t, svc.node, ["command: redis-server --requirepass ${REDIS_PASSWORD}"]))
-    elif cmd.is_seq():
+        _insert_service(p, inst, svc, lambda t, n: ["command: redis-server --requirepass ${REDIS_PASSWORD}"])
+        return
+    cmd = p.own(inst, cmd)
+    if cmd.is_seq():
+        if not cmd.value:
+            raise EditRefused(f"the command of {svc.name} is an empty list; add --requirepass by hand")
         p.edit_node(inst, cmd, lambda t: edit.append_item(t, cmd, '"--requirepass"'))
         inst2 = p.inst()  # fresh positions for the second item
-        cmd2 = inst2.service(svc.name).opt("command")
+        cmd2 = p.own(inst2, inst2.service(svc.name).opt("command"))
         p.edit_node(inst2, cmd2, lambda t: edit.append_item(t, cmd2, '"${REDIS_PASSWORD}"'))
-    else:
+    elif cmd.value is None or str(cmd.value).strip() == "":
+        # ``command: null`` or an empty one: the image's default, redis-server.
+        p.edit_node(inst, cmd, lambda t: edit.replace_scalar(t, cmd, "redis-server --requirepass ${REDIS_PASSWORD}"))
+    elif cmd.is_scalar():
         p.edit_node(inst, cmd, lambda t: edit.replace_scalar(t, cmd, str(cmd.value) + " --requirepass ${REDIS_PASSWORD}"))
+    else:
+        raise EditRefused(f"the command of {svc.name} is neither a string nor a list")
 
 
 def _add_env(p: Planner, inst: Installation, svc: Service, key: str, value: str) -> None:
-    env = svc.opt("environment")
-    if env is None or env.value is None:
-        text = p.read_text(p.path_of(inst, svc.node.file))
-        ci = edit.child_indent(text, svc.node)
-        p.edit_node(inst, svc.node, lambda t: edit.insert_lines(t, svc.node, ["environment:", f"{ci}{key}: {value}"]))
+    """Add ``key: value`` to the service's environment in the first file that defines the service."""
+    own = p.own_service(inst, svc)
+    env = own.get("environment")  # one merged in from an anchor is refused by the edit
+    if env is None:
+        _insert_service(p, inst, svc, lambda t, n: ["environment:", f"{edit.child_indent(t, n)}{key}: {value}"])
+    elif env.value is None:
+        raise EditRefused(f"the environment of {svc.name} is empty (null); add {key} by hand")
     elif env.is_map():
         p.edit_node(inst, env, lambda t: edit.insert_lines(t, env, [f"{key}: {value}"]))
     elif env.is_seq():
@@ -779,19 +1078,10 @@ def fix_sec_006(p: Planner) -> None:
 
 
 def _delete_env(p: Planner, inst: Installation, svc: Service, var: EnvVar) -> None:
-    for s in inst.services:
-        env = s.opt("environment")
-        if env is None:
-            continue
-        if env.is_map() and var.key in env.value and env.value[var.key].line == var.where.line:
-            p.edit_node(inst, env, lambda t: edit.delete_key(t, env, var.key))
-            return
-        if env.is_seq():
-            for item in env.value:
-                if item.line == var.where.line and str(item.value).startswith(var.key):
-                    p.edit_node(inst, env, lambda t: edit.delete_item(t, env, item))
-                    return
-    raise EditRefused(f"{var.key} at {var.where.file}:{var.where.line} could not be found to remove")
+    node = var.setting.node if var.setting is not None else None
+    if node is None:
+        raise EditRefused(f"{var.key} at {var.where.file}:{var.where.line} could not be found to remove")
+    _remove_entry(p, inst, node, var.key)
 
 
 def fix_sec_007(p: Planner) -> None:
@@ -869,27 +1159,57 @@ def fix_fs_004(p: Planner) -> None:
 
 
 def _make_ro(p: Planner, inst: Installation, m) -> None:
-    node = m.node
+    node = p.own(inst, m.node)
     edit.ensure_editable(node, "the media mount")
     if m.long:
         ro = node.get("read_only")
         if ro is not None:
-            p.edit_node(inst, ro, lambda t: edit.replace_scalar(t, ro, "true"))
+            p.edit_node(inst, ro, lambda t: edit.replace_bool(t, ro, True))
         else:
             p.edit_node(inst, node, lambda t: edit.insert_lines(t, node, ["read_only: true"]))
         return
     raw = str(node.value)
-    if "${" in raw:
-        raise EditRefused(f"the media mount at {m.where.file}:{m.where.line} uses ${{...}}; add :ro by hand")
-    parts = raw.split(":")
+    parts = _split_outside_refs(raw, ":")
+    # ${HOST_MEDIA_PATH}:/media gets :ro like any other; a container side or
+    # options that come from a variable are the variable's to change.
+    if parts is None or any("$" in part.replace("$$", "") for part in parts[1:]):
+        raise EditRefused(f"the media mount at {m.where.file}:{m.where.line} takes its container path or options from "
+                          "${...} interpolation; add :ro to it by hand (or to the variable)")
     if len(parts) == 2:
         new = raw + ":ro"
     elif len(parts) == 3:
         opts = [o for o in parts[2].split(",") if o and o != "rw"]
         new = ":".join(parts[:2]) + ":" + ",".join(["ro"] + [o for o in opts if o != "ro"])
     else:
-        raise EditRefused(f"cannot read the media mount at {m.where.file}:{m.where.line}")
+        raise EditRefused(f"cannot read the media mount at {m.where.file}:{m.where.line}; add :ro by hand")
     p.edit_node(inst, node, lambda t: edit.replace_scalar(t, node, new))
+
+
+def _split_outside_refs(text: str, sep: str) -> list[str] | None:
+    """``text`` split at ``sep`` outside ``${...}`` (None when a ``${`` is not closed)."""
+    parts, depth, cur, i = [], 0, "", 0
+    while i < len(text):
+        if text.startswith("$$", i):
+            cur += "$$"
+            i += 2
+            continue
+        if text.startswith("${", i):
+            depth += 1
+            cur += "${"
+            i += 2
+            continue
+        ch = text[i]
+        if ch == "}" and depth:
+            depth -= 1
+        if ch == sep and not depth:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+        i += 1
+    if depth:
+        return None
+    return parts + [cur]
 
 
 def fix_fs_005(p: Planner) -> None:
@@ -932,8 +1252,7 @@ def fix_dkr_001(p: Planner) -> None:
         for svc in inst.services:
             for m in svc.mounts:
                 if m.host_path and is_docker_socket(m.host_path):
-                    seq = svc.opt("volumes")
-                    yield (("DKR-001", svc.name, m.where.line), lambda i, svc=svc, m=m, seq=seq: p.edit_node(i, seq, lambda t: edit.delete_item(t, seq, m.node)))
+                    yield (("DKR-001", svc.name, m.where.file, m.where.line), lambda i, m=m: _remove_entry(p, i, m.node, "the Docker socket mount"))
     p.each("DKR-001", targets)
 
 
@@ -943,7 +1262,7 @@ def fix_dkr_002(p: Planner) -> None:
     def targets(inst):
         for svc in inst.services:
             if _truthy(svc.opt("privileged")):
-                yield (("DKR-002", svc.name), lambda i, svc=svc: p.edit_node(i, svc.node, lambda t: edit.delete_key(t, svc.node, "privileged")))
+                yield (("DKR-002", svc.name), lambda i, svc=svc: _delete_service_key(p, i, svc.name, "privileged"))
     p.each("DKR-002", targets)
 
 
@@ -967,15 +1286,16 @@ def fix_dkr_003(p: Planner) -> None:
 
             def apply(i, svc=svc, node=node, bad_item=bad_item):
                 if bad_item is not None:
-                    p.edit_node(i, bad_item, lambda t: edit.replace_scalar(t, bad_item, "no-new-privileges:true"))
+                    bad = p.own(i, bad_item)
+                    p.edit_node(i, bad, lambda t: edit.replace_scalar(t, bad, "no-new-privileges:true"))
                 elif node is not None and node.is_seq() and node.value:
-                    p.edit_node(i, node, lambda t: edit.append_item(t, node, '"no-new-privileges:true"'))
+                    # Items of several files are concatenated: append in the last file's list.
+                    own = p.own_chain(i, node.value[-1])[-2]
+                    p.edit_node(i, own, lambda t: edit.append_item(t, own, '"no-new-privileges:true"'))
                 elif node is None:
-                    text = p.read_text(p.path_of(i, svc.node.file))
-                    ci = edit.child_indent(text, svc.node)
-                    p.edit_node(i, svc.node, lambda t: edit.insert_lines(t, svc.node, ["security_opt:", f'{ci}- "no-new-privileges:true"']))
+                    _insert_service(p, i, svc, lambda t, n: ["security_opt:", f'{edit.seq_indent(t, n)}- "no-new-privileges:true"'])
                 else:
-                    raise EditRefused(f"security_opt of {svc.name} is not a list")
+                    raise EditRefused(f"security_opt of {svc.name} is not a list; add no-new-privileges:true by hand")
             yield (("DKR-003", svc.name), apply)
     p.each("DKR-003", targets)
 
@@ -990,10 +1310,7 @@ def fix_dkr_006(p: Planner) -> None:
                 cap = normalize_cap(str(item.value)) if item.value is not None else None
                 if cap in DANGEROUS_CAPS:
                     def apply(i, svc=svc, node=node, item=item):
-                        if len(node.value) == 1:
-                            p.edit_node(i, svc.node, lambda t: edit.delete_key(t, svc.node, "cap_add"))
-                        else:
-                            p.edit_node(i, node, lambda t: edit.delete_item(t, node, item))
+                        _remove_entry(p, i, item, "the capability")
                     yield (("DKR-006", svc.name, str(item.value)), apply)
     p.each("DKR-006", targets)
 
@@ -1012,23 +1329,29 @@ def fix_dkr_008(p: Planner) -> None:
                 continue
 
             def apply(i, svc=svc):
-                text = p.read_text(p.path_of(i, svc.node.file))
-                ci = edit.child_indent(text, svc.node)
                 log = svc.opt("logging")
                 if log is None:
-                    p.edit_node(i, svc.node, lambda t: edit.insert_lines(t, svc.node, [
-                        "logging:", f"{ci}driver: json-file", f"{ci}options:", f'{ci}{ci}max-size: "10m"', f'{ci}{ci}max-file: "3"']))
+                    def lines(t, n):
+                        ci = edit.child_indent(t, n)
+                        return ["logging:", f"{ci}driver: json-file", f"{ci}options:", f'{ci}{ci}max-size: "10m"', f'{ci}{ci}max-file: "3"']
+                    _insert_service(p, i, svc, lines)
                     return
                 if not log.is_map():
                     raise EditRefused(f"logging of {svc.name} is not a mapping")
+                # Several files' logging sections merge: edit the one whose options win (the last file's).
                 opts = log.get("options")
-                if opts is None:
-                    p.edit_node(i, log, lambda t: edit.insert_lines(t, log, ["options:", f'{ci}max-size: "10m"', f'{ci}max-file: "3"']))
-                elif opts.is_map() and opts.keys:
+                target = p.own(i, opts) if opts is not None and opts.is_map() else p.own(i, log)
+                text = p.read_text(p.path_of(i, target.file))
+                if opts is None or not opts.is_map():
+                    if opts is not None:
+                        raise EditRefused(f"logging options of {svc.name} are not a mapping; add max-size by hand")
+                    ci = edit.child_indent(text, target)
+                    p.edit_node(i, target, lambda t: edit.insert_lines(t, target, ["options:", f'{ci}max-size: "10m"', f'{ci}max-file: "3"']))
+                elif target.keys:
                     lines = ['max-size: "10m"'] + ([] if opts.get("max-file") is not None else ['max-file: "3"'])
-                    p.edit_node(i, opts, lambda t: edit.insert_lines(t, opts, lines))
+                    p.edit_node(i, target, lambda t: edit.insert_lines(t, target, lines))
                 else:
-                    raise EditRefused(f"logging options of {svc.name} are not a block mapping")
+                    raise EditRefused(f"logging options of {svc.name} are empty or not a block mapping; add max-size by hand")
             yield (("DKR-008", svc.name), apply)
     p.each("DKR-008", targets)
 

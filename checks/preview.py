@@ -26,7 +26,14 @@ def _lines(data: bytes | None) -> list[str]:
         return []
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
-    return data.decode("utf-8", errors="replace").replace("\r\n", "\n").splitlines(keepends=True)
+    text = data.decode("utf-8", errors="replace").replace("\r\n", "\n")
+    # Lines end at "\n" only (str.splitlines would also break at \x0c or U+2028
+    # inside a value). A last line without its newline is the same line once
+    # something is added after it: the diff shows only what was added.
+    lines = [line + "\n" for line in text.split("\n")]
+    if text.endswith("\n") or not text:
+        lines.pop()
+    return lines
 
 
 def file_diff(change: FileEdit, root: str, masker: Masker | None) -> list[str]:
