@@ -28,7 +28,7 @@ import socket
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-JOURNAL_DIR = ".dester-harden"
+from .pending import JOURNAL_DIR, has_unfinished  # noqa: F401  (re-exported)
 TOKEN = "@@dester-harden-secret-{}@@"
 
 
@@ -294,26 +294,6 @@ class Txn:
 
 def txn_root(install_root: str) -> str:
     return os.path.join(install_root, JOURNAL_DIR, "txn")
-
-
-def has_unfinished(install_root: str) -> bool:
-    """Cheap test: is any transaction not yet applied or rolled back?"""
-    root = txn_root(install_root)
-    try:
-        names = os.listdir(root)
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return False
-    for name in names:
-        try:
-            with open(os.path.join(root, name, "state"), encoding="ascii") as fh:
-                if fh.read().strip() in ("applied", "rolled-back"):
-                    continue
-        except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
-            pass
-        except PermissionError:
-            return False
-        return True
-    return False
 
 
 def list_txns(install_root: str) -> list[Txn]:

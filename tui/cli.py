@@ -149,7 +149,7 @@ def _main(argv: list[str] | None) -> int:
 def _recover_if_needed(args) -> None:
     """Finish what a killed fix or undo left, before anything else reads the files."""
     from checks.discovery import default_install_dir
-    from checks.journal import has_unfinished
+    from checks.pending import has_unfinished
 
     directory = os.path.abspath(os.path.expanduser(getattr(args, "dir", None) or default_install_dir()))
     if not has_unfinished(directory):
