@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import stat
-import struct
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,8 +35,8 @@ from .journal import (
 )
 from .plan import FileEdit, ModeChange, Plan, TreeChmod, sha256
 
-_HEADER = struct.Struct("<QQI")  # dev, directory inode (0: the root itself), entries
-_RECORD = struct.Struct("<QHH")  # inode, mode before, mode after
+_HEADER = _walk.HEADER  # dev, directory inode (0: the root itself), entries
+_RECORD = _walk.RECORD  # inode, mode before, mode after
 
 
 class EngineError(Exception):
@@ -276,7 +275,14 @@ class Engine:
         where = txn.intent.get("secret_store")
         if not where:
             return Redactor({})
-        return Redactor(SecretStore(self.journal).get(txn.id, where))
+        try:
+            return Redactor(SecretStore(self.journal).get(txn.id, where))
+        except (LookupError, OSError, ValueError):
+            shown = "the system keyring" if where == "keyring" else where
+            raise EngineError(
+                f"transaction {txn.id} needs the secrets it kept in {shown}, and they are gone; its files "
+                f"cannot be restored byte for byte; check the files by hand (the journal in {txn.dir} holds their "
+                f"contents with secrets blanked), then remove that directory to go on") from None
 
     # -- apply --------------------------------------------------------------
     def apply(self, plan: Plan, kind: str = "fix", undoes: str | None = None) -> ApplyResult:
@@ -391,49 +397,12 @@ class Engine:
 
     # -- bulk chmod -----------------------------------------------------------
     def _tree_apply(self, root: str, records_path: str, skipped: list[str]) -> int:
-        """Apply the media rule; stream (inode, before, after) of each change to disk first."""
+        """Apply the media rule; each directory's (inode, before, after) records reach the file first."""
         out = os.open(records_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        changed = 0
         try:
-            group: list = []
-            group_key = None
-
-            def flush() -> int:
-                if not group:
-                    return 0
-                dev, dir_ino = group_key
-                buf = bytearray(_HEADER.pack(dev, dir_ino, len(group)))
-                for e, old, new in group:
-                    buf += _RECORD.pack(e.st.st_ino, old, new)
-                # Written before the chmods: a killed process leaves the records in
-                # the page cache, so recovery knows every mode it must put back.
-                os.write(out, bytes(buf))
-                n = 0
-                for e, old, new in group:
-                    if _walk.chmod_entry(e, new):
-                        n += 1
-                    else:
-                        skipped.append(e.rel)
-                group.clear()
-                return n
-
-            counter = [0]
-
-            def before_close() -> None:
-                counter[0] += flush()
-
-            for e in _walk.walk(root, on_error=lambda rel, exc: skipped.append(rel), before_close=before_close):
-                new = _walk.target_mode(e.st.st_mode)
-                if new is None:
-                    continue
-                key = e.parent
-                if key != group_key:
-                    changed += flush()
-                    group_key = key
-                group.append((e, stat.S_IMODE(e.st.st_mode), new))
-                if len(group) >= 4096:
-                    changed += flush()
-            changed += flush() + counter[0]
+            # Each group is written before its chmods: a killed process leaves the
+            # records in the page cache, so recovery knows every mode it must put back.
+            changed = _walk.apply_rule(root, lambda data: _write_all(out, data), skipped)
             os.fsync(out)
         finally:
             os.close(out)
@@ -441,7 +410,7 @@ class Engine:
 
     def _tree_restore(self, root: str, source: str, records_out: str | None) -> int:
         """Put back every recorded mode whose entry still has the mode it was given."""
-        index = _load_index(source)
+        data, index = _load_records(source)
         if not index:
             if records_out:
                 write_private(records_out, b"")
@@ -449,28 +418,11 @@ class Engine:
         out = os.open(records_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600) if records_out else None
         restored = 0
         try:
-            with open(source, "rb") as src:
-                current_dir = None
-                wanted: dict[int, tuple[int, int]] = {}
-                try:
-                    entries = _walk.walk(root)
-                    for e in entries:
-                        key = e.parent
-                        if key != current_dir:
-                            current_dir = key
-                            wanted = _read_group(src, index.get(key))
-                        rec = wanted.get(e.st.st_ino)
-                        if rec is None:
-                            continue
-                        before, after = rec
-                        if stat.S_IMODE(e.st.st_mode) != after:
-                            continue  # changed since by someone else: leave it
-                        if out is not None:
-                            os.write(out, _HEADER.pack(key[0], key[1], 1) + _RECORD.pack(e.st.st_ino, after, before))
-                        if _walk.chmod_entry(e, before):
-                            restored += 1
-                except _walk.TreeError:
-                    pass
+            journal = (lambda chunk: _write_all(out, chunk)) if out is not None else None
+            try:
+                restored = _walk.restore_modes(root, lambda key: _group(data, index.get(key)), journal)
+            except _walk.TreeError:
+                pass
             if out is not None:
                 os.fsync(out)
         finally:
@@ -538,34 +490,67 @@ class TreeRestore:
     records: str
 
 
-def _load_index(path: str) -> dict[tuple[int, int], list[tuple[int, int]]]:
-    """(dev, dir inode) -> [(offset, count), ...] of the records file's groups."""
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _parse_index(data: bytes) -> dict[tuple[int, int], list[tuple[int, int]]]:
+    """(dev, dir inode) -> [(offset, count), ...] of a records file's groups.
+
+    A group cut short (the process killed while writing it) keeps the records
+    that made it to the file; none of its chmods had started.
+    """
     index: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    try:
-        fh = open(path, "rb")
-    except FileNotFoundError:
-        return index
-    with fh:
-        offset = 0
-        while True:
-            head = fh.read(_HEADER.size)
-            if len(head) < _HEADER.size:
-                break
-            dev, dir_ino, count = _HEADER.unpack(head)
-            offset += _HEADER.size
-            size = count * _RECORD.size
-            index.setdefault((dev, dir_ino), []).append((offset, count))
-            fh.seek(size, os.SEEK_CUR)
-            offset += size
+    unpack, hsize, rsize = _HEADER.unpack_from, _HEADER.size, _RECORD.size
+    offset, end = 0, len(data)
+    while offset + hsize <= end:
+        dev, dir_ino, count = unpack(data, offset)
+        offset += hsize
+        count = min(count, (end - offset) // rsize)
+        spans = index.get((dev, dir_ino))
+        if spans is None:
+            index[(dev, dir_ino)] = [(offset, count)]
+        else:
+            spans.append((offset, count))
+        offset += count * rsize
     return index
 
 
+def _load_records(path: str) -> tuple[bytes, dict[tuple[int, int], list[tuple[int, int]]]]:
+    """A records file's bytes and its index (12 bytes a change: 12 MB for a million)."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return b"", {}
+    return data, _parse_index(data)
+
+
+def _group(data: bytes, spans: list[tuple[int, int]] | None) -> dict[int, tuple[int, int]] | None:
+    """One directory's records: inode -> (before, after)."""
+    if not spans:
+        return None
+    out: dict[int, tuple[int, int]] = {}
+    view = memoryview(data)
+    for offset, count in spans:
+        for ino, before, after in _RECORD.iter_unpack(view[offset:offset + count * _RECORD.size]):
+            out[ino] = (before, after)
+    return out
+
+
+def _load_index(path: str) -> dict[tuple[int, int], list[tuple[int, int]]]:
+    """(dev, dir inode) -> [(offset, count), ...] of the records file's groups."""
+    return _load_records(path)[1]
+
+
 def _read_group(fh, spans: list[tuple[int, int]] | None) -> dict[int, tuple[int, int]]:
+    """The records of ``spans`` (from :func:`_load_index`) in the open records file ``fh``."""
     out: dict[int, tuple[int, int]] = {}
     for offset, count in spans or ():
         fh.seek(offset)
         data = fh.read(count * _RECORD.size)
-        for i in range(len(data) // _RECORD.size):
-            ino, before, after = _RECORD.unpack_from(data, i * _RECORD.size)
+        for ino, before, after in _RECORD.iter_unpack(data[:len(data) - len(data) % _RECORD.size]):
             out[ino] = (before, after)
     return out

@@ -1219,17 +1219,8 @@ def fix_fs_005(p: Planner) -> None:
     for root in roots:
         if not os.path.isdir(root) or os.path.islink(root):
             continue
-        transitions: dict[tuple[str, int, int], int] = {}
-        entries = 0
         try:
-            for e in walk.walk(root):
-                entries += 1
-                new = walk.target_mode(e.st.st_mode)
-                if new is None:
-                    continue
-                kind = "dir" if stat.S_ISDIR(e.st.st_mode) else "file"
-                key = (kind, stat.S_IMODE(e.st.st_mode), new)
-                transitions[key] = transitions.get(key, 0) + 1
+            entries, transitions = walk.preview(root)
         except walk.TreeError as exc:
             p.refuse("FS-005", str(exc))
             continue

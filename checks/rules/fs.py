@@ -9,6 +9,7 @@ import stat
 
 from ..findings import ERROR, FAIL, PASS, SKIPPED, Outcome
 from ..model import Installation, Mount, Service, Where
+from ..walk import _DIR_FLAGS
 from . import Context, check
 from .sec import literal_secrets
 
@@ -106,50 +107,84 @@ class MediaScan:
 
 
 def scan_media(top: str, keep_examples: int = 5) -> MediaScan:
-    """Walk ``top`` without following symlinks; count group/other-writable and executable entries."""
+    """Walk ``top`` without following symlinks; count group/other-writable and executable entries.
+
+    Directories are opened relative to their parent's descriptor with
+    ``O_NOFOLLOW`` and each entry is lstat'ed relative to it: one system call
+    an entry, no path walk, no object but the name and the stat result. The
+    order is the one a stack of paths gives (each directory's subdirectories
+    last-listed first), so the examples are the first offenders in that
+    order. ``top`` unreadable raises PermissionError; anything unreadable
+    below it is counted.
+    """
     result = MediaScan()
-    stack = [top]
-    first = True
-    while stack:
-        path = stack.pop()
-        try:
-            it = os.scandir(path)
-        except PermissionError:
-            if first:
-                raise
-            result.unreadable += 1
-            continue
-        first = False
-        with it:
-            for entry in it:
-                result.entries += 1
+    examples = result.examples
+    op, close, listdir, lstat = os.open, os.close, os.listdir, os.lstat
+    entries = dirs_w = files_w = files_x = unreadable = 0
+    top_fd = op(top, _DIR_FLAGS)
+    stack = [(top_fd, top, [])]
+    fd, path, subs = stack[0]
+    try:
+        while True:
+            # List the directory ``fd`` (``path``): count it, collect its subdirectories.
+            try:
+                names = listdir(fd)
+            except OSError:
+                if fd == top_fd:
+                    raise
+                unreadable += 1
+                names = []
+            entries += len(names)
+            for name in names:
                 try:
-                    st = entry.stat(follow_symlinks=False)
+                    m = lstat(name, dir_fd=fd).st_mode
                 except OSError:
-                    result.unreadable += 1
+                    unreadable += 1
                     continue
-                mode = st.st_mode
-                if stat.S_ISDIR(mode):
-                    if mode & 0o022:
-                        result.dirs_writable += 1
-                        _example(result, entry.path, mode, keep_examples)
-                    stack.append(entry.path)
-                elif stat.S_ISREG(mode):
-                    bad = False
-                    if mode & 0o022:
-                        result.files_writable += 1
-                        bad = True
-                    if mode & 0o6111:  # exec or set-id bits: what the fix's rule takes off (walk.target_mode)
-                        result.files_exec += 1
-                        bad = True
-                    if bad:
-                        _example(result, entry.path, mode, keep_examples)
+                if m & 0o6133:  # write, exec or set-id bits somewhere: look closer
+                    t = m & 0o170000
+                    if t == 0o040000:
+                        subs.append(name)
+                        if m & 0o022:
+                            dirs_w += 1
+                            if len(examples) < keep_examples:
+                                examples.append((os.path.join(path, name), m & 0o7777))
+                    elif t == 0o100000:
+                        bad = False
+                        if m & 0o022:
+                            files_w += 1
+                            bad = True
+                        if m & 0o6111:  # exec or set-id bits: what the fix's rule takes off (walk.target_mode)
+                            files_x += 1
+                            bad = True
+                        if bad and len(examples) < keep_examples:
+                            examples.append((os.path.join(path, name), m & 0o7777))
+                elif m & 0o170000 == 0o040000:
+                    subs.append(name)
+            # Then the next directory: the last-listed pending one, depth first.
+            while True:
+                while stack and not stack[-1][2]:
+                    close(stack.pop()[0])
+                if not stack:
+                    break
+                pfd, ppath, psubs = stack[-1]
+                name = psubs.pop()
+                try:
+                    fd = op(name, _DIR_FLAGS, dir_fd=pfd)
+                except OSError:  # unreadable, or removed or replaced by a symlink meanwhile
+                    unreadable += 1
+                    continue
+                path, subs = os.path.join(ppath, name), []
+                stack.append((fd, path, subs))
+                break
+            if not stack:
+                break
+    finally:
+        for frame in stack:
+            close(frame[0])
+    result.entries, result.unreadable = entries, unreadable
+    result.dirs_writable, result.files_writable, result.files_exec = dirs_w, files_w, files_x
     return result
-
-
-def _example(result: MediaScan, path: str, mode: int, keep: int) -> None:
-    if len(result.examples) < keep:
-        result.examples.append((path, stat.S_IMODE(mode)))
 
 
 @check("FS-005")
