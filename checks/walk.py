@@ -316,21 +316,63 @@ def apply_rule(root: str, journal: Callable[[bytes], None], skipped: list[str]) 
     op, fstat, scandir, pack = os.open, os.fstat, os.scandir, RECORD.pack
     changed = 0
 
-    def visit(fd: int, rel: str, st: os.stat_result) -> list:
+    def files_chunk(fd: int, rel: str, key: tuple[int, int], names: list[str], recs: list[bytes]) -> None:
+        """Up to _CHUNK files of one directory: open, journal (with ``recs``), chmod."""
         nonlocal changed
+        opened: list[int] = []
+        todo = []
+        try:
+            for name in names:
+                try:
+                    f = op(name, _PATH_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno not in _GONE:
+                        raise
+                    skipped.append(f"{rel}/{name}" if rel else name)  # removed meanwhile
+                    continue
+                opened.append(f)
+                s = fstat(f)
+                m = s.st_mode
+                if m & _FILE_OFF:
+                    if m & _S_IFMT != _S_IFREG:  # a symlink (or other) swapped in: never followed
+                        skipped.append(f"{rel}/{name}" if rel else name)
+                        continue
+                    new = m & 0o7777 & ~_FILE_OFF
+                    todo.append((name, s, f, new))
+                    recs.append(pack(s.st_ino, m & 0o7777, new))
+                elif m & _S_IFMT != _S_IFREG:
+                    skipped.append(f"{rel}/{name}" if rel else name)
+            if recs:
+                # Written before the chmods: a killed process leaves the records in
+                # the page cache, so recovery knows every mode it must put back.
+                journal(HEADER.pack(key[0], key[1], len(recs)) + b"".join(recs))
+                recs.clear()
+            for name, s, f, new in todo:
+                if chmod(Entry(fd, name, f"{rel}/{name}" if rel else name, s, key, f), new):
+                    changed += 1
+                else:
+                    skipped.append(f"{rel}/{name}" if rel else name)
+        finally:
+            _close_all(opened)
+
+    def visit(fd: int, rel: str, st: os.stat_result) -> list:
         try:
             it = scandir(fd)
         except OSError:
             skipped.append(rel or ".")
             return []
+        key = (st.st_dev, st.st_ino)
         files: list[str] = []
         subs: list = []
-        recs: list[bytes] = []  # the subdirectories' records, journaled with the first group
+        recs: list[bytes] = []  # the subdirectories' records, journaled with the next group
         with it:
             for de in it:
                 try:
                     if de.is_file(follow_symlinks=False):  # from the listing's d_type
                         files.append(de.name)
+                        if len(files) == _CHUNK:  # a large directory: in chunks, as listed
+                            files_chunk(fd, rel, key, files, recs)
+                            files = []
                         continue
                     if not de.is_dir(follow_symlinks=False):
                         continue  # symbolic links, devices, sockets, FIFOs: left alone
@@ -348,48 +390,9 @@ def apply_rule(root: str, journal: Callable[[bytes], None], skipped: list[str]) 
                     new = m & 0o7777 & ~_DIR_OFF
                     recs.append(pack(lst.st_ino, m & 0o7777, new))
                 subs.append((de.name, lst, new))
+        files_chunk(fd, rel, key, files, recs)  # the rest, and the subdirectories' records
         subs.reverse()
-        key = (st.st_dev, st.st_ino)
-        i = 0
-        while True:
-            opened: list[int] = []
-            todo = []
-            try:
-                for name in files[i:i + _CHUNK]:
-                    try:
-                        f = op(name, _PATH_FLAGS, dir_fd=fd)
-                    except OSError as exc:
-                        if exc.errno not in _GONE:
-                            raise
-                        skipped.append(f"{rel}/{name}" if rel else name)  # removed meanwhile
-                        continue
-                    opened.append(f)
-                    s = fstat(f)
-                    m = s.st_mode
-                    if m & _FILE_OFF:
-                        if m & _S_IFMT != _S_IFREG:  # a symlink (or other) swapped in: never followed
-                            skipped.append(f"{rel}/{name}" if rel else name)
-                            continue
-                        new = m & 0o7777 & ~_FILE_OFF
-                        todo.append((name, s, f, new))
-                        recs.append(pack(s.st_ino, m & 0o7777, new))
-                    elif m & _S_IFMT != _S_IFREG:
-                        skipped.append(f"{rel}/{name}" if rel else name)
-                if recs:
-                    # Written before the chmods: a killed process leaves the records in
-                    # the page cache, so recovery knows every mode it must put back.
-                    journal(HEADER.pack(key[0], key[1], len(recs)) + b"".join(recs))
-                    recs = []
-                for name, s, f, new in todo:
-                    if chmod(Entry(fd, name, f"{rel}/{name}" if rel else name, s, key, f), new):
-                        changed += 1
-                    else:
-                        skipped.append(f"{rel}/{name}" if rel else name)
-            finally:
-                _close_all(opened)
-            i += _CHUNK
-            if i >= len(files):
-                return subs
+        return subs
 
     def enter(pfd: int, pkey: tuple[int, int], name: str, rel: str, lst: os.stat_result,
               now: os.stat_result, fd: int, new: int) -> None:
@@ -430,8 +433,38 @@ def restore_modes(root: str, lookup: Callable[[tuple[int, int]], dict[int, tuple
     op, fstat, scandir, pack = os.open, os.fstat, os.scandir, RECORD.pack
     restored = 0
 
-    def visit(fd: int, rel: str, st: os.stat_result) -> list:
+    def files_chunk(fd: int, rel: str, key: tuple[int, int], want, cands: list[tuple[str, int]],
+                    recs: list[bytes]) -> None:
+        """Up to _CHUNK recorded files of one directory: open, journal (with ``recs``), chmod."""
         nonlocal restored
+        opened: list[int] = []
+        todo = []
+        try:
+            for name, ino in cands:
+                try:
+                    f = op(name, _PATH_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno not in _GONE:
+                        raise
+                    continue
+                opened.append(f)
+                s = fstat(f)
+                before, after = want[ino]
+                if s.st_ino != ino or s.st_mode & _S_IFMT != _S_IFREG or s.st_mode & 0o7777 != after:
+                    continue  # replaced, or changed since by someone else: left as it is
+                todo.append((name, s, f, before))
+                recs.append(pack(ino, after, before))
+            if recs:
+                if journal is not None:
+                    journal(HEADER.pack(key[0], key[1], len(recs)) + b"".join(recs))
+                recs.clear()
+            for name, s, f, before in todo:
+                if chmod(Entry(fd, name, f"{rel}/{name}" if rel else name, s, key, f), before):
+                    restored += 1
+        finally:
+            _close_all(opened)
+
+    def visit(fd: int, rel: str, st: os.stat_result) -> list:
         key = (st.st_dev, st.st_ino)
         want = lookup(key)
         try:
@@ -439,9 +472,8 @@ def restore_modes(root: str, lookup: Callable[[tuple[int, int]], dict[int, tuple
         except OSError:
             return []
         subs: list = []
-        recs: list[bytes] = []
+        recs: list[bytes] = []  # the subdirectories' records, journaled with the next group
         cands: list[tuple[str, int]] = []
-        rest = []
         found = 0
         with it:
             for de in it:
@@ -461,52 +493,36 @@ def restore_modes(root: str, lookup: Callable[[tuple[int, int]], dict[int, tuple
                         if ino in want:
                             found += 1
                             cands.append((de.name, ino))
-                        else:
-                            rest.append(de)
+                            if len(cands) == _CHUNK:  # a large directory: in chunks, as listed
+                                files_chunk(fd, rel, key, want, cands, recs)
+                                cands = []
                 except OSError:
                     continue
+        files_chunk(fd, rel, key, want, cands, recs)
         if want and found < len(want):
-            # Some records not matched by the listing's inode numbers: removed
-            # since, or a filesystem whose d_ino differs from st_ino. Look closer.
-            for de in rest:
-                try:
-                    ino = de.stat(follow_symlinks=False).st_ino
-                except OSError:
-                    continue
-                if ino in want:
-                    cands.append((de.name, ino))
-        subs.reverse()
-        i = 0
-        while True:
-            opened: list[int] = []
-            todo = []
+            # Records the listing's inode numbers did not match: entries removed
+            # since, or a filesystem whose d_ino is not st_ino. Look closer.
+            cands = []
             try:
-                for name, ino in cands[i:i + _CHUNK]:
-                    try:
-                        f = op(name, _PATH_FLAGS, dir_fd=fd)
-                    except OSError as exc:
-                        if exc.errno not in _GONE:
-                            raise
-                        continue
-                    opened.append(f)
-                    s = fstat(f)
-                    before, after = want[ino]
-                    if s.st_ino != ino or s.st_mode & _S_IFMT != _S_IFREG or s.st_mode & 0o7777 != after:
-                        continue  # replaced, or changed since by someone else: left as it is
-                    todo.append((name, s, f, before))
-                    recs.append(pack(ino, after, before))
-                if recs:
-                    if journal is not None:
-                        journal(HEADER.pack(key[0], key[1], len(recs)) + b"".join(recs))
-                    recs = []
-                for name, s, f, before in todo:
-                    if chmod(Entry(fd, name, f"{rel}/{name}" if rel else name, s, key, f), before):
-                        restored += 1
-            finally:
-                _close_all(opened)
-            i += _CHUNK
-            if i >= len(cands):
-                return subs
+                it = scandir(fd)
+            except OSError:
+                it = None
+            if it is not None:
+                with it:
+                    for de in it:
+                        try:
+                            if de.is_file(follow_symlinks=False) and de.inode() not in want:
+                                ino = de.stat(follow_symlinks=False).st_ino
+                                if ino in want:
+                                    cands.append((de.name, ino))
+                                    if len(cands) == _CHUNK:
+                                        files_chunk(fd, rel, key, want, cands, recs)
+                                        cands = []
+                        except OSError:
+                            continue
+                files_chunk(fd, rel, key, want, cands, recs)
+        subs.reverse()
+        return subs
 
     def enter(pfd: int, pkey: tuple[int, int], name: str, rel: str, lst: os.stat_result,
               now: os.stat_result, fd: int, rec: tuple[int, int]) -> None:
