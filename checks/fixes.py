@@ -1258,20 +1258,12 @@ def fix_dkr_002(p: Planner) -> None:
 
 
 def fix_dkr_003(p: Planner) -> None:
-    from .rules.dkr import _NNP, _TRUE
+    from .rules.dkr import no_new_privileges
 
     def targets(inst):
         for svc in inst.services:
             node = svc.opt("security_opt")
-            ok = False
-            bad_item = None
-            if node is not None and node.is_seq():
-                for item in node.value:
-                    m = _NNP.match(str(item.value)) if item.value is not None else None
-                    if m and (m.group("v") is None or m.group("v").lower() in _TRUE):
-                        ok = True
-                    elif m:
-                        bad_item = item
+            ok, bad_item = no_new_privileges(svc)
             if ok:
                 continue
 

@@ -57,17 +57,25 @@ def dkr_002(ctx: Context) -> Outcome:
 _NNP = re.compile(r"^\s*no-new-privileges(?:\s*[:=]\s*(?P<v>\S+))?\s*$", re.I)
 
 
+def no_new_privileges(svc) -> tuple[bool, "object | None"]:
+    """(set, the item that sets it false) from a service's security_opt."""
+    node = svc.opt("security_opt")
+    ok, bad = False, None
+    if node is not None and node.is_seq():
+        for item in node.value:
+            m = _NNP.match(str(item.value)) if item.value is not None else None
+            if m and (m.group("v") is None or m.group("v").lower() in _TRUE):
+                ok = True
+            elif m:
+                bad = item
+    return ok, bad
+
+
 @check("DKR-003")
 def dkr_003(ctx: Context) -> Outcome:
     ev = []
     for svc in ctx.inst.services:
-        node = svc.opt("security_opt")
-        ok = False
-        if node is not None and node.is_seq():
-            for item in node.value:
-                m = _NNP.match(str(item.value)) if item.value is not None else None
-                if m and (m.group("v") is None or m.group("v").lower() in _TRUE):
-                    ok = True
+        ok, _ = no_new_privileges(svc)
         if not ok:
             ev.append(ctx.svc_ev(svc, "no-new-privileges is not set"))
     return Outcome(FAIL if ev else PASS, ev)
