@@ -73,8 +73,11 @@ class Planner:
     """Builds the plan for an installation, one fixer at a time."""
 
     def __init__(self, root: str, profile: str = "local", files: list[str] | None = None, host_root: str = "/",
-                 now: float | None = None, new_secret: Callable[[int], str] | None = None) -> None:
+                 now: float | None = None, new_secret: Callable[[int], str] | None = None,
+                 db_password: str | None = None) -> None:
         self.root = os.path.abspath(root)
+        self.db_password = db_password
+        """The new database password chosen in the assistant (else SEC-001 generates one)."""
         self.profile = profile
         self.files = files
         self.host_root = host_root
@@ -690,7 +693,11 @@ def fix_sec_001(p: Planner) -> None:
             weak_users.add(user or "*")
     if not weak_users:
         return
-    new = p.new_secret(PASSWORD_BYTES)
+    if p.db_password is not None:
+        new = p.db_password
+        p.generated.add(new)
+    else:
+        new = p.new_secret(PASSWORD_BYTES)
     _rotate(p, "SEC-001", new, lambda user, pw: True)
     users = sorted(u for u in weak_users if u != "*") or ["<user>"]
     p.notes.append(
@@ -1369,6 +1376,8 @@ FIXERS: tuple[Fixer, ...] = (
 
 
 def plan_fixes(root: str, profile: str = "local", only: set[str] | None = None, files: list[str] | None = None,
-               host_root: str = "/", now: float | None = None, new_secret=None) -> tuple[Plan, Planner]:
-    planner = Planner(root, profile, files, host_root, now, new_secret)
+               host_root: str = "/", now: float | None = None, new_secret=None,
+               db_password: str | None = None) -> tuple[Plan, Planner]:
+    """Plan the fixes; ``db_password`` is the new database password when one was chosen (the assistant)."""
+    planner = Planner(root, profile, files, host_root, now, new_secret, db_password)
     return planner.build(only), planner

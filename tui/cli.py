@@ -89,10 +89,44 @@ def build_parser() -> argparse.ArgumentParser:
     umode.add_argument("--yes", action="store_true", help="undo without asking (needed when not on a terminal)")
     undo.add_argument("--reveal", action="store_true", help="show secret values in the preview")
 
-    demo = sub.add_parser("demo", help="audit a bundled, deliberately insecure installation in a temporary directory")
+    def terminal_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--color-system", choices=COLOR_SYSTEMS, default=None,
+                       help="colours to draw with: auto (default), 16, 256, truecolor, or none (as NO_COLOR); "
+                            "for sudo, which drops NO_COLOR and TEXTUAL_* variables")
+        p.add_argument("--theme", metavar="NAME", default=None,
+                       help="a Textual theme, e.g. textual-dark, textual-light, nord, gruvbox, textual-ansi")
+
+    assistant = sub.add_parser("assistant", help="the guided assistant in the terminal (the default on a terminal)",
+                               description="Walk through hardening screen by screen: network exposure, database "
+                                           "password, permissions, containers, TLS, firewall; every change previewed "
+                                           "and undoable. On later runs: what drifted since the last hardening.")
+    assistant.add_argument("--dir", metavar="D", help="the DesterLib install directory (default: $DESTERLIB_DIR, else ~/.desterlib)")
+    assistant.add_argument("-f", "--file", metavar="FILE", action="append", help="compose file to read (repeatable)")
+    assistant.add_argument("--profile", choices=("local", "tailscale", "internet"), default=None,
+                           help="start with this exposure profile (default: the last one chosen, else local)")
+    assistant.add_argument("--host-root", default="/", help=argparse.SUPPRESS)
+    terminal_options(assistant)
+
+    demo = sub.add_parser("demo", help="try it on a bundled, deliberately insecure installation in a temporary directory",
+                          description="Copy a deliberately insecure installation to a temporary directory and open the "
+                                      "assistant on it (on a terminal), or print its audit (otherwise, or with --audit).")
     audit_options(demo, with_dir=False)
     demo.add_argument("--keep", action="store_true", help="keep the temporary installation and print its path")
+    demo.add_argument("--audit", action="store_true", help="print the audit report instead of opening the assistant")
+    terminal_options(demo)
     return parser
+
+
+#: --color-system values -> TEXTUAL_COLOR_SYSTEM (None: NO_COLOR).
+COLOR_SYSTEMS = ("auto", "16", "256", "truecolor", "none")
+_TEXTUAL_COLOR = {"auto": "auto", "16": "standard", "256": "256", "truecolor": "truecolor"}
+
+
+def _on_terminal() -> bool:
+    try:
+        return sys.stdin.isatty() and sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,15 +150,19 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
-_COMMANDS = ("audit", "explain", "fix", "history", "undo", "demo")
+_COMMANDS = ("audit", "explain", "fix", "history", "undo", "demo", "assistant")
 
 
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    # `dester-harden --dir D` (no command) is the default job on D: the audit.
-    if argv and argv[0] not in _COMMANDS and argv[0] not in ("-h", "--help", "--version"):
-        argv = ["audit"] + argv
+    # `dester-harden [--dir D]` (no command) is the default job on D: the
+    # assistant on a terminal, the audit report otherwise (cron, pipes, CI).
+    if not argv or (argv[0] not in _COMMANDS and argv[0] not in ("-h", "--help", "--version")):
+        opts = {a.split("=")[0] for a in argv}
+        wants_tui = bool(opts & {"--color-system", "--theme"})
+        wants_report = bool(opts & {"--format", "--fail-on", "--only", "--skip"})
+        argv = (["assistant"] if wants_tui or (_on_terminal() and not wants_report) else ["audit"]) + argv
     args = parser.parse_args(argv)
     from checks.errors import InputError
 
@@ -133,6 +171,10 @@ def _main(argv: list[str] | None) -> int:
             return _explain(args, parser)
         if args.command == "demo":
             return _demo(args)
+        if args.command == "assistant":
+            from tui.run import run_assistant
+
+            return run_assistant(args)
         if args.command is None:
             args = parser.parse_args(["audit"])
         if args.command in ("fix", "history", "undo"):
@@ -253,6 +295,13 @@ def _demo(args) -> int:
     tmp = tempfile.mkdtemp(prefix="dester-harden-demo-")
     try:
         install = materialize(tmp)
+        if not args.audit and (_on_terminal() or args.color_system or args.theme):
+            from tui.run import run_assistant
+
+            args.dir, args.file = install, None
+            if args.keep:
+                print(f"The demo installation is in {install} (remove it when done).", file=sys.stderr)
+            return run_assistant(args)
         code = run_and_render(install, args)
         if args.keep:
             print(f"The demo installation is in {install} (remove it when done).", file=sys.stderr)

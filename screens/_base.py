@@ -1,0 +1,250 @@
+"""What every screen of the assistant shares: header, footer, the small-terminal
+notice, F1 help text, and (for the guided steps) Back and Next."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+
+from tui.widgets import TooSmallNotice
+
+if TYPE_CHECKING:
+    from checks.assistant import Session
+
+
+class DesterScreen(Screen):
+    """A full screen of the assistant."""
+
+    HELP: ClassVar[str] = ""
+    """What this screen is for and how to use it (shown by F1)."""
+    NAME: ClassVar[str] = ""
+    """The screen's name in the command palette and help."""
+    SHOWS_SECRET: ClassVar[bool] = False
+    """A secret may be on screen: the palette drops its Screenshot command."""
+
+    @property
+    def session(self) -> "Session":
+        return self.app.session  # type: ignore[attr-defined]
+
+    def compose_header(self):
+        yield Header(icon="")
+        yield TooSmallNotice()
+
+    def compose_footer(self):
+        yield Footer()
+
+
+class StepScreen(DesterScreen):
+    """One step of the guided setup. Dismisses with ``"next"`` or ``"back"``."""
+
+    STEP: ClassVar[str] = ""
+
+    BINDINGS = [
+        Binding("n", "next", "Next", id="step.next", tooltip="Keep these choices and go to the next step"),
+        Binding("b,escape", "back", "Back", id="step.back", tooltip="Go back to the previous step"),
+    ]
+
+    def action_next(self) -> None:
+        self.save_choices()
+        self.dismiss("next")
+
+    def action_back(self) -> None:
+        self.save_choices()
+        self.dismiss("back")
+
+    def save_choices(self) -> None:
+        """Store what the user picked on this step in the session's choices."""
+
+
+class FixStepScreen(StepScreen):
+    """A step whose fixes the user picks from a list, with a live preview of their effect.
+
+    The plan is built by ``checks`` in a worker thread whenever the choice
+    changes; the same plan is built again, against the files as they are then,
+    on the review screen before anything is applied.
+    """
+
+    INTRO: ClassVar[str] = ""
+
+    def compose(self):
+        from textual.containers import VerticalScroll
+        from textual.widgets import SelectionList, Static
+
+        yield from self.compose_header()
+        with VerticalScroll(id="step-body", classes="step-body"):
+            yield Static(self.INTRO, classes="step-intro")
+            yield from self.compose_extra()
+            yield Static("", classes="step-status", id="step-status")
+            yield SelectionList(id="step-fixes", classes="step-fixes")
+            yield Static("", classes="step-effect", id="step-effect")
+        yield from self.compose_footer()
+
+    def compose_extra(self):
+        """Widgets between the intro and the list of fixes."""
+        return iter(())
+
+    def on_mount(self) -> None:
+        self.sub_title = self.NAME
+        self.fill_fixes()
+        self.query_one("#step-fixes").focus()
+        self.refresh_effect()
+
+    def fill_fixes(self) -> None:
+        from rich.text import Text
+        from textual.widgets import SelectionList
+
+        from checks.catalog import BY_ID
+
+        session = self.session
+        report = session.report
+        failing = {f.id: f for f in session.failing(self.STEP, report)}
+        if self.STEP not in session.choices.selected:
+            session.choices.selected[self.STEP] = session.default_selection(self.STEP, report)
+        chosen = session.choices.selected[self.STEP]
+        sel = self.query_one("#step-fixes", SelectionList)
+        sel.clear_options()
+        offered = [cid for cid in session.fixable(self.STEP) if cid in failing]
+        for cid in offered:
+            f = failing[cid]
+            label = Text()
+            label.append(f"{cid} ", style="bold")
+            label.append(BY_ID[cid].title)
+            label.append(f"  [{f.severity}]", style="dim")
+            sel.add_option((label, cid, cid in chosen))
+        sel.display = bool(offered)
+        status = self.query_one("#step-status")
+        others = [f for cid, f in failing.items() if cid not in offered]
+        lines = []
+        if offered:
+            lines.append("Fixes for this step (Space toggles, ↑↓ move):")
+        else:
+            lines.append("Nothing to fix on this step: every check it covers passes or cannot be fixed from the files.")
+        for f in others:
+            lines.append(f"{f.id} fails but is not changed here: {self.why_not(f)}")
+        status.update("\n".join(lines))
+
+    def why_not(self, finding) -> str:
+        from checks.assistant import remaining_reason
+
+        return remaining_reason(finding, set(), {})
+
+    def on_selection_list_selected_changed(self, event) -> None:
+        self.session.choices.selected[self.STEP] = set(event.selection_list.selected)
+        self.refresh_effect()
+
+    def refresh_effect(self) -> None:
+        from textual.widgets import Static
+
+        self.query_one("#step-effect", Static).update("Working out what changes…")
+        self._plan_effect(set(self.session.choices.selected.get(self.STEP, set())))
+
+    def _plan_effect_thread(self, checks: set[str]):
+        return self.session.plan(self.STEP, checks)
+
+    def _plan_effect(self, checks: set[str]) -> None:
+        self.run_worker(lambda: self._effect_worker(checks), thread=True, exclusive=True, group=f"effect-{self.STEP}",
+                        exit_on_error=False)
+
+    def _effect_worker(self, checks: set[str]) -> None:
+        try:
+            step_plan = self._plan_effect_thread(checks)
+            text = self.effect_text(step_plan)
+        except Exception as exc:  # noqa: BLE001 - shown as one line, never a traceback
+            from tui.errors import one_line
+
+            text = "Cannot plan this step: " + one_line(exc)
+        self.app.call_from_thread(self._show_effect, text)
+
+    def _show_effect(self, text) -> None:
+        from textual.widgets import Static
+
+        if self.is_attached:
+            self.query_one("#step-effect", Static).update(text)
+
+    def effect_text(self, step_plan):
+        """What the selected fixes will change, as a short summary (diff lines, masked)."""
+        from rich.text import Text
+
+        from checks.preview import file_diff
+        from checks.plan import FileEdit, ModeChange, TreeChmod
+        from checks.preview import tree_summary
+        from checks.secrets import Masker
+
+        plan = step_plan.plan
+        t = Text()
+        if plan.empty:
+            t.append("No change selected." if not plan.refusals else "Nothing can be changed automatically.")
+        else:
+            t.append(f"Planned: score {step_plan.score_before} -> {step_plan.score_after}\n", style="bold")
+        masker = Masker(plan.secrets)
+        root = self.session.root
+        for c in plan.changes:
+            if isinstance(c, FileEdit):
+                lines = file_diff(c, root, masker)
+                t.append(lines[0] if c.before is None else self.session.display(c.path), style="bold")
+                t.append("\n")
+                for line in lines:
+                    if line.startswith(("+++", "---", "new file")):
+                        continue
+                    if line.startswith("+"):
+                        t.append("  " + line + "\n", style="green")
+                    elif line.startswith("-"):
+                        t.append("  " + line + "\n", style="red")
+            elif isinstance(c, ModeChange):
+                t.append(f"{self.session.display(c.path)}: mode {c.before:04o} -> {c.after:04o}\n")
+            elif isinstance(c, TreeChmod):
+                t.append(tree_summary(c, root) + "\n")
+        for r in plan.refusals:
+            t.append(f"\nNot changed: {r.check}: {r.reason}", style="yellow")
+        for n in plan.notes:
+            t.append(f"\nNote: {n}", style="dim")
+        return t
+
+
+class InfoStepScreen(StepScreen):
+    """A step dester-harden cannot change from the files yet: where things stand and what to do."""
+
+    INTRO: ClassVar[str] = ""
+
+    def compose(self):
+        from textual.containers import VerticalScroll
+        from textual.widgets import Static
+
+        yield from self.compose_header()
+        with VerticalScroll(id="step-body", classes="step-body"):
+            yield Static(self.INTRO, classes="step-intro")
+            yield Static("", classes="step-findings", id="step-findings")
+        yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        from rich.text import Text
+        from textual.widgets import Static
+
+        from checks.assistant import STEP_BY_ID
+        from checks.findings import FAIL, PASS, SKIPPED
+
+        self.sub_title = self.NAME
+        self.query_one("#step-body").focus()
+        report = self.session.report
+        t = Text()
+        mark = {FAIL: ("✗ fails", "red"), PASS: ("✓ passes", "green"), SKIPPED: ("? not checked", "yellow")}
+        for cid in STEP_BY_ID[self.STEP].checks:
+            f = next((x for x in (report.findings if report else []) if x.id == cid), None)
+            if f is None:
+                continue
+            word, style = mark.get(f.status, ("! error", "red"))
+            t.append(f"{cid} ", style="bold")
+            t.append(f"{f.check.title}: ")
+            t.append(word, style=style)
+            t.append("\n")
+            if f.status == SKIPPED and f.reason:
+                t.append(f"  {f.reason}\n", style="dim")
+            if f.status == FAIL:
+                for e in f.evidence[:2]:
+                    t.append(f"  {e.file or ''}{':' + str(e.line) if e.line else ''} {e.note or e.text}\n", style="dim")
+                t.append(f"  What to do: {f.check.fix}\n")
+            t.append(f"  dester-harden explain {cid}\n", style="dim")
+        self.query_one("#step-findings", Static).update(t)

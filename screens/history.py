@@ -1,0 +1,138 @@
+"""History: the undo journal; any transaction can be taken back after seeing its diff."""
+
+from __future__ import annotations
+
+import asyncio
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Static
+
+from checks.assistant import STEP_BY_ID
+from tui.errors import one_line
+
+from ._base import DesterScreen
+from .undo import UndoModal
+
+
+class HistoryScreen(DesterScreen):
+    """Every transaction dester-harden applied here, newest first; Enter previews its undo."""
+
+    NAME = "History"
+    CSS_PATH = "history.tcss"
+    HELP = ("Each row is one transaction: the changes of one step (or of one `dester-harden fix`), applied all "
+            "or nothing. Select one and press **Enter** (or **u**) to see the diff that would take it back; undo "
+            "restores contents, modes and owners byte for byte. A file edited by hand since is shown first and "
+            "only overwritten if you confirm.")
+    BINDINGS = [
+        Binding("u", "undo", "Undo…", id="history.undo", tooltip="Preview, then undo the selected transaction"),
+        Binding("b,escape", "back", "Back", id="history.back", tooltip="Back to where you were"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_header()
+        with VerticalScroll(id="history-body"):
+            yield Static("", id="history-head")
+            yield DataTable(id="history-table", cursor_type="row")
+            yield Static("", id="history-detail")
+        yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = self.NAME
+        self.query_one(DataTable).add_columns("when", "what", "checks", "state")
+        self.load()
+
+    @work(thread=True, exclusive=True, group="history", exit_on_error=False)
+    def load(self) -> None:
+        self.session.recover()
+        txns = self.session.transactions()
+        self.app.call_from_thread(self.show, txns)
+
+    def show(self, txns) -> None:
+        self.txns = {t.id: t for t in txns}
+        table = self.query_one(DataTable)
+        table.clear()
+        for t in reversed(txns):
+            what = STEP_BY_ID[t.step].title if t.kind == "fix" and t.step else ("undo" if t.kind == "undo" else t.kind)
+            if t.kind == "undo":
+                what = "undo"
+            style = "dim" if t.state != "applied" else ""
+            table.add_row(t.when, Text(what, style=style), Text(", ".join(t.checks)[:30], style=style),
+                          Text(t.state, style=style), key=t.id)
+        head = (f"{len(txns)} transaction(s) in {self.session.display(self.session.root)}/.dester-harden; "
+                "Enter or u previews an undo.") if txns else \
+            "No transactions yet: each change you apply is recorded here, ready to undo."
+        self.query_one("#history-head", Static).update(head)
+        if txns:
+            table.focus()
+            self._detail(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._detail(event.row_key.value)
+
+    def _detail(self, txn_id) -> None:
+        t = getattr(self, "txns", {}).get(txn_id)
+        if t is None:
+            return
+        d = Text(f"{t.id}  ({t.kind}, {t.state})\n", style="bold")
+        if t.files:
+            d.append("files: " + ", ".join(t.files) + "\n")
+        for m in t.media:
+            d.append(f"media tree: {m}\n")
+        self.query_one("#history-detail", Static).update(d)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_undo()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_undo(self) -> None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return
+        txn_id = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        t = self.txns.get(txn_id)
+        if t is None:
+            return
+        if not t.undoable:
+            self.notify(f"{t.id} cannot be undone: it is {'an undo' if t.kind == 'undo' else t.state}.",
+                        severity="warning")
+            return
+        self.undo_flow(t.id)
+
+    @work(exclusive=True, group="history-undo", exit_on_error=False)
+    async def undo_flow(self, txn_id: str) -> None:
+        from checks.preview import file_diff, render
+        from checks.plan import FileEdit
+        from checks.secrets import Masker
+
+        session = self.session
+        try:
+            plan, conflicts = await asyncio.to_thread(session.undo_preview, txn_id)
+        except Exception as exc:  # noqa: BLE001
+            self.notify(one_line(exc), title="Cannot undo", severity="error", timeout=10)
+            return
+        text = render(plan, session.root)
+        if conflicts:
+            masker = Masker(plan.secrets)
+            lines = ["Edited by hand since the transaction: undo would overwrite these changes.", ""]
+            for c in conflicts:
+                if c.expected is None and c.current is None:
+                    lines.append(f"{session.display(c.path)}: mode changed since")
+                    continue
+                lines += file_diff(FileEdit(c.path, c.expected, c.current), session.root, masker)
+            text = "\n".join(lines) + "\n\n" + text
+        ok = await self.app.push_screen_wait(UndoModal(txn_id, text, bool(conflicts)))
+        if not ok:
+            return
+        try:
+            await self.app.apply_undo(txn_id, force=bool(conflicts))  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001
+            self.notify(one_line(exc), title="Nothing was changed", severity="error", timeout=10)
+            return
+        self.notify(f"Undone: {txn_id}. Score now {session.report.score}/100.")
+        self.load()

@@ -1,0 +1,58 @@
+"""Network exposure: local, Tailscale or internet, and the port bindings that choice implies."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import RadioButton, RadioSet, Static
+
+from checks.assistant import PROFILES
+
+from ._base import FixStepScreen
+
+
+class NetworkScreen(FixStepScreen):
+    """Choose who may reach DesterLib; the port-binding fixes follow from it."""
+
+    STEP = "network"
+    NAME = "Network exposure"
+    CSS_PATH = "network.tcss"
+    INTRO = "Who should reach DesterLib? (↑↓ then Enter to choose; Tab to the fixes)"
+    HELP = ("DesterLib has no login yet, so who can reach it is the whole of its security.\n\n"
+            "- **Local network only**: the API for devices at home; the database and Redis on 127.0.0.1.\n"
+            "- **Through Tailscale**: the API on 127.0.0.1, carried to your devices by `tailscale serve`.\n"
+            "- **On the internet**: only an HTTPS reverse proxy with a login faces the internet (the TLS step).\n\n"
+            "Docker publishes ports past ufw's rules, so binding to 127.0.0.1 is the fix that holds. "
+            "The list below shows the changes this choice implies; the preview at the bottom shows the exact lines.")
+
+    def compose_extra(self):
+        current = self.session.choices.profile
+        with RadioSet(id="network-profile"):
+            for key, (title, _) in PROFILES.items():
+                yield RadioButton(title, value=(key == current), id=f"profile-{key}")
+        t = Text()
+        for key, (title, sentence) in PROFILES.items():
+            t.append(f"{title}: ", style="bold")
+            t.append(sentence + "\n")
+        yield Static(t, id="network-sentences")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#network-profile", RadioSet).focus()
+
+    def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
+        key = (event.pressed.id or "profile-local").removeprefix("profile-")
+        if key == self.session.choices.profile:
+            return
+        self.session.choices.profile = key
+        self.session.choices.selected.pop(self.STEP, None)
+        self.query_one("#step-effect", Static).update("Auditing for this profile…")
+        self.run_worker(self._reaudit, thread=True, exclusive=True, group="network-profile", exit_on_error=False)
+
+    def _reaudit(self) -> None:
+        self.session.audit()
+        self.app.call_from_thread(self._after_reaudit)
+
+    def _after_reaudit(self) -> None:
+        if self.is_attached:
+            self.fill_fixes()
+            self.refresh_effect()

@@ -1,0 +1,96 @@
+"""The database password: a generated one, its strength, and everywhere it must be written."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.widgets import Static
+
+from checks.assistant import password_strength
+from checks.secrets import MASK
+
+from ._base import FixStepScreen
+
+LIVE_ROTATION = (
+    "PostgreSQL keeps the old password inside its data volume: changing the files alone does not change it. "
+    "Live rotation means running ALTER USER inside the database at the same moment the files change, then "
+    "restarting the API; the live-system step will do that (with its own undo). Until then, before "
+    "`docker compose up -d`, run `docker compose exec postgres psql -U <user> -c '\\password <user>'` and type the new "
+    "password (reveal it here with v, or copy it with c).")
+
+
+class PasswordScreen(FixStepScreen):
+    """Generate the new database password and the other secret fixes."""
+
+    STEP = "password"
+    NAME = "Database password"
+    CSS_PATH = "password.tcss"
+    SHOWS_SECRET = True
+    INTRO = "A weak or default database password is one guess away from your whole library."
+    HELP = ("The new password comes from Python's `secrets` module: 32 random bytes written as 43 characters of "
+            "A-Z a-z 0-9 - _ (a URL-safe alphabet, so `DATABASE_URL` needs no percent-encoding). It goes to every "
+            "place that must agree: POSTGRES_PASSWORD, DATABASE_URL, and the `.env` they read.\n\n"
+            "It is masked by default. **v** reveals or hides it, **c** copies it to your clipboard through the "
+            "terminal (OSC 52, works over SSH in most terminals), **r** generates another. It is never logged, "
+            "never kept in the undo journal in plain text, and never in a screenshot.\n\n" + LIVE_ROTATION)
+    BINDINGS = [
+        Binding("v", "reveal", "Reveal", id="password.reveal", tooltip="Show or hide the new password"),
+        Binding("c", "copy", "Copy", id="password.copy", tooltip="Copy the new password to the clipboard (OSC 52)"),
+        Binding("r", "regenerate", "New", id="password.regenerate", tooltip="Generate a different password"),
+    ]
+
+    revealed: bool = False
+
+    def compose_extra(self):
+        yield Static("", id="password-panel")
+        yield Static(Text(LIVE_ROTATION, style="dim"), id="password-live")
+
+    def on_mount(self) -> None:
+        weak = any(f.id == "SEC-001" for f in self.session.failing(self.STEP))
+        if weak and self.session.choices.db_password is None:
+            self.session.generate_password()
+        super().on_mount()
+        self.show_password()
+
+    def show_password(self) -> None:
+        session = self.session
+        weak = [f for f in session.failing(self.STEP) if f.id == "SEC-001"]
+        t = Text()
+        if not weak:
+            t.append("The database password is not weak: nothing to replace.", style="green")
+            self.query_one("#password-live").display = False
+        else:
+            f = weak[0]
+            for e in f.evidence[:3]:
+                t.append("Now:  ", style="bold")
+                t.append(f"{e.file}:{e.line}" if e.line else f"{e.file}")
+                t.append(f"  {e.note}\n" if e.note else "\n", style="red")
+            pw = session.choices.db_password or ""
+            s = password_strength(pw)
+            t.append("New:  ", style="bold")
+            t.append(pw if self.revealed else MASK[0] * len(pw), style="bold green" if self.revealed else "bold")
+            t.append(f"\n      {s.length} characters · alphabet of {s.alphabet}{' (URL-safe)' if s.url_safe else ''}"
+                     f" · {s.bits} bits · {s.label}", style="green" if s.bits >= 128 else "yellow")
+            t.append("\n      v reveal · c copy · r generate another", style="dim")
+        self.query_one("#password-panel", Static).update(t)
+
+    def action_reveal(self) -> None:
+        if not self.session.choices.db_password:
+            return
+        self.revealed = not self.revealed
+        self.show_password()
+
+    def action_copy(self) -> None:
+        pw = self.session.choices.db_password
+        if not pw:
+            self.notify("There is no new password to copy on this installation.", severity="warning")
+            return
+        self.app.copy_to_clipboard(pw)
+        self.notify("Copied the new password to the clipboard (through the terminal, OSC 52).")
+
+    def action_regenerate(self) -> None:
+        if not self.session.choices.db_password:
+            return
+        self.session.generate_password()
+        self.show_password()
+        self.refresh_effect()

@@ -1,0 +1,57 @@
+"""The preview of one step's changes before they are made: apply, skip, or go back."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+from tui.widgets import DiffView
+
+
+class PreviewModal(ModalScreen[str]):
+    """Every change of a plan as a masked diff. Dismisses with "apply", "skip" or "back"."""
+
+    NAME = "Preview"
+    CSS_PATH = "preview.tcss"
+    HELP = ("This is exactly what will be written: the diff of each file (secrets masked), each mode change, and "
+            "the media tree as counts. **a** applies it as one transaction (all of it or nothing, journaled first, "
+            "undoable from History), **s** skips this step, **b** or Esc goes back to change your choices.")
+    BINDINGS = [
+        Binding("a", "choose('apply')", "Apply", id="preview.apply", tooltip="Apply these changes (one undoable transaction)"),
+        Binding("s", "choose('skip')", "Skip", id="preview.skip", tooltip="Leave these files as they are"),
+        Binding("b,escape", "choose('back')", "Back", id="preview.back", tooltip="Go back and change the choices"),
+    ]
+
+    def __init__(self, title: str, preview: str, score_before: int, score_after: int, can_apply: bool = True) -> None:
+        super().__init__()
+        self._title = title
+        self._preview = preview
+        self._scores = (score_before, score_after)
+        self._can_apply = can_apply
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="preview-box"):
+            head = Text(self._title, style="bold")
+            if self._can_apply:
+                head.append(f"   score {self._scores[0]} -> {self._scores[1]}")
+            yield Static(head, id="preview-title")
+            yield DiffView(self._preview, id="preview-diff")
+            with Horizontal(id="preview-buttons"):
+                yield Button("Apply (a)", id="apply", variant="success", disabled=not self._can_apply)
+                yield Button("Skip (s)", id="skip")
+                yield Button("Back (b)", id="back")
+
+    def on_mount(self) -> None:
+        self.query_one(DiffView).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.action_choose(event.button.id or "back")
+
+    def action_choose(self, what: str) -> None:
+        if what == "apply" and not self._can_apply:
+            return
+        self.dismiss(what)

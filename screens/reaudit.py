@@ -1,0 +1,110 @@
+"""Re-audit: what changed since dester-harden last hardened this installation."""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Static
+
+from checks.assistant import STEP_BY_ID, drift
+from tui.widgets import score_text
+
+from ._base import DesterScreen
+
+KIND_TEXT = {"regression": ("regressed", "bold red"), "new": ("new", "yellow"), "fixed": ("fixed", "green"),
+             "still": ("still failing", "dim")}
+
+
+class ReauditScreen(DesterScreen):
+    """The drift since the baseline: regressions, new findings, fixed ones; Enter jumps to the fix."""
+
+    NAME = "Re-audit"
+    CSS_PATH = "reaudit.tcss"
+    HELP = ("When dester-harden applies a change it saves the audit as a baseline. This screen compares the "
+            "installation now with that baseline:\n\n"
+            "- **regressed**: passed then, fails now (say `.env` is back to 0644);\n"
+            "- **new**: fails in a place it did not before (a new service, a new published port);\n"
+            "- **fixed**: failed then, passes now;\n- **still failing**: as it was.\n\n"
+            "Select a row and press **Enter** to go to the screen that fixes it.")
+    BINDINGS = [
+        Binding("enter", "open", "Fix", id="reaudit.open", tooltip="Go to the screen that fixes the selected finding"),
+        Binding("g", "app.guided", "Guided setup", id="reaudit.guided", tooltip="Walk through every step again"),
+        Binding("h", "app.history", "History", id="reaudit.history", tooltip="The undo journal"),
+        Binding("r", "refresh", "Re-audit", id="reaudit.refresh", tooltip="Read the files again"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_header()
+        with VerticalScroll(id="reaudit-body"):
+            yield Static("Auditing…", id="reaudit-head")
+            yield DataTable(id="reaudit-table", cursor_type="row")
+            yield Static("", id="reaudit-foot")
+        yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = self.NAME
+        table = self.query_one(DataTable)
+        table.add_columns("change", "check", "title", "step")
+        self.load()
+
+    def on_screen_resume(self) -> None:
+        if self.session.report is not None and self.query_one(DataTable).row_count:
+            self.load()
+
+    def action_refresh(self) -> None:
+        self.load()
+
+    @work(thread=True, exclusive=True, group="reaudit", exit_on_error=False)
+    def load(self) -> None:
+        recovered = self.session.recover()
+        report = self.session.audit()
+        self.app.call_from_thread(self.show, report, recovered)
+
+    def show(self, report, recovered) -> None:
+        base = self.session.baseline
+        head = Text()
+        for m in recovered:
+            head.append(m + "\n", style="yellow")
+        head.append(score_text(report))
+        if base is not None:
+            when = _dt.datetime.fromtimestamp(base.saved_at).strftime("%Y-%m-%d %H:%M")
+            head.append(f"\nLast hardened {when} (score then {base.score}/100, {base.profile} profile).")
+            d = drift(base, report)
+            head.append("\n")
+            head.append(f"{len(d.regressions)} regressed", style="bold red" if d.regressions else "")
+            head.append(f" · {len(d.new)} new", style="yellow" if d.new else "")
+            head.append(f" · {len(d.fixed)} fixed", style="green" if d.fixed else "")
+            head.append(f" · {len(d.still)} still failing")
+            items = d.regressions + d.new + d.fixed + d.still
+        else:
+            items = []
+        self.query_one("#reaudit-head", Static).update(head)
+        table = self.query_one(DataTable)
+        table.clear()
+        for item in items:
+            word, style = KIND_TEXT[item.kind]
+            table.add_row(Text(word, style=style), item.finding.id, item.finding.check.title[:40],
+                          STEP_BY_ID[item.step].title, key=f"{item.kind}:{item.finding.id}")
+        foot = "Enter on a row goes to the screen that fixes it." if items else "Nothing to show."
+        if base is not None and not d.changed:
+            foot = "Nothing drifted since the last hardening. " + foot
+        self.query_one("#reaudit-foot", Static).update(foot)
+        table.focus()
+
+    def action_open(self) -> None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or ""
+        kind, cid = key.split(":", 1)
+        from checks.assistant import STEP_OF_CHECK
+
+        self.app.fix_one(STEP_OF_CHECK[cid])  # type: ignore[attr-defined]
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open()

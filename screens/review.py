@@ -1,0 +1,113 @@
+"""Review: each step's pending changes in a preview, applied one transaction per step."""
+
+from __future__ import annotations
+
+import asyncio
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Static
+
+from checks.assistant import STEP_BY_ID
+from tui.errors import one_line
+
+from ._base import DesterScreen
+from .preview import PreviewModal
+
+
+class ReviewScreen(DesterScreen):
+    """Walks the pending steps in order; dismisses with "next" or ("back", step id)."""
+
+    NAME = "Review"
+    CSS_PATH = "review.tcss"
+    HELP = ("Each step with chosen fixes opens as a preview: the exact diff, with secrets masked. Apply makes it "
+            "one transaction (journaled first, atomic, undoable from History); Skip leaves those files alone; Back "
+            "returns to that step. Each plan is built against the files as they are at that moment, after the "
+            "steps applied before it.")
+    BINDINGS = [
+        Binding("n", "next", "Summary", id="review.next", tooltip="Go on to the summary"),
+        Binding("b,escape", "back", "Back", id="review.back", tooltip="Back to the last step"),
+    ]
+
+    def __init__(self, steps: list[str]) -> None:
+        super().__init__()
+        self.steps = steps
+        self.state: dict[str, str] = {s: "pending" for s in steps}
+        self.done = False
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_header()
+        with VerticalScroll(id="review-body"):
+            yield Static("Pending changes, one preview per step:", id="review-intro")
+            yield DataTable(id="review-table", cursor_type="row", zebra_stripes=False)
+            yield Static("", id="review-status")
+        yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = self.NAME
+        table = self.query_one(DataTable)
+        table.add_columns("step", "fixes", "state")
+        for s in self.steps:
+            table.add_row(STEP_BY_ID[s].title, ", ".join(sorted(self.session.choices.selected.get(s, ()))),
+                          self.state[s], key=s)
+        if not self.steps:
+            self.query_one("#review-status", Static).update("No fixes were chosen: nothing to apply. Press n for the summary.")
+            self.done = True
+            return
+        self.walk()
+
+    def set_state(self, step: str, state: str) -> None:
+        self.state[step] = state
+        table = self.query_one(DataTable)
+        table.update_cell(step, table.ordered_columns[2].key, state)
+
+    @work(exclusive=True, group="review", exit_on_error=False)
+    async def walk(self) -> None:
+        from checks.preview import render
+
+        session = self.session
+        status = self.query_one("#review-status", Static)
+        for i, step in enumerate(self.steps):
+            if self.state[step] != "pending":
+                continue
+            status.update(f"Planning {STEP_BY_ID[step].title}…")
+            try:
+                step_plan = await asyncio.to_thread(session.plan, step)
+            except Exception as exc:  # noqa: BLE001
+                self.set_state(step, "cannot plan")
+                status.update(Text("Cannot plan " + STEP_BY_ID[step].title + ": " + one_line(exc), style="red"))
+                continue
+            preview = render(step_plan.plan, session.root)
+            title = f"{STEP_BY_ID[step].title} ({i + 1} of {len(self.steps)})"
+            choice = await self.app.push_screen_wait(
+                PreviewModal(title, preview, step_plan.score_before, step_plan.score_after, not step_plan.plan.empty))
+            if choice == "back":
+                self.dismiss(("back", step))
+                return
+            if choice == "skip":
+                self.set_state(step, "skipped")
+                continue
+            status.update(f"Applying {STEP_BY_ID[step].title}…")
+            self.set_state(step, "applying")
+            try:
+                result, report = await self.app.apply_plan(step_plan)  # type: ignore[attr-defined]
+            except Exception as exc:  # noqa: BLE001
+                self.set_state(step, "failed")
+                self.notify(one_line(exc), title="Nothing was changed", severity="error", timeout=10)
+                continue
+            self.set_state(step, f"applied ({result.txn.id[-6:]})")
+            self.app.sub_title = self.NAME
+        status.update(Text(f"Done. Score now {session.report.score}/100. Press n for the summary.", style="bold"))
+        self.done = True
+
+    def action_next(self) -> None:
+        if self.done:
+            self.dismiss("next")
+        else:
+            self.notify("Finish the previews first (or press b to go back).")
+
+    def action_back(self) -> None:
+        self.dismiss(("back", self.steps[-1] if self.steps else None))

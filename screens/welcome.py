@@ -1,0 +1,87 @@
+"""First run: what was found, how exposed it is, and the score."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from checks.findings import FAIL
+from tui.widgets import SEVERITY_STYLE, score_text
+
+from ._base import DesterScreen
+
+
+class WelcomeScreen(DesterScreen):
+    """The first screen of a first run: the installation as found, then the guided setup."""
+
+    NAME = "Welcome"
+    CSS_PATH = "welcome.tcss"
+    HELP = ("dester-harden looked at the DesterLib installation below: its compose and env files, the ports it "
+            "publishes, its media library. The score is 100 when nothing fails; each failing check lowers it by "
+            "its severity.\n\nPress **Enter** to start the guided setup: one decision per screen, a preview of every "
+            "change before it is made, and an undo for each. Nothing is written until you apply a preview.")
+    BINDINGS = [
+        Binding("enter,s", "start", "Start setup", id="welcome.start", tooltip="Start the guided setup"),
+        Binding("h", "app.history", "History", id="welcome.history", tooltip="The undo journal: earlier changes"),
+        Binding("r", "refresh", "Re-audit", id="welcome.refresh", tooltip="Read the files again"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_header()
+        with VerticalScroll(id="welcome-body"):
+            yield Static(Text("Auditing…"), id="welcome-score")
+            yield Static("", id="welcome-found")
+            yield Static("", id="welcome-top")
+            yield Static("Press Enter to start the guided setup.", id="welcome-next")
+        yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        self.load()
+
+    def action_refresh(self) -> None:
+        self.query_one("#welcome-score", Static).update(Text("Auditing…"))
+        self.load()
+
+    @work(thread=True, exclusive=True, group="welcome-audit", exit_on_error=False)
+    def load(self) -> None:
+        session = self.session
+        recovered = session.recover()
+        report = session.audit()
+        summary = session.summary()
+        self.app.call_from_thread(self.show, report, summary, recovered)
+
+    def show(self, report, summary, recovered) -> None:
+        self.query_one("#welcome-score", Static).update(score_text(report))
+        t = Text()
+        for m in recovered:
+            t.append(m + "\n", style="yellow")
+        t.append("Installation ", style="bold")
+        t.append(f"{summary.root}  ({summary.layout} layout)\n")
+        t.append("Services     ", style="bold")
+        t.append(", ".join(summary.services) or "none found")
+        t.append("\nFiles        ", style="bold")
+        t.append(", ".join(summary.compose_files + summary.env_files))
+        t.append("\nPublished    ", style="bold")
+        t.append("\n             ".join(summary.exposure) or "no published ports")
+        if summary.media:
+            t.append("\nMedia        ", style="bold")
+            t.append(", ".join(summary.media))
+        self.query_one("#welcome-found", Static).update(t)
+        top = Text("Most urgent\n", style="bold")
+        rank = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
+        failing = sorted((f for f in report.findings if f.status == FAIL), key=lambda f: rank.get(f.severity, 5))
+        for f in failing[:6]:
+            top.append(f"  {f.severity:<8}", style=SEVERITY_STYLE.get(f.severity, ""))
+            top.append(f" {f.id}  {f.check.title}\n")
+        if len(failing) > 6:
+            top.append(f"  … and {len(failing) - 6} more\n", style="dim")
+        if not failing:
+            top = Text("Nothing fails in the files. The guided setup still walks through firewall, HTTPS and backups.\n")
+        self.query_one("#welcome-top", Static).update(top)
+
+    def action_start(self) -> None:
+        self.app.start_guided()  # type: ignore[attr-defined]

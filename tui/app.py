@@ -1,0 +1,294 @@
+"""The dester-harden assistant: a Textual app over the same engine as the CLI.
+
+The app holds a :class:`checks.assistant.Session`; screens ask it for audits,
+plans and transactions in worker threads. Flows (the guided setup, fixing one
+step from the re-audit) run in one async worker each, every step awaited with
+``push_screen_wait`` and answered with "next" or "back".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+from typing import Iterable
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from checks.assistant import APPLY_STEPS, STEP_BY_ID, STEPS, Session
+
+#: Step id -> (module, class) of its screen, imported when first shown.
+STEP_SCREENS = {
+    "network": ("screens.network", "NetworkScreen"),
+    "password": ("screens.password", "PasswordScreen"),
+    "permissions": ("screens.permissions", "PermissionsScreen"),
+    "containers": ("screens.containers", "ContainersScreen"),
+    "tls": ("screens.tls", "TLSScreen"),
+    "firewall": ("screens.firewall", "FirewallScreen"),
+    "backups": ("screens.backups", "BackupsScreen"),
+}
+
+
+def _screen_class(step: str):
+    import importlib
+
+    module, name = STEP_SCREENS[step]
+    return getattr(importlib.import_module(module), name)
+
+
+class DesterApp(App[int]):
+    """The guided assistant, the re-audit and the history, for one installation."""
+
+    TITLE = "dester-harden"
+    CSS_PATH = "app.tcss"
+    ENABLE_COMMAND_PALETTE = True
+    HORIZONTAL_BREAKPOINTS = [(0, "-too-narrow"), (80, "-wide-enough")]
+    VERTICAL_BREAKPOINTS = [(0, "-too-short"), (24, "-tall-enough")]
+    BINDINGS = [
+        Binding("f1", "help", "Help", id="app.help", tooltip="What this screen is for, and its keys"),
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", tooltip="Leave dester-harden (applied changes stay)",
+                priority=True),
+    ]
+
+    def __init__(self, session: Session, *, theme: str | None = None, cursor_blink: bool = True) -> None:
+        super().__init__()
+        self.session = session
+        """The installation and the user's choices."""
+        self._theme_name = theme
+        self.cursor_blink = cursor_blink
+        """Off in tests and snapshots, so frames do not depend on timing."""
+        self.applying = threading.Event()
+        """Set while the engine applies a transaction (the app must not exit then)."""
+        self.applying_done = threading.Event()
+        self.applying_done.set()
+        self.hangup = False
+        """The terminal went away (SIGHUP): exit as soon as no transaction is in flight."""
+        self.start_score: int | None = None
+        self.sub_title = f"{session.hostname} · {session.root}"
+
+    # -- start --------------------------------------------------------------
+    def on_mount(self) -> None:
+        # The home screen is pushed (not the default screen) so its CSS file loads.
+        if self.session.first_run:
+            from screens.welcome import WelcomeScreen
+
+            self._home = WelcomeScreen()
+        else:
+            from screens.reaudit import ReauditScreen
+
+            self._home = ReauditScreen()
+        self.push_screen(self._home)
+        if self._theme_name:
+            self.theme = self._theme_name
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_hangup)
+        except (NotImplementedError, RuntimeError, ValueError, AttributeError):
+            pass
+
+    # -- a dropped terminal ----------------------------------------------------
+    def _on_hangup(self) -> None:
+        """SSH went away: let the transaction in flight finish (or roll back), then leave."""
+        self.hangup = True
+        if not self.applying.is_set():
+            self.exit(129)
+            return
+
+        def wait_then_exit() -> None:
+            while self.applying.is_set():
+                self.applying_done.wait(0.5)
+            try:
+                self.call_from_thread(self.exit, 129)
+            except Exception:  # noqa: BLE001 - the loop may already be gone
+                pass
+            # The terminal is gone: if the app cannot shut down cleanly, the
+            # transaction is committed already, so leaving hard loses nothing.
+            threading.Event().wait(10)
+            os._exit(129)
+
+        threading.Thread(target=wait_then_exit, name="hangup", daemon=True).start()
+
+    async def _run_engine(self, fn, *args, **kwargs):
+        """Run an engine call in a thread, marked as in flight for the SIGHUP handler."""
+        self.applying.set()
+        self.applying_done.clear()
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        finally:
+            self.applying.clear()
+            self.applying_done.set()
+            if self.hangup:
+                self.exit(129)
+
+    async def apply_plan(self, step_plan):
+        """Apply a previewed step plan as one transaction (then the baseline is saved)."""
+        return await self._run_engine(self.session.apply, step_plan)
+
+    async def apply_undo(self, txn_id: str, force: bool = False):
+        return await self._run_engine(self.session.undo, txn_id, force)
+
+    # -- flows ------------------------------------------------------------------
+    def start_guided(self, start: str | None = None) -> None:
+        self._reset_to_base()
+        self.guided_flow(start)
+
+    def fix_one(self, step: str) -> None:
+        """From the re-audit: the screen that fixes a finding, its review, then back."""
+        self._reset_to_base()
+        self.one_step_flow(step)
+
+    def _reset_to_base(self) -> None:
+        self.workers.cancel_group(self, "flow")
+        self._pop_home()
+
+    def _pop_home(self) -> None:
+        """Pop screens down to the home screen (the welcome, or the re-audit once there is a baseline)."""
+        home = getattr(self, "_home", None)
+        while len(self.screen_stack) > 1 and self.screen is not home:
+            self.pop_screen()
+
+    def steps_for_profile(self) -> list[str]:
+        return [s.id for s in STEPS if s.id != "tls" or self.session.choices.profile == "internet"]
+
+    @work(exclusive=True, group="flow", exit_on_error=False)
+    async def guided_flow(self, start: str | None = None) -> None:
+        if self.session.report is None:
+            await asyncio.to_thread(self.session.audit)
+        if self.start_score is None:
+            self.start_score = self.session.report.score
+        steps = self.steps_for_profile()
+        i = steps.index(start) if start in steps else (len(steps) if start == "review" else 0)
+        while True:
+            result = await self._walk(steps, i)
+            if result is None:
+                return  # backed out of the first step
+            pending = [s for s in self.steps_for_profile() if s in APPLY_STEPS and self.session.choices.selected.get(s)]
+            from screens.review import ReviewScreen
+
+            review = ReviewScreen(pending)
+            answer = await self.push_screen_wait(review)
+            if isinstance(answer, tuple):
+                steps = self.steps_for_profile()
+                i = steps.index(answer[1]) if answer[1] in steps else len(steps) - 1
+                continue
+            break
+        from screens.summary import SummaryScreen
+
+        skipped = {s for s, state in review.state.items() if state == "skipped"}
+        await self.push_screen_wait(SummaryScreen(self.start_score, skipped))
+        self._back_home()
+
+    @work(exclusive=True, group="flow", exit_on_error=False)
+    async def one_step_flow(self, step: str) -> None:
+        if self.session.report is None:
+            await asyncio.to_thread(self.session.audit)
+        while True:
+            result = await self._walk([step], 0)
+            if result is None:
+                self._back_home()
+                return
+            pending = [step] if step in APPLY_STEPS and self.session.choices.selected.get(step) else []
+            from screens.review import ReviewScreen
+
+            answer = await self.push_screen_wait(ReviewScreen(pending))
+            if isinstance(answer, tuple):
+                continue
+            break
+        self._back_home()
+
+    async def _walk(self, steps: list[str], i: int):
+        """Walk the step screens from ``i``; None when backed out before the first."""
+        while i < len(steps):
+            if i < 0:
+                return None
+            answer = await self.push_screen_wait(_screen_class(steps[i])())
+            if answer == "back":
+                i -= 1
+            else:
+                i += 1
+                steps = self.steps_for_profile() if len(steps) > 1 else steps  # the profile may add or drop TLS
+        return "done"
+
+    def _back_home(self) -> None:
+        """Back to the base screen, switched to the re-audit once a baseline exists."""
+        self._pop_home()
+        from screens.reaudit import ReauditScreen
+
+        if self.session.baseline is not None and not isinstance(self.screen, ReauditScreen):
+            self._home = ReauditScreen()
+            self.push_screen(self._home)
+        elif isinstance(self.screen, ReauditScreen):
+            self.screen.load()
+
+    # -- actions ------------------------------------------------------------------
+    def action_help(self) -> None:
+        from screens.help import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.screen))
+
+    def action_history(self) -> None:
+        from screens.history import HistoryScreen
+
+        if not isinstance(self.screen, HistoryScreen):
+            self.push_screen(HistoryScreen())
+
+    def action_guided(self) -> None:
+        self.start_guided()
+
+    def action_reaudit(self) -> None:
+        from screens.reaudit import ReauditScreen
+
+        if self.session.baseline is None:
+            self.notify("No baseline yet: it is saved when you apply changes. Showing the audit instead.")
+            self._reset_to_base()
+            return
+        self._reset_to_base()
+        if not isinstance(self.screen, ReauditScreen):
+            self._home = ReauditScreen()
+            self.push_screen(self._home)
+
+    def action_summary(self) -> None:
+        from screens.summary import SummaryScreen
+
+        self._reset_to_base()
+        self.summary_flow()
+
+    @work(exclusive=True, group="flow", exit_on_error=False)
+    async def summary_flow(self) -> None:
+        from screens.summary import SummaryScreen
+
+        if self.session.report is None:
+            await asyncio.to_thread(self.session.audit)
+        await self.push_screen_wait(SummaryScreen(self.start_score))
+        self._back_home()
+
+    def action_welcome(self) -> None:
+        from screens.welcome import WelcomeScreen
+
+        self._reset_to_base()
+        if not isinstance(self.screen, WelcomeScreen):
+            self.push_screen(WelcomeScreen())
+
+    # -- the command palette ---------------------------------------------------------
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        secret = getattr(screen, "SHOWS_SECRET", False)
+        for cmd in super().get_system_commands(screen):
+            if cmd.title == "Screenshot" and secret:
+                continue  # a screenshot would carry the password when it is revealed
+            yield cmd
+        yield SystemCommand("Guided setup", "Walk through every step from the start", self.action_guided)
+        for step in self.steps_for_profile():
+            yield SystemCommand(f"Go to: {STEP_BY_ID[step].title}", f"The {STEP_BY_ID[step].title} step of the setup",
+                                lambda step=step: self.start_guided(step))
+        yield SystemCommand("Go to: Review", "Preview and apply the chosen fixes",
+                            lambda: self.start_guided("review"))
+        yield SystemCommand("Go to: Summary", "The security checklist and what remains", self.action_summary)
+        yield SystemCommand("Go to: Welcome", "The installation as found, and the score", self.action_welcome)
+        yield SystemCommand("Re-audit", "What changed since the last hardening", self.action_reaudit)
+        yield SystemCommand("History", "The undo journal: undo any transaction", self.action_history)
+        yield SystemCommand("Help", "What this screen is for, and its keys", self.action_help)
