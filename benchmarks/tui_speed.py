@@ -200,6 +200,10 @@ class Tmux:
 
     def close(self) -> None:
         try:
+            sock = self.cmd("display-message -p '#{socket_path}'")[0].strip()
+        except (TmuxError, IndexError, OSError):
+            sock = ""
+        try:
             self.proc.stdin.close()
         except OSError:
             pass
@@ -209,6 +213,11 @@ class Tmux:
             self.proc.kill()
             self.proc.wait()
         subprocess.run(self.base + ["kill-server"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if sock and os.path.basename(sock).startswith("dh-bench-"):
+            try:
+                os.unlink(sock)  # tmux leaves the socket file of a killed server behind
+            except OSError:
+                pass
 
 
 class Poller:
