@@ -30,13 +30,11 @@ from .plan import FileEdit, ModeChange, Plan, TreeChmod
 #: The exposure profiles, each in one sentence.
 PROFILES: dict[str, tuple[str, str]] = {
     "local": ("Local network only",
-              "Only devices at home reach DesterLib; nothing listens beyond this machine and your LAN."),
+              "devices at home reach the API; database and Redis stay on this host."),
     "tailscale": ("Through Tailscale",
-                  "Your own devices reach DesterLib over your private tailnet; the API listens on 127.0.0.1 and "
-                  "`tailscale serve` carries it."),
+                  "your devices over your tailnet; the API listens on 127.0.0.1."),
     "internet": ("On the internet",
-                 "Anyone can reach DesterLib by name: only an HTTPS reverse proxy with a login may face the "
-                 "internet, everything else stays on 127.0.0.1."),
+                 "anyone, via an HTTPS proxy with a login; the rest stays on 127.0.0.1."),
 }
 
 
@@ -99,11 +97,13 @@ class Strength:
     url_safe: bool
 
 
-def password_strength(password: str) -> Strength:
-    """Entropy of a password as if drawn at random from the smallest alphabet class it uses.
+def password_strength(password: str, random_bytes: int | None = None) -> Strength:
+    """How strong a password is.
 
-    This is exact for generated passwords and an upper bound for typed ones,
-    which is why weak known passwords are judged by the SEC-001 rules instead.
+    For a generated one (``random_bytes`` given) the entropy is exactly its
+    random bytes x 8. Otherwise it is estimated as if drawn at random from the
+    character classes it uses: an upper bound for a typed one, which is why
+    known weak passwords are judged by the SEC-001 rules instead.
     """
     classes = [string.ascii_lowercase, string.ascii_uppercase, string.digits]
     size = sum(len(c) for c in classes if any(ch in c for ch in password))
@@ -113,6 +113,8 @@ def password_strength(password: str) -> Strength:
     if other:
         size += 32
     bits = int(len(password) * math.log2(size)) if size and password else 0
+    if random_bytes is not None and not other:
+        size, bits = len(URLSAFE_ALPHABET), 8 * random_bytes
     label = ("very strong" if bits >= 192 else "strong" if bits >= 128 else "fair" if bits >= 80 else "weak")
     return Strength(len(password), size, bits, label, not other)
 

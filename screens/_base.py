@@ -71,22 +71,34 @@ class FixStepScreen(StepScreen):
 
     def compose(self):
         from textual.containers import VerticalScroll
-        from textual.widgets import SelectionList, Static
+        from textual.widgets import Static
+
+        from tui.widgets import ChoiceList, EffectView
 
         yield from self.compose_header()
-        with VerticalScroll(id="step-body", classes="step-body"):
+        with VerticalScroll(id="step-body", classes="step-body", can_focus=False):
             yield Static(self.INTRO, classes="step-intro")
             yield from self.compose_extra()
             yield Static("", classes="step-status", id="step-status")
-            yield SelectionList(id="step-fixes", classes="step-fixes")
-            yield Static("", classes="step-effect", id="step-effect")
+            yield ChoiceList(id="step-fixes", classes="step-fixes")
+            with EffectView(classes="step-effect-box"):
+                yield Static("", classes="step-effect", id="step-effect")
+            yield from self.compose_after()
         yield from self.compose_footer()
 
     def compose_extra(self):
         """Widgets between the intro and the list of fixes."""
         return iter(())
 
+    def compose_after(self):
+        """Widgets after the effect of the fixes."""
+        return iter(())
+
     def on_mount(self) -> None:
+        # Textual calls on_mount of every class in the MRO: subclasses extend setup() instead.
+        self.setup()
+
+    def setup(self) -> None:
         self.sub_title = self.NAME
         self.fill_fixes()
         self.query_one("#step-fixes").focus()
@@ -94,9 +106,9 @@ class FixStepScreen(StepScreen):
 
     def fill_fixes(self) -> None:
         from rich.text import Text
-        from textual.widgets import SelectionList
 
         from checks.catalog import BY_ID
+        from tui.widgets import ChoiceList
 
         session = self.session
         report = session.report
@@ -104,35 +116,38 @@ class FixStepScreen(StepScreen):
         if self.STEP not in session.choices.selected:
             session.choices.selected[self.STEP] = session.default_selection(self.STEP, report)
         chosen = session.choices.selected[self.STEP]
-        sel = self.query_one("#step-fixes", SelectionList)
-        sel.clear_options()
+        sel = self.query_one("#step-fixes", ChoiceList)
         offered = [cid for cid in session.fixable(self.STEP) if cid in failing]
+        items = []
         for cid in offered:
             f = failing[cid]
             label = Text()
             label.append(f"{cid} ", style="bold")
             label.append(BY_ID[cid].title)
-            label.append(f"  [{f.severity}]", style="dim")
-            sel.add_option((label, cid, cid in chosen))
+            label.append(f" ({f.severity})", style="dim")
+            items.append((cid, label, None))
+        sel.set_items(items, chosen & set(offered))
         sel.display = bool(offered)
         status = self.query_one("#step-status")
         others = [f for cid, f in failing.items() if cid not in offered]
-        lines = []
+        lines = Text()
         if offered:
-            lines.append("Fixes for this step (Space toggles, ↑↓ move):")
+            lines.append("Fixes for this step ([x] chosen; Space toggles, ↑↓ move):")
         else:
             lines.append("Nothing to fix on this step: every check it covers passes or cannot be fixed from the files.")
         for f in others:
-            lines.append(f"{f.id} fails but is not changed here: {self.why_not(f)}")
-        status.update("\n".join(lines))
+            lines.append(f"\n{f.id} fails but is not changed here: {self.why_not(f)}", style="dim")
+        status.update(lines)
 
     def why_not(self, finding) -> str:
         from checks.assistant import remaining_reason
 
         return remaining_reason(finding, set(), {})
 
-    def on_selection_list_selected_changed(self, event) -> None:
-        self.session.choices.selected[self.STEP] = set(event.selection_list.selected)
+    def on_choice_list_changed(self, event) -> None:
+        if event.choice_list.id != "step-fixes":
+            return
+        self.session.choices.selected[self.STEP] = set(event.choice_list.chosen)
         self.refresh_effect()
 
     def refresh_effect(self) -> None:
@@ -186,9 +201,12 @@ class FixStepScreen(StepScreen):
                 lines = file_diff(c, root, masker)
                 t.append(lines[0] if c.before is None else self.session.display(c.path), style="bold")
                 t.append("\n")
+                width = max(20, (self.size.width or 80) - 6)
                 for line in lines:
                     if line.startswith(("+++", "---", "new file")):
                         continue
+                    if len(line) > width:
+                        line = line[: width - 1] + "…"
                     if line.startswith("+"):
                         t.append("  " + line + "\n", style="green")
                     elif line.startswith("-"):
@@ -220,6 +238,9 @@ class InfoStepScreen(StepScreen):
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
+        self.setup()
+
+    def setup(self) -> None:
         from rich.text import Text
         from textual.widgets import Static
 

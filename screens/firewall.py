@@ -40,8 +40,8 @@ class FirewallScreen(InfoStepScreen):
     def compose(self):
         yield from super().compose()
 
-    def on_mount(self) -> None:
-        super().on_mount()
+    def setup(self) -> None:
+        super().setup()
         profile = self.session.choices.profile
         t = Text(f"Planned rules for the {profile} profile:\n", style="bold")
         for rule in PLANNED_RULES[profile]:

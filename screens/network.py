@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import RadioButton, RadioSet, Static
+from textual.widgets import Static
 
 from checks.assistant import PROFILES
+
+from tui.widgets import ChoiceList
 
 from ._base import FixStepScreen
 
@@ -16,7 +18,7 @@ class NetworkScreen(FixStepScreen):
     STEP = "network"
     NAME = "Network exposure"
     CSS_PATH = "network.tcss"
-    INTRO = "Who should reach DesterLib? (↑↓ then Enter to choose; Tab to the fixes)"
+    INTRO = "Who should reach DesterLib? (↑↓ Enter to choose, Tab to the fixes)"
     HELP = ("DesterLib has no login yet, so who can reach it is the whole of its security.\n\n"
             "- **Local network only**: the API for devices at home; the database and Redis on 127.0.0.1.\n"
             "- **Through Tailscale**: the API on 127.0.0.1, carried to your devices by `tailscale serve`.\n"
@@ -26,21 +28,18 @@ class NetworkScreen(FixStepScreen):
 
     def compose_extra(self):
         current = self.session.choices.profile
-        with RadioSet(id="network-profile"):
-            for key, (title, _) in PROFILES.items():
-                yield RadioButton(title, value=(key == current), id=f"profile-{key}")
-        t = Text()
-        for key, (title, sentence) in PROFILES.items():
-            t.append(f"{title}: ", style="bold")
-            t.append(sentence + "\n")
-        yield Static(t, id="network-sentences")
+        items = [(key, Text(title, style="bold"), sentence) for key, (title, sentence) in PROFILES.items()]
+        yield ChoiceList(items, multiple=False, chosen={current}, id="network-profile")
 
-    def on_mount(self) -> None:
-        super().on_mount()
-        self.query_one("#network-profile", RadioSet).focus()
+    def setup(self) -> None:
+        super().setup()
+        self.query_one("#network-profile", ChoiceList).focus()
 
-    def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
-        key = (event.pressed.id or "profile-local").removeprefix("profile-")
+    def on_choice_list_changed(self, event: ChoiceList.Changed) -> None:
+        if event.choice_list.id != "network-profile":
+            super().on_choice_list_changed(event)
+            return
+        key = next(iter(event.choice_list.chosen))
         if key == self.session.choices.profile:
             return
         self.session.choices.profile = key

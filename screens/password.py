@@ -6,10 +6,14 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import Static
 
-from checks.assistant import password_strength
+from checks.assistant import DEFAULT_PASSWORD_BYTES, password_strength
 from checks.secrets import MASK
 
 from ._base import FixStepScreen
+
+LIVE_SHORT = (
+    "PostgreSQL keeps the old password in its data volume until it is changed inside the database too: the "
+    "live-system step will do that; until then F1 says how.")
 
 LIVE_ROTATION = (
     "PostgreSQL keeps the old password inside its data volume: changing the files alone does not change it. "
@@ -43,13 +47,15 @@ class PasswordScreen(FixStepScreen):
 
     def compose_extra(self):
         yield Static("", id="password-panel")
-        yield Static(Text(LIVE_ROTATION, style="dim"), id="password-live")
 
-    def on_mount(self) -> None:
+    def compose_after(self):
+        yield Static(Text(LIVE_SHORT, style="dim"), id="password-live")
+
+    def setup(self) -> None:
         weak = any(f.id == "SEC-001" for f in self.session.failing(self.STEP))
         if weak and self.session.choices.db_password is None:
             self.session.generate_password()
-        super().on_mount()
+        super().setup()
         self.show_password()
 
     def show_password(self) -> None:
@@ -61,16 +67,19 @@ class PasswordScreen(FixStepScreen):
             self.query_one("#password-live").display = False
         else:
             f = weak[0]
-            for e in f.evidence[:3]:
-                t.append("Now:  ", style="bold")
-                t.append(f"{e.file}:{e.line}" if e.line else f"{e.file}")
-                t.append(f"  {e.note}\n" if e.note else "\n", style="red")
+            notes = sorted({e.note for e in f.evidence if e.note})
+            places = ", ".join(f"{e.file}:{e.line}" if e.line else f"{e.file}" for e in f.evidence[:4])
+            t.append("Now:  ", style="bold")
+            t.append("weak", style="bold red")
+            t.append(f" ({places})\n")
+            for n in notes[:2]:
+                t.append(f"      {n}\n", style="red")
             pw = session.choices.db_password or ""
-            s = password_strength(pw)
+            s = password_strength(pw, DEFAULT_PASSWORD_BYTES)
             t.append("New:  ", style="bold")
             t.append(pw if self.revealed else MASK[0] * len(pw), style="bold green" if self.revealed else "bold")
-            t.append(f"\n      {s.length} characters · alphabet of {s.alphabet}{' (URL-safe)' if s.url_safe else ''}"
-                     f" · {s.bits} bits · {s.label}", style="green" if s.bits >= 128 else "yellow")
+            t.append(f"\n      {s.length} characters, URL-safe alphabet of {s.alphabet}, {s.bits} random bits: {s.label}",
+                     style="green" if s.bits >= 128 else "yellow")
             t.append("\n      v reveal · c copy · r generate another", style="dim")
         self.query_one("#password-panel", Static).update(t)
 

@@ -49,7 +49,7 @@ class DesterApp(App[int]):
     HORIZONTAL_BREAKPOINTS = [(0, "-too-narrow"), (80, "-wide-enough")]
     VERTICAL_BREAKPOINTS = [(0, "-too-short"), (24, "-tall-enough")]
     BINDINGS = [
-        Binding("f1", "help", "Help", id="app.help", tooltip="What this screen is for, and its keys"),
+        Binding("f1", "help", "Help", id="app.help", tooltip="What this screen is for, and its keys", priority=True),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", tooltip="Leave dester-harden (applied changes stay)",
                 priority=True),
     ]

@@ -38,11 +38,7 @@ def run_assistant(args) -> int:
     root = os.path.abspath(os.path.expanduser(args.dir or default_install_dir()))
     if not os.path.isdir(root):
         raise InputError("install directory not found (use --dir or set DESTERLIB_DIR)", args.dir or root)
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        print("dester-harden: error: the assistant needs a terminal; use 'dester-harden audit' or "
-              "'dester-harden fix' in scripts", file=sys.stderr)
-        return 2
-    apply_terminal_options(getattr(args, "color_system", None))
+    apply_terminal_options(getattr(args, "color_system", None))  # before Textual is imported
     theme = getattr(args, "theme", None)
     if theme:
         from textual.theme import BUILTIN_THEMES
@@ -51,6 +47,10 @@ def run_assistant(args) -> int:
             print(f"dester-harden: error: unknown theme {theme!r} (one of: {', '.join(sorted(BUILTIN_THEMES))})",
                   file=sys.stderr)
             return 2
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("dester-harden: error: the assistant needs a terminal; use 'dester-harden audit' or "
+              "'dester-harden fix' in scripts", file=sys.stderr)
+        return 2
     app = build_app(root, profile=getattr(args, "profile", None), files=getattr(args, "file", None),
                     host_root=getattr(args, "host_root", "/"), theme=theme)
     code = app.run()

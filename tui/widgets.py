@@ -68,6 +68,15 @@ def diff_text(preview: str) -> Text:
     return out
 
 
+class EffectView(VerticalScroll, can_focus=True):
+    """The effect of a step's choices: focusable so the keyboard can scroll it."""
+
+    DEFAULT_CSS = """
+    EffectView { height: auto; max-height: 14; margin-top: 1; }
+    EffectView:focus { background: $boost; }
+    """
+
+
 class DiffView(VerticalScroll, can_focus=True):
     """A scrollable preview of a plan (keyboard: arrows, PgUp/PgDn)."""
 
@@ -86,3 +95,82 @@ class DiffView(VerticalScroll, can_focus=True):
     def update(self, preview: str) -> None:
         self._preview = preview
         self.query_one("#diff-body", Static).update(diff_text(preview))
+
+
+from textual.binding import Binding  # noqa: E402
+from textual.message import Message  # noqa: E402
+from textual.widgets import OptionList  # noqa: E402
+from textual.widgets.option_list import Option  # noqa: E402
+
+
+class ChoiceList(OptionList):
+    """A keyboard list of choices whose state is in the text: ``[x]``/``[ ]`` or ``(•)``/``( )``.
+
+    Unlike a colour-only checkbox it reads the same under NO_COLOR, in a
+    screen reader and in ``tmux capture-pane``. Space or Enter toggles
+    (``multiple``) or picks (single choice).
+    """
+
+    DEFAULT_CSS = """
+    ChoiceList { height: auto; max-height: 12; border: round $primary; padding: 0; }
+    ChoiceList:focus { border: round $accent; }
+    """
+    BINDINGS = [Binding("space,enter", "toggle", "Toggle", id="choice.toggle", tooltip="Choose or un-choose this item")]
+
+    class Changed(Message):
+        def __init__(self, choice_list: "ChoiceList") -> None:
+            super().__init__()
+            self.choice_list = choice_list
+
+        @property
+        def control(self) -> "ChoiceList":
+            return self.choice_list
+
+    def __init__(self, items: list[tuple[str, Text, str | None]] | None = None, *, multiple: bool = True,
+                 chosen: set[str] | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.multiple = multiple
+        self.chosen: set[str] = set(chosen or ())
+        self._items: list[tuple[str, Text, str | None]] = []
+        if items:
+            self.set_items(items, self.chosen)
+
+    def set_items(self, items: list[tuple[str, Text, str | None]], chosen: set[str]) -> None:
+        """(key, label, detail line or None) per item."""
+        highlighted = self.highlighted
+        self._items = list(items)
+        self.chosen = set(chosen)
+        self.clear_options()
+        self.add_options([Option(self._prompt(k, label, detail), id=k) for k, label, detail in self._items])
+        if self._items:
+            self.highlighted = min(highlighted or 0, len(self._items) - 1)
+
+    def _prompt(self, key: str, label: Text, detail: str | None) -> Text:
+        on = key in self.chosen
+        mark = ("[x] " if on else "[ ] ") if self.multiple else ("(•) " if on else "( ) ")
+        t = Text(mark, style="bold" if on else "")
+        t.append_text(label)
+        if detail:
+            t.append("\n    " + detail, style="dim")
+        return t
+
+    def _refresh_prompts(self) -> None:
+        for i, (k, label, detail) in enumerate(self._items):
+            self.replace_option_prompt_at_index(i, self._prompt(k, label, detail))
+
+    def action_toggle(self) -> None:
+        if self.highlighted is None or not self._items:
+            return
+        key = self._items[self.highlighted][0]
+        if self.multiple:
+            self.chosen ^= {key}
+        else:
+            if self.chosen == {key}:
+                return
+            self.chosen = {key}
+        self._refresh_prompts()
+        self.post_message(self.Changed(self))
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()  # a click or Enter: the same as Space
+        self.action_toggle()

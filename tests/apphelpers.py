@@ -1,0 +1,118 @@
+"""Helpers for Pilot and snapshot tests of the assistant: deterministic apps and waiting."""
+
+from __future__ import annotations
+
+import os
+import random
+import stat
+import string
+
+from tui.run import build_app
+
+ALPHABET = string.ascii_letters + string.digits + "-_"
+#: Snapshots show a fixed clock and host name.
+HOSTNAME = "media-box"
+CLOCK = 1_795_000_000.0  # 2026-11-18
+
+
+def seeded_secrets(seed: int = 7):
+    """A stand-in for secrets.token_urlsafe that repeats between runs (tests only)."""
+    rnd = random.Random(seed)
+
+    def token(nbytes: int = 32) -> str:
+        n = (nbytes * 4 + 2) // 3
+        return "".join(rnd.choice(ALPHABET) for _ in range(n))
+
+    return token
+
+
+def make_app(root: str, **kwargs):
+    kwargs.setdefault("hostname", HOSTNAME)
+    kwargs.setdefault("now", lambda: CLOCK)
+    kwargs.setdefault("new_secret", seeded_secrets())
+    kwargs.setdefault("cursor_blink", False)
+    return build_app(root, **kwargs)
+
+
+#: Worker groups that live as long as a flow (they wait for the user).
+FLOW_GROUPS = ("flow", "review", "history-undo")
+
+
+async def settle(app, pilot, timeout: float = 60.0) -> None:
+    """Wait until every worker except the long-lived flows has finished, then one refresh."""
+    from textual.worker import WorkerState
+
+    loops = int(timeout / 0.02)
+    for _ in range(loops):
+        busy = [w for w in app.workers if w.group not in FLOW_GROUPS
+                and w.state in (WorkerState.PENDING, WorkerState.RUNNING)]
+        if not busy:
+            break
+        await pilot.pause(0.02)
+    else:
+        raise AssertionError(f"workers still busy: {busy}")
+    await pilot.pause()
+    await pilot.pause()
+
+
+async def wait_screen(app, pilot, name: str, timeout: float = 60.0):
+    """Wait until the active screen is of class ``name`` and its workers are done."""
+    for _ in range(int(timeout / 0.02)):
+        if type(app.screen).__name__ == name:
+            screen = app.screen
+            await settle(app, pilot, timeout)
+            return screen
+        await pilot.pause(0.02)
+    raise AssertionError(f"expected {name}, the screen is {type(app.screen).__name__}")
+
+
+async def wait_until(pilot, predicate, timeout: float = 60.0, what: str = "condition") -> None:
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def screen_text(app) -> str:
+    """The text of every Static and table on the active screen (what a user reads)."""
+    from textual.widgets import DataTable, OptionList, Static
+
+    parts = []
+    for w in app.screen.query("*"):
+        if isinstance(w, Static):
+            parts.append(str(w.render()))
+        elif isinstance(w, OptionList):
+            parts += [str(w.get_option_at_index(i).prompt) for i in range(w.option_count)]
+        elif isinstance(w, DataTable):
+            for row in range(w.row_count):
+                parts.append("  ".join(str(c) for c in w.get_row_at(row)))
+    return "\n".join(parts)
+
+
+def snapshot_tree(root: str) -> dict[str, tuple[bytes | None, int, int, int]]:
+    """(contents or None for dirs, mode, uid, gid) of everything under root, except the journal."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != ".dester-harden"]
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            data = None
+            if stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as fh:
+                    data = fh.read()
+            out[os.path.relpath(path, root)] = (data, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+    st = os.lstat(root)
+    out["."] = (None, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+    return out
+
+
+async def wait_in_stack(app, pilot, name: str, timeout: float = 60.0):
+    """Wait until a screen of class ``name`` is anywhere on the stack (a modal may be above it)."""
+    for _ in range(int(timeout / 0.02)):
+        for screen in app.screen_stack:
+            if type(screen).__name__ == name:
+                return screen
+        await pilot.pause(0.02)
+    raise AssertionError(f"expected {name} on the stack: {[type(s).__name__ for s in app.screen_stack]}")
