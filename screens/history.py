@@ -62,7 +62,7 @@ class HistoryScreen(DesterScreen):
             style = "dim" if t.state != "applied" else ""
             table.add_row(t.when, Text(what, style=style), Text(", ".join(t.checks)[:30], style=style),
                           Text(t.state, style=style), key=t.id)
-        head = (f"{len(txns)} transaction(s) in {self.session.display(self.session.root)}/.dester-harden; "
+        head = (f"{len(txns)} transaction(s) in {self.session.root}/.dester-harden; "
                 "Enter or u previews an undo.") if txns else \
             "No transactions yet: each change you apply is recorded here, ready to undo."
         self.query_one("#history-head", Static).update(head)

@@ -78,7 +78,7 @@ class PasswordScreen(FixStepScreen):
             s = password_strength(pw, DEFAULT_PASSWORD_BYTES)
             t.append("New:  ", style="bold")
             t.append(pw if self.revealed else MASK[0] * len(pw), style="bold green" if self.revealed else "bold")
-            t.append(f"\n      {s.length} characters, URL-safe alphabet of {s.alphabet}, {s.bits} random bits: {s.label}",
+            t.append(f"\n      {s.length} characters, URL-safe ({s.alphabet} symbols), {s.bits} random bits: {s.label}",
                      style="green" if s.bits >= 128 else "yellow")
             t.append("\n      v reveal · c copy · r generate another", style="dim")
         self.query_one("#password-panel", Static).update(t)

@@ -88,8 +88,11 @@ class ReauditScreen(DesterScreen):
         table.clear()
         for item in items:
             word, style = KIND_TEXT[item.kind]
-            table.add_row(Text(word, style=style), item.finding.id, item.finding.check.title[:40],
-                          STEP_BY_ID[item.step].title, key=f"{item.kind}:{item.finding.id}")
+            title = item.finding.check.title
+            title = title if len(title) <= 34 else title[:33] + "…"
+            step = STEP_BY_ID[item.step].title.split(" (")[0]
+            step = step if len(step) <= 14 else step[:13] + "…"
+            table.add_row(Text(word, style=style), item.finding.id, title, step, key=f"{item.kind}:{item.finding.id}")
         foot = "Enter on a row goes to the screen that fixes it." if items else "Nothing to show."
         if base is not None and not d.changed:
             foot = "Nothing drifted since the last hardening. " + foot

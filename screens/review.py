@@ -49,10 +49,11 @@ class ReviewScreen(DesterScreen):
     def on_mount(self) -> None:
         self.sub_title = self.NAME
         table = self.query_one(DataTable)
-        table.add_columns("step", "fixes", "state")
+        table.add_columns("state", "step", "fixes")
         for s in self.steps:
-            table.add_row(STEP_BY_ID[s].title, ", ".join(sorted(self.session.choices.selected.get(s, ()))),
-                          self.state[s], key=s)
+            fixes = ", ".join(sorted(self.session.choices.selected.get(s, ())))
+            fixes = fixes if len(fixes) <= 38 else fixes[:37] + "…"
+            table.add_row(self.state[s], STEP_BY_ID[s].title, fixes, key=s)
         if not self.steps:
             self.query_one("#review-status", Static).update("No fixes were chosen: nothing to apply. Press n for the summary.")
             self.done = True
@@ -62,7 +63,7 @@ class ReviewScreen(DesterScreen):
     def set_state(self, step: str, state: str) -> None:
         self.state[step] = state
         table = self.query_one(DataTable)
-        table.update_cell(step, table.ordered_columns[2].key, state)
+        table.update_cell(step, table.ordered_columns[0].key, state, update_width=True)
 
     @work(exclusive=True, group="review", exit_on_error=False)
     async def walk(self) -> None:
@@ -98,7 +99,7 @@ class ReviewScreen(DesterScreen):
                 self.set_state(step, "failed")
                 self.notify(one_line(exc), title="Nothing was changed", severity="error", timeout=10)
                 continue
-            self.set_state(step, f"applied ({result.txn.id[-6:]})")
+            self.set_state(step, "applied")
             self.app.sub_title = self.NAME
         status.update(Text(f"Done. Score now {session.report.score}/100. Press n for the summary.", style="bold"))
         self.done = True

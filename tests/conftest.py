@@ -65,3 +65,27 @@ def run_cli(*args: str, env: dict | None = None, input: str | None = None, cwd: 
 @pytest.fixture
 def cli():
     return run_cli
+
+
+# -- snapshots live in the top-level snapshots/ ------------------------------------
+# pytest-textual-snapshot stores SVGs beside each test in __snapshots__/; the
+# design card keeps them in snapshots/. The path still goes through the test's
+# own folder and module (snapshots/<folder under tests>/<module>/<test>.svg),
+# so syrupy's clean-up on --snapshot-update only ever sees one module's files
+# (an override that returned one flat folder would delete the others).
+SNAPSHOTS = PROJECT / "snapshots"
+try:
+    from pytest_textual_snapshot import SVGImageExtension as _SVG
+except ImportError:  # the snapshot plugin is not installed: nothing to relocate
+    _SVG = None
+
+if _SVG is not None:
+    def _snapshot_dirname(cls, *, test_location) -> str:
+        test_dir = Path(test_location.filepath).resolve().parent
+        try:
+            rel = test_dir.relative_to(PROJECT / "tests")
+        except ValueError:
+            rel = Path(test_dir.name)
+        return str(SNAPSHOTS / rel / test_location.basename)
+
+    _SVG.dirname = classmethod(_snapshot_dirname)

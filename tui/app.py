@@ -33,6 +33,11 @@ STEP_SCREENS = {
 }
 
 
+#: The screens' style files (screens/NAME.tcss), preloaded by the app.
+SCREEN_STYLES = ("welcome", "network", "password", "permissions", "containers", "tls", "firewall", "backups",
+                 "review", "preview", "summary", "reaudit", "history", "undo", "help")
+
+
 def _screen_class(step: str):
     import importlib
 
@@ -44,7 +49,10 @@ class DesterApp(App[int]):
     """The guided assistant, the re-audit and the history, for one installation."""
 
     TITLE = "dester-harden"
-    CSS_PATH = "app.tcss"
+    #: Every screen's styles (each beside its screen) are read once at start: a
+    #: screen's first appearance then needs no re-parse of the whole stylesheet.
+    CSS_PATH = ["app.tcss"] + [os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "screens",
+                                            f"{name}.tcss") for name in SCREEN_STYLES]
     ENABLE_COMMAND_PALETTE = True
     HORIZONTAL_BREAKPOINTS = [(0, "-too-narrow"), (80, "-wide-enough")]
     VERTICAL_BREAKPOINTS = [(0, "-too-short"), (24, "-tall-enough")]

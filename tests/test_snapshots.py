@@ -1,0 +1,164 @@
+"""Snapshot tests of every screen: 80x24, the main ones also at 120x40 and under NO_COLOR.
+
+The SVGs live in snapshots/test_snapshots/ (see conftest). Everything that
+could change between runs is fixed: the install path, the host name, the
+clock, the time zone, the generated password (masked anyway: no secret is
+ever in a snapshot), transaction ids, cursor blink.
+Review a failure with the HTML report pytest prints, then run
+``pytest tests/test_snapshots.py --snapshot-update`` in a clean environment.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import stat
+import time
+
+import pytest
+
+from checks.assistant import APPLY_STEPS, Session
+from checks.demo import materialize
+from tests.apphelpers import make_app, seeded_secrets, settle, wait_in_stack, wait_screen, wait_until
+
+#: A fixed place, so the path on screen never changes.
+FIXED_PARENT = "/tmp/dester-harden-snapshot"
+
+MAIN = (80, 24)
+BIG = (120, 40)
+
+
+@pytest.fixture
+def install(monkeypatch):
+    shutil.rmtree(FIXED_PARENT, ignore_errors=True)
+    os.makedirs(FIXED_PARENT)
+    root = materialize(FIXED_PARENT)
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    counter = itertools.count(1)
+    # Transaction ids carry the wall clock and random digits: fixed here.
+    monkeypatch.setattr("checks.engine.new_txn_id", lambda: f"20261118T12{next(counter):02d}00-00000{next(counter) % 10}")
+    yield root
+    shutil.rmtree(FIXED_PARENT, ignore_errors=True)
+    monkeypatch.delenv("TZ")
+    time.tzset()
+
+
+def _harden(root: str, regress: bool = True) -> None:
+    s = Session(root, hostname="h", now=lambda: 1_795_000_000.0, new_secret=seeded_secrets())
+    s.audit()
+    s.generate_password()
+    for step in APPLY_STEPS:
+        s.choices.selected[step] = s.default_selection(step)
+        s.apply(s.plan(step))
+    if regress:
+        os.chmod(os.path.join(root, ".env"), 0o644)
+
+
+def _keys_to(*names):
+    """run_before: from the welcome screen, Enter, then n until each named screen (the last one stays)."""
+    async def run(pilot):
+        app = pilot.app
+        await wait_screen(app, pilot, "WelcomeScreen")
+        await pilot.press("enter")
+        for i, name in enumerate(names):
+            await wait_screen(app, pilot, name)
+            if i < len(names) - 1:
+                await pilot.press("n")
+        await settle(app, pilot)
+    return run
+
+
+STEPS = ("NetworkScreen", "PasswordScreen", "PermissionsScreen", "ContainersScreen", "FirewallScreen", "BackupsScreen")
+
+
+async def _on_welcome(pilot):
+    await wait_screen(pilot.app, pilot, "WelcomeScreen")
+
+
+async def _first_preview(pilot):
+    await _keys_to(*STEPS)(pilot)
+    await pilot.press("n")
+    await wait_screen(pilot.app, pilot, "PreviewModal")
+
+
+async def _review_done(pilot):
+    app = pilot.app
+    await _keys_to(*STEPS)(pilot)
+    await pilot.press("n")
+    review = await wait_in_stack(app, pilot, "ReviewScreen")
+    for step in review.steps:
+        await wait_screen(app, pilot, "PreviewModal")
+        await pilot.press("a")
+        await wait_until(pilot, lambda: review.state[step] not in ("pending", "applying"), what=step)
+    await wait_until(pilot, lambda: review.done, what="review done")
+    await settle(app, pilot)
+
+
+async def _summary(pilot):
+    await _review_done(pilot)
+    await pilot.press("n")
+    await wait_screen(pilot.app, pilot, "SummaryScreen")
+
+
+async def _reaudit(pilot):
+    await wait_screen(pilot.app, pilot, "ReauditScreen")
+
+
+async def _history(pilot):
+    await wait_screen(pilot.app, pilot, "ReauditScreen")
+    await pilot.press("h")
+    await wait_screen(pilot.app, pilot, "HistoryScreen")
+
+
+async def _undo_modal(pilot):
+    await _history(pilot)
+    await pilot.press("u")
+    await wait_screen(pilot.app, pilot, "UndoModal")
+
+
+async def _help(pilot):
+    await _keys_to("NetworkScreen")(pilot)
+    await pilot.press("f1")
+    await wait_screen(pilot.app, pilot, "HelpScreen")
+
+
+# name -> (run_before, needs a hardened install, profile, main screen)
+SCREENS = {
+    "welcome": (_on_welcome, False, None, True),
+    "network": (_keys_to("NetworkScreen"), False, None, True),
+    "password": (_keys_to("NetworkScreen", "PasswordScreen"), False, None, True),
+    "permissions": (_keys_to("NetworkScreen", "PasswordScreen", "PermissionsScreen"), False, None, False),
+    "containers": (_keys_to(*STEPS[:4]), False, None, False),
+    "tls": (_keys_to(*STEPS[:4], "TLSScreen"), False, "internet", False),
+    "firewall": (_keys_to(*STEPS[:5]), False, None, False),
+    "backups": (_keys_to(*STEPS), False, None, False),
+    "preview": (_first_preview, False, None, True),
+    "review": (_review_done, False, None, False),
+    "summary": (_summary, False, None, True),
+    "reaudit": (_reaudit, True, None, True),
+    "history": (_history, True, None, False),
+    "undo": (_undo_modal, True, None, False),
+    "help": (_help, False, None, False),
+}
+
+CASES = [(name, MAIN, False) for name in SCREENS]
+CASES += [(name, BIG, False) for name, spec in SCREENS.items() if spec[3]]
+CASES += [(name, MAIN, True) for name, spec in SCREENS.items() if spec[3]]
+
+
+@pytest.mark.parametrize(("name", "size", "no_color"), CASES,
+                         ids=[f"{n}-{w}x{h}{'-nocolor' if nc else ''}" for n, (w, h), nc in CASES])
+def test_screen(name, size, no_color, install, snap_compare, monkeypatch):
+    run_before, hardened, profile, _ = SCREENS[name]
+    if hardened:
+        _harden(install)
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    app = make_app(install, profile=profile)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+def test_too_small_notice(install, snap_compare):
+    assert snap_compare(make_app(install), terminal_size=(70, 20), run_before=_on_welcome)
