@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Static
 
 from checks.assistant import STEP_BY_ID
 from tui.errors import one_line
+from tui.widgets import clip
 
 from ._base import DesterScreen
 from .undo import UndoModal
@@ -42,7 +43,9 @@ class HistoryScreen(DesterScreen):
 
     def on_mount(self) -> None:
         self.sub_title = self.NAME
-        self.query_one(DataTable).add_columns("when", "what", "checks", "state")
+        table = self.query_one(DataTable)
+        for label, width in (("when", 16), ("what", 17), ("checks", 23), ("state", 9)):
+            table.add_column(label, width=width)
         self.load()
 
     @work(thread=True, exclusive=True, group="history", exit_on_error=False)
@@ -56,12 +59,10 @@ class HistoryScreen(DesterScreen):
         table = self.query_one(DataTable)
         table.clear()
         for t in reversed(txns):
-            what = STEP_BY_ID[t.step].title if t.kind == "fix" and t.step else ("undo" if t.kind == "undo" else t.kind)
-            if t.kind == "undo":
-                what = "undo"
+            what = STEP_BY_ID[t.step].short if t.kind == "fix" and t.step else ("undo" if t.kind == "undo" else t.kind)
             style = "dim" if t.state != "applied" else ""
-            table.add_row(t.when, Text(what, style=style), Text(", ".join(t.checks)[:30], style=style),
-                          Text(t.state, style=style), key=t.id)
+            table.add_row(t.when, Text(clip(what, 17), style=style), Text(clip(", ".join(t.checks), 23), style=style),
+                          Text(clip(t.state, 9), style=style), key=t.id)
         head = (f"{len(txns)} transaction(s) in {self.session.root}/.dester-harden; "
                 "Enter or u previews an undo.") if txns else \
             "No transactions yet: each change you apply is recorded here, ready to undo."

@@ -12,7 +12,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
 from checks.assistant import STEP_BY_ID, drift
-from tui.widgets import score_text
+from tui.widgets import clip, score_text
 
 from ._base import DesterScreen
 
@@ -49,7 +49,8 @@ class ReauditScreen(DesterScreen):
     def on_mount(self) -> None:
         self.sub_title = self.NAME
         table = self.query_one(DataTable)
-        table.add_columns("change", "check", "title", "step")
+        for label, width in (("change", 13), ("check", 7), ("title", 32), ("step", 13)):
+            table.add_column(label, width=width)
         self.load()
 
     def on_screen_resume(self) -> None:
@@ -88,11 +89,8 @@ class ReauditScreen(DesterScreen):
         table.clear()
         for item in items:
             word, style = KIND_TEXT[item.kind]
-            title = item.finding.check.title
-            title = title if len(title) <= 34 else title[:33] + "…"
-            step = STEP_BY_ID[item.step].title.split(" (")[0]
-            step = step if len(step) <= 14 else step[:13] + "…"
-            table.add_row(Text(word, style=style), item.finding.id, title, step, key=f"{item.kind}:{item.finding.id}")
+            table.add_row(Text(word, style=style), item.finding.id, clip(item.finding.check.title, 32),
+                          clip(STEP_BY_ID[item.step].short, 13), key=f"{item.kind}:{item.finding.id}")
         foot = "Enter on a row goes to the screen that fixes it." if items else "Nothing to show."
         if base is not None and not d.changed:
             foot = "Nothing drifted since the last hardening. " + foot

@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Static
 
 from checks.assistant import STEP_BY_ID
 from tui.errors import one_line
+from tui.widgets import clip
 
 from ._base import DesterScreen
 from .preview import PreviewModal
@@ -49,11 +50,12 @@ class ReviewScreen(DesterScreen):
     def on_mount(self) -> None:
         self.sub_title = self.NAME
         table = self.query_one(DataTable)
-        table.add_columns("state", "step", "fixes")
+        table.add_column("state", width=8)
+        table.add_column("step", width=29)
+        table.add_column("fixes", width=29)
         for s in self.steps:
             fixes = ", ".join(sorted(self.session.choices.selected.get(s, ())))
-            fixes = fixes if len(fixes) <= 38 else fixes[:37] + "…"
-            table.add_row(self.state[s], STEP_BY_ID[s].title, fixes, key=s)
+            table.add_row(self.state[s], clip(STEP_BY_ID[s].title, 29), clip(fixes, 29), key=s)
         if not self.steps:
             self.query_one("#review-status", Static).update("No fixes were chosen: nothing to apply. Press n for the summary.")
             self.done = True
@@ -63,7 +65,7 @@ class ReviewScreen(DesterScreen):
     def set_state(self, step: str, state: str) -> None:
         self.state[step] = state
         table = self.query_one(DataTable)
-        table.update_cell(step, table.ordered_columns[0].key, state, update_width=True)
+        table.update_cell(step, table.ordered_columns[0].key, clip(state, 8))
 
     @work(exclusive=True, group="review", exit_on_error=False)
     async def walk(self) -> None:

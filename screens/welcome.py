@@ -36,7 +36,7 @@ class WelcomeScreen(DesterScreen):
             yield Static(Text("Auditing…"), id="welcome-score")
             yield Static("", id="welcome-found")
             yield Static("", id="welcome-top")
-            yield Static("Press Enter to start the guided setup.", id="welcome-next")
+        yield Static("Press Enter to start the guided setup.", id="welcome-next")
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
@@ -71,7 +71,8 @@ class WelcomeScreen(DesterScreen):
             t.append("\nMedia        ", style="bold")
             t.append(", ".join(summary.media))
         self.query_one("#welcome-found", Static).update(t)
-        top = Text("Most urgent\n", style="bold")
+        top = Text()
+        top.append("Most urgent\n", style="bold")
         rank = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
         failing = sorted((f for f in report.findings if f.status == FAIL), key=lambda f: rank.get(f.severity, 5))
         for f in failing[:6]:

@@ -181,7 +181,7 @@ async def test_history_undo_shows_hand_edits_and_overwrites_only_when_confirmed(
         await wait_screen(app, pilot, "ReauditScreen")
         await pilot.press("h")
         await wait_screen(app, pilot, "HistoryScreen")
-        assert "Network exposure" in screen_text(app)
+        assert "Network  NET-001  applied" in screen_text(app)
         await pilot.press("u")
         await wait_screen(app, pilot, "UndoModal")
         text = screen_text(app)

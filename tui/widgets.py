@@ -27,6 +27,11 @@ class TooSmallNotice(Static):
         super().__init__(TOO_SMALL, id="too-small")
 
 
+def clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters with an ellipsis (tables fit 80 columns)."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def score_text(report: Report | None, label: str = "Score") -> Text:
     """``Score 5/100 · 3 critical, 4 high, ...`` (counts of failing checks)."""
     if report is None:
