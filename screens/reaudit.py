@@ -62,8 +62,16 @@ class ReauditScreen(DesterScreen):
 
     @work(thread=True, exclusive=True, group="reaudit", exit_on_error=False)
     def load(self) -> None:
-        recovered = self.session.recover()
-        report = self.session.audit()
+        try:
+            recovered = self.session.recover()
+            report = self.session.audit()
+        except Exception as exc:  # noqa: BLE001 - one line on screen, never a traceback
+            from tui.errors import one_line
+
+            self.session.report = None
+            message = Text("Cannot audit this installation: " + one_line(exc), style="bold red")
+            self.app.call_from_thread(self.query_one("#reaudit-head", Static).update, message)
+            return
         self.app.call_from_thread(self.show, report, recovered)
 
     def show(self, report, recovered) -> None:
@@ -99,7 +107,7 @@ class ReauditScreen(DesterScreen):
 
     def action_open(self) -> None:
         table = self.query_one(DataTable)
-        if not table.row_count:
+        if not table.row_count or self.session.report is None:
             return
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or ""
         kind, cid = key.split(":", 1)

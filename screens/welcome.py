@@ -49,10 +49,24 @@ class WelcomeScreen(DesterScreen):
     @work(thread=True, exclusive=True, group="welcome-audit", exit_on_error=False)
     def load(self) -> None:
         session = self.session
-        recovered = session.recover()
-        report = session.audit()
-        summary = session.summary()
+        try:
+            recovered = session.recover()
+            report = session.audit()
+            summary = session.summary()
+        except Exception as exc:  # noqa: BLE001 - one line on screen, never a traceback
+            from tui.errors import one_line
+
+            session.report = None
+            self.app.call_from_thread(self.show_error, one_line(exc))
+            return
         self.app.call_from_thread(self.show, report, summary, recovered)
+
+    def show_error(self, message: str) -> None:
+        self.query_one("#welcome-score", Static).update(Text("Cannot audit this installation: " + message, style="bold red"))
+        self.query_one("#welcome-found", Static).update(
+            "Nothing was changed. Fix the file named above (or point --dir at the right directory), then press r.")
+        self.query_one("#welcome-top", Static).update("")
+        self.query_one("#welcome-next", Static).update("Press r to read the files again, Ctrl+Q to quit.")
 
     def show(self, report, summary, recovered) -> None:
         self.query_one("#welcome-score", Static).update(score_text(report))
@@ -85,4 +99,7 @@ class WelcomeScreen(DesterScreen):
         self.query_one("#welcome-top", Static).update(top)
 
     def action_start(self) -> None:
+        if self.session.report is None:
+            self.notify("The installation could not be read yet: see the message above.", severity="warning")
+            return
         self.app.start_guided()  # type: ignore[attr-defined]

@@ -90,3 +90,65 @@ def test_import_linter_contract():
         proc = subprocess.run([exe], capture_output=True, text=True, cwd=str(PROJECT), timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "KEPT" in proc.stdout and "BROKEN" not in proc.stdout.replace("0 broken", "")
+
+
+# -- the screens ------------------------------------------------------------------
+
+SCREENS = PROJECT / "screens"
+#: What a screen may not do itself: read or write the disk. It asks checks/.
+DISK_CALLS = {"open"}
+#: Methods that only a path object has (str.replace and the like are fine).
+DISK_METHODS = {"read_text", "write_text", "read_bytes", "write_bytes", "chmod", "chown", "unlink", "mkdir", "rmdir",
+                "rmtree", "lstat", "iterdir", "rglob", "touch", "symlink_to", "hardlink_to"}
+DISK_MODULES = {"os", "shutil", "pathlib", "io", "tempfile", "glob"}
+
+
+def test_screens_never_touch_the_disk():
+    bad = []
+    for path in sorted(SCREENS.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                if isinstance(node.func, ast.Name) and node.func.id in DISK_CALLS:
+                    bad.append(f"{path.name}:{node.lineno}: calls {node.func.id}()")
+                elif isinstance(node.func, ast.Attribute) and (
+                        node.func.attr in DISK_METHODS or
+                        (isinstance(node.func.value, ast.Name) and node.func.value.id in DISK_MODULES | {"Path"})):
+                    bad.append(f"{path.name}:{node.lineno}: calls {node.func.attr}()")
+        for line, module in _imports(path):
+            if module.split(".")[0] in DISK_MODULES:
+                bad.append(f"{path.name}:{line}: imports {module}")
+    assert not bad, "screens go through checks/ for every file access:\n" + "\n".join(bad)
+
+
+def test_the_disk_scan_catches_a_screen_that_opens_a_file(tmp_path):
+    # The guard above must be able to fail.
+    sample = "import os\ndef f():\n    return open('x').read()\n"
+    tree = ast.parse(sample)
+    calls = [getattr(n.func, "id", None) for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    assert "open" in calls and "open" in DISK_CALLS
+
+
+def test_one_screen_per_file_with_its_styles_beside_it():
+    import importlib
+    import inspect
+
+    from textual.screen import Screen
+
+    from tui.app import SCREEN_STYLES
+
+    for path in sorted(SCREENS.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"screens.{path.stem}")
+        own = [c for _, c in inspect.getmembers(module, inspect.isclass)
+               if issubclass(c, Screen) and c.__module__ == module.__name__]
+        assert len(own) == 1, f"{path.name} defines {[c.__name__ for c in own]}"
+        css = own[0].CSS_PATH
+        assert css == f"{path.stem}.tcss" and (SCREENS / css).is_file(), path.name
+        assert path.stem in SCREEN_STYLES, f"{path.stem}.tcss is not preloaded by the app"
+        # Selectors are prefixed with the screen's class, so styles never leak between screens.
+        for line in (SCREENS / css).read_text(encoding="utf-8").splitlines():
+            if "{" in line:
+                assert line.split("{")[0].strip().startswith(own[0].__name__), f"{css}: {line}"
+    assert len(SCREEN_STYLES) == len(list(SCREENS.glob("*.tcss")))

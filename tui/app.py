@@ -161,10 +161,23 @@ class DesterApp(App[int]):
     def steps_for_profile(self) -> list[str]:
         return [s.id for s in STEPS if s.id != "tls" or self.session.choices.profile == "internet"]
 
+    async def _ensure_report(self) -> bool:
+        """Audit if not done yet; on an unreadable installation say why (one line) and stop the flow."""
+        if self.session.report is not None:
+            return True
+        try:
+            await asyncio.to_thread(self.session.audit)
+            return True
+        except Exception as exc:  # noqa: BLE001 - never a traceback
+            from tui.errors import one_line
+
+            self.notify(one_line(exc), title="Cannot audit this installation", severity="error", timeout=10)
+            return False
+
     @work(exclusive=True, group="flow", exit_on_error=False)
     async def guided_flow(self, start: str | None = None) -> None:
-        if self.session.report is None:
-            await asyncio.to_thread(self.session.audit)
+        if not await self._ensure_report():
+            return
         if self.start_score is None:
             self.start_score = self.session.report.score
         steps = self.steps_for_profile()
@@ -191,8 +204,8 @@ class DesterApp(App[int]):
 
     @work(exclusive=True, group="flow", exit_on_error=False)
     async def one_step_flow(self, step: str) -> None:
-        if self.session.report is None:
-            await asyncio.to_thread(self.session.audit)
+        if not await self._ensure_report():
+            return
         while True:
             result = await self._walk([step], 0)
             if result is None:
@@ -246,6 +259,9 @@ class DesterApp(App[int]):
             self.push_screen(HistoryScreen())
 
     def action_guided(self) -> None:
+        if self.session.report is None:
+            self.notify("The installation could not be read: see the message on screen.", severity="warning")
+            return
         self.start_guided()
 
     def action_reaudit(self) -> None:
@@ -270,8 +286,8 @@ class DesterApp(App[int]):
     async def summary_flow(self) -> None:
         from screens.summary import SummaryScreen
 
-        if self.session.report is None:
-            await asyncio.to_thread(self.session.audit)
+        if not await self._ensure_report():
+            return
         await self.push_screen_wait(SummaryScreen(self.start_score))
         self._back_home()
 

@@ -1,0 +1,156 @@
+"""checks/assistant.py without Textual: steps, passwords, the baseline, drift, the checklist."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+
+import pytest
+
+from checks.assistant import (APPLY_STEPS, STEP_OF_CHECK, STEPS, Session, checklist, drift, generate_password,
+                              load_baseline, password_strength, remaining_reason, save_baseline)
+from checks.catalog import CATALOG
+from checks.demo import materialize
+from tests.apphelpers import seeded_secrets
+
+
+def test_every_check_belongs_to_exactly_one_step():
+    owners = [cid for s in STEPS for cid in s.checks]
+    assert sorted(owners) == sorted(c.id for c in CATALOG)
+    assert len(owners) == len(set(owners))
+    assert STEP_OF_CHECK["FS-001"] == "permissions" and STEP_OF_CHECK["NET-001"] == "network"
+
+
+def test_generated_password_comes_from_secrets_and_is_url_safe(monkeypatch):
+    import secrets
+
+    calls = []
+    real = secrets.token_urlsafe
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda n: calls.append(n) or real(n))
+    pw = generate_password()
+    assert calls == [32]
+    assert len(pw) == 43 and re.fullmatch(r"[A-Za-z0-9_-]+", pw)
+    assert generate_password() != pw
+
+
+def test_password_strength():
+    s = password_strength("x" * 43, random_bytes=32)
+    assert (s.bits, s.alphabet, s.label, s.url_safe) == (256, 64, "very strong", True)
+    weak = password_strength("postgres")
+    assert weak.bits < 80 and weak.label == "weak"
+    assert password_strength("Ab1").alphabet == 62
+    assert not password_strength("pa$$word").url_safe
+    assert password_strength("").bits == 0
+
+
+def test_plan_writes_the_chosen_password_to_every_place_that_must_agree(tmp_path):
+    root = materialize(str(tmp_path))
+    s = Session(root, hostname="h", new_secret=seeded_secrets())
+    s.audit()
+    pw = s.generate_password()
+    step = s.plan("password", {"SEC-001"})
+    assert step.plan.checks == ["SEC-001"]
+    assert pw in step.plan.secrets
+    result, report = s.apply(step)
+    env = open(os.path.join(root, ".env"), encoding="utf-8").read()
+    compose = open(os.path.join(root, "docker-compose.yml"), encoding="utf-8").read()
+    assert env.count(pw) + compose.count(pw) >= 2  # POSTGRES_PASSWORD and DATABASE_URL agree
+    assert report.by_id("SEC-001").status == "pass" and report.by_id("SEC-002").status != "fail"
+
+
+def test_apply_saves_a_private_baseline_without_secrets(tmp_path):
+    root = materialize(str(tmp_path))
+    s = Session(root, hostname="h", new_secret=seeded_secrets())
+    assert s.first_run
+    s.audit()
+    pw = s.generate_password()
+    for step in APPLY_STEPS:
+        s.choices.selected[step] = s.default_selection(step)
+        s.apply(s.plan(step))
+    path = os.path.join(root, ".dester-harden", "baseline.json")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    data = open(path, encoding="utf-8").read()
+    assert pw not in data and "postgres:postgres" not in data
+    base = load_baseline(root)
+    assert base.score == s.report.score and base.status["FS-001"] == "pass"
+    assert not Session(root).first_run
+
+
+def test_a_corrupt_baseline_counts_as_a_first_run(tmp_path):
+    root = materialize(str(tmp_path))
+    os.makedirs(os.path.join(root, ".dester-harden"), mode=0o700)
+    with open(os.path.join(root, ".dester-harden", "baseline.json"), "w") as fh:
+        fh.write("{not json")
+    assert load_baseline(root) is None and Session(root).first_run
+
+
+def test_drift_regressions_new_fixed_and_still(tmp_path):
+    root = materialize(str(tmp_path))
+    s = Session(root, hostname="h", new_secret=seeded_secrets())
+    report = s.audit()
+    base = save_baseline(root, report, "local", None)
+    os.chmod(os.path.join(root, ".env"), 0o600)  # FS-001: fixed since the baseline
+    d = drift(base, s.audit())
+    assert "FS-001" in {i.finding.id for i in d.fixed}
+    assert "NET-001" not in {i.finding.id for i in d.regressions}
+    still = {i.finding.id for i in d.still}
+    assert "SEC-001" in still
+    # A regression: a check that passed at the baseline fails now.
+    base2 = save_baseline(root, s.audit(), "local", None)
+    os.chmod(os.path.join(root, ".env"), 0o644)
+    d2 = drift(base2, s.audit())
+    assert [i.finding.id for i in d2.regressions] == ["FS-001"] and d2.regressions[0].step == "permissions"
+    assert d2.changed
+
+
+def test_drift_reports_a_failing_check_in_a_new_place_as_new(tmp_path):
+    root = materialize(str(tmp_path))
+    s = Session(root, hostname="h")
+    base = save_baseline(root, s.audit(), "local", None)
+    stray = os.path.join(root, ".env.old")
+    with open(os.path.join(root, ".env"), "rb") as src, open(stray, "wb") as dst:
+        dst.write(src.read())
+    os.chmod(stray, 0o644)
+    d = drift(base, s.audit())
+    assert "FS-006" in {i.finding.id for i in d.new}
+
+
+def test_checklist_ticks_follow_the_report(tmp_path):
+    root = materialize(str(tmp_path))
+    s = Session(root, hostname="h")
+    items = {i.label: i for i in checklist(s.audit(), "local")}
+    assert items["Strong database password"].state == "todo"
+    assert items[".env readable by its owner only (600)"].state == "todo"
+    assert items["HTTPS in front of the API when exposed"].state == "na"
+    assert items["Firewall on, database ports closed"].state == "unknown"  # a live check: said so, not ticked
+    items = {i.label: i for i in checklist(s.audit("internet"), "internet")}
+    assert items["HTTPS in front of the API when exposed"].state == "todo"
+
+
+def test_remaining_reasons_say_why(tmp_path):
+    root = materialize(str(tmp_path))
+    report = Session(root, hostname="h").audit()
+    f = report.by_id("SEC-001")
+    assert "skipped it on the Database password" in remaining_reason(f, {"password"}, {})
+    assert remaining_reason(f, set(), {"SEC-001": "refused: inside an anchor"}) == "refused: inside an anchor"
+    assert "explained only" in remaining_reason(report.by_id("DKR-004"), set(), {})
+    assert "not automated yet" in remaining_reason(report.by_id("OPS-001"), set(), {})
+
+
+def test_history_and_undo_through_the_session(tmp_path):
+    root = materialize(str(tmp_path))
+    before = open(os.path.join(root, "docker-compose.yml"), "rb").read()
+    s = Session(root, hostname="h")
+    s.audit()
+    s.choices.selected["network"] = {"NET-001"}
+    result, _ = s.apply(s.plan("network"))
+    txns = s.transactions()
+    assert [(t.kind, t.state, t.step, t.undoable) for t in txns] == [("fix", "applied", "network", True)]
+    plan, conflicts = s.undo_preview(result.txn.id)
+    assert not conflicts and plan.changes
+    s.undo(result.txn.id)
+    assert open(os.path.join(root, "docker-compose.yml"), "rb").read() == before
+    assert [t.state for t in s.transactions()] == ["undone", "applied"]
+    assert not s.transactions()[0].undoable and not s.transactions()[1].undoable
