@@ -102,7 +102,9 @@ class FixStepScreen(StepScreen):
         self.sub_title = self.NAME
         self.fill_fixes()
         self.query_one("#step-fixes").focus()
-        self.refresh_effect()
+        # Plan after the first frame: the screen appears at once, the effect follows.
+        self.query_one("#step-effect").update("Working out what changes…")
+        self.call_after_refresh(self.refresh_effect)
 
     def fill_fixes(self) -> None:
         from rich.text import Text

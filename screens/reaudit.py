@@ -75,6 +75,7 @@ class ReauditScreen(DesterScreen):
         self.app.call_from_thread(self.show, report, recovered)
 
     def show(self, report, recovered) -> None:
+        self.app.preload_screens()  # type: ignore[attr-defined]
         base = self.session.baseline
         head = Text()
         for m in recovered:

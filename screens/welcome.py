@@ -69,6 +69,7 @@ class WelcomeScreen(DesterScreen):
         self.query_one("#welcome-next", Static).update("Press r to read the files again, Ctrl+Q to quit.")
 
     def show(self, report, summary, recovered) -> None:
+        self.app.preload_screens()  # type: ignore[attr-defined]
         self.query_one("#welcome-score", Static).update(score_text(report))
         t = Text()
         for m in recovered:

@@ -97,6 +97,19 @@ class DesterApp(App[int]):
         except (NotImplementedError, RuntimeError, ValueError, AttributeError):
             pass
 
+    def preload_screens(self) -> None:
+        """Import the other screens in the background once the first one is shown (faster first visits)."""
+        def load() -> None:
+            import importlib
+
+            for module, _ in STEP_SCREENS.values():
+                importlib.import_module(module)
+            for module in ("screens.review", "screens.preview", "screens.summary", "screens.reaudit",
+                           "screens.history", "screens.undo", "screens.help", "checks.fixes", "checks.preview"):
+                importlib.import_module(module)
+
+        self.run_worker(load, thread=True, group="preload", exit_on_error=False)
+
     # -- a dropped terminal ----------------------------------------------------
     def _on_hangup(self) -> None:
         """SSH went away: let the transaction in flight finish (or roll back), then leave."""
