@@ -103,8 +103,20 @@ class ReviewScreen(DesterScreen):
                 continue
             self.set_state(step, "applied")
             self.app.sub_title = self.NAME
+            self.tell_where_secrets_went(result)
         status.update(Text(f"Done. Score now {session.report.score}/100. Press n for the summary.", style="bold"))
         self.done = True
+
+    def tell_where_secrets_went(self, result) -> None:
+        """Say where the old secrets needed for undo are kept, as `fix` does (never the secrets)."""
+        if result.secret_store == "keyring":
+            self.notify("The old secrets needed to undo this step are in the system keyring.", timeout=8)
+        elif result.secret_store:
+            self.notify(f"No keyring here: the old secrets needed to undo this step are in {result.secret_store} "
+                        "(mode 0600).", severity="warning", timeout=12)
+        if result.tree_skipped:
+            self.notify(f"{len(result.tree_skipped)} media entries were left alone (changed or unreadable during "
+                        "the walk).", severity="warning", timeout=12)
 
     def action_next(self) -> None:
         if self.done:

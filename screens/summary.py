@@ -42,6 +42,7 @@ class SummaryScreen(DesterScreen):
         yield from self.compose_header()
         with VerticalScroll(id="summary-body"):
             yield Static("", id="summary-score")
+            yield Static("", id="summary-before")
             yield Static("", id="summary-checklist")
             yield Static("", id="summary-remaining")
         yield from self.compose_footer()
@@ -54,7 +55,18 @@ class SummaryScreen(DesterScreen):
         if self.start_score is not None:
             score.append(f"   (was {self.start_score}/100)")
         self.query_one("#summary-score", Static).update(score)
-        t = Text("Security checklist\n", style="bold")
+        notes = getattr(self.app, "applied_notes", [])
+        before = self.query_one("#summary-before", Static)
+        if notes:
+            b = Text()
+            b.append("Before `docker compose up -d`\n", style="bold yellow")
+            for n in notes:
+                b.append(f"  • {n}\n")
+            before.update(b)
+        else:
+            before.display = False
+        t = Text()
+        t.append("Security checklist\n", style="bold")
         for item in checklist(report, session.choices.profile):
             mark, style = MARKS[item.state]
             t.append(f" {mark} ", style=style)
@@ -63,7 +75,8 @@ class SummaryScreen(DesterScreen):
                 t.append(f"     {item.detail}\n", style="dim")
         self.query_one("#summary-checklist", Static).update(t)
         failing = [f for f in report.findings if f.status == FAIL]
-        r = Text("What remains, and why\n", style="bold")
+        r = Text()
+        r.append("What remains, and why\n", style="bold")
         if not failing:
             r.append("  Nothing fails in the files.\n", style="green")
         for f in failing:

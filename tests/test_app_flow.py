@@ -40,10 +40,23 @@ async def _apply_all_previews(app, pilot):
     return review
 
 
+def _record_notifications(app) -> list[str]:
+    said: list[str] = []
+    original = app.notify
+
+    def notify(message, *args, **kwargs):
+        said.append(str(message))
+        return original(message, *args, **kwargs)
+
+    app.notify = notify
+    return said
+
+
 async def test_first_run_applies_everything_then_undoes_everything_byte_for_byte(tmp_path):
     root = materialize(str(tmp_path))
     before = snapshot_tree(root)
     app = make_app(root)
+    said = _record_notifications(app)
     async with app.run_test(size=(80, 24)) as pilot:
         await _walk_to_review(app, pilot)
         review = await _apply_all_previews(app, pilot)
@@ -56,6 +69,10 @@ async def test_first_run_applies_everything_then_undoes_everything_byte_for_byte
         assert "[✓] Strong database password" in text and "[✓] .env readable" in text
         assert "[✗] Database backups" in text  # not automated: says so, with the reason
         assert summary.start_score == 5
+        # What must happen before the restart (PostgreSQL still has the old password), said on the summary.
+        assert "Before `docker compose up -d`" in text and "\\password desterlib" in text
+        # Where the old secrets went (the tests' keyring), as `fix` says it; never the secrets.
+        assert any("system keyring" in m for m in said), said
 
         # On disk: the choices were applied.
         pw = app.session.choices.db_password

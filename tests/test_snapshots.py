@@ -157,7 +157,16 @@ def test_screen(name, size, no_color, install, snap_compare, monkeypatch):
     if no_color:
         monkeypatch.setenv("NO_COLOR", "1")
     app = make_app(install, profile=profile)
-    assert snap_compare(app, terminal_size=size, run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=_without_toasts(run_before))
+
+
+def _without_toasts(run_before):
+    """Toasts vanish on a timer: a snapshot must not depend on how fast the machine is."""
+    async def run(pilot):
+        await run_before(pilot)
+        pilot.app.clear_notifications()
+        await pilot.pause()
+    return run
 
 
 def test_too_small_notice(install, snap_compare):

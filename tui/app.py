@@ -76,6 +76,8 @@ class DesterApp(App[int]):
         self.hangup = False
         """The terminal went away (SIGHUP): exit as soon as no transaction is in flight."""
         self.start_score: int | None = None
+        self.applied_notes: list[str] = []
+        """Notes of the applied plans (what to do before restarting), for the summary."""
         self.sub_title = f"{session.hostname} · {session.root}"
 
     # -- start --------------------------------------------------------------
@@ -146,7 +148,9 @@ class DesterApp(App[int]):
 
     async def apply_plan(self, step_plan):
         """Apply a previewed step plan as one transaction (then the baseline is saved)."""
-        return await self._run_engine(self.session.apply, step_plan)
+        result, report = await self._run_engine(self.session.apply, step_plan)
+        self.applied_notes += [n for n in step_plan.plan.notes if n not in self.applied_notes]
+        return result, report
 
     async def apply_undo(self, txn_id: str, force: bool = False):
         return await self._run_engine(self.session.undo, txn_id, force)
