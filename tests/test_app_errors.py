@@ -72,3 +72,26 @@ async def test_theme_flag_sets_the_theme(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_screen(app, pilot, "WelcomeScreen")
         assert app.theme == "textual-light"
+
+
+async def test_a_bug_is_one_line_on_exit_without_traceback_or_locals(tmp_path, capsys, monkeypatch):
+    import pytest
+
+    root = materialize(str(tmp_path))
+    app = make_app(root)
+
+    def boom() -> None:
+        secret_value = "hunter2-in-a-local"  # noqa: F841 - Textual's traceback would print this local
+        raise ValueError("a message that could quote file content")
+
+    monkeypatch.setattr(app, "action_history", boom)
+    with pytest.raises(ValueError):
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_screen(app, pilot, "WelcomeScreen")
+            await pilot.press("h")
+            await pilot.pause()
+    assert app.return_code == 3
+    app._print_error_renderables()
+    err = capsys.readouterr().err
+    assert "internal error (ValueError)" in err and err.count("\n") <= 2
+    assert "Traceback" not in err and "hunter2" not in err and "could quote" not in err

@@ -112,6 +112,27 @@ class DesterApp(App[int]):
 
         self.run_worker(load, thread=True, group="preload", exit_on_error=False)
 
+    # -- a bug ----------------------------------------------------------------------
+    def _handle_exception(self, error: Exception) -> None:
+        """An unexpected error: one line on exit, never Textual's traceback.
+
+        Textual's traceback shows local variables, which can hold file
+        contents and secrets; DESTER_HARDEN_DEBUG=1 brings it back.
+        """
+        if os.environ.get("DESTER_HARDEN_DEBUG"):
+            super()._handle_exception(error)
+            return
+        from rich.text import Text
+
+        self._return_code = 3
+        if self._exception is None:
+            self._exception = error  # Pilot re-raises it in tests
+            self._exception_event.set()
+        self._exit_renderables.append(Text(
+            f"dester-harden: internal error ({type(error).__name__}); set DESTER_HARDEN_DEBUG=1 for details and "
+            "please report it", no_wrap=True, overflow="ignore"))
+        self._close_messages_no_wait()
+
     # -- a dropped terminal ----------------------------------------------------
     def _on_hangup(self) -> None:
         """SSH went away: let the transaction in flight finish (or roll back), then leave."""

@@ -54,6 +54,6 @@ def run_assistant(args) -> int:
     app = build_app(root, profile=getattr(args, "profile", None), files=getattr(args, "file", None),
                     host_root=getattr(args, "host_root", "/"), theme=theme)
     code = app.run()
-    if app.return_code not in (None, 0) and code is None:
+    if code is None and app.return_code:
         code = app.return_code
     return int(code or 0)
