@@ -703,7 +703,7 @@ def fix_sec_001(p: Planner) -> None:
     p.notes.append(
         "SEC-001: PostgreSQL keeps the old password inside its data volume. Before `docker compose up -d`, run "
         f"`docker compose exec postgres psql -U {users[0]} -c '\\password {users[0]}'` and type the new password "
-        "(POSTGRES_PASSWORD in .env, or the new value in the preview with --reveal), or the API cannot log in.")
+        "(POSTGRES_PASSWORD in .env: `fix --reveal` shows it, the assistant reveals or copies it), or the API cannot log in.")
 
 
 def _rotate(p: Planner, check: str, new: str, user_filter) -> None:
