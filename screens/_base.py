@@ -181,39 +181,52 @@ class FixStepScreen(StepScreen):
         if self.is_attached:
             self.query_one("#step-effect", Static).update(text)
 
+    def edit_lines(self, plan):
+        """The changed lines of each file edit (secrets masked), cut to the screen's width."""
+        from rich.text import Text
+
+        from checks.plan import FileEdit
+        from checks.preview import file_diff
+        from checks.secrets import Masker
+
+        t = Text()
+        masker = Masker(plan.secrets)
+        root = self.session.root
+        width = max(20, (self.size.width or 80) - 6)
+        for c in plan.changes:
+            if not isinstance(c, FileEdit):
+                continue
+            lines = file_diff(c, root, masker)
+            t.append(lines[0] if c.before is None else self.session.display(c.path), style="bold")
+            t.append("\n")
+            for line in lines:
+                if line.startswith(("+++", "---", "new file")):
+                    continue
+                if len(line) > width:
+                    line = line[: width - 1] + "…"
+                if line.startswith("+"):
+                    t.append("  " + line + "\n", style="green")
+                elif line.startswith("-"):
+                    t.append("  " + line + "\n", style="red")
+        return t
+
     def effect_text(self, step_plan):
         """What the selected fixes will change, as a short summary (diff lines, masked)."""
         from rich.text import Text
 
-        from checks.preview import file_diff
-        from checks.plan import FileEdit, ModeChange, TreeChmod
+        from checks.plan import ModeChange, TreeChmod
         from checks.preview import tree_summary
-        from checks.secrets import Masker
 
         plan = step_plan.plan
         t = Text()
         if plan.empty:
             t.append("No change selected." if not plan.refusals else "Nothing can be changed automatically.")
         else:
-            t.append(f"Planned: score {step_plan.score_before} -> {step_plan.score_after}\n", style="bold")
-        masker = Masker(plan.secrets)
+            t.append(f"This step alone: score {step_plan.score_before} -> {step_plan.score_after}\n", style="bold")
         root = self.session.root
+        t.append_text(self.edit_lines(plan))
         for c in plan.changes:
-            if isinstance(c, FileEdit):
-                lines = file_diff(c, root, masker)
-                t.append(lines[0] if c.before is None else self.session.display(c.path), style="bold")
-                t.append("\n")
-                width = max(20, (self.size.width or 80) - 6)
-                for line in lines:
-                    if line.startswith(("+++", "---", "new file")):
-                        continue
-                    if len(line) > width:
-                        line = line[: width - 1] + "…"
-                    if line.startswith("+"):
-                        t.append("  " + line + "\n", style="green")
-                    elif line.startswith("-"):
-                        t.append("  " + line + "\n", style="red")
-            elif isinstance(c, ModeChange):
+            if isinstance(c, ModeChange):
                 t.append(f"{self.session.display(c.path)}: mode {c.before:04o} -> {c.after:04o}\n")
             elif isinstance(c, TreeChmod):
                 t.append(tree_summary(c, root) + "\n")

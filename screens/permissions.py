@@ -42,7 +42,7 @@ class PermissionsScreen(FixStepScreen):
         if plan.empty:
             parts.append(Text("No change selected." if not plan.refusals else "Nothing can be changed automatically."))
         else:
-            parts.append(Text(f"Planned: score {step_plan.score_before} -> {step_plan.score_after}", style="bold"))
+            parts.append(Text(f"This step alone: score {step_plan.score_before} -> {step_plan.score_after}", style="bold"))
         modes = [c for c in plan.changes if isinstance(c, ModeChange)]
         if modes:
             table = Table(box=None, padding=(0, 2, 0, 0), show_edge=False, header_style="bold")
@@ -52,9 +52,8 @@ class PermissionsScreen(FixStepScreen):
             for m in modes:
                 table.add_row(session.display(m.path), f"{m.before:04o} {_rwx(m.before)}", f"{m.after:04o} {_rwx(m.after)}")
             parts.append(table)
-        edits = [c for c in plan.changes if isinstance(c, FileEdit)]
-        for e in edits:
-            parts.append(Text(f"{session.display(e.path)}: media mounts made read-only (:ro); see the preview on review"))
+        if any(isinstance(c, FileEdit) for c in plan.changes):
+            parts.append(self.edit_lines(plan))
         for tree in (c for c in plan.changes if isinstance(c, TreeChmod)):
             t = Text(f"Media {session.display(tree.root)}: {tree.entries:,} entries, {tree.changes:,} to change\n", style="bold")
             for (kind, before, after), n in sorted(tree.transitions.items(), key=lambda kv: (-kv[1], kv[0])):

@@ -44,7 +44,7 @@ def _walk_to_review(t: Tmux) -> None:
     t.wait_for(re.compile(r"Score \d+/100"), timeout=30)
     t.send("Enter")
     t.wait_for("Who should reach DesterLib")
-    t.wait_for("Planned: score")
+    t.wait_for("This step alone: score")
     for title in ("Database password", "File permissions", "Container hardening", "Firewall", "Backups and monitoring"):
         t.send("n")
         t.wait_for(title)
