@@ -354,3 +354,34 @@ def test_every_binding_has_an_id_and_a_tooltip():
             assert b.id and b.tooltip, (cls.__name__, b.key)
             checked += 1
     assert checked > 20
+
+
+@pytest.mark.parametrize("layout", ["cli", "setup_script", "newer"])
+async def test_every_layout_walks_through_and_a_hardened_install_has_nothing_to_apply(tmp_path, layout):
+    from tests import installs
+    from tests.conftest import FIXED_NOW
+
+    make = getattr(installs, f"{layout}_install")
+    for hardened in (False, True):
+        (tmp_path / f"{layout}-{hardened}").mkdir()
+        root = str(make(tmp_path / f"{layout}-{hardened}", hardened=hardened))
+        before = snapshot_tree(root)
+        app = make_app(root, now=lambda: FIXED_NOW)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _walk_to_review(app, pilot)
+            review = await wait_in_stack(app, pilot, "ReviewScreen")
+            if hardened:
+                await settle(app, pilot)
+                assert review.steps == [] and "nothing to apply" in screen_text(app)
+            else:
+                assert review.steps  # the insecure one has changes to preview
+                for step in review.steps:
+                    await wait_screen(app, pilot, "PreviewModal")
+                    await pilot.press("s")
+                    await wait_until(pilot, lambda: review.state[step] != "pending", what=f"{step} skipped")
+            await wait_until(pilot, lambda: review.done, what="the review to finish")
+            await pilot.press("n")
+            await wait_screen(app, pilot, "SummaryScreen")
+            if hardened:
+                assert "[✓] Strong database password" in screen_text(app)
+        assert snapshot_tree(root) == before
