@@ -328,6 +328,8 @@ class StepPlan:
     plan: Plan
     score_before: int
     score_after: int
+    preview: bool = False
+    """Built only to show (not validated with docker compose): never applied."""
 
 
 @dataclass(slots=True)
@@ -425,25 +427,33 @@ class Session:
         return [c for c in STEP_BY_ID[step].checks if c in fixable]
 
     # -- planning and applying -------------------------------------------------
-    def plan(self, step: str, checks: set[str] | None = None, profile: str | None = None) -> StepPlan:
-        """The plan for one step's selected fixes, against the files as they are now."""
+    def plan(self, step: str, checks: set[str] | None = None, profile: str | None = None,
+             preview: bool = False) -> StepPlan:
+        """The plan for one step's selected fixes, against the files as they are now.
+
+        ``preview``: only to show on a step screen, never applied, so the
+        ``docker compose config`` validation is left to the plan built on review.
+        """
         from .fixes import plan_fixes
 
         only = set(self.choices.selected.get(step, set()) if checks is None else checks)
         profile = profile or self.choices.profile
         if not only:
             report = self.audit(profile)
-            return StepPlan(step, Plan(), report.score, report.score)
+            return StepPlan(step, Plan(), report.score, report.score, preview)
         pw = self.choices.db_password if "SEC-001" in only else None
         plan, planner = plan_fixes(self.root, profile, only=only, files=self.files, host_root=self.host_root,
-                                   now=self.clock(), new_secret=self._new_secret, db_password=pw)
+                                   now=self.clock(), new_secret=self._new_secret, db_password=pw,
+                                   validate_with_compose=not preview)
         after = getattr(planner, "final_report", planner.base_report).score
-        return StepPlan(step, plan, planner.base_report.score, after)
+        return StepPlan(step, plan, planner.base_report.score, after, preview)
 
     def apply(self, step_plan: StepPlan):
         """Apply a previewed plan as one transaction; then save the baseline."""
         from .engine import Engine
 
+        if step_plan.preview:
+            raise ValueError("a preview plan is never applied: build the plan again without preview=True")
         result = Engine(self.root, f"assistant:{step_plan.step}").apply(step_plan.plan)
         report = self.audit()
         self.baseline = save_baseline(self.root, report, self.choices.profile, result.txn.id, self.clock())

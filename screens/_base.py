@@ -159,7 +159,7 @@ class FixStepScreen(StepScreen):
         self._plan_effect(set(self.session.choices.selected.get(self.STEP, set())))
 
     def _plan_effect_thread(self, checks: set[str]):
-        return self.session.plan(self.STEP, checks)
+        return self.session.plan(self.STEP, checks, preview=True)
 
     def _plan_effect(self, checks: set[str]) -> None:
         self.run_worker(lambda: self._effect_worker(checks), thread=True, exclusive=True, group=f"effect-{self.STEP}",

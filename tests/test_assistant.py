@@ -154,3 +154,21 @@ def test_history_and_undo_through_the_session(tmp_path):
     assert open(os.path.join(root, "docker-compose.yml"), "rb").read() == before
     assert [t.state for t in s.transactions()] == ["undone", "applied"]
     assert not s.transactions()[0].undoable and not s.transactions()[1].undoable
+
+
+def test_a_preview_plan_skips_compose_validation_and_is_never_applied(tmp_path, monkeypatch):
+    import checks.fixes
+
+    root = materialize(str(tmp_path))
+    ran = []
+    monkeypatch.setattr(checks.fixes, "compose_check", lambda planner, inst: ran.append(True))
+    s = Session(root, hostname="h")
+    s.audit()
+    preview = s.plan("network", {"NET-001"}, preview=True)
+    assert preview.preview and preview.plan.changes and ran == []
+    with pytest.raises(ValueError):
+        s.apply(preview)
+    real = s.plan("network", {"NET-001"})
+    assert ran == [True] and not real.preview
+    assert [c.after for c in real.plan.changes] == [c.after for c in preview.plan.changes]
+    s.apply(real)
