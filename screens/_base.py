@@ -47,13 +47,22 @@ class StepScreen(DesterScreen):
         Binding("b,escape", "back", "Back", id="step.back", tooltip="Go back to the previous step"),
     ]
 
-    def action_next(self) -> None:
+    answer = None
+    """The flow's future for this step's answer ("next" or "back"); set by the app's flow."""
+
+    def _answer(self, what: str) -> None:
         self.save_choices()
-        self.dismiss("next")
+        if self.answer is not None:
+            if not self.answer.done():
+                self.answer.set_result(what)
+        else:
+            self.dismiss(what)
+
+    def action_next(self) -> None:
+        self._answer("next")
 
     def action_back(self) -> None:
-        self.save_choices()
-        self.dismiss("back")
+        self._answer("back")
 
     def save_choices(self) -> None:
         """Store what the user picked on this step in the session's choices."""

@@ -259,17 +259,32 @@ class DesterApp(App[int]):
         self._back_home()
 
     async def _walk(self, steps: list[str], i: int):
-        """Walk the step screens from ``i``; None when backed out before the first."""
-        while i < len(steps):
-            if i < 0:
-                return None
-            answer = await self.push_screen_wait(_screen_class(steps[i])())
-            if answer == "back":
-                i -= 1
-            else:
-                i += 1
-                steps = self.steps_for_profile() if len(steps) > 1 else steps  # the profile may add or drop TLS
-        return "done"
+        """Walk the step screens from ``i``; None when backed out before the first.
+
+        Each next step replaces the current one on the stack (switch, not pop
+        then push), so the screen underneath is never resumed and restyled in
+        between: a step change costs one new screen, not two.
+        """
+        current = None
+        try:
+            while 0 <= i < len(steps):
+                screen = _screen_class(steps[i])()
+                screen.answer = asyncio.get_running_loop().create_future()
+                if current is None:
+                    await self.push_screen(screen)
+                else:
+                    await self.switch_screen(screen)
+                current = screen
+                answer = await screen.answer
+                if answer == "back":
+                    i -= 1
+                else:
+                    i += 1
+                    steps = self.steps_for_profile() if len(steps) > 1 else steps  # the profile may add or drop TLS
+        finally:
+            if current is not None and current.is_current:
+                self.pop_screen()
+        return None if i < 0 else "done"
 
     def _back_home(self) -> None:
         """Back to the base screen, switched to the re-audit once a baseline exists."""
