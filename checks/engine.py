@@ -491,6 +491,11 @@ class TreeRestore:
     root: str
     records: str
 
+    def count(self) -> int:
+        """How many entries the records say were changed (the most this undo puts back)."""
+        data, index = _load_records(self.records)
+        return sum(n for spans in index.values() for _, n in spans)
+
 
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)

@@ -87,6 +87,12 @@ def render(plan: Plan, root: str, reveal: bool = False, mask: str = MASK) -> str
         out.append("")
         out.append(tree_summary(tree, root))
         out.append("  (dester-harden fix --only FS-005 --dry-run --list shows every entry)")
+    for restore in (c for c in plan.changes if hasattr(c, "records") and hasattr(c, "count")):
+        # An undo's media part (checks.engine.TreeRestore): the modes recorded when it was applied.
+        n = restore.count()
+        out.append("")
+        out.append(f"FS-005 undo: {_display(restore.root, root)}: {n:,} {'entry gets' if n == 1 else 'entries get'} "
+                   "the mode recorded before the fix back (an entry changed since keeps its mode)")
     if plan.refusals:
         out.append("")
         out.append("Not changed (do these by hand):")

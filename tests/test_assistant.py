@@ -172,3 +172,18 @@ def test_a_preview_plan_skips_compose_validation_and_is_never_applied(tmp_path, 
     assert ran == [True] and not real.preview
     assert [c.after for c in real.plan.changes] == [c.after for c in preview.plan.changes]
     s.apply(real)
+
+
+def test_the_undo_preview_counts_the_media_entries_it_puts_back(tmp_path):
+    from checks.preview import render
+
+    root = materialize(str(tmp_path))
+    s = Session(root, hostname="h")
+    s.audit()
+    step = s.plan("permissions", {"FS-005"})
+    changed = sum(t.changes for t in step.plan.changes if hasattr(t, "transitions"))
+    assert changed == 5
+    result, _ = s.apply(step)
+    plan, conflicts = s.undo_preview(result.txn.id)
+    text = render(plan, root)
+    assert f"FS-005 undo: media: {changed} entries get the mode recorded before the fix back" in text
