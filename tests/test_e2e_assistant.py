@@ -39,16 +39,20 @@ def home(tmp_path):
     return str(h)
 
 
-def _walk_to_review(t: Tmux) -> None:
-    t.wait_for("Press Enter to start the guided setup", timeout=30)
-    t.wait_for(re.compile(r"Score \d+/100"), timeout=30)
+def _walk_to_review(t: Tmux) -> list[str]:
+    """Enter, then n through every step; returns the screens seen on the way."""
+    seen = [t.wait_for("Press Enter to start the guided setup", timeout=30)]
+    seen.append(t.wait_for(re.compile(r"Score \d+/100"), timeout=30))
     t.send("Enter")
-    t.wait_for("Who should reach DesterLib")
-    t.wait_for("This step alone: score")
+    seen.append(t.wait_for("Who should reach DesterLib"))
+    seen.append(t.wait_for("This step alone: score"))
     for title in ("Database password", "File permissions", "Container hardening", "Firewall", "Backups and monitoring"):
         t.send("n")
-        t.wait_for(title)
+        seen.append(t.wait_for(title))
+        if title == "Database password":
+            seen.append(t.wait_for("random bits"))  # the masked new password and its strength
     t.send("n")
+    return seen
 
 
 def test_the_installed_assistant_in_tmux_applies_one_step_and_the_file_changes_on_disk(install, home):
@@ -89,25 +93,30 @@ def test_through_a_real_ssh_session(install, home):
     # TERM comes from the ssh client's terminal (the tmux pane), as for a real user.
     remote = shlex.join(["env", *pairs, DESTER, "--dir", install])
     with SSHServer() as sshd, Tmux(sshd.ssh_argv(remote), env=term) as t:
-        _walk_to_review(t)
-        t.wait_for("Network exposure (1 of 4)")
+        seen = _walk_to_review(t)
+        seen.append(t.wait_for("Network exposure (1 of 4)"))
         t.send("s")
-        t.wait_for("(2 of 4)")
+        seen.append(t.wait_for("(2 of 4)"))
         screen = t.wait_for("DATABASE_URL")
         assert "••••" in screen  # the preview masks the new password
+        seen.append(screen)
         t.send("a")
-        t.wait_for("(3 of 4)")
+        seen.append(t.wait_for("(3 of 4)"))
         t.send("s")
-        t.wait_for("(4 of 4)")
+        seen.append(t.wait_for("(4 of 4)"))
         t.send("s")
-        t.wait_for("Press n for the summary")
+        seen.append(t.wait_for("Press n for the summary"))
+        t.send("n")
+        seen.append(t.wait_for("Security checklist"))
         t.send("C-q")
         assert t.wait_exit(timeout=30) == 0, sshd.log_text()
     env_text = open(os.path.join(install, ".env"), encoding="utf-8").read()
     password = re.search(r"^POSTGRES_PASSWORD=(.+)$", env_text, re.M).group(1)
     assert len(password) == 43 and re.fullmatch(r"[A-Za-z0-9_-]+", password)
     assert f"desterlib:{password}@postgres" in env_text
-    # The secret never reached the terminal (masked on every screen).
+    # The secret never reached the terminal: masked on every screen seen on the way.
+    assert len(seen) >= 14 and any("•" * 43 in sc for sc in seen)
+    assert not [sc for sc in seen if password in sc]
     assert [x.state for x in list_txns(install)] == ["applied"]
 
 
