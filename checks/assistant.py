@@ -369,19 +369,17 @@ class Session:
         return self.baseline is None
 
     def recover(self) -> list[str]:
-        """Roll back what a killed run left half-applied, before anything reads the files."""
-        from .pending import has_unfinished
+        """Roll back what a killed run left half-applied, before anything reads the files.
 
-        if not has_unfinished(self.root):
-            return []
-        from .engine import Engine, LockedError
+        A rollback that cannot be done is a warning, as for the CLI's audit:
+        reading the files is still safe.
+        """
+        from .engine import EngineError, recover_install
 
-        engine = Engine(self.root, "recover")
         try:
-            with engine.locked():
-                self.recovered = engine.recover()
-        except LockedError:
-            return []
+            self.recovered = recover_install(self.root)
+        except EngineError as exc:
+            self.recovered = ["warning: " + " ".join(str(exc).split())]
         return self.recovered
 
     def audit(self, profile: str | None = None) -> Report:
@@ -461,29 +459,12 @@ class Session:
 
     # -- history ---------------------------------------------------------------
     def transactions(self) -> list[TxnInfo]:
-        import datetime as _dt
+        from .journal import history
 
-        from .journal import list_txns
-
-        out = []
-        for t in list_txns(self.root):
-            intent = t.intent
-            try:
-                when = _dt.datetime.strptime(t.id[:15], "%Y%m%dT%H%M%S").replace(tzinfo=_dt.timezone.utc) \
-                    .astimezone().strftime("%Y-%m-%d %H:%M")
-            except ValueError:
-                when = t.id[:15]
-            state = t.state or "incomplete"
-            if t.undone_by:
-                state = "undone"
-            kind = intent.get("kind", "?")
-            files = sorted({self.display(e["path"]) for e in intent.get("entries", []) if e.get("type") in ("file", "mode")})
-            media = [self.display(e["root"]) for e in intent.get("entries", []) if e.get("type") in ("tree", "tree-restore")]
-            checks = list(intent.get("checks", []))
-            step = STEP_OF_CHECK.get(checks[0]) if checks else None
-            out.append(TxnInfo(t.id, when, kind, state, checks, files, media,
-                               t.state == "applied" and not t.undone_by and kind != "undo", step))
-        return out
+        return [TxnInfo(t.id, t.when.strftime("%Y-%m-%d %H:%M") if t.when else t.id[:15], t.kind,
+                        "undone" if t.undone_by else t.state, t.checks, t.files, t.media, t.undoable,
+                        STEP_OF_CHECK.get(t.checks[0]) if t.checks else None)
+                for t in history(self.root)]
 
     def undo_preview(self, txn_id: str):
         """(plan, conflicts) for undoing ``txn_id``."""

@@ -484,6 +484,25 @@ class Engine:
         raise EngineError(f"no transaction {txn_id} in this installation's journal (see dester-harden history)")
 
 
+def recover_install(root: str) -> list[str]:
+    """Roll back what a killed run left half-applied, before anything reads the files.
+
+    The common case costs a directory listing and writes nothing (not even the
+    lock file). When someone else holds the lock they own the journal: nothing
+    to do here. Raises :class:`EngineError` when a rollback cannot be done.
+    """
+    from .pending import has_unfinished
+
+    if not has_unfinished(root):
+        return []
+    engine = Engine(root, "recover")
+    try:
+        with engine.locked():
+            return engine.recover()
+    except LockedError:
+        return []
+
+
 @dataclass(frozen=True, slots=True)
 class TreeRestore:
     """Undo of a bulk chmod: put back the modes recorded in ``records``."""

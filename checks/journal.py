@@ -292,6 +292,52 @@ class Txn:
             return fh.read()
 
 
+@dataclass(frozen=True)
+class TxnSummary:
+    """A transaction as the history shows it (both faces format it their own way)."""
+
+    id: str
+    when: "_dt.datetime | None"
+    """When it was made, in local time (from its id)."""
+    kind: str
+    state: str
+    """applied, rolled-back, prepared or incomplete (as stored)."""
+    undone_by: str | None
+    checks: list[str]
+    undoes: str | None
+    files: list[str]
+    """Paths of changed files and modes, relative to the install root where inside it."""
+    media: list[str]
+    """Roots of media trees."""
+
+    @property
+    def undoable(self) -> bool:
+        return self.state == "applied" and not self.undone_by and self.kind != "undo"
+
+
+def summarize(txn: "Txn", install_root: str) -> TxnSummary:
+    def display(path: str) -> str:
+        rel = os.path.relpath(path, install_root)
+        return path if rel.startswith("..") else rel
+
+    intent = txn.intent
+    try:
+        when = _dt.datetime.strptime(txn.id[:15], "%Y%m%dT%H%M%S").replace(tzinfo=_dt.timezone.utc).astimezone()
+    except ValueError:
+        when = None
+    entries = intent.get("entries", [])
+    return TxnSummary(
+        txn.id, when, intent.get("kind", "?"), txn.state or "incomplete", txn.undone_by,
+        list(intent.get("checks", [])), intent.get("undoes"),
+        sorted({display(e["path"]) for e in entries if e.get("type") in ("file", "mode")}),
+        [display(e["root"]) for e in entries if e.get("type") in ("tree", "tree-restore")])
+
+
+def history(install_root: str) -> list[TxnSummary]:
+    """Every transaction of the installation, oldest first."""
+    return [summarize(t, install_root) for t in list_txns(install_root)]
+
+
 def txn_root(install_root: str) -> str:
     return os.path.join(install_root, JOURNAL_DIR, "txn")
 

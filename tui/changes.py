@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import signal
 import sys
@@ -29,16 +28,9 @@ def _root(args) -> str:
 
 def recover(root: str, wait: bool = False) -> list[str]:
     """Roll back a transaction a killed run left half-applied; report it on stderr."""
-    from checks.journal import has_unfinished
+    from checks.engine import recover_install
 
-    if not has_unfinished(root):
-        return []  # the common case: nothing to do, and nothing written (not even the lock file)
-    engine = Engine(root, "recover")
-    try:
-        with engine.locked():
-            messages = engine.recover()
-    except LockedError:
-        return []  # someone is applying right now; they own the journal
+    messages = recover_install(root)
     for m in messages:
         print(f"dester-harden: {m}", file=sys.stderr)
     return messages
@@ -148,35 +140,24 @@ def _fix(args) -> int:
 
 
 def _history(args) -> int:
-    from checks.journal import list_txns
+    from checks.journal import history
 
     root = _root(args)
     recover(root)
-    txns = list_txns(root)
+    txns = history(root)
     if not txns:
         print("No transactions yet: 'dester-harden fix' records each change here.")
         return EXIT_OK
     for t in txns:
-        intent = t.intent
-        when = t.id[:15]
-        try:
-            when = _dt.datetime.strptime(t.id[:15], "%Y%m%dT%H%M%S").replace(tzinfo=_dt.timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-        except ValueError:
-            pass
-        state = t.state or "incomplete"
-        if t.undone_by:
-            state = f"undone by {t.undone_by}"
-        kind = intent.get("kind", "?")
-        what = ", ".join(intent.get("checks", [])) if kind == "fix" else f"undo of {intent.get('undoes')}"
-        files = [e["path"] for e in intent.get("entries", []) if e.get("type") in ("file", "mode")]
-        trees = [e["root"] for e in intent.get("entries", []) if e.get("type") in ("tree", "tree-restore")]
-        print(f"{t.id}  {when}  {kind:<4}  {state}")
+        when = t.when.strftime("%Y-%m-%d %H:%M:%S") if t.when else t.id[:15]
+        state = f"undone by {t.undone_by}" if t.undone_by else t.state
+        what = ", ".join(t.checks) if t.kind == "fix" else f"undo of {t.undoes}"
+        print(f"{t.id}  {when}  {t.kind:<4}  {state}")
         print(f"    {what}")
-        shown = sorted({os.path.relpath(f, root) if not os.path.relpath(f, root).startswith("..") else f for f in files})
-        if shown:
-            print("    files: " + ", ".join(shown))
-        for tr in trees:
-            print(f"    media: {tr}")
+        if t.files:
+            print("    files: " + ", ".join(t.files))
+        for tr in t.media:
+            print(f"    media: {os.path.join(root, tr)}")
     return EXIT_OK
 
 
