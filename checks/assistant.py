@@ -476,7 +476,9 @@ class Session:
             txn = engine.find(txn_id)
             return engine.undo_plan(txn)
 
-    def undo(self, txn_id: str, force: bool = False):
+    def undo(self, txn_id: str, force: bool = False, seen: frozenset | None = None):
+        """Undo ``txn_id``. ``force`` overwrites hand edits, but only the ones the user saw:
+        ``seen`` is :func:`conflict_marks` of the preview; edits made after it refuse the undo."""
         from .engine import Engine, EngineError
 
         engine = Engine(self.root, "assistant:undo")
@@ -486,6 +488,8 @@ class Session:
             plan, conflicts = engine.undo_plan(txn)
             if conflicts and not force:
                 raise EngineError("files were edited since the transaction; undo refused")
+            if conflicts and seen is not None and conflict_marks(conflicts) != seen:
+                raise EngineError("files changed again since the undo preview; undo refused (open it again)")
             result = engine.apply(plan, kind="undo", undoes=txn.id)
         report = self.audit()
         self.baseline = save_baseline(self.root, report, self.choices.profile, result.txn.id, self.clock())
@@ -495,6 +499,13 @@ class Session:
     def display(self, path: str) -> str:
         rel = os.path.relpath(path, self.root)
         return path if rel.startswith("..") else rel
+
+
+def conflict_marks(conflicts) -> frozenset:
+    """What an undo preview showed as edited by hand: (path, content hash) pairs."""
+    from .plan import sha256
+
+    return frozenset((c.path, None if c.current is None else sha256(c.current)) for c in conflicts)
 
 
 def plan_rows(plan: Plan, root: str) -> dict[str, list]:

@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
-from checks.assistant import STEP_BY_ID
+from checks.assistant import STEP_BY_ID, conflict_marks
 from tui.errors import one_line
 from tui.widgets import clip
 
@@ -131,7 +131,7 @@ class HistoryScreen(DesterScreen):
         if not ok:
             return
         try:
-            await self.app.apply_undo(txn_id, force=bool(conflicts))  # type: ignore[attr-defined]
+            await self.app.apply_undo(txn_id, force=bool(conflicts), seen=conflict_marks(conflicts))  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001
             self.notify(one_line(exc), title="Nothing was changed", severity="error", timeout=10)
             return

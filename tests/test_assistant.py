@@ -187,3 +187,28 @@ def test_the_undo_preview_counts_the_media_entries_it_puts_back(tmp_path):
     plan, conflicts = s.undo_preview(result.txn.id)
     text = render(plan, root)
     assert f"FS-005 undo: media: {changed} entries get the mode recorded before the fix back" in text
+
+
+def test_a_forced_undo_overwrites_only_the_hand_edits_that_were_shown(tmp_path):
+    from checks.assistant import conflict_marks
+    from checks.engine import EngineError
+
+    root = materialize(str(tmp_path))
+    compose = os.path.join(root, "docker-compose.yml")
+    s = Session(root, hostname="h")
+    s.audit()
+    s.choices.selected["network"] = {"NET-001"}
+    result, _ = s.apply(s.plan("network"))
+    with open(compose, "a", encoding="utf-8") as fh:
+        fh.write("# edit one\n")
+    _, conflicts = s.undo_preview(result.txn.id)
+    seen = conflict_marks(conflicts)
+    with open(compose, "a", encoding="utf-8") as fh:  # edited again while the preview is on screen
+        fh.write("# edit two, never shown\n")
+    edited = open(compose, "rb").read()
+    with pytest.raises(EngineError, match="changed again since the undo preview"):
+        s.undo(result.txn.id, force=True, seen=seen)
+    assert open(compose, "rb").read() == edited
+    _, conflicts = s.undo_preview(result.txn.id)
+    s.undo(result.txn.id, force=True, seen=conflict_marks(conflicts))
+    assert b"# edit two" not in open(compose, "rb").read()

@@ -173,8 +173,8 @@ class DesterApp(App[int]):
         self.applied_notes += [n for n in step_plan.plan.notes if n not in self.applied_notes]
         return result, report
 
-    async def apply_undo(self, txn_id: str, force: bool = False):
-        return await self._run_engine(self.session.undo, txn_id, force)
+    async def apply_undo(self, txn_id: str, force: bool = False, seen: frozenset | None = None):
+        return await self._run_engine(self.session.undo, txn_id, force, seen)
 
     # -- flows ------------------------------------------------------------------
     def start_guided(self, start: str | None = None) -> None:
