@@ -69,10 +69,9 @@ class DesterApp(App[int]):
         self._theme_name = theme
         self.cursor_blink = cursor_blink
         """Off in tests and snapshots, so frames do not depend on timing."""
-        self.applying = threading.Event()
-        """Set while the engine applies a transaction (the app must not exit then)."""
-        self.applying_done = threading.Event()
-        self.applying_done.set()
+        self.idle = threading.Event()
+        """Clear while the engine applies a transaction (the app must not exit then)."""
+        self.idle.set()
         self.hangup = False
         """The terminal went away (SIGHUP): exit as soon as no transaction is in flight."""
         self.start_score: int | None = None
@@ -137,33 +136,27 @@ class DesterApp(App[int]):
     def _on_hangup(self) -> None:
         """SSH went away: let the transaction in flight finish (or roll back), then leave."""
         self.hangup = True
-        if not self.applying.is_set():
+        if self.idle.is_set():
             self.exit(129)
             return
 
-        def wait_then_exit() -> None:
-            while self.applying.is_set():
-                self.applying_done.wait(0.5)
-            try:
-                self.call_from_thread(self.exit, 129)
-            except Exception:  # noqa: BLE001 - the loop may already be gone
-                pass
-            # The terminal is gone: if the app cannot shut down cleanly, the
-            # transaction is committed already, so leaving hard loses nothing.
+        def last_resort() -> None:
+            # _run_engine exits the app when the transaction is done. Should the
+            # loop be wedged on the dead terminal, the transaction is committed
+            # by then, so leaving hard loses nothing. (A daemon: a clean exit ends it.)
+            self.idle.wait()
             threading.Event().wait(10)
             os._exit(129)
 
-        threading.Thread(target=wait_then_exit, name="hangup", daemon=True).start()
+        threading.Thread(target=last_resort, name="hangup", daemon=True).start()
 
     async def _run_engine(self, fn, *args, **kwargs):
         """Run an engine call in a thread, marked as in flight for the SIGHUP handler."""
-        self.applying.set()
-        self.applying_done.clear()
+        self.idle.clear()
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
         finally:
-            self.applying.clear()
-            self.applying_done.set()
+            self.idle.set()
             if self.hangup:
                 self.exit(129)
 
@@ -330,8 +323,6 @@ class DesterApp(App[int]):
             self.push_screen(self._home)
 
     def action_summary(self) -> None:
-        from screens.summary import SummaryScreen
-
         self._reset_to_base()
         self.summary_flow()
 
