@@ -17,15 +17,16 @@ import socket
 import string
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from .audit import Report, run_audit
-from .catalog import BY_ID, CATALOG
-from .discovery import discover
+from .catalog import CATALOG
 from .findings import FAIL, PASS, SKIPPED, Finding
-from .journal import JOURNAL_DIR, ensure_private_dir, fsync_dir
-from .model import Installation
-from .plan import FileEdit, ModeChange, Plan, TreeChmod
+from .pending import JOURNAL_DIR
+
+if TYPE_CHECKING:  # imported where used: the assistant's first frame needs none of them
+    from .audit import Report
+    from .model import Installation
+    from .plan import Plan
 
 #: The exposure profiles, each in one sentence.
 PROFILES: dict[str, tuple[str, str]] = {
@@ -73,10 +74,6 @@ STEP_OF_CHECK = {cid: s.id for s in STEPS for cid in s.checks}
 APPLY_STEPS = ("network", "password", "permissions", "containers")
 
 assert set(STEP_OF_CHECK) == {c.id for c in CATALOG}, "every check belongs to one step"
-
-
-def step_for(check_id: str) -> Step:
-    return STEP_BY_ID[STEP_OF_CHECK[check_id]]
 
 
 # -- passwords ------------------------------------------------------------------
@@ -168,6 +165,8 @@ def save_baseline(root: str, report: Report, profile: str, txn: str | None, now:
                     {f.id: f.status for f in report.findings},
                     {f.id: _evidence_keys(f) for f in report.findings if f.status == FAIL}, txn)
     journal = os.path.join(os.path.abspath(root), JOURNAL_DIR)
+    from .journal import ensure_private_dir, fsync_dir
+
     ensure_private_dir(journal)
     path = os.path.join(journal, BASELINE)
     tmp = f"{path}.tmp-{os.getpid()}"
@@ -383,11 +382,16 @@ class Session:
         return self.recovered
 
     def audit(self, profile: str | None = None) -> Report:
+        from .audit import run_audit
+        from .discovery import discover
+
         self.inst = discover(self.root, self.files, self.host_root, self.clock())
         self.report = run_audit(self.inst, profile or self.choices.profile)
         return self.report
 
     def summary(self) -> Summary:
+        from .discovery import discover
+
         inst = self.inst or discover(self.root, self.files, self.host_root, self.clock())
         from .rules.fs import media_mounts
 
@@ -438,6 +442,8 @@ class Session:
         profile = profile or self.choices.profile
         if not only:
             report = self.audit(profile)
+            from .plan import Plan
+
             return StepPlan(step, Plan(), report.score, report.score, preview)
         pw = self.choices.db_password if "SEC-001" in only else None
         plan, planner = plan_fixes(self.root, profile, only=only, files=self.files, host_root=self.host_root,
@@ -506,13 +512,3 @@ def conflict_marks(conflicts) -> frozenset:
     from .plan import sha256
 
     return frozenset((c.path, None if c.current is None else sha256(c.current)) for c in conflicts)
-
-
-def plan_rows(plan: Plan, root: str) -> dict[str, list]:
-    """The plan as rows for tables: file edits, mode changes, media trees."""
-    disp = lambda p: (lambda r: p if r.startswith("..") else r)(os.path.relpath(p, root))  # noqa: E731
-    return {
-        "edits": [disp(c.path) for c in plan.changes if isinstance(c, FileEdit)],
-        "modes": [(disp(c.path), c.before, c.after) for c in plan.changes if isinstance(c, ModeChange)],
-        "trees": [c for c in plan.changes if isinstance(c, TreeChmod)],
-    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from textual import work
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header
@@ -51,7 +52,6 @@ class StepScreen(DesterScreen):
     """The flow's future for this step's answer ("next" or "back"); set by the app's flow."""
 
     def _answer(self, what: str) -> None:
-        self.save_choices()
         if self.answer is not None:
             if not self.answer.done():
                 self.answer.set_result(what)
@@ -63,9 +63,6 @@ class StepScreen(DesterScreen):
 
     def action_back(self) -> None:
         self._answer("back")
-
-    def save_choices(self) -> None:
-        """Store what the user picked on this step in the session's choices."""
 
 
 class FixStepScreen(StepScreen):
@@ -118,6 +115,7 @@ class FixStepScreen(StepScreen):
     def fill_fixes(self) -> None:
         from rich.text import Text
 
+        from checks.assistant import remaining_reason
         from checks.catalog import BY_ID
         from tui.widgets import ChoiceList
 
@@ -147,13 +145,8 @@ class FixStepScreen(StepScreen):
         else:
             lines.append("Nothing to fix on this step: every check it covers passes or cannot be fixed from the files.")
         for f in others:
-            lines.append(f"\n{f.id} fails but is not changed here: {self.why_not(f)}", style="dim")
+            lines.append(f"\n{f.id} fails but is not changed here: {remaining_reason(f, set(), {})}", style="dim")
         status.update(lines)
-
-    def why_not(self, finding) -> str:
-        from checks.assistant import remaining_reason
-
-        return remaining_reason(finding, set(), {})
 
     def on_choice_list_changed(self, event) -> None:
         if event.choice_list.id != "step-fixes":
@@ -162,22 +155,13 @@ class FixStepScreen(StepScreen):
         self.refresh_effect()
 
     def refresh_effect(self) -> None:
-        from textual.widgets import Static
+        self.query_one("#step-effect").update("Working out what changes…")
+        self.plan_effect(set(self.session.choices.selected.get(self.STEP, set())))
 
-        self.query_one("#step-effect", Static).update("Working out what changes…")
-        self._plan_effect(set(self.session.choices.selected.get(self.STEP, set())))
-
-    def _plan_effect_thread(self, checks: set[str]):
-        return self.session.plan(self.STEP, checks, preview=True)
-
-    def _plan_effect(self, checks: set[str]) -> None:
-        self.run_worker(lambda: self._effect_worker(checks), thread=True, exclusive=True, group=f"effect-{self.STEP}",
-                        exit_on_error=False)
-
-    def _effect_worker(self, checks: set[str]) -> None:
+    @work(thread=True, exclusive=True, group="step-effect", exit_on_error=False)
+    def plan_effect(self, checks: set[str]) -> None:
         try:
-            step_plan = self._plan_effect_thread(checks)
-            text = self.effect_text(step_plan)
+            text = self.effect_text(self.session.plan(self.STEP, checks, preview=True))
         except Exception as exc:  # noqa: BLE001 - shown as one line, never a traceback
             from tui.errors import one_line
 
@@ -185,10 +169,8 @@ class FixStepScreen(StepScreen):
         self.app.call_from_thread(self._show_effect, text)
 
     def _show_effect(self, text) -> None:
-        from textual.widgets import Static
-
         if self.is_attached:
-            self.query_one("#step-effect", Static).update(text)
+            self.query_one("#step-effect").update(text)
 
     def edit_lines(self, plan):
         """The changed lines of each file edit (secrets masked), cut to the screen's width."""
@@ -197,6 +179,7 @@ class FixStepScreen(StepScreen):
         from checks.plan import FileEdit
         from checks.preview import file_diff
         from checks.secrets import Masker
+        from tui.widgets import clip, diff_style
 
         t = Text()
         masker = Masker(plan.secrets)
@@ -211,12 +194,8 @@ class FixStepScreen(StepScreen):
             for line in lines:
                 if line.startswith(("+++", "---", "new file")):
                     continue
-                if len(line) > width:
-                    line = line[: width - 1] + "…"
-                if line.startswith("+"):
-                    t.append("  " + line + "\n", style="green")
-                elif line.startswith("-"):
-                    t.append("  " + line + "\n", style="red")
+                if line.startswith(("+", "-")):
+                    t.append("  " + clip(line, width) + "\n", style=diff_style(line))
         return t
 
     def effect_text(self, step_plan):

@@ -37,9 +37,6 @@ class FirewallScreen(InfoStepScreen):
             "says deny: that is why the network step binds ports to 127.0.0.1 first. The firewall then closes "
             "everything else.\n\nThe rules shown follow the exposure profile you chose on the network step.")
 
-    def compose(self):
-        yield from super().compose()
-
     def setup(self) -> None:
         super().setup()
         profile = self.session.choices.profile

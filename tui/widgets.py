@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.widgets import Static
+from textual.message import Message
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option
 
 from checks.audit import Report
 from checks.findings import FAIL
@@ -54,22 +57,26 @@ def score_text(report: Report | None, label: str = "Score") -> Text:
     return t
 
 
+def diff_style(line: str) -> str:
+    """The style of one line of a rendered plan preview (checks.preview.render)."""
+    if line.startswith(("+++ ", "--- ")):
+        return "bold"
+    if line.startswith("+"):
+        return "green"
+    if line.startswith("-"):
+        return "red"
+    if line.startswith("@@"):
+        return "cyan"
+    if line.startswith(("Plan for", "new file", "Not changed", "Note:", "FS-005")):
+        return "bold"
+    return ""
+
+
 def diff_text(preview: str) -> Text:
-    """A rendered plan preview (checks.preview.render) with diff lines coloured."""
+    """A rendered plan preview with its lines styled."""
     out = Text()
     for line in preview.rstrip("\n").split("\n"):
-        style = ""
-        if line.startswith(("+++ ", "--- ")):
-            style = "bold"
-        elif line.startswith("+"):
-            style = "green"
-        elif line.startswith("-"):
-            style = "red"
-        elif line.startswith("@@"):
-            style = "cyan"
-        elif line.startswith(("Plan for", "new file", "Not changed", "Note:", "FS-005:")):
-            style = "bold"
-        out.append(line + "\n", style=style)
+        out.append(line + "\n", style=diff_style(line))
     return out
 
 
@@ -96,16 +103,6 @@ class DiffView(VerticalScroll, can_focus=True):
 
     def compose(self):
         yield Static(diff_text(self._preview), id="diff-body")
-
-    def update(self, preview: str) -> None:
-        self._preview = preview
-        self.query_one("#diff-body", Static).update(diff_text(preview))
-
-
-from textual.binding import Binding  # noqa: E402
-from textual.message import Message  # noqa: E402
-from textual.widgets import OptionList  # noqa: E402
-from textual.widgets.option_list import Option  # noqa: E402
 
 
 class ChoiceList(OptionList):
