@@ -116,3 +116,28 @@ async def wait_in_stack(app, pilot, name: str, timeout: float = 60.0):
                 return screen
         await pilot.pause(0.02)
     raise AssertionError(f"expected {name} on the stack: {[type(s).__name__ for s in app.screen_stack]}")
+
+
+#: The guided setup's step screens on the demo (local profile), in order.
+STEP_SCREENS = ("NetworkScreen", "PasswordScreen", "PermissionsScreen", "ContainersScreen", "FirewallScreen",
+                "BackupsScreen")
+
+
+async def walk_to_review(app, pilot) -> None:
+    """From the welcome screen: Enter, then n through every step to the review."""
+    await wait_screen(app, pilot, "WelcomeScreen")
+    await pilot.press("enter")
+    for name in STEP_SCREENS:
+        await wait_screen(app, pilot, name)
+        await pilot.press("n")
+
+
+async def answer_previews(app, pilot, key: str):
+    """Answer every preview of the review with ``key`` ("a" apply, "s" skip); returns the review screen."""
+    review = await wait_in_stack(app, pilot, "ReviewScreen")
+    for step in review.steps:
+        await wait_screen(app, pilot, "PreviewModal")
+        await pilot.press(key)
+        await wait_until(pilot, lambda: review.state[step] not in ("pending", "applying"), what=f"{step} answered")
+    await wait_until(pilot, lambda: review.done, what="the review to finish")
+    return review

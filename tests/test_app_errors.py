@@ -6,7 +6,7 @@ import os
 
 from checks.demo import materialize
 from checks.engine import Engine
-from tests.apphelpers import make_app, screen_text, snapshot_tree, wait_in_stack, wait_screen, wait_until
+from tests.apphelpers import make_app, screen_text, snapshot_tree, wait_in_stack, wait_screen, wait_until, walk_to_review
 from tests.conftest import run_cli
 
 
@@ -33,12 +33,7 @@ async def test_another_instance_holding_the_lock_changes_nothing_and_says_who(tm
     before = snapshot_tree(root)
     app = make_app(root)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_screen(app, pilot, "WelcomeScreen")
-        await pilot.press("enter")
-        for name in ("NetworkScreen", "PasswordScreen", "PermissionsScreen", "ContainersScreen", "FirewallScreen",
-                     "BackupsScreen"):
-            await wait_screen(app, pilot, name)
-            await pilot.press("n")
+        await walk_to_review(app, pilot)
         review = await wait_in_stack(app, pilot, "ReviewScreen")
         await wait_screen(app, pilot, "PreviewModal")
         other = Engine(root, "fix")

@@ -13,31 +13,12 @@ import pytest
 
 from checks.assistant import APPLY_STEPS, Session
 from checks.demo import materialize
-from tests.apphelpers import (make_app, screen_text, seeded_secrets, settle, snapshot_tree, wait_in_stack, wait_screen,
-                              wait_until)
+from tests.apphelpers import (answer_previews, make_app, screen_text, seeded_secrets, settle, snapshot_tree,
+                              wait_in_stack, wait_screen, wait_until, walk_to_review)
 
 
 def _mode(path: str) -> int:
     return stat.S_IMODE(os.lstat(path).st_mode)
-
-
-async def _walk_to_review(app, pilot):
-    await wait_screen(app, pilot, "WelcomeScreen")
-    await pilot.press("enter")
-    for name in ("NetworkScreen", "PasswordScreen", "PermissionsScreen", "ContainersScreen", "FirewallScreen",
-                 "BackupsScreen"):
-        await wait_screen(app, pilot, name)
-        await pilot.press("n")
-
-
-async def _apply_all_previews(app, pilot):
-    review = await wait_in_stack(app, pilot, "ReviewScreen")
-    for step in review.steps:
-        await wait_screen(app, pilot, "PreviewModal")
-        await pilot.press("a")
-        await wait_until(pilot, lambda: review.state[step] not in ("pending", "applying"), what=f"{step} applied")
-    await wait_until(pilot, lambda: review.done, what="the review to finish")
-    return review
 
 
 def _record_notifications(app) -> list[str]:
@@ -58,8 +39,8 @@ async def test_first_run_applies_everything_then_undoes_everything_byte_for_byte
     app = make_app(root)
     said = _record_notifications(app)
     async with app.run_test(size=(80, 24)) as pilot:
-        await _walk_to_review(app, pilot)
-        review = await _apply_all_previews(app, pilot)
+        await walk_to_review(app, pilot)
+        review = await answer_previews(app, pilot, "a")
         assert [review.state[s].split()[0] for s in review.steps] == ["applied"] * 4
         assert review.steps == list(APPLY_STEPS)
         await pilot.press("n")
@@ -115,23 +96,14 @@ async def test_backing_out_and_skipping_changes_nothing(tmp_path):
     before = snapshot_tree(root)
     app = make_app(root)
     async with app.run_test(size=(80, 24)) as pilot:
-        await _walk_to_review(app, pilot)
+        await walk_to_review(app, pilot)
         await wait_screen(app, pilot, "PreviewModal")
         await pilot.press("b")  # back from the first preview: to the network step
         await wait_screen(app, pilot, "NetworkScreen")
         await pilot.press("b")
         await wait_screen(app, pilot, "WelcomeScreen")
-        await pilot.press("enter")
-        for name in ("NetworkScreen", "PasswordScreen", "PermissionsScreen", "ContainersScreen",
-                     "FirewallScreen", "BackupsScreen"):
-            await wait_screen(app, pilot, name)
-            await pilot.press("n")
-        review = await wait_in_stack(app, pilot, "ReviewScreen")
-        for step in review.steps:
-            await wait_screen(app, pilot, "PreviewModal")
-            await pilot.press("s")
-            await wait_until(pilot, lambda: review.state[step] != "pending", what=f"{step} skipped")
-        await wait_until(pilot, lambda: review.done, what="the review to finish")
+        await walk_to_review(app, pilot)
+        review = await answer_previews(app, pilot, "s")
         assert set(review.state.values()) == {"skipped"}
         await pilot.press("n")
         await wait_screen(app, pilot, "SummaryScreen")
@@ -167,7 +139,7 @@ async def test_reaudit_shows_a_regression_and_jumps_to_the_screen_that_fixes_it(
         table = reaudit.query_one(DataTable)
         assert table.coordinate_to_cell_key((0, 0)).row_key.value == "regression:FS-001"
         await pilot.press("enter")
-        screen = await wait_screen(app, pilot, "PermissionsScreen")
+        await wait_screen(app, pilot, "PermissionsScreen")
         assert "[x] FS-001" in screen_text(app)
         await pilot.press("n")
         await wait_screen(app, pilot, "PreviewModal")
@@ -317,7 +289,7 @@ async def test_the_profile_choice_changes_the_planned_bindings(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_screen(app, pilot, "WelcomeScreen")
         await pilot.press("enter")
-        screen = await wait_screen(app, pilot, "NetworkScreen")
+        await wait_screen(app, pilot, "NetworkScreen")
         assert "NET-003" not in screen_text(app)  # local: the API may listen on the LAN
         await pilot.press("down", "down", "space")  # On the internet
         await wait_until(pilot, lambda: app.session.choices.profile == "internet", what="the profile")
@@ -368,17 +340,14 @@ async def test_every_layout_walks_through_and_a_hardened_install_has_nothing_to_
         before = snapshot_tree(root)
         app = make_app(root, now=lambda: FIXED_NOW)
         async with app.run_test(size=(80, 24)) as pilot:
-            await _walk_to_review(app, pilot)
+            await walk_to_review(app, pilot)
             review = await wait_in_stack(app, pilot, "ReviewScreen")
             if hardened:
                 await settle(app, pilot)
                 assert review.steps == [] and "nothing to apply" in screen_text(app)
             else:
                 assert review.steps  # the insecure one has changes to preview
-                for step in review.steps:
-                    await wait_screen(app, pilot, "PreviewModal")
-                    await pilot.press("s")
-                    await wait_until(pilot, lambda: review.state[step] != "pending", what=f"{step} skipped")
+                await answer_previews(app, pilot, "s")
             await wait_until(pilot, lambda: review.done, what="the review to finish")
             await pilot.press("n")
             await wait_screen(app, pilot, "SummaryScreen")

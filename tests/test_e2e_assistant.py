@@ -120,13 +120,6 @@ def test_through_a_real_ssh_session(install, home):
     assert [x.state for x in list_txns(install)] == ["applied"]
 
 
-def _sgr_codes(screen: str) -> set[str]:
-    codes = set()
-    for m in re.finditer(r"\x1b\[([0-9;:]*)m", screen):
-        codes.add(m.group(1))
-    return codes
-
-
 def _colour_kinds(screen: str) -> dict[str, list]:
     """Colours in the SGR sequences: basic (16), indexed (256) and rgb, parsed parameter by parameter."""
     kinds: dict[str, list] = {"basic": [], "indexed": [], "rgb": []}
@@ -155,8 +148,8 @@ def test_color_system_flag(install, home, flag):
         screen = t.capture(escapes=True)
         t.send("C-q")
         t.wait_exit()
-    params = ";".join(_sgr_codes(screen))
     kinds = _colour_kinds(screen)
+    params = {k: sorted(set(v))[:8] for k, v in kinds.items()}  # for the failure message
     rgb, indexed, basic = kinds["rgb"], kinds["indexed"], kinds["basic"]
     if flag == "none":
         # As NO_COLOR: no hue at all. Textual keeps shades of grey so the
@@ -222,27 +215,35 @@ def _gone(pid: int, timeout: float = 60) -> bool:
     return False
 
 
+def _drop_while_applying_permissions(t: Tmux) -> None:
+    """Skip the first two previews, apply the permissions step, and drop the terminal while it applies."""
+    _walk_to_review(t)
+    for n in (1, 2):
+        t.wait_for(f"({n} of 4)")
+        t.send("s")
+    t.wait_for("File permissions (3 of 4)", timeout=60)
+    t.send("a")
+    t.wait_for("Applying File permissions", timeout=60)
+    t.kill_session()
+
+
+def _assert_permissions_committed(install: str) -> None:
+    """Wholly after: one applied transaction, every media file lost its exec bit, .env is 0600."""
+    txns = list_txns(install)
+    assert [x.state for x in txns] == ["applied"], [x.state for x in txns]
+    lib = os.path.join(install, "media", "Library")
+    assert {_mode(os.path.join(dp, f)) for dp, _, fs in os.walk(lib) for f in fs} == {0o644}
+    assert _mode(os.path.join(install, ".env")) == 0o600
+
+
 def test_a_dropped_terminal_during_apply_lets_the_transaction_finish(install, home):
     """SIGHUP (the SSH session gone) while the engine applies: the app finishes the transaction, then exits."""
     _big_media(install, 60_000)
     with Tmux([DESTER, "--dir", install], env=term_env(home)) as t:
         pid = t.pid()
-        _walk_to_review(t)
-        for n in (1, 2):
-            t.wait_for(f"({n} of 4)")
-            t.send("s")
-        t.wait_for("File permissions (3 of 4)", timeout=60)
-        t.send("a")
-        t.wait_for("Applying File permissions", timeout=60)
-        t.kill_session()
+        _drop_while_applying_permissions(t)
         assert _gone(pid), "the assistant did not exit after SIGHUP"
-    txns = list_txns(install)
-    assert [x.state for x in txns] == ["applied"], [x.state for x in txns]
-    # Wholly after: every media file lost its exec bit, .env is 0600.
-    lib = os.path.join(install, "media", "Library")
-    modes = {_mode(os.path.join(dp, f)) for dp, _, fs in os.walk(lib) for f in fs}
-    assert modes == {0o644}
-    assert _mode(os.path.join(install, ".env")) == 0o600
+    _assert_permissions_committed(install)
     assert not [f for f in os.listdir(install) if ".tmp" in f or f.startswith(".dh-")]
 
 
@@ -262,22 +263,12 @@ def test_a_dropped_ssh_connection_during_apply_lets_the_transaction_finish(insta
     pairs = [f"{k}={v}" for k, v in term.items() if k != "TERM"]
     remote = shlex.join(["env", *pairs, DESTER, "--dir", install])
     with SSHServer() as sshd, Tmux(sshd.ssh_argv(remote), env=term) as t:
-        _walk_to_review(t)
-        for n in (1, 2):
-            t.wait_for(f"({n} of 4)")
-            t.send("s")
-        t.wait_for("File permissions (3 of 4)", timeout=60)
-        t.send("a")
-        t.wait_for("Applying File permissions", timeout=60)
-        t.kill_session()  # the ssh client goes; sshd sends SIGHUP to the remote session
+        _drop_while_applying_permissions(t)  # the ssh client goes; sshd sends SIGHUP to the remote session
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and _running(install):
             time.sleep(0.1)
         assert not _running(install), "the assistant is still running after the ssh session dropped"
-    txns = list_txns(install)
-    assert [x.state for x in txns] == ["applied"], [x.state for x in txns]
-    lib = os.path.join(install, "media", "Library")
-    assert {_mode(os.path.join(dp, f)) for dp, _, fs in os.walk(lib) for f in fs} == {0o644}
+    _assert_permissions_committed(install)
 
 
 def _running(install: str) -> bool:

@@ -13,14 +13,13 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import stat
 import time
 
 import pytest
 
 from checks.assistant import APPLY_STEPS, Session
 from checks.demo import materialize
-from tests.apphelpers import make_app, seeded_secrets, settle, wait_in_stack, wait_screen, wait_until
+from tests.apphelpers import STEP_SCREENS, answer_previews, make_app, seeded_secrets, settle, wait_screen, walk_to_review
 
 #: A fixed place, so the path on screen never changes.
 FIXED_PARENT = "/tmp/dester-harden-snapshot"
@@ -70,7 +69,7 @@ def _keys_to(*names):
     return run
 
 
-STEPS = ("NetworkScreen", "PasswordScreen", "PermissionsScreen", "ContainersScreen", "FirewallScreen", "BackupsScreen")
+STEPS = STEP_SCREENS
 
 
 async def _on_welcome(pilot):
@@ -84,16 +83,9 @@ async def _first_preview(pilot):
 
 
 async def _review_done(pilot):
-    app = pilot.app
-    await _keys_to(*STEPS)(pilot)
-    await pilot.press("n")
-    review = await wait_in_stack(app, pilot, "ReviewScreen")
-    for step in review.steps:
-        await wait_screen(app, pilot, "PreviewModal")
-        await pilot.press("a")
-        await wait_until(pilot, lambda: review.state[step] not in ("pending", "applying"), what=step)
-    await wait_until(pilot, lambda: review.done, what="review done")
-    await settle(app, pilot)
+    await walk_to_review(pilot.app, pilot)
+    await answer_previews(pilot.app, pilot, "a")
+    await settle(pilot.app, pilot)
 
 
 async def _summary(pilot):
