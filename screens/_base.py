@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from textual import work
 from textual.binding import Binding
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Header
 
 from tui.widgets import TooSmallNotice
@@ -272,3 +272,44 @@ class InfoStepScreen(StepScreen):
                 t.append(f"  What to do: {f.check.fix}\n")
             t.append(f"  dester-harden explain {cid}\n", style="dim")
         self.query_one("#step-findings", Static).update(t)
+
+
+class DiffModal(ModalScreen):
+    """A full-size modal: a heading, a plan's preview as a scrollable diff, and buttons.
+
+    Subclasses give the heading and the buttons (button id = the answer) and
+    decide in :meth:`choose` what an answer means.
+    """
+
+    def __init__(self, preview: str) -> None:
+        super().__init__()
+        self.preview = preview
+
+    def heading(self):
+        raise NotImplementedError
+
+    def buttons(self):
+        raise NotImplementedError
+
+    def compose(self):
+        from textual.containers import Horizontal, Vertical
+        from textual.widgets import Static
+
+        from tui.widgets import DiffView
+
+        with Vertical(classes="modal-box"):
+            yield Static(self.heading(), classes="modal-title")
+            yield DiffView(self.preview, classes="modal-diff")
+            with Horizontal(classes="modal-buttons"):
+                yield from self.buttons()
+
+    def on_mount(self) -> None:
+        from tui.widgets import DiffView
+
+        self.query_one(DiffView).focus()
+
+    def on_button_pressed(self, event) -> None:
+        self.choose(event.button.id)
+
+    def choose(self, answer) -> None:
+        self.dismiss(answer)

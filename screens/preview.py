@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Button, Static
+from textual.widgets import Button
 
-from tui.widgets import DiffView
+from ._base import DiffModal
 
 
-class PreviewModal(ModalScreen[str]):
+class PreviewModal(DiffModal):
     """Every change of a plan as a masked diff. Dismisses with "apply", "skip" or "back"."""
 
     NAME = "Preview"
@@ -27,31 +24,26 @@ class PreviewModal(ModalScreen[str]):
     ]
 
     def __init__(self, title: str, preview: str, score_before: int, score_after: int, can_apply: bool = True) -> None:
-        super().__init__()
+        super().__init__(preview)
         self._title = title
-        self._preview = preview
         self._scores = (score_before, score_after)
         self._can_apply = can_apply
 
-    def compose(self) -> ComposeResult:
-        with Vertical(id="preview-box"):
-            head = Text(self._title, style="bold")
-            if self._can_apply:
-                head.append(f"   score {self._scores[0]} -> {self._scores[1]}")
-            yield Static(head, id="preview-title")
-            yield DiffView(self._preview, id="preview-diff")
-            with Horizontal(id="preview-buttons"):
-                yield Button("Apply (a)", id="apply", variant="success", disabled=not self._can_apply)
-                yield Button("Skip (s)", id="skip")
-                yield Button("Back (b)", id="back")
+    def heading(self) -> Text:
+        head = Text(self._title, style="bold")
+        if self._can_apply:
+            head.append(f"   score {self._scores[0]} -> {self._scores[1]}")
+        return head
 
-    def on_mount(self) -> None:
-        self.query_one(DiffView).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.action_choose(event.button.id or "back")
+    def buttons(self):
+        yield Button("Apply (a)", id="apply", variant="success", disabled=not self._can_apply)
+        yield Button("Skip (s)", id="skip")
+        yield Button("Back (b)", id="back")
 
     def action_choose(self, what: str) -> None:
-        if what == "apply" and not self._can_apply:
+        self.choose(what)
+
+    def choose(self, answer) -> None:
+        if answer == "apply" and not self._can_apply:
             return
-        self.dismiss(what)
+        self.dismiss(answer or "back")

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Button, Static
+from textual.widgets import Button
 
-from tui.widgets import DiffView
+from ._base import DiffModal
 
 
-class UndoModal(ModalScreen[bool]):
+class UndoModal(DiffModal):
     """The undo's diff; dismisses True to undo, False to keep things as they are."""
 
     NAME = "Undo preview"
@@ -26,27 +23,22 @@ class UndoModal(ModalScreen[bool]):
     ]
 
     def __init__(self, txn_id: str, preview: str, conflicts: bool) -> None:
-        super().__init__()
+        super().__init__(preview)
         self.txn_id = txn_id
-        self.preview = preview
         self.conflicts = conflicts
 
-    def compose(self) -> ComposeResult:
-        with Vertical(id="undo-box"):
-            title = Text(f"Undo {self.txn_id}", style="bold")
-            if self.conflicts:
-                title.append("  files were edited since: undo overwrites those edits", style="bold red")
-            yield Static(title, id="undo-title")
-            yield DiffView(self.preview, id="undo-diff")
-            with Horizontal(id="undo-buttons"):
-                yield Button("Undo it (u)", id="yes", variant="error" if self.conflicts else "warning")
-                yield Button("Keep (Esc)", id="no")
+    def heading(self) -> Text:
+        title = Text(f"Undo {self.txn_id}", style="bold")
+        if self.conflicts:
+            title.append("  files were edited since: undo overwrites those edits", style="bold red")
+        return title
 
-    def on_mount(self) -> None:
-        self.query_one(DiffView).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")
+    def buttons(self):
+        yield Button("Undo it (u)", id="yes", variant="error" if self.conflicts else "warning")
+        yield Button("Keep (Esc)", id="no")
 
     def action_choose(self, yes: bool) -> None:
         self.dismiss(yes)
+
+    def choose(self, answer) -> None:
+        self.dismiss(answer == "yes")
