@@ -46,6 +46,10 @@ _RESOURCES = ("services", "networks", "volumes", "configs", "secrets")
 _INCLUDE_KEYS = {"path", "env_file", "project_directory"}
 _REMOTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^git@")
 
+#: Real installs include a handful of files; includes that fan out (each file
+#: including two others, twenty deep) would be read a million times.
+MAX_INCLUDED_LOADS = 200
+
 #: How a file entered the model besides being named on the command line (``Installation.reached``).
 VIA_INCLUDE = "include"
 VIA_EXTENDS = "extends"
@@ -161,6 +165,8 @@ class ComposeLoader:
         """Those files' sources, in the order they were first read."""
         self.env_files: list[EnvFile] = []
         """Env files named by (or defaulted for) an ``include``."""
+        self._loads = 0
+        self._parsed: dict[str, Node | None] = {}
 
     # -- files ------------------------------------------------------------------------
     def parse(self, src: Source) -> Node | None:
@@ -262,7 +268,11 @@ class ComposeLoader:
             if _REMOTE.match(p):
                 self._cannot(item, "cannot follow include: a remote (URL or git) include is not read by dester-harden")
                 return None
-        resolved = [os.path.normpath(os.path.join(ctx.workdir, os.path.expanduser(p))) for p in paths]
+            if p.startswith("~"):
+                # Whose home? Compose's user's, not root's: never guess a file to read.
+                self._cannot(item, "cannot follow include: a path starting with ~ (use a relative or absolute path)")
+                return None
+        resolved = [os.path.normpath(os.path.join(ctx.workdir, p)) for p in paths]
         project = os.path.normpath(os.path.join(ctx.workdir, pdir[0])) if pdir else os.path.dirname(resolved[0])
         if env_names:
             env_paths = [os.path.normpath(os.path.join(ctx.workdir, e)) for e in env_names]
@@ -286,6 +296,10 @@ class ComposeLoader:
         for path in resolved:
             if os.path.realpath(path) in stack:
                 self._cannot(item, f"cannot follow include: {self._display(path)} includes itself (an include cycle)")
+                return None
+            self._loads += 1
+            if self._loads > MAX_INCLUDED_LOADS:
+                self._cannot(item, f"cannot follow include: more than {MAX_INCLUDED_LOADS} included files")
                 return None
             isrc = self._open(path, "include", item)
             if isrc is None:
@@ -358,16 +372,18 @@ class ComposeLoader:
         base_svcs, base_src = svcs, src
         if base_file is not None:
             base_file = interpolate(base_file, ctx.env).value if "$" in base_file else base_file
-            if _REMOTE.match(base_file):
-                self._cannot(ext, "cannot follow extends: a remote file is not read by dester-harden")
+            if _REMOTE.match(base_file) or base_file.startswith("~"):
+                self._cannot(ext, "cannot follow extends: a remote file or a path starting with ~ is not read by dester-harden")
                 return own
-            path = os.path.normpath(os.path.join(os.path.dirname(src.path), os.path.expanduser(base_file)))
+            path = os.path.normpath(os.path.join(os.path.dirname(src.path), base_file))
             base_src = self._open(path, "extends", ext)
             if base_src is None:
                 return own
             self.reached.setdefault(base_src.path, VIA_EXTENDS)
             self.contexts.setdefault(base_src.display, FileCtx(ctx.workdir, ctx.env, ctx.env_files))
-            base_doc = self.parse(base_src)
+            if base_src.path not in self._parsed:
+                self._parsed[base_src.path] = self.parse(base_src)
+            base_doc = self._parsed[base_src.path]
             base_svcs = base_doc.get("services") if base_doc is not None else None
         me = (os.path.realpath(src.path), name)
         target = (os.path.realpath(base_src.path), base_name)
