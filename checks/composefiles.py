@@ -1,7 +1,9 @@
-"""How Compose assembles one model from files: override merging, ``include:`` and ``extends:``.
+"""Which compose files Compose reads, and how it makes one model of them.
 
-Discovery hands each compose file it reads to :class:`ComposeLoader`, which
-imports what the file includes and resolves ``extends`` the way Compose does:
+:func:`compose_paths` finds the files Compose is given (``-f``, ``COMPOSE_FILE``,
+the main file and its override); :func:`merge` merges override files.
+Discovery hands each of them to :class:`ComposeLoader`, which imports what the
+file includes and resolves ``extends`` the way Compose does:
 
 - ``include:`` (short form: a list of paths; long form: ``path`` (string or
   list), ``env_file`` (string or list), ``project_directory``). Paths are
@@ -53,6 +55,45 @@ MAX_INCLUDED_LOADS = 200
 #: How a file entered the model besides being named on the command line (``Installation.reached``).
 VIA_INCLUDE = "include"
 VIA_EXTENDS = "extends"
+
+
+#: Compose's own search order for the main file in a directory.
+COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+
+
+def compose_paths(root: str, files: list[str] | None, root_env: EnvFile | None, exists=os.path.lexists) -> list[str]:
+    """The files Compose is given: ``-f`` files, ``COMPOSE_FILE`` in .env, else the main file (and its override) here or in docker/."""
+    if files:
+        paths = [os.path.abspath(f) for f in files]
+        for p in paths:
+            if not exists(p):
+                raise InputError("compose file not found", p)
+        return paths
+    if root_env is not None:
+        entry = root_env.get("COMPOSE_FILE")
+        if entry is not None and entry.value:
+            sep_entry = root_env.get("COMPOSE_PATH_SEPARATOR")
+            sep = sep_entry.value if sep_entry is not None and sep_entry.value else os.pathsep
+            paths = [os.path.normpath(os.path.join(root, p)) for p in entry.value.split(sep) if p]
+            for p in paths:
+                if not exists(p):
+                    raise InputError(f"COMPOSE_FILE names a file that does not exist: {os.path.relpath(p, root)}", root_env.display, entry.line)
+            return paths
+    for base in (root, os.path.join(root, "docker")):
+        for name in COMPOSE_NAMES:
+            main = os.path.join(base, name)
+            if exists(main):
+                paths = [main]
+                stem, ext = os.path.splitext(name)
+                for oext in (ext, ".yaml" if ext == ".yml" else ".yml"):
+                    override = os.path.join(base, f"{stem}.override{oext}")
+                    if exists(override):
+                        paths.append(override)
+                        break
+                return paths
+    raise InputError(
+        "no compose file found (looked for compose.yaml, compose.yml, docker-compose.yaml, "
+        "docker-compose.yml here and in docker/)", root)
 
 
 @dataclass(slots=True)

@@ -19,7 +19,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Iterator
 
-from .composefiles import ComposeLoader, FileCtx, drop_resets as _drop_resets, merge as _merge
+from .composefiles import COMPOSE_NAMES, ComposeLoader, FileCtx, compose_paths as _compose_paths
+from .composefiles import drop_resets as _drop_resets, merge as _merge
 from .envfile import load_env_file
 from .errors import InputError
 from .interpolate import interpolate
@@ -41,9 +42,6 @@ from .perf import paused_gc
 from .secrets import collect_secrets
 from .textio import Source, decode_source, read_source
 from .yamlpos import Node
-
-#: Compose's own search order for the main file in a directory.
-COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 
 
 def default_install_dir() -> str:
@@ -235,40 +233,6 @@ def _discover(root: str, files: list[str] | None, host_root: str, now: float | N
         inst.media_path = posixpath.normpath(media.value)
     inst.secrets = collect_secrets(inst)
     return inst
-
-
-def _compose_paths(root: str, files: list[str] | None, root_env: EnvFile | None, exists=os.path.lexists) -> list[str]:
-    if files:
-        paths = [os.path.abspath(f) for f in files]
-        for p in paths:
-            if not exists(p):
-                raise InputError("compose file not found", p)
-        return paths
-    if root_env is not None:
-        entry = root_env.get("COMPOSE_FILE")
-        if entry is not None and entry.value:
-            sep_entry = root_env.get("COMPOSE_PATH_SEPARATOR")
-            sep = sep_entry.value if sep_entry is not None and sep_entry.value else os.pathsep
-            paths = [os.path.normpath(os.path.join(root, p)) for p in entry.value.split(sep) if p]
-            for p in paths:
-                if not exists(p):
-                    raise InputError(f"COMPOSE_FILE names a file that does not exist: {os.path.relpath(p, root)}", root_env.display, entry.line)
-            return paths
-    for base in (root, os.path.join(root, "docker")):
-        for name in COMPOSE_NAMES:
-            main = os.path.join(base, name)
-            if exists(main):
-                paths = [main]
-                stem, ext = os.path.splitext(name)
-                for oext in (ext, ".yaml" if ext == ".yml" else ".yml"):
-                    override = os.path.join(base, f"{stem}.override{oext}")
-                    if exists(override):
-                        paths.append(override)
-                        break
-                return paths
-    raise InputError(
-        "no compose file found (looked for compose.yaml, compose.yml, docker-compose.yaml, "
-        "docker-compose.yml here and in docker/)", root)
 
 
 class _ServiceBuilder:
