@@ -383,13 +383,18 @@ class ComposeLoader:
         svcs = doc.get("services")
         if svcs is None or not svcs.is_map() or not any(n.is_map() and "extends" in n.value for _, n in svcs.items()):
             return doc
-        value = {name: self._resolve(name, svcs, src, ctx, ()) for name in svcs.value}
+        value = {name: self._resolve(name, svcs, src, ctx, ctx.workdir, ()) for name in svcs.value}
         out = clone(svcs, value)
         out.keys = svcs.keys
         return _with(doc, "services", out, (doc.keys or {}).get("services") or svcs)
 
-    def _resolve(self, name: str, svcs: Node, src: Source, ctx: FileCtx, seen: tuple[tuple[str, str], ...]) -> Node:
-        """Service ``name`` of ``svcs`` (in ``src``) with what it extends merged under it."""
+    def _resolve(self, name: str, svcs: Node, src: Source, ctx: FileCtx, rel_dir: str,
+                 seen: tuple[tuple[str, str], ...]) -> Node:
+        """Service ``name`` of ``svcs`` (in ``src``) with what it extends merged under it.
+
+        ``extends: {file: ...}`` is relative to ``rel_dir``: the project's directory in a
+        file of the project, the extended file's own directory in a file reached by extends.
+        """
         node = svcs.value[name]
         if not node.is_map() or "extends" not in node.value:
             return node
@@ -410,13 +415,13 @@ class ComposeLoader:
             self._cannot(ext, "cannot follow extends: expected a service name or {service: name, file: path}")
             return own
         base_name = interpolate(base_name, ctx.env).value if "$" in base_name else base_name
-        base_svcs, base_src = svcs, src
+        base_svcs, base_src, base_dir = svcs, src, rel_dir
         if base_file is not None:
             base_file = interpolate(base_file, ctx.env).value if "$" in base_file else base_file
             if _REMOTE.match(base_file) or base_file.startswith("~"):
                 self._cannot(ext, "cannot follow extends: a remote file or a path starting with ~ is not read by dester-harden")
                 return own
-            path = os.path.normpath(os.path.join(os.path.dirname(src.path), base_file))
+            path = os.path.normpath(os.path.join(rel_dir, base_file))
             base_src = self._open(path, "extends", ext)
             if base_src is None:
                 return own
@@ -425,6 +430,7 @@ class ComposeLoader:
             if base_src.path not in self._parsed:
                 self._parsed[base_src.path] = self.parse(base_src)
             base_doc = self._parsed[base_src.path]
+            base_dir = os.path.dirname(base_src.path)
             base_svcs = base_doc.get("services") if base_doc is not None else None
         me = (os.path.realpath(src.path), name)
         target = (os.path.realpath(base_src.path), base_name)
@@ -438,7 +444,7 @@ class ComposeLoader:
             self._cannot(ext, f"cannot follow extends: {base_src.display} defines no service {shown}")
             return own
         assert base_svcs is not None
-        base = self._resolve(base_name, base_svcs, base_src, ctx, seen + (me,))
+        base = self._resolve(base_name, base_svcs, base_src, ctx, base_dir, seen + (me,))
         merged = merge(base, own, ("services", name))
         if merged is None:  # pragma: no cover - a service mapping is never !reset here
             return own

@@ -323,6 +323,25 @@ def _nested(tmp: Path) -> Path:
 ORACLE_CASES["nested"] = _nested
 
 
+def _extends_paths(tmp: Path) -> Path:
+    """extends: file: is relative to the project directory in a project file (an included
+    file's project_directory here), to its own directory in a file reached by extends."""
+    root = tmp / "inst"
+    return write(root, {
+        "compose.yaml": ("include:\n  - path: sub/inc.yml\n    project_directory: other\nservices:\n" + API +
+                         "  x:\n    extends:\n      file: lib/base.yml\n      service: b\n"),
+        "sub/inc.yml": "services:\n  y:\n    extends:\n      file: base.yml\n      service: b\n",
+        "sub/base.yml": "services:\n  b:\n    image: wrong:1\n",
+        "other/base.yml": "services:\n  b:\n    image: right:1\n    volumes: [./v:/v]\n",
+        "lib/base.yml": "services:\n  b:\n    extends:\n      file: base2.yml\n      service: c\n    volumes: [./v:/v]\n",
+        "lib/base2.yml": "services:\n  c:\n    image: right:2\n",
+        "base2.yml": "services:\n  c:\n    image: wrong:2\n",
+    })
+
+
+ORACLE_CASES["extends-paths"] = _extends_paths
+
+
 @pytest.mark.parametrize("case", sorted(ORACLE_CASES))
 def test_docker_compose_config_agrees_on_the_merged_services(tmp_path, case):
     root = ORACLE_CASES[case](tmp_path)
