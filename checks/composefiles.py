@@ -237,15 +237,27 @@ class ComposeLoader:
         if line not in self.unfollowed:
             self.unfollowed.append(line)
 
+    def _shown(self, path: str, at: Node) -> str:
+        """``path`` for a message; a name built by ``${VAR}`` could hold a secret, so then only "the file"."""
+        return "the file it names" if "$" in self._written(at) else self._display(path)
+
+    @staticmethod
+    def _written(node: Node) -> str:
+        if node.is_scalar():
+            return str(node.value)
+        if node.is_map():
+            return " ".join(ComposeLoader._written(v) for _, v in node.items())
+        return " ".join(ComposeLoader._written(v) for v in node.value)
+
     def _open(self, path: str, how: str, at: Node, kind: str = "compose file") -> Source | None:
         """The file's source, or None (recorded as not followed) when it cannot be read."""
         if not self._exists(path):
-            self._cannot(at, f"cannot follow {how}: {self._display(path)} not found")
+            self._cannot(at, f"cannot follow {how}: {self._shown(path, at)} not found")
             return None
         try:
             src = self._read(path, kind)
         except InputError as exc:
-            self._cannot(at, f"cannot follow {how}: {exc}")
+            self._cannot(at, f"cannot follow {how}: {exc if '$' not in self._written(at) else exc.message}")
             return None
         if kind == "compose file" and all(s.path != src.path for s in self.sources):
             self.sources.append(src)
@@ -336,7 +348,7 @@ class ComposeLoader:
         model: Node | None = None
         for path in resolved:
             if os.path.realpath(path) in stack:
-                self._cannot(item, f"cannot follow include: {self._display(path)} includes itself (an include cycle)")
+                self._cannot(item, f"cannot follow include: {self._shown(path, item)} includes itself (an include cycle)")
                 return None
             self._loads += 1
             if self._loads > MAX_INCLUDED_LOADS:
@@ -368,8 +380,8 @@ class ComposeLoader:
                     if value[name].plain() != node.plain():
                         at = keys.get(name) or value[name]
                         shown = f" '{name}'" if re.fullmatch(r"[\w.-]{1,64}", name) else ""
-                        raise InputError(f"{section}{shown} conflicts with the one in the included file {node.file} "
-                                         f"(included at line {item.line}); Compose refuses this", at.file, at.line)
+                        raise InputError(f"{section}{shown} conflicts with the one of the file included at line {item.line} "
+                                         "(Compose refuses this)", at.file, at.line)
                     continue
                 value[name] = node
                 keys[name] = (theirs.keys or {}).get(name) or node

@@ -98,7 +98,10 @@ class Planner:
         self.base = self.inst()
         if self.base.unfollowed:
             # Fixing what is seen while part of the model is not would be a guess.
-            raise InputError(f"{self.base.unfollowed[0]}; nothing is fixed until every file can be followed")
+            from .secrets import Masker
+
+            raise InputError(Masker(self.base.secrets).text(self.base.unfollowed[0]) +
+                             "; nothing is fixed until every file can be followed")
         self.base_report = run_audit(self.base, profile)
 
     # -- the planned state ------------------------------------------------------

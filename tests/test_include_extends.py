@@ -445,3 +445,16 @@ def test_unfollowed_reason_counts_in_the_audit_report(tmp_path):
     rep = run_audit(inst)
     assert all(f.status != PASS for f in rep.findings)
     assert any("(and 1 more)" in (f.reason or "") for f in rep.findings)
+
+
+def test_a_path_built_from_a_secret_is_never_shown(tmp_path):
+    secret = "Zq8xV3pLw9TbN2rKc7YdF4hJm6sQa1Ue"
+    root = write(tmp_path / "inst", {
+        "docker-compose.yml": "include:\n  - db/${DB_PASSWORD}.yml\nservices:\n" + API +
+                              "  postgres:\n    image: postgres:16\n    environment:\n      POSTGRES_PASSWORD: ${DB_PASSWORD}\n",
+        ".env": f"DB_PASSWORD={secret}\n"})
+    r = audit(root)
+    assert r.code == 2 and "cannot follow include: the file it names not found" in r.err, r.err
+    assert secret not in r.out + r.err
+    r = run_cli("fix", "--dir", str(root), "--yes")
+    assert r.code == 2 and secret not in r.out + r.err, r.out + r.err
