@@ -210,6 +210,7 @@ def _discover(root: str, files: list[str] | None, host_root: str, now: float | N
         reached={p: how for p, how in loader.reached.items() if p not in top_paths},
         unfollowed=list(loader.unfollowed),
         interp_env_files={f: list(c.env_files) for f, c in reader.contexts.items()},
+        file_env={f: c.env for f, c in reader.contexts.items() if c.env is not project_env},
     )
     env_files: dict[str, EnvFile] = {}
     for ef in (root_env, project_env_file, *loader.env_files):

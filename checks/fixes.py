@@ -781,19 +781,19 @@ def fix_sec_003(p: Planner) -> None:
     def targets(inst):
         for svc in inst.services:
             for var in svc.compose_env_written:
-                if _literal_secret_note(var, inst.project_env) is None:
+                if _literal_secret_note(var, inst.env_for(var.where.file)) is None:
                     continue
                 yield (("SEC-003", var.where.file, var.where.line, var.key), lambda i, var=var: _move_to_env(p, i, var))
             for arg, node in requirepass_args(svc):
-                if arg.strip("\"'") and (not interpolate(arg, {}).refs or _ships_default(arg, inst)):
+                if arg.strip("\"'") and (not interpolate(arg, {}).refs or _ships_default(arg, inst, node.file)):
                     yield (("SEC-003", node.file, node.line, "requirepass"), lambda i, arg=arg, node=node: _move_requirepass(p, i, arg, node))
     p.each("SEC-003", targets)
 
 
-def _ships_default(raw: str, inst: Installation) -> bool:
+def _ships_default(raw: str, inst: Installation, file: str | None = None) -> bool:
     from .rules.sec import ships_default
 
-    return ships_default(interpolate(raw, inst.project_env).defaults)
+    return ships_default(interpolate(raw, inst.env_for(file)).defaults)
 
 
 _MOVED = "moved out of the compose file by dester-harden (SEC-003)"

@@ -254,6 +254,12 @@ class Installation:
     pass report ``error`` instead, since they could not see every service."""
     interp_env_files: dict[str, list[EnvFile]] = field(default_factory=dict)
     """Compose file (display path) -> the env files its ``${VAR}`` come from, the one that wins first."""
+    file_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Compose file (display path) -> its variables, where they are not ``project_env`` (an included file)."""
+
+    def env_for(self, file: str | None) -> dict[str, str]:
+        """The variables ``${VAR}`` sees in compose file ``file`` (display path)."""
+        return self.file_env.get(file, self.project_env) if file else self.project_env
 
     @property
     def command_line_files(self) -> list[Source]:

@@ -458,3 +458,18 @@ def test_a_path_built_from_a_secret_is_never_shown(tmp_path):
     assert secret not in r.out + r.err
     r = run_cli("fix", "--dir", str(root), "--yes")
     assert r.code == 2 and secret not in r.out + r.err, r.out + r.err
+
+
+def test_a_default_is_judged_with_the_included_files_own_variables(tmp_path):
+    # ${REDIS_PASSWORD:-changeme} falls back to the default only when REDIS_PASSWORD is unset;
+    # the included file's env_file sets it, so no password written in the file is in use.
+    root = write(tmp_path / "inst", {
+        "docker-compose.yml": "include:\n  - path: cache/redis.yml\n    env_file: cache/redis.env\nservices:\n" + API,
+        "cache/redis.yml": "services:\n  redis:\n    image: redis:7\n"
+                           "    command: redis-server --requirepass ${REDIS_PASSWORD:-changeme}\n",
+        "cache/redis.env": "REDIS_PASSWORD=Zq8xV3pLw9TbN2rKc7YdF4hJm6sQa1Ue\n"})
+    f = findings(audit(root))
+    assert f["SEC-003"]["status"] == PASS, f["SEC-003"]
+    (root / "cache/redis.env").write_text("OTHER=1\n")
+    f = findings(audit(root))
+    assert f["SEC-003"]["status"] == FAIL and places(f["SEC-003"]) == {("cache/redis.yml", 4)}
