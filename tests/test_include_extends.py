@@ -473,3 +473,17 @@ def test_a_default_is_judged_with_the_included_files_own_variables(tmp_path):
     (root / "cache/redis.env").write_text("OTHER=1\n")
     f = findings(audit(root))
     assert f["SEC-003"]["status"] == FAIL and places(f["SEC-003"]) == {("cache/redis.yml", 4)}
+
+
+@pytest.mark.parametrize("case", sorted(ORACLE_CASES))
+def test_the_default_plan_applies_validates_and_undoes_byte_for_byte(tmp_path, case):
+    root = ORACLE_CASES[case](tmp_path)
+    before = snapshot(root)
+    r = run_cli("fix", "--dir", str(root), "--yes")
+    assert r.code in (0, 1), r.out + r.err
+    assert "Applied as transaction" in r.out or "Nothing to fix" in r.out or "nothing" in r.out.lower(), r.out
+    assert snapshot(root) != before
+    _compose_json(root)  # Compose still reads the fixed files (and what they include and extend)
+    r = run_cli("undo", "--dir", str(root), "--last", "--yes")
+    assert r.code == 0, r.out + r.err
+    assert snapshot(root) == before
