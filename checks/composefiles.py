@@ -51,6 +51,8 @@ _REMOTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^git@")
 #: Real installs include a handful of files; includes that fan out (each file
 #: including two others, twenty deep) would be read a million times.
 MAX_INCLUDED_LOADS = 200
+#: A service extends one that extends another...: real chains are two or three long.
+MAX_EXTENDS_DEPTH = 50
 
 #: How a file entered the model besides being named on the command line (``Installation.reached``).
 VIA_INCLUDE = "include"
@@ -208,6 +210,7 @@ class ComposeLoader:
         """Env files named by (or defaulted for) an ``include``."""
         self._loads = 0
         self._parsed: dict[str, Node | None] = {}
+        self._resolved: dict[tuple[str, str], Node] = {}
 
     # -- files ------------------------------------------------------------------------
     def parse(self, src: Source) -> Node | None:
@@ -410,7 +413,14 @@ class ComposeLoader:
         node = svcs.value[name]
         if not node.is_map() or "extends" not in node.value:
             return node
+        me = (os.path.realpath(src.path), name)
+        done = self._resolved.get(me)
+        if done is not None:
+            return done
         ext = node.value["extends"]
+        if len(seen) >= MAX_EXTENDS_DEPTH:
+            self._cannot(ext, f"cannot follow extends: a chain of more than {MAX_EXTENDS_DEPTH} services")
+            return _without(node, "extends")
         own = _without(node, "extends")
         base_name, base_file = None, None
         if ext.is_scalar() and isinstance(ext.value, str):
@@ -444,7 +454,6 @@ class ComposeLoader:
             base_doc = self._parsed[base_src.path]
             base_dir = os.path.dirname(base_src.path)
             base_svcs = base_doc.get("services") if base_doc is not None else None
-        me = (os.path.realpath(src.path), name)
         target = (os.path.realpath(base_src.path), base_name)
         if target in seen or target == me:
             self._cannot(ext, f"cannot follow extends: service '{name}' extends itself (an extends cycle)"
@@ -463,4 +472,5 @@ class ComposeLoader:
         # The extending service's own mapping is the one fixes add keys to.
         out = clone(own, merged.value)
         out.keys = merged.keys
+        self._resolved[me] = out
         return out

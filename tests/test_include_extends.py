@@ -370,12 +370,16 @@ UNFOLLOWABLE = {
     "extends-missing-service": ("", {}, "defines no service"),
     "extends-missing-file": ("", {}, "not found"),
     "extends-cycle": ("", {}, "cycle"),
+    "extends-deep": ("", {}, "a chain of more than 50"),
 }
 
 _EXTENDS = {
     "extends-missing-service": "  side:\n    image: busybox:1.36\n    extends: {service: nope}\n",
     "extends-missing-file": "  side:\n    image: busybox:1.36\n    extends: {file: gone.yml, service: x}\n",
     "extends-cycle": "  side:\n    image: busybox:1.36\n    extends: other\n  other:\n    image: busybox:1.36\n    extends: side\n",
+    # Deeper than the stack: without a bound this was a RecursionError (exit 3).
+    "extends-deep": "".join(f"  s{i}:\n    image: busybox:1.36\n    extends: s{i + 1}\n" for i in range(3000)) +
+                    "  s3000:\n    image: busybox:1.36\n",
 }
 
 
