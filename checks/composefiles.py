@@ -302,7 +302,8 @@ class ComposeLoader:
         if item.is_map():
             unknown = sorted(k for k in item.value if k not in _INCLUDE_KEYS)
             if unknown:
-                self._cannot(item, "cannot follow include: unknown key " + ", ".join(f"'{k}'" for k in unknown[:3] if re.fullmatch(r"[\w.-]{1,40}", k)))
+                named = ", ".join(f"'{k}'" for k in unknown[:3] if re.fullmatch(r"[\w.-]{1,40}", k))
+                self._cannot(item, "cannot follow include: unknown key " + (named or "(path, env_file and project_directory are known)"))
                 return None
             paths = self._strings(item.get("path"), ctx.env, "path")
             env_names = self._strings(item.get("env_file"), ctx.env, "env_file")
