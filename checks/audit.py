@@ -98,6 +98,9 @@ def _run(report: Report, ctx: Context, fns, profile: str, masker: Masker, only, 
             outcome = Outcome(ERROR, reason=f"permission denied reading {exc.filename or 'a file'}; run with sudo")
         except OSError as exc:
             outcome = Outcome(ERROR, reason=f"could not read {exc.filename or 'a file'}: {exc.strerror}")
+        if outcome.status == PASS and ctx.inst.unfollowed:
+            # A pass that could not see every service is no pass (an include or extends not followed).
+            outcome = Outcome(ERROR, reason=unfollowed_reason(ctx.inst))
         report.findings.append(_finding(chk, outcome, profile, masker))
 
 
@@ -106,8 +109,18 @@ def _finding(chk: Check, outcome: Outcome, profile: str, masker: Masker) -> Find
     return Finding(chk, outcome.status, chk.severity_for(profile), outcome.evidence, reason)
 
 
+def unfollowed_reason(inst: Installation) -> str:
+    """One line: what could not be followed, so the checks could not see every service."""
+    more = len(inst.unfollowed) - 1
+    return f"{inst.unfollowed[0]}" + (f" (and {more} more)" if more > 0 else "") + \
+        "; the files could not be read whole, so this check cannot pass"
+
+
 def exit_code(report: Report, fail_on: str) -> int:
-    """0 when nothing fails at or above ``fail_on``; 1 otherwise."""
+    """0 when nothing fails at or above ``fail_on``; 1 otherwise; 2 when an include or
+    extends could not be followed (an input error: the audit could not see every service)."""
+    if report.installation.unfollowed:
+        return 2
     if fail_on == "never":
         return 0
     return 1 if report.failed(fail_on) else 0

@@ -3,7 +3,8 @@
 Layouts (see docs/CHECKS.md): the CLI install (``docker-compose.yml`` + ``.env``),
 the setup-script install (a repository clone with ``env_file: apps/api/.env``)
 and the newer layout (``docker/docker-compose.yml`` + root ``.env``). Discovery
-reads every compose file Compose would read, every env file they name, and
+reads every compose file Compose would read (with what they ``include:`` and
+``extends:``, see :mod:`checks.composefiles`), every env file they name, and
 interpolates ``${VAR}`` from the project's ``.env`` like Compose does.
 """
 
@@ -16,8 +17,10 @@ import re
 import stat
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator
+from typing import Iterator
 
+from .composefiles import COMPOSE_NAMES, ComposeLoader, FileCtx, compose_paths as _compose_paths
+from .composefiles import drop_resets as _drop_resets, merge as _merge
 from .envfile import load_env_file
 from .errors import InputError
 from .interpolate import interpolate
@@ -38,15 +41,7 @@ from .model import (
 from .perf import paused_gc
 from .secrets import collect_secrets
 from .textio import Source, decode_source, read_source
-from .yamlpos import Node, parse_yaml
-
-#: Compose's own search order for the main file in a directory.
-COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
-
-#: Service keys whose lists Compose concatenates when merging override files.
-_CONCAT_KEYS = {"ports", "expose", "dns", "dns_search", "tmpfs", "cap_add", "cap_drop", "security_opt",
-                "env_file", "extra_hosts", "external_links", "devices", "volumes", "configs", "secrets"}
-_MAP_OR_LIST_KEYS = {"environment", "labels"}
+from .yamlpos import Node
 
 
 def default_install_dir() -> str:
@@ -76,6 +71,8 @@ class _Reader:
         self.overlay = overlay or Overlay()
         self.sources: dict[str, Source] = {}
         self._lines: dict[str, list[str]] = {}
+        self.contexts: dict[str, FileCtx] = {}
+        """Display path -> how that compose file is read (included files: their own env and directory)."""
 
     def exists(self, path: str) -> bool:
         return os.path.abspath(path) in self.overlay.contents or os.path.lexists(path)
@@ -109,8 +106,17 @@ class _Reader:
         return Where(node.file, node.line, text)
 
     def dir_of(self, node: Node) -> str:
+        """Where relative paths written at ``node`` resolve."""
+        ctx = self.contexts.get(node.file)
+        if ctx is not None and ctx.paths_dir is not None:
+            return ctx.paths_dir
         src = self.sources.get(node.file)
         return os.path.dirname(src.path) if src else self.root
+
+    def env_of(self, node: Node) -> dict[str, str] | None:
+        """The variables ``${VAR}`` at ``node`` sees, when its file has its own (an included file)."""
+        ctx = self.contexts.get(node.file)
+        return ctx.env if ctx is not None else None
 
 
 def _planned_stat(path: str, data: bytes) -> os.stat_result:
@@ -171,17 +177,14 @@ def _discover(root: str, files: list[str] | None, host_root: str, now: float | N
     sources: list[Source] = []
     docs: list[Node] = []
     merged: Node | None = None
+    loader = ComposeLoader(reader, lambda esrc, lookup: load_env_file(esrc, "include", lookup))
+    top_ctx = FileCtx(project_dir, project_env, [project_env_file] if project_env_file is not None else [])
     for path in compose_paths:
         src = reader.read(path, "compose file")
         sources.append(src)
-        doc = parse_yaml(src.text, src.display)
+        doc = loader.load(src, top_ctx)
         if doc is None:
             continue
-        if not doc.is_map():
-            raise InputError("a compose file must be a mapping (services: ...) at the top level", src.display, doc.line)
-        svcs = doc.get("services")
-        if svcs is not None and svcs.value is not None and not svcs.is_map():
-            raise InputError("'services' must be a mapping of service names", src.display, svcs.line)
         docs.append(doc)
         merged = doc if merged is None else _merge(merged, doc, ())
     if merged is None:
@@ -189,10 +192,11 @@ def _discover(root: str, files: list[str] | None, host_root: str, now: float | N
     merged = _drop_resets(merged)
     assert merged is not None
 
+    top_paths = {s.path for s in sources}
     inst = Installation(
         root=root,
         layout=LAYOUT_CUSTOM,
-        compose_files=sources,
+        compose_files=sources + [s for s in loader.sources if s.path not in top_paths],
         project_dir=project_dir,
         project_env=project_env,
         env_files=[],
@@ -203,9 +207,13 @@ def _discover(root: str, files: list[str] | None, host_root: str, now: float | N
         root_mode=(overlay.modes.get(root) if overlay and root in overlay.modes else stat.S_IMODE(st.st_mode)),
         mode_overlay=dict(overlay.modes) if overlay else {},
         root_uid=st.st_uid,
+        reached={p: how for p, how in loader.reached.items() if p not in top_paths},
+        unfollowed=list(loader.unfollowed),
+        interp_env_files={f: list(c.env_files) for f, c in reader.contexts.items()},
+        file_env={f: c.env for f, c in reader.contexts.items() if c.env is not project_env},
     )
     env_files: dict[str, EnvFile] = {}
-    for ef in (root_env, project_env_file):
+    for ef in (root_env, project_env_file, *loader.env_files):
         if ef is not None:
             env_files.setdefault(ef.path, ef)
 
@@ -228,98 +236,6 @@ def _discover(root: str, files: list[str] | None, host_root: str, now: float | N
     return inst
 
 
-def _compose_paths(root: str, files: list[str] | None, root_env: EnvFile | None, exists=os.path.lexists) -> list[str]:
-    if files:
-        paths = [os.path.abspath(f) for f in files]
-        for p in paths:
-            if not exists(p):
-                raise InputError("compose file not found", p)
-        return paths
-    if root_env is not None:
-        entry = root_env.get("COMPOSE_FILE")
-        if entry is not None and entry.value:
-            sep_entry = root_env.get("COMPOSE_PATH_SEPARATOR")
-            sep = sep_entry.value if sep_entry is not None and sep_entry.value else os.pathsep
-            paths = [os.path.normpath(os.path.join(root, p)) for p in entry.value.split(sep) if p]
-            for p in paths:
-                if not exists(p):
-                    raise InputError(f"COMPOSE_FILE names a file that does not exist: {os.path.relpath(p, root)}", root_env.display, entry.line)
-            return paths
-    for base in (root, os.path.join(root, "docker")):
-        for name in COMPOSE_NAMES:
-            main = os.path.join(base, name)
-            if exists(main):
-                paths = [main]
-                stem, ext = os.path.splitext(name)
-                for oext in (ext, ".yaml" if ext == ".yml" else ".yml"):
-                    override = os.path.join(base, f"{stem}.override{oext}")
-                    if exists(override):
-                        paths.append(override)
-                        break
-                return paths
-    raise InputError(
-        "no compose file found (looked for compose.yaml, compose.yml, docker-compose.yaml, "
-        "docker-compose.yml here and in docker/)", root)
-
-
-def _clone(node: Node, value: Any) -> Node:
-    out = object.__new__(Node)
-    for slot in Node.__slots__:
-        setattr(out, slot, getattr(node, slot))
-    out.value = value
-    return out
-
-
-def _merge(base: Node, over: Node, path: tuple[str, ...]) -> Node | None:
-    """Merge an override file's node into the base as Compose does."""
-    if over.tag == "!reset":
-        return None
-    if over.tag == "!override":
-        return over
-    key = path[-1] if path else ""
-    in_service = len(path) == 3 and path[0] == "services"
-    if base.is_map() and over.is_map():
-        value = dict(base.value)
-        keys = dict(base.keys or {})
-        for k, v in over.items():
-            if k in value:
-                m = _merge(value[k], v, path + (k,))
-                if m is None:
-                    del value[k]
-                else:
-                    value[k] = m
-            elif v.tag != "!reset":
-                value[k] = v
-                if over.keys and k in over.keys:
-                    keys[k] = over.keys[k]
-        out = _clone(base, value)
-        out.keys = keys
-        return out
-    if in_service and key in _MAP_OR_LIST_KEYS:
-        # Keep both: the service builder reads them in order, later entries winning.
-        return _clone(over, [base, over])
-    if in_service and key in _CONCAT_KEYS and base.is_seq() and over.is_seq():
-        return _clone(base, list(base.value) + list(over.value))
-    return over
-
-
-def _drop_resets(node: Node) -> Node | None:
-    if node.tag == "!reset":
-        return None
-    if node.is_map():
-        value = {}
-        for k, v in node.items():
-            kept = _drop_resets(v)
-            if kept is not None:
-                value[k] = kept
-        out = _clone(node, value)
-        out.keys = node.keys
-        return out
-    if node.is_seq():
-        return _clone(node, [n for n in (_drop_resets(v) for v in node.value) if n is not None])
-    return node
-
-
 class _ServiceBuilder:
     def __init__(self, inst: Installation, reader: _Reader, env_files: dict[str, EnvFile], docs: list[Node] | None = None) -> None:
         self.inst = inst
@@ -335,7 +251,8 @@ class _ServiceBuilder:
     def setting(self, node: Node) -> Setting:
         raw = node.value
         if isinstance(raw, str) and "$" in raw:
-            r = interpolate(raw, self.inst.project_env)
+            env = self.reader.env_of(node)
+            r = interpolate(raw, self.inst.project_env if env is None else env)
             return Setting(r.value, raw, node, r.refs, r.missing, r.literal, r.defaults)
         literal = raw if isinstance(raw, str) else ("" if raw is None else str(raw))
         return Setting(raw, raw, node, literal=literal)

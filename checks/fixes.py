@@ -96,6 +96,12 @@ class Planner:
         self._refused: set[tuple] = set()
         self._bom: dict[str, bool] = {}
         self.base = self.inst()
+        if self.base.unfollowed:
+            # Fixing what is seen while part of the model is not would be a guess.
+            from .secrets import Masker
+
+            raise InputError(Masker(self.base.secrets).text(self.base.unfollowed[0]) +
+                             "; nothing is fixed until every file can be followed")
         self.base_report = run_audit(self.base, profile)
 
     # -- the planned state ------------------------------------------------------
@@ -189,9 +195,15 @@ class Planner:
         return self.own(inst, svc.node)
 
     def own_services(self, inst: Installation, name: str) -> list[Node]:
-        """The service's mapping in every compose file that defines it, in order."""
+        """The service's mapping in every compose file that defines it, in order.
+
+        A file reached only through ``extends: {file: ...}`` is not: its services are
+        not part of the model (only the one extended, found through its node).
+        """
         out = []
         for src in inst.compose_files:
+            if inst.reached.get(src.path) == "extends":
+                continue
             root = parse_yaml(self.read_text(src.path), src.display)
             services = root.get("services") if root is not None and root.is_map() else None
             node = services.get(name) if services is not None and services.is_map() else None
@@ -215,8 +227,17 @@ class Planner:
                 return ef
         return None
 
-    def set_env_var(self, inst: Installation, name: str, value: str, comment: str) -> None:
-        """Define ``name`` in the project's .env (created 0600), or change its value."""
+    def set_env_var(self, inst: Installation, name: str, value: str, comment: str, file: str | None = None) -> None:
+        """Define ``name`` in the project's .env (created 0600), or change its value.
+
+        With ``file`` (the compose file whose ``${name}`` it is): an included file
+        reads its own env files too; the one that defines ``name`` and wins is changed.
+        """
+        for ef in inst.interp_env_files.get(file, []) if file else []:
+            entry = ef.get(name)
+            if entry is not None and ef.exists:
+                self.edit_env_entry(ef, entry, value)
+                return
         path = self.project_env_path(inst)
         ef = self.project_env(inst)
         entry = ef.get(name) if ef is not None else None
@@ -399,6 +420,15 @@ def _delete_service_key(p: Planner, inst: Installation, name: str, key: str) -> 
             path = p.path_of(inst, own.file)
             p.write_text(path, _delete_key(p.read_text(path), p.own_chain(inst, own.value[key]), key))
             return
+    svc = inst.service(name)
+    node = svc.opt(key) if svc is not None else None
+    if node is not None:
+        # Set by the service it extends (another name, maybe another file): removed where written.
+        chain = p.own_chain(inst, node)
+        if len(chain) >= 2 and chain[-2].is_map() and chain[-2].value.get(key) is chain[-1]:
+            path = p.path_of(inst, node.file)
+            p.write_text(path, _delete_key(p.read_text(path), chain, key))
+            return
     raise EditRefused(f"'{key}' of service {name} could not be found to remove")
 
 
@@ -439,9 +469,10 @@ def compose_check(planner: Planner, inst: Installation) -> None:
     tmp = tempfile.mkdtemp(prefix="dester-harden-validate-")
     try:
         args = ["docker", "compose"]
+        # Each file at its absolute path under tmp: included and extended files (maybe
+        # outside the install) keep where they are relative to each other.
         for src in inst.compose_files:
-            rel = os.path.relpath(src.path, planner.root)
-            dest = os.path.join(tmp, rel)
+            dest = tmp + src.path
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             data = planner.overlay.contents.get(src.path)
             if data is None:
@@ -450,8 +481,16 @@ def compose_check(planner: Planner, inst: Installation) -> None:
             fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
-            args += ["-f", dest]
-        project = os.path.join(tmp, os.path.relpath(inst.project_dir, planner.root))
+            if src.path not in inst.reached:
+                args += ["-f", dest]
+        for ef in inst.env_files:
+            # Compose stats an include's env_file even without interpolation: an empty
+            # stand-in (the flags below never read it, and no secret is copied).
+            dest = tmp + ef.path
+            if ef.exists and not os.path.lexists(dest):
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                os.close(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        project = tmp + inst.project_dir
         args += ["--project-directory", project, "config", "--no-interpolate", "--no-env-resolution", "-q"]
         proc = subprocess.run(args, capture_output=True, text=True, timeout=60, cwd=tmp,
                               env={**os.environ, "COMPOSE_DISABLE_ENV_FILE": "1"})
@@ -459,7 +498,7 @@ def compose_check(planner: Planner, inst: Installation) -> None:
             from .secrets import Masker
 
             masker = Masker(set(inst.secrets) | planner.generated)
-            msg = " ".join(masker.text(proc.stderr.replace(tmp + "/", "")).split())[:300]
+            msg = " ".join(masker.text(proc.stderr.replace(tmp, "")).split())[:300]
             raise PlanError(f"docker compose rejects the planned compose file: {msg}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -643,7 +682,8 @@ def _set_password(p: Planner, inst: Installation, svc, var: EnvVar, kind: str, n
         if parts is None:
             raise EditRefused(f"cannot find the password in {var.key} at {var.where.file}:{var.where.line}")
         value = var.value or ""
-        p.set_env_var(inst, whole, value[:parts[0]] + quote(new, safe="") + value[parts[1]:], f"set by dester-harden ({check})")
+        p.set_env_var(inst, whole, value[:parts[0]] + quote(new, safe="") + value[parts[1]:], f"set by dester-harden ({check})",
+                      var.where.file)
         return
     if kind == "url":
         span = url_password_span(raw)
@@ -654,13 +694,13 @@ def _set_password(p: Planner, inst: Installation, svc, var: EnvVar, kind: str, n
         if ref is None and "$" in pw_raw.replace("$$", ""):
             raise EditRefused(f"the password in {var.key} at {var.where.file}:{var.where.line} is built from variables; set it by hand")
         if ref is not None:
-            p.set_env_var(inst, ref, new, f"set by dester-harden ({check})")
+            p.set_env_var(inst, ref, new, f"set by dester-harden ({check})", var.where.file)
             return
         new_raw = raw[:span[0]] + quote(new, safe="") + raw[span[1]:]
     else:
         ref = _pure_ref(raw)
         if ref is not None:
-            p.set_env_var(inst, ref, new, f"set by dester-harden ({check})")
+            p.set_env_var(inst, ref, new, f"set by dester-harden ({check})", var.where.file)
             return
         if "$" in raw.replace("$$", ""):
             raise EditRefused(f"{var.key} at {var.where.file}:{var.where.line} is built from variables; set it by hand")
@@ -741,19 +781,19 @@ def fix_sec_003(p: Planner) -> None:
     def targets(inst):
         for svc in inst.services:
             for var in svc.compose_env_written:
-                if _literal_secret_note(var, inst.project_env) is None:
+                if _literal_secret_note(var, inst.env_for(var.where.file)) is None:
                     continue
                 yield (("SEC-003", var.where.file, var.where.line, var.key), lambda i, var=var: _move_to_env(p, i, var))
             for arg, node in requirepass_args(svc):
-                if arg.strip("\"'") and (not interpolate(arg, {}).refs or _ships_default(arg, inst)):
+                if arg.strip("\"'") and (not interpolate(arg, {}).refs or _ships_default(arg, inst, node.file)):
                     yield (("SEC-003", node.file, node.line, "requirepass"), lambda i, arg=arg, node=node: _move_requirepass(p, i, arg, node))
     p.each("SEC-003", targets)
 
 
-def _ships_default(raw: str, inst: Installation) -> bool:
+def _ships_default(raw: str, inst: Installation, file: str | None = None) -> bool:
     from .rules.sec import ships_default
 
-    return ships_default(interpolate(raw, inst.project_env).defaults)
+    return ships_default(interpolate(raw, inst.env_for(file)).defaults)
 
 
 _MOVED = "moved out of the compose file by dester-harden (SEC-003)"

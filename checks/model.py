@@ -246,6 +246,25 @@ class Installation:
     mode_overlay: dict[str, int] = field(default_factory=dict)
     """Planned modes (absolute path -> bits) that checks see instead of the disk's."""
     root_uid: int = 0
+    reached: dict[str, str] = field(default_factory=dict)
+    """Compose files (absolute path -> ``"include"`` or ``"extends"``) that the files Compose is given
+    include or extend; ``compose_files`` lists them after those."""
+    unfollowed: list[str] = field(default_factory=list)
+    """``file:line: why`` for each include or extends that could not be followed: checks that would
+    pass report ``error`` instead, since they could not see every service."""
+    interp_env_files: dict[str, list[EnvFile]] = field(default_factory=dict)
+    """Compose file (display path) -> the env files its ``${VAR}`` come from, the one that wins first."""
+    file_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Compose file (display path) -> its variables, where they are not ``project_env`` (an included file)."""
+
+    def env_for(self, file: str | None) -> dict[str, str]:
+        """The variables ``${VAR}`` sees in compose file ``file`` (display path)."""
+        return self.file_env.get(file, self.project_env) if file else self.project_env
+
+    @property
+    def command_line_files(self) -> list[Source]:
+        """The compose files Compose is given (``-f``), without what they include or extend."""
+        return [s for s in self.compose_files if s.path not in self.reached]
 
     def service(self, name: str) -> Service | None:
         for svc in self.services:

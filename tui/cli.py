@@ -276,6 +276,9 @@ def run_and_render(directory: str, args) -> int:
         from checks.report import render_text
 
         _write(render_text(report, color=_color_enabled(sys.stdout)), False)
+    if inst.unfollowed:
+        print(f"dester-harden: error: {_one_line(report.masker.text(inst.unfollowed[0]))}"
+              " (checks that would pass are reported as error)", file=sys.stderr)
     return exit_code(report, args.fail_on)
 
 

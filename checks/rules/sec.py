@@ -151,7 +151,7 @@ def literal_secrets(inst: Installation) -> list[tuple[Service, Where, str]]:
     for svc in inst.services:
         # Written, not effective: the text of an overridden entry is still in its file.
         for var in svc.compose_env_written:
-            note = _literal_secret_note(var, inst.project_env)
+            note = _literal_secret_note(var, inst.env_for(var.where.file))
             if note:
                 out.append((svc, var.where, note))
         for arg, node in requirepass_args(svc):
@@ -159,7 +159,7 @@ def literal_secrets(inst: Installation) -> list[tuple[Service, Where, str]]:
                 continue
             if not interpolate(arg, {}).refs:
                 note = "Redis password written in the command"
-            elif ships_default(interpolate(arg, inst.project_env).defaults):
+            elif ships_default(interpolate(arg, inst.env_for(node.file)).defaults):
                 note = "Redis password falls back to a default written in the command"
             else:
                 continue
