@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 
 from .pending import JOURNAL_DIR
 
@@ -65,20 +66,21 @@ def _sudo_home() -> str | None:
         return None
 
 
+_LIB = re.compile(r"lib(?:32|64|x32|exec)?")
+
+
 def system_problem(real: str) -> str | None:
-    """Why the resolved path ``real`` is no library by where it is, or None (paths only, no disk)."""
+    """Why the resolved path ``real`` is no library by where it is, or None (the path alone, no disk)."""
     if real == "/":
-        return "/ is the whole system, not a media library"
+        return "the whole system, not a media library"
     parts = real.split("/")  # "", top, ...
     if parts[1] == "run" and len(parts) > 2 and parts[2] == "media":
         if len(parts) >= 5:
             return None  # /run/media/USER/DISK[/...]: a removable disk (udisks)
-        return f"{real} holds the mount points of disks; name the library directory inside one"
-    for top in _SYSTEM:
-        if _under(real, top):
-            return f"{real} is a system directory (under {top}), not a media library"
-    if real in _TOPS:
-        return f"{real} holds other directories (mount points, users, services); name the library directory inside it"
+        return "where disks are mounted; name the library directory on one"
+    top = "/" + parts[1]
+    if top in _SYSTEM or _LIB.fullmatch(parts[1]):
+        return f"a system directory (under {top}), not a media library"
     return None
 
 
@@ -86,26 +88,30 @@ def media_root_problem(root: str, install_root: str) -> str | None:
     """Why the media walk must not treat ``root`` as a library, or None when it may.
 
     ``root`` is the bind mount's host path (absolute); ``install_root`` the
-    installation directory. One line, naming the resolved path, for a
-    :class:`~checks.plan.Refusal`, a refused apply or undo.
+    installation directory. One line naming the path (and what it resolves
+    to), for a :class:`~checks.plan.Refusal` or a refused apply or undo.
     """
     root = os.path.abspath(root)
     if os.path.islink(root):
         return f"{root} is a symbolic link, not followed; point the mount at the directory itself"
     real = os.path.realpath(root)
     shown = real if real == root else f"{root} (which is {real})"
-    problem = system_problem(real)
-    if problem is not None:
-        return problem if real == root else f"{root} resolves to {problem}"
-    who = _homes().get(real)
-    if who is not None:
-        return f"{shown} is the home directory of {who}, not a media library; name the library directory inside it"
-    inst = os.path.realpath(install_root)
-    if _under(inst, real):
-        return f"{shown} contains the installation directory {inst}; name the library directory itself"
-    if _under(real, os.path.join(inst, JOURNAL_DIR)):
-        return f"{shown} is inside dester-harden's journal"
-    return None
+    why = system_problem(real)
+    if why is None:
+        who = _homes().get(real)
+        if who is not None:
+            why = f"the home directory of {who}, not a media library; name the library directory inside it"
+    if why is None and real in _TOPS:
+        why = "a directory of other directories (disks, users, services); name the library directory inside it"
+    if why is None:
+        inst = os.path.realpath(install_root)
+        if inst == real:
+            why = "the installation directory itself; name the library directory"
+        elif _under(inst, real):
+            why = f"it holds the installation directory {inst}; name the library directory itself"
+        elif _under(real, os.path.join(inst, JOURNAL_DIR)):
+            why = "inside dester-harden's journal"
+    return None if why is None else f"{shown}: {why}"
 
 
 def manual_step(root: str) -> str:
