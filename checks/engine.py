@@ -439,10 +439,9 @@ class Engine:
         try:
             out = os.open(records_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
-                _write_all(out, _records.MAGIC)
                 # Each group is written before its chmods: a killed process leaves the
                 # records in the page cache, so recovery knows every mode it must put back.
-                changed = _walk.apply_rule(root, lambda data: _write_all(out, data), skipped, mounts=mounts, root_fd=fd)
+                changed = _walk.apply_rule(root, _records_writer(out), skipped, mounts=mounts, root_fd=fd)
                 os.fsync(out)
             finally:
                 os.close(out)
@@ -476,8 +475,7 @@ class Engine:
         try:
             if records_out:
                 out = os.open(records_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-                _write_all(out, _records.MAGIC)
-            journal = (lambda chunk: _write_all(out, chunk)) if out is not None else None
+            journal = _records_writer(out) if out is not None else None
             restored = _walkundo.restore_modes(root, records.group, journal, root_fd=fd)
             if out is not None:
                 os.fsync(out)
@@ -574,6 +572,18 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def _records_writer(fd: int):
+    """``journal(data)`` for the walks: the format's magic goes out with the first group, in one write."""
+    first = [True]
+
+    def journal(data: bytes) -> None:
+        if first[0]:
+            first[0] = False
+            data = _records.MAGIC + data
+        _write_all(fd, data)
+    return journal
 
 
 def _load_records(path: str) -> _records.Records:
