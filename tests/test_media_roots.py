@@ -359,6 +359,7 @@ def test_a_mount_point_inside_the_library_is_not_entered(tmp_path, kind):
     (dcode, dry, derr), (code, applied, err), (ucode, undone, uerr) = out["runs"]
     assert "Traceback" not in derr + err + uerr and code in (0, 1), err
     assert "1 mount point inside" in dry and "Movies/usr" in dry
+    assert f"FS-005: {media}: " in dry  # the plan names the absolute root it walks
     assert "Mount points inside the media library, not entered (another filesystem): 1" in applied
     if kind == "bind":
         assert snapshot(victim) == before
