@@ -528,6 +528,11 @@ def test_a_shared_group_library_keeps_its_group_write_others_write_and_exec_go(t
     shown = " ".join(e.file or "" for e in f.evidence)
     assert "b.mkv" in shown and "c.mkv" in shown and "d.mkv" in shown and "a.mkv" not in shown
     assert "Films " not in shown + " " and not shown.endswith("Films")
+    from checks.preview import list_tree
+
+    plan, _ = plan_fixes(str(root), only={"FS-005"})
+    listed = [line.rsplit("/", 1)[-1] for c in plan.changes for line in list_tree(c)]
+    assert sorted(listed) == ["b.mkv", "c.mkv", "d.mkv"]  # --list shows what the walk changes, no more
     engine = _apply_media(root)
     assert _modes(media) == {".": 0o2775, "Films": 0o2775, "Films/a.mkv": 0o664, "Films/b.mkv": 0o664,
                              "Films/c.mkv": 0o664, "Films/d.mkv": 0o644}
