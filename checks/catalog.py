@@ -144,7 +144,9 @@ CATALOG: tuple[Check, ...] = (
     Check("FS-005", "Media files writable by others or marked executable",
           "DesterLib's docs suggest `chmod -R 755`, which marks every video executable; 0777 directories "
           "let any local user replace media.",
-          "Directories 0755, files 0644 (`chmod -R u=rwX,go=rX`), never following symbolic links.",
+          "Directories 0755, files 0644 (`chmod -R u=rwX,go=rX`), never following symbolic links nor entering "
+          "mount points; a shared group library (setgid 2775 directories of a group that is no user's primary "
+          "group) keeps its group write. The fix refuses a system or home directory, or one holding the install.",
           _s("medium")),
     Check("FS-006", "Stray copies of secrets with lax permissions",
           "Editors and hand edits leave .env.bak, .env.orig, .env~ or docker-compose.yml.bak behind: the "

@@ -15,13 +15,13 @@ import os
 import shutil
 import stat
 import time
-from array import array
-from bisect import bisect_left
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from . import treerecords as _records
 from . import walk as _walk
+from . import walkundo as _walkundo
 from .journal import (
     JOURNAL_DIR,
     Redactor,
@@ -35,10 +35,8 @@ from .journal import (
     txn_root,
     write_private,
 )
+from .mediaroot import media_root_problem
 from .plan import FileEdit, ModeChange, Plan, TreeChmod, sha256
-
-_HEADER = _walk.HEADER  # dev, directory inode (0: the root itself), entries
-_RECORD = _walk.RECORD  # inode, mode before, mode after
 
 
 class EngineError(Exception):
@@ -74,6 +72,8 @@ class ApplyResult:
     secret_store: str | None = None
     tree_changed: int = 0
     tree_skipped: list[str] = field(default_factory=list)
+    tree_mounts: list[str] = field(default_factory=list)
+    """Mount points inside the media tree: not entered, not changed (relative to its root)."""
 
 
 def _read(path: str) -> bytes | None:
@@ -366,8 +366,14 @@ class Engine:
                     raise StaleError(f"{path} mode changed since the preview")
                 entries.append({"type": "mode", "path": path, "before": change.before, "after": change.after})
             elif isinstance(change, TreeChmod):
+                problem = media_root_problem(change.root, self.root)
+                if problem:  # judged again when the walk opens it (_open_tree)
+                    raise EngineError(f"not changing the media modes: {problem}")
                 entries.append({"type": "tree", "root": os.path.abspath(change.root), "records": f"tree{i}.bin"})
             elif isinstance(change, TreeRestore):
+                problem = media_root_problem(change.root, self.root)
+                if problem:
+                    raise EngineError(f"not putting the media modes back: {problem}")
                 entries.append({"type": "tree-restore", "root": change.root, "records": f"tree{i}.bin",
                                 "source": change.records})
             else:  # pragma: no cover - a new change type without engine support
@@ -393,43 +399,90 @@ class Engine:
         elif kind == "mode":
             chmod_nofollow(entry["path"], entry["after"])
         elif kind == "tree":
-            result.tree_changed += self._tree_apply(entry["root"], os.path.join(txn.dir, entry["records"]), result.tree_skipped)
+            result.tree_changed += self._tree_apply(entry["root"], os.path.join(txn.dir, entry["records"]),
+                                                    result.tree_skipped, result.tree_mounts)
         elif kind == "tree-restore":
             result.tree_changed += self._tree_restore(entry["root"], entry["source"], os.path.join(txn.dir, entry["records"]))
 
     # -- bulk chmod -----------------------------------------------------------
-    def _tree_apply(self, root: str, records_path: str, skipped: list[str]) -> int:
-        """Apply the media rule; each directory's (inode, before, after) records reach the file first."""
-        out = os.open(records_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    def _open_tree(self, root: str) -> int:
+        """The media root, opened without following a link, and judged by what was opened.
+
+        The path the descriptor names (``/proc/self/fd``) is judged, not the
+        path given: a component swapped for a symlink after the planner's
+        judgement cannot redirect the walk into a system or home directory.
+        """
+        problem = media_root_problem(root, self.root)
+        fd = _walk.open_root(root)
         try:
-            # Each group is written before its chmods: a killed process leaves the
-            # records in the page cache, so recovery knows every mode it must put back.
-            changed = _walk.apply_rule(root, lambda data: _write_all(out, data), skipped)
-            os.fsync(out)
+            if problem is None:
+                try:
+                    opened = os.readlink(f"/proc/self/fd/{fd}")
+                except OSError:
+                    opened = None
+                problem = (media_root_problem(opened, self.root) if opened and opened.startswith("/")
+                           else f"cannot tell which directory {root} is")
+        except BaseException:
+            os.close(fd)
+            raise
+        if problem:
+            os.close(fd)
+            raise EngineError(f"not changing the media modes: {problem}")
+        return fd
+
+    def _tree_apply(self, root: str, records_path: str, skipped: list[str], mounts: list[str] | None = None) -> int:
+        """Apply the media rule; each directory's records reach the file first (:mod:`checks.treerecords`)."""
+        try:
+            fd = self._open_tree(root)
+        except _walk.TreeError as exc:
+            raise EngineError(f"not changing the media modes: {exc}") from None
+        try:
+            out = os.open(records_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                # Each group is written before its chmods: a killed process leaves the
+                # records in the page cache, so recovery knows every mode it must put back.
+                changed = _walk.apply_rule(root, _records_writer(out), skipped, mounts=mounts, root_fd=fd)
+                os.fsync(out)
+            finally:
+                os.close(out)
         finally:
-            os.close(out)
+            os.close(fd)
         return changed
 
     def _tree_restore(self, root: str, source: str, records_out: str | None) -> int:
-        """Put back every recorded mode whose entry still has the mode it was given."""
-        data, index = _load_records(source)
-        if not index:
+        """Put back every recorded mode whose entry is still as the fix left it.
+
+        ``records_out`` None: a rollback, which cannot refuse; a root that is no
+        longer a library root (or gone) is left as it is and said in ``notices``.
+        """
+        records = _records.load(source)
+        if not records.index:
             if records_out:
                 write_private(records_out, b"")
             return 0
-        out = os.open(records_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600) if records_out else None
-        restored = 0
         try:
-            journal = (lambda chunk: _write_all(out, chunk)) if out is not None else None
-            try:
-                restored = _walk.restore_modes(root, lambda key: _group(data, index.get(key)), journal)
-            except _walk.TreeError:
-                pass
+            fd = self._open_tree(root)
+        except _walk.TreeError:  # the library is gone: nothing to put back
+            if records_out:
+                write_private(records_out, b"")
+            return 0
+        except EngineError as exc:
+            if records_out is not None:
+                raise
+            self.notices.append(f"media modes under {root} were not put back: {exc}")
+            return 0
+        out = None
+        try:
+            if records_out:
+                out = os.open(records_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            journal = _records_writer(out) if out is not None else None
+            restored = _walkundo.restore_modes(root, records.group, journal, root_fd=fd)
             if out is not None:
                 os.fsync(out)
         finally:
             if out is not None:
                 os.close(out)
+            os.close(fd)
         return restored
 
     # -- undo ---------------------------------------------------------------
@@ -512,8 +565,7 @@ class TreeRestore:
 
     def count(self) -> int:
         """How many entries the records say were changed (the most this undo puts back)."""
-        data, index = _load_records(self.records)
-        return sum(n for spans in index.values() for _, n in spans)
+        return _records.load(self.records).count()
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -522,103 +574,18 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _parse_index(data: bytes) -> dict[tuple[int, int], list[tuple[int, int]]]:
-    """(dev, dir inode) -> [(offset, count), ...] of a records file's groups.
+def _records_writer(fd: int):
+    """``journal(data)`` for the walks: the format's magic goes out with the first group, in one write."""
+    first = [True]
 
-    A group cut short (the process killed while writing it) keeps the records
-    that made it to the file; none of its chmods had started.
-    """
-    index: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    unpack, hsize, rsize = _HEADER.unpack_from, _HEADER.size, _RECORD.size
-    offset, end = 0, len(data)
-    while offset + hsize <= end:
-        dev, dir_ino, count = unpack(data, offset)
-        offset += hsize
-        count = min(count, (end - offset) // rsize)
-        spans = index.get((dev, dir_ino))
-        if spans is None:
-            index[(dev, dir_ino)] = [(offset, count)]
-        else:
-            spans.append((offset, count))
-        offset += count * rsize
-    return index
+    def journal(data: bytes) -> None:
+        if first[0]:
+            first[0] = False
+            data = _records.MAGIC + data
+        _write_all(fd, data)
+    return journal
 
 
-def _load_records(path: str) -> tuple[bytes, dict[tuple[int, int], list[tuple[int, int]]]]:
-    """A records file's bytes and its index (12 bytes a change: 12 MB for a million)."""
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        return b"", {}
-    return data, _parse_index(data)
-
-
-_BIG_GROUP = 16384  # records of one directory above which they stay packed (12 bytes each)
-
-
-def _group(data: bytes, spans: list[tuple[int, int]] | None):
-    """One directory's records: inode -> (before, after), a dict or, for a huge directory, _SortedRecords."""
-    if not spans:
-        return None
-    view = memoryview(data)
-    if sum(count for _, count in spans) > _BIG_GROUP:
-        return _SortedRecords(view, spans)
-    out: dict[int, tuple[int, int]] = {}
-    for offset, count in spans:
-        for ino, before, after in _RECORD.iter_unpack(view[offset:offset + count * _RECORD.size]):
-            out[ino] = (before, after)
-    return out
-
-
-class _SortedRecords:
-    """The records of a huge directory as sorted arrays: 12 bytes a record, not a dict's ~200.
-
-    The part of a dict the restore walk uses: ``get``, ``in``, ``[]`` and ``len``.
-    """
-
-    __slots__ = ("inos", "modes")
-
-    def __init__(self, view: memoryview, spans: list[tuple[int, int]]) -> None:
-        keyed = []
-        for offset, count in spans:
-            keyed.extend((ino << 32) | (before << 16) | after
-                         for ino, before, after in _RECORD.iter_unpack(view[offset:offset + count * _RECORD.size]))
-        keyed.sort()
-        self.inos = array("Q", [k >> 32 for k in keyed])
-        self.modes = array("I", [k & 0xFFFFFFFF for k in keyed])
-
-    def get(self, ino: int, default=None):
-        i = bisect_left(self.inos, ino)
-        if i < len(self.inos) and self.inos[i] == ino:
-            m = self.modes[i]
-            return (m >> 16, m & 0xFFFF)
-        return default
-
-    def __contains__(self, ino: int) -> bool:
-        return self.get(ino) is not None
-
-    def __getitem__(self, ino: int) -> tuple[int, int]:
-        rec = self.get(ino)
-        if rec is None:
-            raise KeyError(ino)
-        return rec
-
-    def __len__(self) -> int:
-        return len(self.inos)
-
-
-def _load_index(path: str) -> dict[tuple[int, int], list[tuple[int, int]]]:
-    """(dev, dir inode) -> [(offset, count), ...] of the records file's groups."""
-    return _load_records(path)[1]
-
-
-def _read_group(fh, spans: list[tuple[int, int]] | None) -> dict[int, tuple[int, int]]:
-    """The records of ``spans`` (from :func:`_load_index`) in the open records file ``fh``."""
-    out: dict[int, tuple[int, int]] = {}
-    for offset, count in spans or ():
-        fh.seek(offset)
-        data = fh.read(count * _RECORD.size)
-        for ino, before, after in _RECORD.iter_unpack(data[:len(data) - len(data) % _RECORD.size]):
-            out[ino] = (before, after)
-    return out
+def _load_records(path: str) -> _records.Records:
+    """A records file (either format), see :mod:`checks.treerecords`."""
+    return _records.load(path)

@@ -1264,19 +1264,36 @@ def _split_outside_refs(text: str, sep: str) -> list[str] | None:
 
 
 def fix_fs_005(p: Planner) -> None:
+    """The media rule on each media bind mount's tree, once its root is judged a library (checks.mediaroot).
+
+    The tree is named by its resolved path, the one judged and walked.
+    Mount points inside it are not entered (a note says how many).
+    """
     from . import walk
+    from .mediaroot import manual_step, media_root_problem
 
     roots = sorted({m.host_path for _, m in _media_mounts(p.inst()) if m.host_path})
     for root in roots:
-        if not os.path.isdir(root) or os.path.islink(root):
+        if not os.path.lexists(root):
+            continue  # FS-005 reports it not found
+        problem = media_root_problem(root, p.root)
+        if problem is not None:
+            p.refusals.append(Refusal("FS-005", problem, manual_step(root)))
             continue
+        real = os.path.realpath(root)
+        mounts: list[str] = []
         try:
-            entries, transitions = walk.preview(root)
+            entries, transitions = walk.preview(real, mounts)
         except walk.TreeError as exc:
             p.refuse("FS-005", str(exc))
             continue
         if transitions:
-            p.trees.append(TreeChmod(root, entries, transitions))
+            p.trees.append(TreeChmod(real, entries, transitions))
+        if mounts:
+            shown = ", ".join(mounts[:3]) + (", ..." if len(mounts) > 3 else "")
+            p.notes.append(f"FS-005: {len(mounts):,} mount point{'s' if len(mounts) != 1 else ''} inside {real} "
+                           f"not entered ({shown}): another filesystem's modes are changed by hand, or by "
+                           "mounting that library as its own media path")
 
 
 def fix_fs_006(p: Planner) -> None:

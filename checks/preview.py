@@ -60,7 +60,8 @@ def tree_summary(tree: TreeChmod, root: str) -> str:
     for (kind, before, after), n in sorted(tree.transitions.items(), key=lambda kv: (-kv[1], kv[0])):
         noun = ("dir" if n == 1 else "dirs") if kind == "dir" else ("file" if n == 1 else "files")
         parts.append(f"{n:,} {noun} {before:04o}->{after:04o}")
-    return f"FS-005: {_display(tree.root, root)}: {tree.entries:,} entries; " + "; ".join(parts)
+    # The absolute, resolved root first: the directory judged and walked, whatever the compose file wrote.
+    return f"FS-005: {tree.root}: {tree.entries:,} entries; " + "; ".join(parts)
 
 
 def render(plan: Plan, root: str, reveal: bool = False, mask: str = MASK) -> str:
@@ -91,7 +92,7 @@ def render(plan: Plan, root: str, reveal: bool = False, mask: str = MASK) -> str
         # An undo's media part (checks.engine.TreeRestore): the modes recorded when it was applied.
         n = restore.count()
         out.append("")
-        out.append(f"FS-005 undo: {_display(restore.root, root)}: {n:,} {'entry gets' if n == 1 else 'entries get'} "
+        out.append(f"FS-005 undo: {restore.root}: {n:,} {'entry gets' if n == 1 else 'entries get'} "
                    "the mode recorded before the fix back (an entry changed since keeps its mode)")
     if plan.refusals:
         out.append("")
@@ -111,8 +112,17 @@ def list_tree(tree: TreeChmod) -> Iterator[str]:
     """Every entry the media rule would change, as ``before -> after path``."""
     from . import walk
 
+    primary = walk.primary_gids()
+    shared: dict[tuple[int, int], int] = {}  # shared library directory (dev, inode) -> its group
     for e in walk.walk(tree.root):
-        new = walk.target_mode(e.st.st_mode)
+        st = e.st
+        if stat.S_ISDIR(st.st_mode):
+            ok = walk.shared_dir(st, primary)
+            if ok:
+                shared[(st.st_dev, st.st_ino)] = st.st_gid
+        else:
+            ok = shared.get(e.parent, -1) == st.st_gid
+        new = walk.target_mode(st.st_mode, ok)
         if new is not None:
-            kind = "d" if stat.S_ISDIR(e.st.st_mode) else "f"
-            yield f"{kind} {stat.S_IMODE(e.st.st_mode):04o} -> {new:04o}  {os.path.join(tree.root, e.rel) if e.rel else tree.root}"
+            kind = "d" if stat.S_ISDIR(st.st_mode) else "f"
+            yield f"{kind} {stat.S_IMODE(st.st_mode):04o} -> {new:04o}  {os.path.join(tree.root, e.rel) if e.rel else tree.root}"

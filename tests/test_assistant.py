@@ -186,7 +186,7 @@ def test_the_undo_preview_counts_the_media_entries_it_puts_back(tmp_path):
     result, _ = s.apply(step)
     plan, conflicts = s.undo_preview(result.txn.id)
     text = render(plan, root)
-    assert f"FS-005 undo: media: {changed} entries get the mode recorded before the fix back" in text
+    assert f"FS-005 undo: {os.path.realpath(os.path.join(root, 'media'))}: {changed} entries get the mode recorded before the fix back" in text
 
 
 def test_a_forced_undo_overwrites_only_the_hand_edits_that_were_shown(tmp_path):

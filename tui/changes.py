@@ -135,6 +135,8 @@ def _fix(args) -> int:
         print(f"No keyring is available: the old secrets needed to undo it are in {result.secret_store} (mode 0600).")
     if result.tree_skipped:
         print(f"Media entries left alone (changed or unreadable during the walk): {len(result.tree_skipped)}")
+    if result.tree_mounts:
+        print(f"Mount points inside the media library, not entered (another filesystem): {len(result.tree_mounts)}")
     print(f"Score: {before}/100 -> {report.score}/100")
     return exit_code(report, args.fail_on)
 

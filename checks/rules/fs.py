@@ -8,8 +8,9 @@ import re
 import stat
 
 from ..findings import ERROR, FAIL, PASS, SKIPPED, Outcome
+from ..mediaroot import media_root_problem
 from ..model import Installation, Mount, Service, Where
-from ..walk import _DIR_FLAGS
+from ..walk import _DIR_FLAGS, primary_gids, shared_dir
 from . import Context, check
 from .sec import literal_secrets
 
@@ -114,16 +115,24 @@ def scan_media(top: str, keep_examples: int = 5) -> MediaScan:
     an entry, no path walk, no object but the name and the stat result. The
     order is the one a stack of paths gives (each directory's subdirectories
     last-listed first), so the examples are the first offenders in that
-    order. ``top`` unreadable raises PermissionError; anything unreadable
-    below it is counted.
+    order. Group write in a shared group library is not counted (the fix's
+    rule, :func:`checks.walk.shared_dir`). ``top`` unreadable raises
+    PermissionError; anything unreadable below it is counted.
     """
     result = MediaScan()
     examples = result.examples
     op, close, listdir, lstat = os.open, os.close, os.listdir, os.lstat
+    primary = primary_gids()
     entries = dirs_w = files_w = files_x = unreadable = 0
     top_fd = op(top, _DIR_FLAGS)
+    try:
+        tst = os.fstat(top_fd)
+    except BaseException:
+        close(top_fd)
+        raise
     stack = [(top_fd, top, [])]
     fd, path, subs = stack[0]
+    sgid = tst.st_gid if shared_dir(tst, primary) else -1  # the directory's group when a shared library's
     try:
         while True:
             # List the directory ``fd`` (``path``): count it, collect its subdirectories.
@@ -137,21 +146,23 @@ def scan_media(top: str, keep_examples: int = 5) -> MediaScan:
             entries += len(names)
             for name in names:
                 try:
-                    m = lstat(name, dir_fd=fd).st_mode
+                    st = lstat(name, dir_fd=fd)
                 except OSError:
                     unreadable += 1
                     continue
+                m = st.st_mode
                 if m & 0o6133:  # write, exec or set-id bits somewhere: look closer
                     t = m & 0o170000
                     if t == 0o040000:
-                        subs.append(name)
-                        if m & 0o022:
+                        shared = shared_dir(st, primary)
+                        subs.append((name, st.st_gid if shared else -1))
+                        if m & (0o002 if shared else 0o022):
                             dirs_w += 1
                             if len(examples) < keep_examples:
                                 examples.append((os.path.join(path, name), m & 0o7777))
                     elif t == 0o100000:
                         bad = False
-                        if m & 0o022:
+                        if m & (0o002 if st.st_gid == sgid else 0o022):
                             files_w += 1
                             bad = True
                         if m & 0o6111:  # exec or set-id bits: what the fix's rule takes off (walk.target_mode)
@@ -160,7 +171,7 @@ def scan_media(top: str, keep_examples: int = 5) -> MediaScan:
                         if bad and len(examples) < keep_examples:
                             examples.append((os.path.join(path, name), m & 0o7777))
                 elif m & 0o170000 == 0o040000:
-                    subs.append(name)
+                    subs.append((name, -1))
             # Then the next directory: the last-listed pending one, depth first.
             while True:
                 while stack and not stack[-1][2]:
@@ -168,7 +179,7 @@ def scan_media(top: str, keep_examples: int = 5) -> MediaScan:
                 if not stack:
                     break
                 pfd, ppath, psubs = stack[-1]
-                name = psubs.pop()
+                name, sgid = psubs.pop()
                 try:
                     fd = op(name, _DIR_FLAGS, dir_fd=pfd)
                 except OSError:  # unreadable, or removed or replaced by a symlink meanwhile
@@ -193,19 +204,26 @@ def fs_005(ctx: Context) -> Outcome:
     if not mounts:
         return Outcome(SKIPPED, reason=f"no media bind mount found (container path {ctx.inst.media_path})")
     ev = []
-    scanned = 0
-    missing = []
+    unseen = []  # roots not looked at, and why: never a pass for them
     for top in sorted({m.host_path for _, m in mounts if m.host_path}):
-        if not os.path.isdir(top) or os.path.islink(top):
-            missing.append(top)
+        if os.path.islink(top):
+            unseen.append(f"media directory {top} is a symbolic link, not followed")
+            continue
+        if not os.path.isdir(top):
+            unseen.append(f"media directory not found on this host: {top}")
+            continue
+        problem = media_root_problem(top, ctx.inst.root)
+        if problem is not None:
+            # A system or home directory, or the installation, exposed as the media library is the
+            # finding itself; it is not walked (it may be the whole disk), and the fix refuses it.
+            ev.append(ctx.ev(None, None, None, text=f"{problem}: mounted as the media library; not walked, and the fix will not change it"))
             continue
         try:
             st = os.lstat(top)
             res = scan_media(top)
         except PermissionError:
             return Outcome(ERROR, reason=f"media directory {top} is not readable (permission denied); run with sudo")
-        scanned += 1
-        if st.st_mode & 0o022:
+        if st.st_mode & (0o002 if shared_dir(st, primary_gids()) else 0o022):
             res.dirs_writable += 1
             res.examples.insert(0, (top, stat.S_IMODE(st.st_mode)))
         if res.offending:
@@ -220,8 +238,9 @@ def fs_005(ctx: Context) -> Outcome:
             ev.append(ctx.ev(None, None, None, text=summary))
             for path, mode in res.examples:
                 ev.append(ctx.ev(Where(path, None, f"mode {mode:04o}"), None, None))
-    if scanned == 0:
-        return Outcome(SKIPPED, reason="media directory not found on this host: " + ", ".join(missing))
+    if not ev and unseen:
+        return Outcome(SKIPPED, reason="; ".join(unseen))
+    ev.extend(ctx.ev(None, None, None, text=why) for why in unseen)
     return Outcome(FAIL if ev else PASS, ev)
 
 
