@@ -311,6 +311,23 @@ def _in_replace() -> bool:
     return frame.f_code.co_name == "replace"
 
 
+@pytest.mark.parametrize("only", ["FS-001", "SEC-001"])
+def test_a_file_hard_linked_to_a_victim_after_the_plan_is_not_changed(site, only):
+    root, victim, host = site
+    env = root / ".env"
+    give_to_owner(root.parent)
+    plan, _ = plan_fixes(str(root), only={only}, host_root=str(host))
+    assert any(c.path == str(env) for c in plan.changes if isinstance(c, (FileEdit, ModeChange)))
+    # The owner puts a hard link to the victim (same bytes, same mode) where .env was.
+    shutil.copy2(env, victim / "shadow")
+    os.unlink(env)
+    os.link(victim / "shadow", env)
+    before = tree(victim)
+    with pytest.raises(ConfinementError, match="hard links"):
+        Engine(str(root)).apply(plan)
+    assert tree(victim) == before
+
+
 # -- xattrs and ACLs, immutable files ----------------------------------------------------
 
 
