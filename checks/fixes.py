@@ -323,7 +323,7 @@ class Planner:
         and in .env at once): refusing only the file that is outside the
         installation would leave the others disagreeing with it.
         """
-        saved = dict(self.overlay.contents), dict(self.overlay.modes), len(self.refusals), len(self.notes)
+        saved = dict(self.overlay.contents), dict(self.overlay.modes), len(self.refusals), len(self.notes), set(self._refused)
         self._fixing = fixer.id
         try:
             fixer.run(self)
@@ -334,6 +334,7 @@ class Planner:
             self.overlay.modes.update(saved[1])
             del self.refusals[saved[2]:]
             del self.notes[saved[3]:]
+            self._refused = saved[4]
             self.refusals.append(Refusal(fixer.id, f"{exc}; dester-harden changes nothing outside the installation "
                                          f"directory, so no part of {fixer.id} is planned", BY_ID[fixer.id].fix))
         finally:

@@ -220,6 +220,30 @@ def test_a_compose_file_named_with_file_is_changed_even_outside_and_the_plan_say
     assert '"5432:5432"' in named.read_text() and "127.0.0.1" not in named.read_text()
 
 
+def test_planning_never_mirrors_a_compose_file_out_of_its_private_temp_dir(site):
+    """compose_check copies the planned compose files to a temp dir: one outside the install must
+    not land at temp/../../its/path (as root, before any question: a dry run already did it)."""
+    from checks.fixes import compose_available
+
+    if not compose_available():
+        pytest.skip("docker compose is not installed: the planner's compose validation does not run")
+    root, victim, host = site
+    write(victim / "compose" / "override.yml", "services:\n  api:\n    environment:\n      EXTRA: \"1\"\n", 0o644)
+    with open(root / ".env", "a") as fh:
+        fh.write(f"COMPOSE_FILE=docker-compose.yml:{victim / 'compose' / 'override.yml'}\n")
+    give_to_owner(root.parent)
+    # temp/X/../.. is then the directory that holds the victim tree.
+    tmpdir = root.parent.parent / "tmp"
+    tmpdir.mkdir()
+    outside = root.parent.parent
+    before = {k: v for k, v in tree(outside).items() if not k.startswith(("cli", "tmp"))}
+    for mode in ("--dry-run", "--yes"):
+        r = run_cli("fix", "--dir", str(root), "--host-root", str(host), mode, env={"TMPDIR": str(tmpdir)})
+        assert "Traceback" not in r.err and r.code in (0, 1), r.err
+        assert {k: v for k, v in tree(outside).items() if not k.startswith(("cli", "tmp"))} == before, mode
+    assert os.listdir(tmpdir) == []
+
+
 # -- the engine: a directory swapped for a symbolic link after the plan ---------------------
 
 
