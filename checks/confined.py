@@ -96,7 +96,7 @@ def problem(root: str, path: str, named: Iterable[str] = ()) -> str | None:
     shown = path
     if path not in set(named):
         if os.path.islink(root):
-            return (f"the installation directory {root} is a symbolic link (to {os.readlink(root)}); "
+            return (f"the installation directory {root} is a symbolic link (to {_target(root)}); "
                     "run dester-harden again with --dir naming its target")
         rel = _inside(root, path)
         if rel is None:
@@ -111,16 +111,16 @@ def problem(root: str, path: str, named: Iterable[str] = ()) -> str | None:
                 return None  # nothing to write through; the engine's own open fails
             if stat.S_ISLNK(st.st_mode):
                 return (f"{rel} is reached through the symbolic link {os.path.relpath(cur, root)} "
-                        f"(to {os.readlink(cur)}), which may lead outside the installation directory")
+                        f"(to {_target(cur)}), which may lead outside the installation directory")
             if not stat.S_ISDIR(st.st_mode):
                 return f"{os.path.relpath(cur, root)} is not a directory"
-        shown = rel
+        shown = rel if rel != "." else root
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return None  # a file the plan creates
     if stat.S_ISLNK(st.st_mode):
-        return f"{shown} is a symbolic link (to {os.readlink(path)}); change its target by hand if it is part of the installation"
+        return f"{shown} is a symbolic link (to {_target(path)}); change its target by hand if it is part of the installation"
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
         return f"{shown} is not a regular file"
     if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and path not in set(named):
@@ -129,6 +129,11 @@ def problem(root: str, path: str, named: Iterable[str] = ()) -> str | None:
     if word:
         return f"{shown} is {word}; remove the flag first (chattr -i / chattr -a) if it should be changed"
     return None
+
+
+def _target(link: str) -> str:
+    """A link's target for a message: one line, whatever bytes the owner put in it."""
+    return "".join(c if c.isprintable() else "?" for c in os.readlink(link))
 
 
 class Confined:
