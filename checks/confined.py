@@ -86,8 +86,8 @@ def _path_flags(path: str) -> int:
         os.close(fd)
 
 
-def problem(root: str, path: str, named: Iterable[str] = ()) -> str | None:
-    """Why the planner must not change ``path`` (None: it may). Reads only ``lstat``s.
+def problem(root: str, path: str, named: Iterable[str] = (), write: bool = False) -> str | None:
+    """Why the planner must not change ``path`` (None: it may): its contents (``write``) or its mode.
 
     ``named`` are the files the user named on the command line: they may be
     anywhere, but they must still be real files, not symbolic links.
@@ -115,6 +115,12 @@ def problem(root: str, path: str, named: Iterable[str] = ()) -> str | None:
             if not stat.S_ISDIR(st.st_mode):
                 return f"{os.path.relpath(cur, root)} is not a directory"
         shown = rel if rel != "." else root
+    if write:
+        # A file is replaced by a new one beside it: its directory must take one.
+        word = _flag_word(_path_flags(os.path.dirname(path)))
+        if word:
+            return (f"the directory of {shown} is {word}; remove the flag first (chattr -i / chattr -a) "
+                    "if it should be changed")
     try:
         st = os.lstat(path)
     except FileNotFoundError:

@@ -135,7 +135,7 @@ class Planner:
     def write_text(self, path: str, text: str) -> None:
         path = os.path.abspath(path)
         if path not in self.overlay.contents:
-            why = confined.problem(self.root, path, self.named)
+            why = confined.problem(self.root, path, self.named, write=True)
             if why is not None:
                 raise confined.NotConfined(why)
         if path not in self._disk:

@@ -418,6 +418,24 @@ def test_an_immutable_file_is_refused_in_the_plan(immutable_later):
     assert "b/.env" not in dry.out
 
 
+def test_a_file_in_an_immutable_directory_is_refused_in_the_plan(immutable_later):
+    root, host = immutable_later
+    conf = root / "conf"
+    write(conf / "api.env", VICTIM_ENV, 0o600)
+    add_env_file(root, "conf/api.env")
+    chattr("+i", conf)
+    try:
+        dry = cli("fix", "--dir", str(root), "--host-root", str(host), "--dry-run")
+        done = cli("fix", "--dir", str(root), "--host-root", str(host), "--yes")
+    finally:
+        subprocess.run(["chattr", "-i", str(conf)], check=True)
+    refusals = dry.out.split("Not changed (do these by hand):", 1)[-1]
+    assert "the directory of conf/api.env is immutable (chattr +i)" in refusals, dry.out
+    assert "b/conf/api.env" not in dry.out
+    assert done.code in (0, 1) and "Applied as transaction" in done.out, done.out + done.err
+    assert (conf / "api.env").read_text() == VICTIM_ENV
+
+
 def test_a_file_made_immutable_after_the_plan_is_named_and_everything_is_rolled_back(immutable_later):
     root, host = immutable_later
     env, compose = root / ".env", root / "docker-compose.yml"
