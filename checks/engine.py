@@ -3,7 +3,10 @@
 Every transaction is journaled first (write-ahead, fsynced), then applied with
 atomic replaces that keep each file's owner, group and mode. A process killed
 at any instant leaves each file wholly before or wholly after, and the next
-command rolls an unfinished transaction back (:meth:`Engine.recover`).
+command rolls an unfinished transaction back (:meth:`Engine.recover`). Files
+are read for the checks and changed only through :mod:`checks.confined`:
+relative to the install root opened once, never through a symbolic link or
+a hard link out of it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from typing import Iterator
 from . import treerecords as _records
 from . import walk as _walk
 from . import walkundo as _walkundo
+from .confined import Confined, ConfinementError
+from .errors import EngineError
 from .journal import (
     JOURNAL_DIR,
     Redactor,
@@ -37,10 +42,6 @@ from .journal import (
 )
 from .mediaroot import media_root_problem
 from .plan import FileEdit, ModeChange, Plan, TreeChmod, sha256
-
-
-class EngineError(Exception):
-    """A change could not be made; nothing (or everything) was rolled back."""
 
 
 class LockedError(EngineError):
@@ -84,55 +85,17 @@ def _read(path: str) -> bytes | None:
         return None
 
 
-def atomic_replace(path: str, data: bytes, mode: int, uid: int, gid: int, tag: str) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory, then rename."""
-    d, name = os.path.split(path)
-    tmp = os.path.join(d, f".{name}.dh-{tag}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        if (os.fstat(fd).st_uid, os.fstat(fd).st_gid) != (uid, gid):
-            os.fchown(fd, uid, gid)
-        os.fchmod(fd, mode)
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        _unlink_quiet(tmp)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(d)
-
-
-def chmod_nofollow(path: str, mode: int) -> None:
-    """chmod ``path`` itself: never the target of a symlink swapped in after the checks."""
-    fd = os.open(path, _walk._PATH_FLAGS)
-    try:
-        if stat.S_ISLNK(os.fstat(fd).st_mode):
-            raise EngineError(f"{path} is now a symbolic link; not changing its target's mode")
-        # An O_PATH descriptor cannot be fchmod'ed; its /proc link names exactly this inode.
-        os.chmod(f"/proc/self/fd/{fd}", mode)
-    finally:
-        os.close(fd)
-
-
-def _check_unchanged(entry: dict) -> None:
+def _check_unchanged(entry: dict, fs: Confined) -> None:
     """Just before a file is replaced: it is still the regular file the plan was checked against."""
-    path = entry["path"]
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        st = None
+    path, named = entry["path"], entry.get("named", False)
+    st = fs.lstat(path, named)
     if entry["before_sha"] is None:
         if st is not None:
             raise StaleError(f"{path} appeared since the preview; run the fix again to see the new plan")
         return
     if st is None or not stat.S_ISREG(st.st_mode):
         raise StaleError(f"{path} was removed or replaced (by a symbolic link?) since the preview; nothing was changed")
-    current = _read(path)
+    current = fs.read(path, named)
     if current is None or sha256(current) != entry["before_sha"]:
         raise StaleError(f"{path} changed since the preview; run the fix again to see the new plan")
 
@@ -153,6 +116,13 @@ class Engine:
         self.command = command
         self._lock_fd: int | None = None
         self.notices: list[str] = []
+        self._fs: Confined | None = None
+
+    def _files(self) -> Confined:
+        """The confined file operations (checks.confined): the only way the engine changes a file."""
+        if self._fs is None:
+            self._fs = Confined(self.root)
+        return self._fs
 
     # -- locking ------------------------------------------------------------
     @contextmanager
@@ -222,7 +192,7 @@ class Engine:
         for entry in reversed(txn.intent.get("entries", [])):
             kind = entry["type"]
             if kind == "file":
-                self._clean_temp(entry["path"], txn.id)
+                self._clean_temp(entry["path"], txn.id, entry.get("named", False))
                 current = _read(entry["path"])
                 cur_sha = sha256(current) if current is not None else None
                 if cur_sha == entry["before_sha"]:
@@ -238,18 +208,21 @@ class Engine:
                     continue
                 if cur == entry["after"] and not os.path.islink(entry["path"]):
                     try:
-                        chmod_nofollow(entry["path"], entry["before"])
+                        self._files().chmod(entry["path"], entry["before"], entry.get("named", False))
                     except (EngineError, FileNotFoundError):
                         problems.append(f"{entry['path']} was replaced meanwhile; its mode was left as it is")
             elif kind in ("tree", "tree-restore"):
                 self._tree_restore(entry["root"], os.path.join(txn.dir, entry["records"]), None)
         return problems
 
-    def _clean_temp(self, path: str, tag: str) -> None:
+    def _clean_temp(self, path: str, tag: str, named: bool = False) -> None:
         # Both the apply's temp and the one of a rollback killed before its rename.
         d, name = os.path.split(path)
         for t in (tag, tag + "r"):
-            _unlink_quiet(os.path.join(d, f".{name}.dh-{t}.tmp"))
+            try:
+                self._files().unlink(os.path.join(d, f".{name}.dh-{t}.tmp"), named)
+            except (ConfinementError, FileNotFoundError, NotADirectoryError):
+                pass  # no directory of the installation there: no temp of ours either
 
     def _unmark_undone(self, txn: Txn) -> None:
         """An undo rolled back no longer undoes its target: remove the target's marker."""
@@ -266,12 +239,12 @@ class Engine:
             fsync_dir(d)
 
     def _restore_file(self, entry: dict, txn: Txn, redactor: Redactor) -> None:
+        named = entry.get("named", False)
         if entry["before"] is None:  # the transaction created it
-            _unlink_quiet(entry["path"])
-            fsync_dir(os.path.dirname(entry["path"]))
+            self._files().unlink(entry["path"], named)
             return
         data = redactor.restore(txn.blob(entry["before"]))
-        atomic_replace(entry["path"], data, entry["mode"], entry["uid"], entry["gid"], txn.id + "r")
+        self._files().replace(entry["path"], data, entry["mode"], entry["uid"], entry["gid"], txn.id + "r", named)
 
     def _redactor(self, txn: Txn) -> Redactor:
         where = txn.intent.get("secret_store")
@@ -331,25 +304,36 @@ class Engine:
     def _prepare_entries(self, plan: Plan) -> tuple[list[dict], dict[str, bytes]]:
         entries: list[dict] = []
         blobs: dict[str, bytes] = {}
+        # The install root is opened once per transaction; every path is checked
+        # (and later changed) relative to it, never followed out of it.
+        if self._fs is not None:
+            self._fs.close()
+        self._fs = fs = Confined(self.root)
+        named_paths = {os.path.abspath(p) for p in plan.named}
         for i, change in enumerate(plan.changes):
             if isinstance(change, FileEdit):
                 path = os.path.abspath(change.path)
-                if os.path.islink(path):
+                named = path in named_paths
+                st = fs.lstat(path, named)
+                if st is not None and stat.S_ISLNK(st.st_mode):
                     raise EngineError(f"{path} is a symbolic link; edit its target by hand")
-                current = _read(path)
+                current = fs.read(path, named)
                 expected_sha = sha256(change.before) if change.before is not None else None
                 cur_sha = sha256(current) if current is not None else None
                 if cur_sha != expected_sha:
                     raise StaleError(f"{path} changed since the preview; run the fix again to see the new plan")
                 if current is not None:
-                    st = os.lstat(path)
                     mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
                 else:
-                    pst = os.stat(os.path.dirname(path))
+                    pst = fs.lstat(os.path.dirname(path), named)
+                    if pst is None or not stat.S_ISDIR(pst.st_mode):
+                        raise StaleError(f"{os.path.dirname(path)} is gone since the preview; nothing was changed")
                     mode, uid, gid = (change.mode if change.mode is not None else 0o600), pst.st_uid, pst.st_gid
                 entry = {"type": "file", "path": path, "before_sha": cur_sha, "before": None,
                          "after_sha": sha256(change.after) if change.after is not None else None,
                          "after": None, "mode": mode, "uid": uid, "gid": gid}
+                if named:
+                    entry["named"] = True
                 if current is not None:
                     entry["before"] = f"b{i}"
                     blobs[f"b{i}"] = current
@@ -359,12 +343,21 @@ class Engine:
                 entries.append(entry)
             elif isinstance(change, ModeChange):
                 path = os.path.abspath(change.path)
-                st = os.lstat(path)
+                named = path in named_paths
+                st = fs.lstat(path, named)
+                if st is None:
+                    raise StaleError(f"{path} was removed since the preview; nothing was changed")
                 if stat.S_ISLNK(st.st_mode):
                     raise EngineError(f"{path} is a symbolic link; not changing its target's mode")
+                if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and not named:
+                    raise ConfinementError(f"{path} has {st.st_nlink} hard links: another name for the same file may "
+                                           "be outside the installation; not changing its mode")
                 if stat.S_IMODE(st.st_mode) != change.before:
                     raise StaleError(f"{path} mode changed since the preview")
-                entries.append({"type": "mode", "path": path, "before": change.before, "after": change.after})
+                entry = {"type": "mode", "path": path, "before": change.before, "after": change.after}
+                if named:
+                    entry["named"] = True
+                entries.append(entry)
             elif isinstance(change, TreeChmod):
                 problem = media_root_problem(change.root, self.root)
                 if problem:  # judged again when the walk opens it (_open_tree)
@@ -383,21 +376,21 @@ class Engine:
     def _apply_entry(self, entry: dict, txn: Txn, redactor: Redactor, result: ApplyResult) -> None:
         kind = entry["type"]
         if kind == "file":
-            _check_unchanged(entry)
+            fs, named = self._files(), entry.get("named", False)
+            _check_unchanged(entry, fs)
             if entry["after"] is None:
-                _unlink_quiet(entry["path"])
-                fsync_dir(os.path.dirname(entry["path"]))
+                fs.unlink(entry["path"], named)
             else:
                 data = redactor.restore(txn.blob(entry["after"]))
                 mode, uid, gid = entry["mode"], entry["uid"], entry["gid"]
                 if entry["before"] is not None:
                     # Keep the file's owner and mode as they are now (an earlier
                     # entry of this transaction may have just changed the mode).
-                    st = os.lstat(entry["path"])
+                    st = fs.lstat(entry["path"], named)
                     mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
-                atomic_replace(entry["path"], data, mode, uid, gid, txn.id)
+                fs.replace(entry["path"], data, mode, uid, gid, txn.id, named)
         elif kind == "mode":
-            chmod_nofollow(entry["path"], entry["after"])
+            self._files().chmod(entry["path"], entry["after"], entry.get("named", False))
         elif kind == "tree":
             result.tree_changed += self._tree_apply(entry["root"], os.path.join(txn.dir, entry["records"]),
                                                     result.tree_skipped, result.tree_mounts)
@@ -497,6 +490,7 @@ class Engine:
                               "its journal alone cannot restore them") from None
         plan = Plan(checks=list(txn.intent.get("checks", [])))
         plan.secrets = set(redactor.by_token.values())
+        plan.named = [e["path"] for e in txn.intent.get("entries", []) if e.get("named")]
         conflicts: list[UndoConflict] = []
         for entry in reversed(txn.intent.get("entries", [])):
             kind = entry["type"]

@@ -21,3 +21,11 @@ class InputError(Exception):
         if self.file:
             where = self.file + (f":{self.line}" if self.line else "") + ": "
         return where + self.message
+
+
+class EngineError(Exception):
+    """A change could not be made; nothing (or everything) was rolled back.
+
+    Defined here (and re-exported by :mod:`checks.engine`) so that the
+    confined file operations (:mod:`checks.confined`) raise it too.
+    """

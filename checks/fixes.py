@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 from urllib.parse import quote, unquote
 
-from . import edit, envedit
+from . import confined, edit, envedit
 from .audit import run_audit
 from .catalog import BY_ID
 from .discovery import Overlay, discover
@@ -83,6 +83,9 @@ class Planner:
         plan it applies is built again with it on)."""
         self.profile = profile
         self.files = files
+        self.named = frozenset(os.path.abspath(f) for f in files or ())
+        """The files the user named (``--file``): the only ones outside the installation a fix may change."""
+        self._fixing: str | None = None
         self.host_root = host_root
         self.now = now
         self.overlay = Overlay()
@@ -137,6 +140,10 @@ class Planner:
 
     def write_text(self, path: str, text: str) -> None:
         path = os.path.abspath(path)
+        if path not in self.overlay.contents:
+            why = confined.problem(self.root, path, self.named, write=True)
+            if why is not None:
+                raise confined.NotConfined(why)
         if path not in self._disk:
             try:
                 with open(path, "rb") as fh:
@@ -147,7 +154,13 @@ class Planner:
         self.overlay.contents[path] = prefix + text.encode("utf-8")
 
     def chmod(self, path: str, mode: int) -> None:
+        """Plan ``path``'s new mode; one the engine would refuse to change is a refusal instead."""
         path = os.path.abspath(path)
+        if path not in self.overlay.modes:
+            why = confined.problem(self.root, path, self.named)
+            if why is not None:
+                self.refuse(self._fixing or "FS-001", f"{why}; its mode is left as it is", key=("confined", path))
+                return
         if path not in self._disk_modes:
             self._disk_modes[path] = stat.S_IMODE(os.lstat(path).st_mode)
         self.overlay.modes[path] = mode
@@ -291,7 +304,7 @@ class Planner:
             if only is None and not fixer.default:
                 continue
             selected.append(fixer.id)
-            fixer.run(self)
+            self._run(fixer)
         if selected:
             self._follow_up(selected, failing)
         if only:
@@ -322,7 +335,31 @@ class Planner:
             for fx in extra:
                 selected.append(fx.id)
                 self.notes.append(f"{fx.id}: fixed too, because the other changes in this plan would make it fail.")
-                fx.run(self)
+                self._run(fx)
+
+    def _run(self, fixer: Fixer) -> None:
+        """Run one fixer; one that must write a file it may not change is refused whole.
+
+        A fix's edits belong together (a password changes in the compose file
+        and in .env at once): refusing only the file that is outside the
+        installation would leave the others disagreeing with it.
+        """
+        saved = dict(self.overlay.contents), dict(self.overlay.modes), len(self.refusals), len(self.notes), set(self._refused)
+        self._fixing = fixer.id
+        try:
+            fixer.run(self)
+        except confined.NotConfined as exc:
+            self.overlay.contents.clear()
+            self.overlay.contents.update(saved[0])
+            self.overlay.modes.clear()
+            self.overlay.modes.update(saved[1])
+            del self.refusals[saved[2]:]
+            del self.notes[saved[3]:]
+            self._refused = saved[4]
+            self.refusals.append(Refusal(fixer.id, f"{exc}; dester-harden changes nothing outside the installation "
+                                         f"directory, so no part of {fixer.id} is planned", BY_ID[fixer.id].fix))
+        finally:
+            self._fixing = None
 
     def _assemble(self, selected: list[str]) -> Plan:
         plan = Plan(checks=selected, refusals=self.refusals, notes=self.notes)
@@ -338,6 +375,12 @@ class Planner:
                 plan.changes.append(ModeChange(path, before, mode))
         plan.changes.extend(self.trees)
         plan.secrets = set(self.base.secrets) | set(self.generated) | set(self.inst().secrets)
+        plan.named = sorted(self.named)
+        outside = {c.path for c in plan.changes if isinstance(c, (FileEdit, ModeChange))
+                   and os.path.relpath(c.path, self.root).startswith("..")}
+        for path in sorted(outside):  # only files the user named get this far (checks.confined)
+            plan.notes.append(f"{path} is OUTSIDE the installation directory {self.root}: it is changed only "
+                              "because you named it on the command line (--file).")
         return plan
 
     def _validate(self, plan: Plan, selected: list[str]) -> None:
@@ -502,6 +545,7 @@ def compose_check(planner: Planner, inst: Installation) -> None:
             raise PlanError(f"docker compose rejects the planned compose file: {msg}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
 
 
 # -- NET ------------------------------------------------------------------------------

@@ -84,6 +84,9 @@ class Plan:
     secrets: set[str] = field(default_factory=set)
     """Secrets in the before/after contents (old and generated): masked in
     previews, kept out of the journal's plaintext."""
+    named: list[str] = field(default_factory=list)
+    """Files the user named on the command line (``--file``): the only files the
+    engine changes outside the installation directory (see checks.confined)."""
 
     @property
     def empty(self) -> bool:

@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         if with_dir:
             p.add_argument("--dir", metavar="D", help="the DesterLib install directory (default: $DESTERLIB_DIR, else ~/.desterlib)")
             p.add_argument("-f", "--file", metavar="FILE", action="append",
-                           help="compose file to read instead of discovering them (repeatable, like docker compose -f)")
+                           help="compose file to read instead of discovering them (repeatable, like docker compose -f); "
+                                "fix changes a file named here even outside --dir (the plan says so), and never "
+                                "any other file outside --dir")
         p.add_argument("--profile", choices=("local", "tailscale", "internet"), default="local",
                        help="exposure profile: local (LAN only, default), tailscale, internet (behind HTTPS)")
         p.add_argument("--format", choices=("text", "json", "sarif"), default="text", help="output format (default: text)")
