@@ -908,19 +908,42 @@ def _encode_target(p: Planner, var: EnvVar):
     parts = url_parts(var.value)
     if parts is None or not parts[1] or not _needs_encoding(parts[1]):
         return
+    # What SEC-004 judged: the first URL with a password in the value. The edit is
+    # placed in the raw text, whose first URL can be another one (${PRIMARY} url2):
+    # the result must be the value with that one password encoded, nothing else.
+    judged = url_password_span(var.value)
+    expected = var.value[:judged[0]] + quote(unquote(parts[1]), safe="") + var.value[judged[1]:]
 
     def apply(inst, var=var):
         raw = var.raw or ""
         span = url_password_span(raw)
         if span is not None and "$" in raw[span[0]:span[1]].replace("$$", ""):
             _encode_referenced(p, inst, var, raw[span[0]:span[1]])
-            return
-        if span is None:
+        elif span is None:
             raise EditRefused(f"cannot find the password in {var.key} at {var.where.file}:{var.where.line}; percent-encode it by hand")
-        pw = raw[span[0]:span[1]].replace("$$", "$") if var.origin == "compose" else raw[span[0]:span[1]]
-        encoded = quote(unquote(pw), safe="")
-        _write_var(p, inst, var, raw[:span[0]] + encoded + raw[span[1]:])
+        else:
+            pw = raw[span[0]:span[1]].replace("$$", "$") if var.origin == "compose" else raw[span[0]:span[1]]
+            encoded = quote(unquote(pw), safe="")
+            _write_var(p, inst, var, raw[:span[0]] + encoded + raw[span[1]:])
+        if _value_now(p.inst(), var) != expected:
+            raise EditRefused(f"{var.key} at {var.where.file}:{var.where.line} is built from variables and the URL whose "
+                              "password needs encoding is not the one written there; percent-encode it by hand")
     yield (("SEC-004", var.where.file, var.where.line, var.key), apply)
+
+
+def _value_now(inst: Installation, var: EnvVar) -> str | None:
+    """The value of the entry ``var`` was, in a re-discovered installation."""
+    if var.origin == "env_file":
+        for ef in inst.env_files:
+            if ef.display == var.where.file:
+                entry = next((e for e in ef.entries if e.line == var.where.line and e.key == var.key), None)
+                return entry.value if entry is not None else None
+        return None
+    for svc in inst.services:
+        for v in svc.compose_env_written:
+            if v.where.file == var.where.file and v.where.line == var.where.line and v.key == var.key:
+                return v.value
+    return None
 
 
 def _encode_referenced(p: Planner, inst: Installation, var: EnvVar, pw_raw: str) -> None:

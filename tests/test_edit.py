@@ -933,3 +933,25 @@ def test_sec004_refuses_to_encode_a_password_that_is_used_raw_too(tmp_path):
     p, _ = plan(root, host, {"SEC-004"})
     assert p.changes == [] and [r.check for r in p.refusals] == ["SEC-004"]
     assert "outside a URL" in p.refusals[0].reason and SLASHED not in p.refusals[0].reason
+
+
+def test_sec004_leaves_a_second_url_in_the_value_alone(tmp_path):
+    """SEC-004 judges the first URL with a password in the value (here from ${PRIMARY_DSN});
+    the literal URL after it, which it did not flag, must stay byte for byte."""
+    text = ("services:\n  api:\n    image: desterlib/api:0.2.0\n    environment:\n"
+            '      DATABASE_URL: "${PRIMARY_DSN} postgresql://mirror:w+x@mirror:5432/desterlib"\n')
+    env = "PRIMARY_DSN=postgresql://desterlib:p@ss@db:5432/desterlib\n"
+    root, host = make(tmp_path, text, env)
+    p, _ = plan(root, host, {"SEC-004"})
+    assert p.changes == [] and [r.check for r in p.refusals] == ["SEC-004"], p.changes
+
+
+def test_sec004_encodes_only_the_url_it_judged_in_an_env_file(tmp_path):
+    text = "services:\n  api:\n    image: desterlib/api:0.2.0\n    env_file: [.env]\n"
+    env = ("DATABASE_URL=postgresql://desterlib:p+ss@db:5432/desterlib\n"
+           "MIRROR_DSN=postgresql://mirror:w+x@mirror:5432/desterlib\n"
+           "BACKUP_URL='postgresql://backup:ok@db:5432/desterlib https://u:w+x@mirror'\n")
+    root, host = make(tmp_path, text, env)
+    p, _ = plan(root, host, {"SEC-004"})
+    assert not p.refusals
+    assert after(p, root, ".env").decode() == env.replace("p+ss", "p%2Bss")
