@@ -15,13 +15,11 @@ import re
 import secrets as _secrets
 import stat
 import subprocess
-import tempfile
-import shutil
 from dataclasses import dataclass
 from typing import Callable, Iterable
 from urllib.parse import quote, unquote
 
-from . import edit, envedit
+from . import edit, envedit, scratch
 from .audit import run_audit
 from .catalog import BY_ID
 from .discovery import Overlay, discover
@@ -434,10 +432,10 @@ def compose_check(planner: Planner, inst: Installation) -> None:
     changed = [p for p in planner.overlay.contents if any(p == s.path for s in inst.compose_files)]
     if not changed or not compose_available():
         return
+    scratch.remove_abandoned()  # copies a killed run left behind (they may hold secrets)
     # A private (0700) directory outside the install: planning, and so a dry
     # run, must leave the installation exactly as it was.
-    tmp = tempfile.mkdtemp(prefix="dester-harden-validate-")
-    try:
+    with scratch.validation_dir() as tmp:
         args = ["docker", "compose"]
         for src in inst.compose_files:
             rel = os.path.relpath(src.path, planner.root)
@@ -461,8 +459,6 @@ def compose_check(planner: Planner, inst: Installation) -> None:
             masker = Masker(set(inst.secrets) | planner.generated)
             msg = " ".join(masker.text(proc.stderr.replace(tmp + "/", "")).split())[:300]
             raise PlanError(f"docker compose rejects the planned compose file: {msg}")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # -- NET ------------------------------------------------------------------------------
