@@ -5,6 +5,15 @@ planned contents and modes, re-discovering the installation through it after
 every edit (so each edit is placed by fresh node positions), and at the end
 re-audits the result: a fix that would not fix its check, or that would make
 another check fail, is an error, not a plan.
+
+Re-discovering after every edit makes planning quadratic in the number of
+services, so fixers whose edits are local to one service's nodes run their
+targets in batches (:meth:`Planner.each` with ``batch=True``): one discovery,
+then the targets applied from the last one in the file to the first, so that
+every edit leaves the text before it, and with it the positions of the targets
+still to come, exactly as they were. A target whose nodes lie after text
+already changed in the batch ends the batch (:class:`_Stale`); the next round
+re-discovers. The result is the plan the one-at-a-time loop builds.
 """
 
 from __future__ import annotations
@@ -67,6 +76,66 @@ def _pure_ref(raw: str | None) -> str | None:
     return m.group(1) or m.group(3)
 
 
+class _Stale(Exception):
+    """A batched target's nodes lie after text the batch already changed."""
+
+
+def _first_difference(a: str, b: str) -> int:
+    """The first index where ``a`` and ``b`` differ (slice comparisons run in C)."""
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # a[:lo] == b[:lo], a[:hi] != b[:hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+class _Batch:
+    """What one batched round knows: each file's text as the round found it, parsed
+    once, and the first offset the round has changed in it."""
+
+    def __init__(self) -> None:
+        self.texts: dict[str, str] = {}
+        self.roots: dict[str, Node | None] = {}
+        self.changed: dict[str, int] = {}
+
+    def wrote(self, path: str, old: str, new: str) -> None:
+        self.texts.setdefault(path, old)
+        first = _first_difference(old, new)
+        self.changed[path] = min(first, self.changed.get(path, first))
+
+    def root(self, planner: "Planner", path: str, display: str) -> Node | None:
+        """The round's parse of ``path`` while it is unchanged, else None (parse it afresh)."""
+        if path in self.changed:
+            return None
+        return self._parse(planner, path, display)
+
+    def _parse(self, planner: "Planner", path: str, display: str) -> Node | None:
+        if path not in self.roots:
+            text = self.texts.get(path)
+            self.roots[path] = parse_yaml(text if text is not None else planner.read_text(path), display)
+        return self.roots[path]
+
+    def chain(self, planner: "Planner", path: str, node: Node) -> list[Node] | None:
+        """own_chain's answer from the round's parse, valid while the node and every
+        ancestor below the top-level section end before the first changed offset."""
+        low = self.changed.get(path)
+        if low is not None and node.end >= low:
+            raise _Stale()
+        root = self._parse(planner, path, node.file)
+        chain = edit.find_chain(root, node) if root is not None else None
+        # The root and its top-level section (services:) span the changed text; the
+        # edits use them only to name the entry, never by position.
+        if chain is not None and low is not None and any(n.end >= low for n in chain[2:]):
+            raise _Stale()
+        return chain
+
+
 class Planner:
     """Builds the plan for an installation, one fixer at a time."""
 
@@ -93,6 +162,9 @@ class Planner:
         self._disk_modes: dict[str, int] = {}
         self._refused: set[tuple] = set()
         self._bom: dict[str, bool] = {}
+        self.batching = True
+        """Run batchable fixers' targets in batches (off: one at a time, the reference behaviour)."""
+        self._batch: _Batch | None = None
         self.base = self.inst()
         self.base_report = run_audit(self.base, profile)
 
@@ -135,6 +207,8 @@ class Planner:
                     self._disk[path] = fh.read()
             except FileNotFoundError:
                 self._disk[path] = None
+        if self._batch is not None:
+            self._batch.wrote(path, self.read_text(path), text)
         prefix = b"\xef\xbb\xbf" if self._bom.get(path) else b""
         self.overlay.contents[path] = prefix + text.encode("utf-8")
 
@@ -173,8 +247,11 @@ class Planner:
         placed by a fresh parse of the one file it changes.
         """
         path = self.path_of(inst, node.file)
-        root = parse_yaml(self.read_text(path), node.file)
-        chain = edit.find_chain(root, node) if root is not None else None
+        if self._batch is not None:
+            chain = self._batch.chain(self, path, node)
+        else:
+            root = parse_yaml(self.read_text(path), node.file)
+            chain = edit.find_chain(root, node) if root is not None else None
         if chain is None:
             raise EditRefused(f"cannot find line {node.line} of {node.file} again; run the fix again")
         return chain
@@ -190,7 +267,9 @@ class Planner:
         """The service's mapping in every compose file that defines it, in order."""
         out = []
         for src in inst.compose_files:
-            root = parse_yaml(self.read_text(src.path), src.display)
+            root = self._batch.root(self, src.path, src.display) if self._batch is not None else None
+            if root is None:
+                root = parse_yaml(self.read_text(src.path), src.display)
             services = root.get("services") if root is not None and root.is_map() else None
             node = services.get(name) if services is not None and services.is_map() else None
             if node is not None and node.is_map():
@@ -228,10 +307,21 @@ class Planner:
         self.write_text(ef.path, envedit.set_value(self.read_text(ef.path), entry, value))
 
     # -- driving fixers ------------------------------------------------------------
-    def each(self, check: str, targets: Callable[[Installation], Iterable[tuple[tuple, Callable[[Installation], None]]]]) -> None:
-        """Fix targets one at a time, re-discovering after each edit; refused ones are skipped."""
+    def each(self, check: str, targets: Callable[[Installation], Iterable[tuple[tuple, Callable[[Installation], None]]]],
+             batch: bool = False) -> None:
+        """Fix targets one at a time, re-discovering after each edit; refused ones are skipped.
+
+        ``batch``: the fixer's edits go through :meth:`own_chain` and stay inside
+        their service's nodes, so a round may apply many targets (see the module docstring).
+        """
         for _ in range(1000):
             inst = self.inst()
+            if batch and self.batching:
+                progress = self._each_batch(check, inst, targets)
+                if progress is None:
+                    return
+                if progress:
+                    continue
             for key, apply in targets(inst):
                 if key in self._refused:
                     continue
@@ -256,6 +346,60 @@ class Planner:
             else:
                 return
         raise PlanError(f"{check}: the fix did not converge")
+
+    def _restore(self, state: tuple[dict, dict]) -> None:
+        self.overlay.contents.clear()
+        self.overlay.contents.update(state[0])
+        self.overlay.modes.clear()
+        self.overlay.modes.update(state[1])
+
+    def _each_batch(self, check: str, inst: Installation, targets) -> bool | None:
+        """One batched round: None when nothing is left to do, else whether it got anywhere
+        (False: let the one-at-a-time loop take this round)."""
+        todo = [(key, apply) for key, apply in targets(inst) if key not in self._refused]
+        if not todo:
+            return None
+        if len(todo) == 1 or len({key for key, _ in todo}) < len(todo):
+            # Two targets of one key (two ports on one line): the loop fixes the first
+            # and skips the second once one is refused; only it says which.
+            return False
+        start = dict(self.overlay.contents), dict(self.overlay.modes)
+        refused: list[tuple[int, tuple, str]] = []
+        applied = 0
+        cut = False
+        self._batch = _Batch()
+        try:
+            for idx in range(len(todo) - 1, -1, -1):  # last in the file first: earlier positions stay put
+                key, apply = todo[idx]
+                before = dict(self.overlay.contents), dict(self.overlay.modes)
+                try:
+                    apply(inst)
+                except _Stale:
+                    self._restore(before)
+                    cut = True
+                    break
+                except EditRefused as exc:
+                    self._restore(before)
+                    refused.append((idx, key, str(exc)))
+                    continue
+                if (dict(self.overlay.contents), dict(self.overlay.modes)) == before:
+                    refused.append((idx, key, f"{_key_text(key)}: the planned edit would change nothing; fix it by hand"))
+                    continue
+                applied += 1
+        finally:
+            self._batch = None
+        try:
+            self.inst()  # every planned file must still parse
+        except InputError:
+            self._restore(start)  # which target broke it is the one-at-a-time loop's to say
+            return False
+        if cut:
+            # Refusals are recorded in the order of the targets: those of a cut batch
+            # come back in the next round's listing, with the ones before them.
+            return applied > 0
+        for _, key, reason in sorted(refused, key=lambda r: r[0]):
+            self.refuse(check, reason, key)
+        return True
 
     def build(self, only: set[str] | None = None) -> Plan:
         failing = {f.id for f in self.base_report.findings if f.status == FAIL}
@@ -494,7 +638,7 @@ def fix_net_001(p: Planner) -> None:
             for port in db_ports(svc):
                 if port.all_interfaces:
                     yield (("NET-001", svc.name, port.where.text.strip()), lambda i, port=port: _rebind(p, i, port, "127.0.0.1"))
-    p.each("NET-001", targets)
+    p.each("NET-001", targets, batch=True)
 
 
 def fix_net_002(p: Planner) -> None:
@@ -503,7 +647,7 @@ def fix_net_002(p: Planner) -> None:
             for port in db_ports(svc):
                 yield (("NET-002", svc.name, port.where.text.strip()),
                        lambda i, port=port: _remove_entry(p, i, port.node, "the published port"))
-    p.each("NET-002", targets)
+    p.each("NET-002", targets, batch=True)
 
 
 def fix_net_003(p: Planner) -> None:
@@ -518,7 +662,7 @@ def fix_net_003(p: Planner) -> None:
         for port in svc.ports:
             if (port_no in port.target_ports or port_no in port.published_ports) and not _allowed(port.host_ip, p.profile):
                 yield (("NET-003", svc.name, port.where.text.strip()), lambda i, port=port: _rebind(p, i, port, "127.0.0.1"))
-    p.each("NET-003", targets)
+    p.each("NET-003", targets, batch=True)
 
 
 def fix_net_004(p: Planner) -> None:
@@ -555,7 +699,7 @@ def fix_net_005(p: Planner) -> None:
         nets = top.get("networks") if top is not None else None
         if nets is None or not nets.is_map() or "desterlib-net" not in nets.value:
             yield (("NET-005", "top"), lambda i: _add_top_network(p, i))
-    p.each("NET-005", targets)
+    p.each("NET-005", targets, batch=True)
 
 
 def _add_top_network(p: Planner, inst: Installation) -> None:
@@ -1185,7 +1329,7 @@ def fix_fs_004(p: Planner) -> None:
             if m.read_only:
                 continue
             yield (("FS-004", svc.name, m.where.line), lambda i, m=m: _make_ro(p, i, m))
-    p.each("FS-004", targets)
+    p.each("FS-004", targets, batch=True)
 
 
 def _make_ro(p: Planner, inst: Installation, m) -> None:
@@ -1274,7 +1418,7 @@ def fix_dkr_001(p: Planner) -> None:
             for m in svc.mounts:
                 if m.host_path and is_docker_socket(m.host_path):
                     yield (("DKR-001", svc.name, m.where.file, m.where.line), lambda i, m=m: _remove_entry(p, i, m.node, "the Docker socket mount"))
-    p.each("DKR-001", targets)
+    p.each("DKR-001", targets, batch=True)
 
 
 def fix_dkr_002(p: Planner) -> None:
@@ -1284,7 +1428,7 @@ def fix_dkr_002(p: Planner) -> None:
         for svc in inst.services:
             if _truthy(svc.opt("privileged")):
                 yield (("DKR-002", svc.name), lambda i, svc=svc: _delete_service_key(p, i, svc.name, "privileged"))
-    p.each("DKR-002", targets)
+    p.each("DKR-002", targets, batch=True)
 
 
 def fix_dkr_003(p: Planner) -> None:
@@ -1310,7 +1454,7 @@ def fix_dkr_003(p: Planner) -> None:
                 else:
                     raise EditRefused(f"security_opt of {svc.name} is not a list; add no-new-privileges:true by hand")
             yield (("DKR-003", svc.name), apply)
-    p.each("DKR-003", targets)
+    p.each("DKR-003", targets, batch=True)
 
 
 def fix_dkr_006(p: Planner) -> None:
@@ -1325,7 +1469,7 @@ def fix_dkr_006(p: Planner) -> None:
                     def apply(i, svc=svc, node=node, item=item):
                         _remove_entry(p, i, item, "the capability")
                     yield (("DKR-006", svc.name, str(item.value)), apply)
-    p.each("DKR-006", targets)
+    p.each("DKR-006", targets, batch=True)
 
 
 def fix_dkr_008(p: Planner) -> None:
@@ -1366,7 +1510,7 @@ def fix_dkr_008(p: Planner) -> None:
                 else:
                     raise EditRefused(f"logging options of {svc.name} are empty or not a block mapping; add max-size by hand")
             yield (("DKR-008", svc.name), apply)
-    p.each("DKR-008", targets)
+    p.each("DKR-008", targets, batch=True)
 
 
 #: In the order they run: secrets move before they are rotated; modes come last,
