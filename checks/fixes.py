@@ -677,10 +677,19 @@ def fix_net_004(p: Planner) -> None:
 
 
 def fix_net_005(p: Planner) -> None:
+    """Every service onto ``desterlib-net``, or none: a service left behind on the default
+    network could no longer reach the others (nor they it).
+
+    A default network the files customise (``default: {external: true, name: proxy}``,
+    the usual reverse-proxy layout, or ``default: {name: x}``) is how the services
+    reach something outside the project: each keeps ``default`` beside ``desterlib-net``.
+    """
     inst = p.inst()
     if any(svc.opt("networks") is not None for svc in inst.services):
         p.refuse("NET-005", "some services already name networks; moving the others could cut them off from each other")
         return
+    keep_default = _custom_default_network(inst)
+    names = ["default", "desterlib-net"] if keep_default else ["desterlib-net"]
 
     def targets(inst):
         for svc in inst.services:
@@ -693,13 +702,32 @@ def fix_net_005(p: Planner) -> None:
                         # network_mode: bridge is the default network; Compose forbids it beside networks:.
                         _delete_service_key(p, i, svc.name, "network_mode")
                         return
-                    _insert_service(p, i, svc, lambda t, n: ["networks:", f"{edit.seq_indent(t, n)}- desterlib-net"])
+                    _insert_service(p, i, svc, lambda t, n: ["networks:"] + [f"{edit.seq_indent(t, n)}- {name}" for name in names])
                 yield (("NET-005", svc.name), apply)
         top = inst.top
         nets = top.get("networks") if top is not None else None
         if nets is None or not nets.is_map() or "desterlib-net" not in nets.value:
             yield (("NET-005", "top"), lambda i: _add_top_network(p, i))
+
+    before = dict(p.overlay.contents), dict(p.overlay.modes)
+    refused = len(p.refusals)
     p.each("NET-005", targets, batch=True)
+    if any(r.check == "NET-005" for r in p.refusals[refused:]):
+        p._restore(before)
+        p.refusals.append(Refusal("NET-005", "no service was moved to desterlib-net: the ones that cannot be would be cut "
+                                  "off from the others; fix them by hand (above), or add desterlib-net to every service "
+                                  "yourself", BY_ID["NET-005"].fix))
+    elif keep_default:
+        p.notes.append("NET-005: the default network is customised (external or named) in the compose file: every "
+                       "service stays on it, beside desterlib-net.")
+
+
+def _custom_default_network(inst: Installation) -> bool:
+    """Whether the top-level ``networks:`` configures ``default`` (external, a name, a driver...)."""
+    top = inst.top
+    nets = top.get("networks") if top is not None else None
+    node = nets.get("default") if nets is not None and nets.is_map() else None
+    return node is not None and node.is_map() and bool(node.value)  # "default:" alone changes nothing
 
 
 def _add_top_network(p: Planner, inst: Installation) -> None:
