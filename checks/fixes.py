@@ -109,11 +109,16 @@ class _Batch:
         first = _first_difference(old, new)
         self.changed[path] = min(first, self.changed.get(path, first))
 
-    def root(self, planner: "Planner", path: str, display: str) -> Node | None:
-        """The round's parse of ``path`` while it is unchanged, else None (parse it afresh)."""
-        if path in self.changed:
-            return None
-        return self._parse(planner, path, display)
+    def service(self, planner: "Planner", path: str, display: str, name: str) -> tuple[Node | None] | None:
+        """(the service's node in ``path``, or None), from the round's parse where that
+        is still what the file says; None: parse the file afresh."""
+        root = self._parse(planner, path, display)
+        services = root.get("services") if root is not None and root.is_map() else None
+        node = services.get(name) if services is not None and services.is_map() else None
+        low = self.changed.get(path)
+        if low is None:
+            return (node,)
+        return (node,) if node is not None and node.end < low else None
 
     def _parse(self, planner: "Planner", path: str, display: str) -> Node | None:
         if path not in self.roots:
@@ -267,11 +272,13 @@ class Planner:
         """The service's mapping in every compose file that defines it, in order."""
         out = []
         for src in inst.compose_files:
-            root = self._batch.root(self, src.path, src.display) if self._batch is not None else None
-            if root is None:
+            found = self._batch.service(self, src.path, src.display, name) if self._batch is not None else None
+            if found is not None:
+                node = found[0]
+            else:
                 root = parse_yaml(self.read_text(src.path), src.display)
-            services = root.get("services") if root is not None and root.is_map() else None
-            node = services.get(name) if services is not None and services.is_map() else None
+                services = root.get("services") if root is not None and root.is_map() else None
+                node = services.get(name) if services is not None and services.is_map() else None
             if node is not None and node.is_map():
                 out.append(node)
         return out
@@ -382,6 +389,9 @@ class Planner:
                     self._restore(before)
                     refused.append((idx, key, str(exc)))
                     continue
+                except InputError:
+                    self._restore(start)  # the loop words this refusal
+                    return False
                 if (dict(self.overlay.contents), dict(self.overlay.modes)) == before:
                     refused.append((idx, key, f"{_key_text(key)}: the planned edit would change nothing; fix it by hand"))
                     continue
