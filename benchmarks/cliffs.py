@@ -2,7 +2,9 @@
 """Cliffs: prints the figures issue 8 asks for (item 9, "no cliffs").
 
 1. `dester-harden audit --format json` in a fresh process (median of --runs) of
-   a compose file with one 2 MB value, and of one with a 0.5 MB value: the
+   a compose file with one 2 MB value (a run of letters and digits: the URL
+   scan used to try its scheme pattern at every character of it, scanning to
+   the end of the run each time), and of one with a 0.5 MB value: the
    ratio is the growth from a quarter of the size (linear: about 4, less while
    start-up dominates).
 2. `dester-harden fix --dry-run` of 200 services and of 50 services (each
@@ -39,29 +41,33 @@ def console_script(source: str | None = None) -> list[str]:
     return [exe] if os.path.exists(exe) else [sys.executable, "-m", "tui"]
 
 
-def wall(cmd: list[str], runs: int, timeout: float) -> float | None:
-    """Median wall time of ``cmd``, or None when a run exceeds ``timeout``."""
+def wall(cmd: list[str], runs: int, timeout: float, cwd: str | None = None) -> float | None:
+    """Median wall time of ``cmd``, or None when a run exceeds ``timeout``.
+
+    Exit 2 or 3 (bad input, internal error) is not a measurement: it stops the benchmark."""
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
         try:
-            subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=timeout)
+            proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False,
+                                  timeout=timeout, cwd=cwd)
         except subprocess.TimeoutExpired:
             return None
         times.append(time.perf_counter() - t0)
+        if proc.returncode not in (0, 1):
+            sys.exit(f"{' '.join(cmd[-6:])}: exit {proc.returncode}: {proc.stderr.strip()[:300]}")
     return statistics.median(times)
 
 
 def big_value_install(root: str, size: int) -> str:
-    """One service whose database URL carries a ``size``-character password with
-    URL-reserved characters (an unencoded '@' every few characters), and a
-    ``size``-character run of letters in another value."""
+    """DesterLib's API service with one ``size``-character value: a blob of letters and
+    digits (a hex or base62 dump pasted into an env var), beside an ordinary database URL."""
     os.makedirs(root)
-    password = ("p@ss/" * (size // 5 + 1))[:size]
+    blob = ("0123456789abcdefABCDEF" * (size // 22 + 1))[:size]
     with open(os.path.join(root, "docker-compose.yml"), "w") as fh:
         fh.write("services:\n  api:\n    image: desterlib/api:1\n    environment:\n"
-                 f"      NOTE: {'a' * size}\n"
-                 f'      DATABASE_URL: "postgresql://dester:{password}@postgres:5432/desterlib"\n')
+                 f"      LICENSE_BLOB: {blob}\n"
+                 '      DATABASE_URL: "postgresql://dester:p@ss/word@postgres:5432/desterlib"\n')
     return root
 
 
@@ -97,6 +103,7 @@ def main() -> None:
         os.environ["PYTHONPATH"] = os.path.abspath(args.source)
         print(f"code from {os.path.abspath(args.source)}")
     cli = console_script(args.source)
+    cwd = os.path.abspath(args.source) if args.source else None  # python -m puts the cwd first on sys.path
     tmp = tempfile.mkdtemp(prefix="dh-cliffs-")
     try:
         host = os.path.join(tmp, "host")
@@ -105,7 +112,7 @@ def main() -> None:
         res = {}
         for label, size in (("0.5 MB", 512 * 1024), ("2 MB", 2 * 1024 * 1024)):
             root = big_value_install(os.path.join(tmp, f"value{size}"), size)
-            res[label] = wall(cli + ["audit", "--dir", root, "--format", "json", "--fail-on", "never"], args.runs, args.timeout)
+            res[label] = wall(cli + ["audit", "--dir", root, "--format", "json", "--fail-on", "never"], args.runs, args.timeout, cwd)
             print(f"  {label:>7}  median {fmt(res[label], args.timeout)}  ({args.runs} runs)")
         print(f"  growth 0.5 MB -> 2 MB: {ratio(res['2 MB'], res['0.5 MB'])}  (linear: <= 4x)")
         print()
@@ -113,7 +120,7 @@ def main() -> None:
         res = {}
         for n in (50, 200):
             root = many_services_install(os.path.join(tmp, f"svc{n}"), n)
-            res[n] = wall(cli + ["fix", "--dry-run", "--dir", root], args.runs, args.timeout)
+            res[n] = wall(cli + ["fix", "--dry-run", "--dir", root], args.runs, args.timeout, cwd)
             print(f"  {n:>4} services  median {fmt(res[n], args.timeout)}  ({args.runs} runs)")
         print(f"  growth 50 -> 200 services: {ratio(res[200], res[50])}  (linear: <= 4x)")
     finally:

@@ -29,6 +29,7 @@ from typing import Callable, Iterable
 from urllib.parse import quote, unquote
 
 from . import edit, envedit, scratch
+from .batch import Batch as _Batch, Stale as _Stale
 from .audit import run_audit
 from .catalog import BY_ID
 from .discovery import Overlay, discover
@@ -74,71 +75,6 @@ def _pure_ref(raw: str | None) -> str | None:
     if not m:
         return None
     return m.group(1) or m.group(3)
-
-
-class _Stale(Exception):
-    """A batched target's nodes lie after text the batch already changed."""
-
-
-def _first_difference(a: str, b: str) -> int:
-    """The first index where ``a`` and ``b`` differ (slice comparisons run in C)."""
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:
-        return n
-    lo, hi = 0, n  # a[:lo] == b[:lo], a[:hi] != b[:hi]
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if a[:mid] == b[:mid]:
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
-class _Batch:
-    """What one batched round knows: each file's text as the round found it, parsed
-    once, and the first offset the round has changed in it."""
-
-    def __init__(self) -> None:
-        self.texts: dict[str, str] = {}
-        self.roots: dict[str, Node | None] = {}
-        self.changed: dict[str, int] = {}
-
-    def wrote(self, path: str, old: str, new: str) -> None:
-        self.texts.setdefault(path, old)
-        first = _first_difference(old, new)
-        self.changed[path] = min(first, self.changed.get(path, first))
-
-    def service(self, planner: "Planner", path: str, display: str, name: str) -> tuple[Node | None] | None:
-        """(the service's node in ``path``, or None), from the round's parse where that
-        is still what the file says; None: parse the file afresh."""
-        root = self._parse(planner, path, display)
-        services = root.get("services") if root is not None and root.is_map() else None
-        node = services.get(name) if services is not None and services.is_map() else None
-        low = self.changed.get(path)
-        if low is None:
-            return (node,)
-        return (node,) if node is not None and node.end < low else None
-
-    def _parse(self, planner: "Planner", path: str, display: str) -> Node | None:
-        if path not in self.roots:
-            text = self.texts.get(path)
-            self.roots[path] = parse_yaml(text if text is not None else planner.read_text(path), display)
-        return self.roots[path]
-
-    def chain(self, planner: "Planner", path: str, node: Node) -> list[Node] | None:
-        """own_chain's answer from the round's parse, valid while the node and every
-        ancestor below the top-level section end before the first changed offset."""
-        low = self.changed.get(path)
-        if low is not None and node.end >= low:
-            raise _Stale()
-        root = self._parse(planner, path, node.file)
-        chain = edit.find_chain(root, node) if root is not None else None
-        # The root and its top-level section (services:) span the changed text; the
-        # edits use them only to name the entry, never by position.
-        if chain is not None and low is not None and any(n.end >= low for n in chain[2:]):
-            raise _Stale()
-        return chain
 
 
 class Planner:
