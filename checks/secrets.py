@@ -10,7 +10,7 @@ so ``postgres:••••@postgres`` stays readable.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import Installation
@@ -35,11 +35,11 @@ _KNOB_TOKENS = {"PORT", "IN", "NUM", "LEN", "DAY", "TYPE", "HEADER", "NAME", "US
 _QUANTITY = re.compile(r"^\s*[0-9]+(\.[0-9]+)?\s*(ms|s|m|h|d|w|y|sec|secs|min|mins|hours?|days?|weeks?)?\s*$", re.I)
 _BOOLEAN = {"true", "false", "yes", "no", "on", "off", "y", "n", "0", "1"}
 
-#: A scheme is matched only at the start of its run of scheme characters (the
-#: lookbehind), so a long run without ``://`` is read once, not once per character
-#: (``[A-Za-z][A-Za-z0-9+.-]*://`` tried at every position is quadratic). Group 1
-#: starts at the run's first letter: where that pattern's leftmost match starts.
-_SCHEME = re.compile(r"(?<![A-Za-z0-9+.\-])[0-9+.\-]*+([A-Za-z][A-Za-z0-9+.\-]*+)://")
+#: A URL scheme is ``[A-Za-z][A-Za-z0-9+.-]*://``; tried at every position, that
+#: pattern reads a long run of letters to its end each time (quadratic). _schemes
+#: finds each ``://`` instead and reads the run before it once, backwards.
+_SCHEME_RUN = re.compile(r"[A-Za-z0-9+.\-]*")
+_NOT_LETTERS = re.compile(r"[0-9+.\-]*")
 _TOKEN_STOP = re.compile(r"[ \t\"'\n\r]")
 #: What may follow the ``@`` of the userinfo, as the pieces of one pattern:
 #: host (``[v6]``, a name, ``${VAR}``), an optional ``:port`` and then one of
@@ -112,8 +112,7 @@ def url_password_span(text: str) -> tuple[int, int] | None:
     stop_at = -1  # the first stop character at or after the last search's start
     token_end, last_at = -1, -1
     sweep: _ColonSweep | None = None
-    for m in _SCHEME.finditer(text):
-        start = m.end()
+    for _, start in _schemes(text):
         if start > stop_at:
             s = _TOKEN_STOP.search(text, start)
             stop_at = s.start() if s else len(text)
@@ -132,6 +131,24 @@ def url_password_span(text: str) -> tuple[int, int] | None:
         if colon >= 0:
             return colon + 1, last_at
     return None
+
+
+def _schemes(text: str, end: int | None = None) -> Iterator[tuple[int, int]]:
+    """(start, end) of every ``scheme://`` in ``text[:end]``, as ``re.finditer`` of the
+    scheme pattern finds them (leftmost first, not overlapping), in linear time."""
+    end = len(text) if end is None else end
+    q = text.find("://", 0, end)
+    rev = text[::-1] if q >= 0 else ""  # the run before "://" is read backwards, as a prefix of rev
+    while q >= 0:
+        # A run of scheme characters ends at q (":" is not one); a match starts at its first letter.
+        k = len(text) - q
+        run = _SCHEME_RUN.match(rev, k).end() - k
+        first = _NOT_LETTERS.match(text, q - run, q).end()
+        if first < q:
+            yield first, q + 3
+            q = text.find("://", q + 3, end)
+        else:
+            q = text.find("://", q + 1, end)
 
 
 def _hostlike(text: str, j: int, end: int, brace: int, tails: dict[int, bool]) -> bool:
@@ -230,10 +247,9 @@ def url_parts(text: str) -> tuple[str, str, str] | None:
     span = url_password_span(text)
     if span is None:
         return None
-    m = None
-    for m in _SCHEME.finditer(text, 0, span[0]):
+    user_start = 0
+    for _, user_start in _schemes(text, span[0]):
         pass
-    user_start = m.end() if m else 0
     return text[user_start: span[0] - 1], text[span[0]: span[1]], text[span[1] + 1:]
 
 
