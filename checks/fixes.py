@@ -12,7 +12,7 @@ targets in batches (:meth:`Planner.each` with ``batch=True``): one discovery,
 then the targets applied from the last one in the file to the first, so that
 every edit leaves the text before it, and with it the positions of the targets
 still to come, exactly as they were. A target whose nodes lie after text
-already changed in the batch ends the batch (:class:`_Stale`); the next round
+already changed in the batch ends the batch (checks/batch.py); the next round
 re-discovers. The result is the plan the one-at-a-time loop builds.
 """
 
