@@ -5,6 +5,15 @@ planned contents and modes, re-discovering the installation through it after
 every edit (so each edit is placed by fresh node positions), and at the end
 re-audits the result: a fix that would not fix its check, or that would make
 another check fail, is an error, not a plan.
+
+Re-discovering after every edit makes planning quadratic in the number of
+services, so fixers whose edits are local to one service's nodes run their
+targets in batches (:meth:`Planner.each` with ``batch=True``): one discovery,
+then the targets applied from the last one in the file to the first, so that
+every edit leaves the text before it, and with it the positions of the targets
+still to come, exactly as they were. A target whose nodes lie after text
+already changed in the batch ends the batch (checks/batch.py); the next round
+re-discovers. The result is the plan the one-at-a-time loop builds.
 """
 
 from __future__ import annotations
@@ -15,13 +24,12 @@ import re
 import secrets as _secrets
 import stat
 import subprocess
-import tempfile
-import shutil
 from dataclasses import dataclass
 from typing import Callable, Iterable
 from urllib.parse import quote, unquote
 
-from . import confined, edit, envedit
+from . import confined, edit, envedit, scratch
+from .batch import Batch as _Batch, Stale as _Stale
 from .audit import run_audit
 from .catalog import BY_ID
 from .discovery import Overlay, discover
@@ -98,6 +106,9 @@ class Planner:
         self._disk_modes: dict[str, int] = {}
         self._refused: set[tuple] = set()
         self._bom: dict[str, bool] = {}
+        self.batching = True
+        """Run batchable fixers' targets in batches (off: one at a time, the reference behaviour)."""
+        self._batch: _Batch | None = None
         self.base = self.inst()
         if self.base.unfollowed:
             # Fixing what is seen while part of the model is not would be a guess.
@@ -150,6 +161,8 @@ class Planner:
                     self._disk[path] = fh.read()
             except FileNotFoundError:
                 self._disk[path] = None
+        if self._batch is not None:
+            self._batch.wrote(path, self.read_text(path), text)
         prefix = b"\xef\xbb\xbf" if self._bom.get(path) else b""
         self.overlay.contents[path] = prefix + text.encode("utf-8")
 
@@ -194,8 +207,11 @@ class Planner:
         placed by a fresh parse of the one file it changes.
         """
         path = self.path_of(inst, node.file)
-        root = parse_yaml(self.read_text(path), node.file)
-        chain = edit.find_chain(root, node) if root is not None else None
+        if self._batch is not None:
+            chain = self._batch.chain(self, path, node)
+        else:
+            root = parse_yaml(self.read_text(path), node.file)
+            chain = edit.find_chain(root, node) if root is not None else None
         if chain is None:
             raise EditRefused(f"cannot find line {node.line} of {node.file} again; run the fix again")
         return chain
@@ -217,9 +233,13 @@ class Planner:
         for src in inst.compose_files:
             if inst.reached.get(src.path) == "extends":
                 continue
-            root = parse_yaml(self.read_text(src.path), src.display)
-            services = root.get("services") if root is not None and root.is_map() else None
-            node = services.get(name) if services is not None and services.is_map() else None
+            found = self._batch.service(self, src.path, src.display, name) if self._batch is not None else None
+            if found is not None:
+                node = found[0]
+            else:
+                root = parse_yaml(self.read_text(src.path), src.display)
+                services = root.get("services") if root is not None and root.is_map() else None
+                node = services.get(name) if services is not None and services.is_map() else None
             if node is not None and node.is_map():
                 out.append(node)
         return out
@@ -264,10 +284,21 @@ class Planner:
         self.write_text(ef.path, envedit.set_value(self.read_text(ef.path), entry, value))
 
     # -- driving fixers ------------------------------------------------------------
-    def each(self, check: str, targets: Callable[[Installation], Iterable[tuple[tuple, Callable[[Installation], None]]]]) -> None:
-        """Fix targets one at a time, re-discovering after each edit; refused ones are skipped."""
+    def each(self, check: str, targets: Callable[[Installation], Iterable[tuple[tuple, Callable[[Installation], None]]]],
+             batch: bool = False) -> None:
+        """Fix targets one at a time, re-discovering after each edit; refused ones are skipped.
+
+        ``batch``: the fixer's edits go through :meth:`own_chain` and stay inside
+        their service's nodes, so a round may apply many targets (see the module docstring).
+        """
         for _ in range(1000):
             inst = self.inst()
+            if batch and self.batching:
+                progress = self._each_batch(check, inst, targets)
+                if progress is None:
+                    return
+                if progress:
+                    continue
             for key, apply in targets(inst):
                 if key in self._refused:
                     continue
@@ -292,6 +323,63 @@ class Planner:
             else:
                 return
         raise PlanError(f"{check}: the fix did not converge")
+
+    def _restore(self, state: tuple[dict, dict]) -> None:
+        self.overlay.contents.clear()
+        self.overlay.contents.update(state[0])
+        self.overlay.modes.clear()
+        self.overlay.modes.update(state[1])
+
+    def _each_batch(self, check: str, inst: Installation, targets) -> bool | None:
+        """One batched round: None when nothing is left to do, else whether it got anywhere
+        (False: let the one-at-a-time loop take this round)."""
+        todo = [(key, apply) for key, apply in targets(inst) if key not in self._refused]
+        if not todo:
+            return None
+        if len(todo) == 1 or len({key for key, _ in todo}) < len(todo):
+            # Two targets of one key (two ports on one line): the loop fixes the first
+            # and skips the second once one is refused; only it says which.
+            return False
+        start = dict(self.overlay.contents), dict(self.overlay.modes)
+        refused: list[tuple[int, tuple, str]] = []
+        applied = 0
+        cut = False
+        self._batch = _Batch()
+        try:
+            for idx in range(len(todo) - 1, -1, -1):  # last in the file first: earlier positions stay put
+                key, apply = todo[idx]
+                before = dict(self.overlay.contents), dict(self.overlay.modes)
+                try:
+                    apply(inst)
+                except _Stale:
+                    self._restore(before)
+                    cut = True
+                    break
+                except EditRefused as exc:
+                    self._restore(before)
+                    refused.append((idx, key, str(exc)))
+                    continue
+                except InputError:
+                    self._restore(start)  # the loop words this refusal
+                    return False
+                if (dict(self.overlay.contents), dict(self.overlay.modes)) == before:
+                    refused.append((idx, key, f"{_key_text(key)}: the planned edit would change nothing; fix it by hand"))
+                    continue
+                applied += 1
+        finally:
+            self._batch = None
+        try:
+            self.inst()  # every planned file must still parse
+        except InputError:
+            self._restore(start)  # which target broke it is the one-at-a-time loop's to say
+            return False
+        if cut:
+            # Refusals are recorded in the order of the targets: those of a cut batch
+            # come back in the next round's listing, with the ones before them.
+            return applied > 0
+        for _, key, reason in sorted(refused, key=lambda r: r[0]):
+            self.refuse(check, reason, key)
+        return True
 
     def build(self, only: set[str] | None = None) -> Plan:
         failing = {f.id for f in self.base_report.findings if f.status == FAIL}
@@ -507,10 +595,10 @@ def compose_check(planner: Planner, inst: Installation) -> None:
     changed = [p for p in planner.overlay.contents if any(p == s.path for s in inst.compose_files)]
     if not changed or not compose_available():
         return
+    scratch.remove_abandoned()  # copies a killed run left behind (they may hold secrets)
     # A private (0700) directory outside the install: planning, and so a dry
     # run, must leave the installation exactly as it was.
-    tmp = tempfile.mkdtemp(prefix="dester-harden-validate-")
-    try:
+    with scratch.validation_dir() as tmp:
         args = ["docker", "compose"]
         # Each file at its absolute path under tmp: included and extended files (maybe
         # outside the install) keep where they are relative to each other.
@@ -543,9 +631,6 @@ def compose_check(planner: Planner, inst: Installation) -> None:
             masker = Masker(set(inst.secrets) | planner.generated)
             msg = " ".join(masker.text(proc.stderr.replace(tmp, "")).split())[:300]
             raise PlanError(f"docker compose rejects the planned compose file: {msg}")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
 
 
 # -- NET ------------------------------------------------------------------------------
@@ -581,7 +666,7 @@ def fix_net_001(p: Planner) -> None:
             for port in db_ports(svc):
                 if port.all_interfaces:
                     yield (("NET-001", svc.name, port.where.text.strip()), lambda i, port=port: _rebind(p, i, port, "127.0.0.1"))
-    p.each("NET-001", targets)
+    p.each("NET-001", targets, batch=True)
 
 
 def fix_net_002(p: Planner) -> None:
@@ -590,7 +675,7 @@ def fix_net_002(p: Planner) -> None:
             for port in db_ports(svc):
                 yield (("NET-002", svc.name, port.where.text.strip()),
                        lambda i, port=port: _remove_entry(p, i, port.node, "the published port"))
-    p.each("NET-002", targets)
+    p.each("NET-002", targets, batch=True)
 
 
 def fix_net_003(p: Planner) -> None:
@@ -605,7 +690,7 @@ def fix_net_003(p: Planner) -> None:
         for port in svc.ports:
             if (port_no in port.target_ports or port_no in port.published_ports) and not _allowed(port.host_ip, p.profile):
                 yield (("NET-003", svc.name, port.where.text.strip()), lambda i, port=port: _rebind(p, i, port, "127.0.0.1"))
-    p.each("NET-003", targets)
+    p.each("NET-003", targets, batch=True)
 
 
 def fix_net_004(p: Planner) -> None:
@@ -620,10 +705,19 @@ def fix_net_004(p: Planner) -> None:
 
 
 def fix_net_005(p: Planner) -> None:
+    """Every service onto ``desterlib-net``, or none: a service left behind on the default
+    network could no longer reach the others (nor they it).
+
+    A default network the files customise (``default: {external: true, name: proxy}``,
+    the usual reverse-proxy layout, or ``default: {name: x}``) is how the services
+    reach something outside the project: each keeps ``default`` beside ``desterlib-net``.
+    """
     inst = p.inst()
     if any(svc.opt("networks") is not None for svc in inst.services):
         p.refuse("NET-005", "some services already name networks; moving the others could cut them off from each other")
         return
+    keep_default = _custom_default_network(inst)
+    names = ["default", "desterlib-net"] if keep_default else ["desterlib-net"]
 
     def targets(inst):
         for svc in inst.services:
@@ -636,13 +730,32 @@ def fix_net_005(p: Planner) -> None:
                         # network_mode: bridge is the default network; Compose forbids it beside networks:.
                         _delete_service_key(p, i, svc.name, "network_mode")
                         return
-                    _insert_service(p, i, svc, lambda t, n: ["networks:", f"{edit.seq_indent(t, n)}- desterlib-net"])
+                    _insert_service(p, i, svc, lambda t, n: ["networks:"] + [f"{edit.seq_indent(t, n)}- {name}" for name in names])
                 yield (("NET-005", svc.name), apply)
         top = inst.top
         nets = top.get("networks") if top is not None else None
         if nets is None or not nets.is_map() or "desterlib-net" not in nets.value:
             yield (("NET-005", "top"), lambda i: _add_top_network(p, i))
-    p.each("NET-005", targets)
+
+    before = dict(p.overlay.contents), dict(p.overlay.modes)
+    refused = len(p.refusals)
+    p.each("NET-005", targets, batch=True)
+    if any(r.check == "NET-005" for r in p.refusals[refused:]):
+        p._restore(before)
+        p.refusals.append(Refusal("NET-005", "no service was moved to desterlib-net: the ones that cannot be would be cut "
+                                  "off from the others; fix them by hand (above), or add desterlib-net to every service "
+                                  "yourself", BY_ID["NET-005"].fix))
+    elif keep_default:
+        p.notes.append("NET-005: the default network is customised (external or named) in the compose file: every "
+                       "service stays on it, beside desterlib-net.")
+
+
+def _custom_default_network(inst: Installation) -> bool:
+    """Whether the top-level ``networks:`` configures ``default`` (external, a name, a driver...)."""
+    top = inst.top
+    nets = top.get("networks") if top is not None else None
+    node = nets.get("default") if nets is not None and nets.is_map() else None
+    return node is not None and node.is_map() and bool(node.value)  # "default:" alone changes nothing
 
 
 def _add_top_network(p: Planner, inst: Installation) -> None:
@@ -992,19 +1105,42 @@ def _encode_target(p: Planner, var: EnvVar):
     parts = url_parts(var.value)
     if parts is None or not parts[1] or not _needs_encoding(parts[1]):
         return
+    # What SEC-004 judged: the first URL with a password in the value. The edit is
+    # placed in the raw text, whose first URL can be another one (${PRIMARY} url2):
+    # the result must be the value with that one password encoded, nothing else.
+    judged = url_password_span(var.value)
+    expected = var.value[:judged[0]] + quote(unquote(parts[1]), safe="") + var.value[judged[1]:]
 
     def apply(inst, var=var):
         raw = var.raw or ""
         span = url_password_span(raw)
         if span is not None and "$" in raw[span[0]:span[1]].replace("$$", ""):
             _encode_referenced(p, inst, var, raw[span[0]:span[1]])
-            return
-        if span is None:
+        elif span is None:
             raise EditRefused(f"cannot find the password in {var.key} at {var.where.file}:{var.where.line}; percent-encode it by hand")
-        pw = raw[span[0]:span[1]].replace("$$", "$") if var.origin == "compose" else raw[span[0]:span[1]]
-        encoded = quote(unquote(pw), safe="")
-        _write_var(p, inst, var, raw[:span[0]] + encoded + raw[span[1]:])
+        else:
+            pw = raw[span[0]:span[1]].replace("$$", "$") if var.origin == "compose" else raw[span[0]:span[1]]
+            encoded = quote(unquote(pw), safe="")
+            _write_var(p, inst, var, raw[:span[0]] + encoded + raw[span[1]:])
+        if _value_now(p.inst(), var) != expected:
+            raise EditRefused(f"{var.key} at {var.where.file}:{var.where.line} is built from variables and the URL whose "
+                              "password needs encoding is not the one written there; percent-encode it by hand")
     yield (("SEC-004", var.where.file, var.where.line, var.key), apply)
+
+
+def _value_now(inst: Installation, var: EnvVar) -> str | None:
+    """The value of the entry ``var`` was, in a re-discovered installation."""
+    if var.origin == "env_file":
+        for ef in inst.env_files:
+            if ef.display == var.where.file:
+                entry = next((e for e in ef.entries if e.line == var.where.line and e.key == var.key), None)
+                return entry.value if entry is not None else None
+        return None
+    for svc in inst.services:
+        for v in svc.compose_env_written:
+            if v.where.file == var.where.file and v.where.line == var.where.line and v.key == var.key:
+                return v.value
+    return None
 
 
 def _encode_referenced(p: Planner, inst: Installation, var: EnvVar, pw_raw: str) -> None:
@@ -1250,7 +1386,7 @@ def fix_fs_004(p: Planner) -> None:
             if m.read_only:
                 continue
             yield (("FS-004", svc.name, m.where.line), lambda i, m=m: _make_ro(p, i, m))
-    p.each("FS-004", targets)
+    p.each("FS-004", targets, batch=True)
 
 
 def _make_ro(p: Planner, inst: Installation, m) -> None:
@@ -1356,7 +1492,7 @@ def fix_dkr_001(p: Planner) -> None:
             for m in svc.mounts:
                 if m.host_path and is_docker_socket(m.host_path):
                     yield (("DKR-001", svc.name, m.where.file, m.where.line), lambda i, m=m: _remove_entry(p, i, m.node, "the Docker socket mount"))
-    p.each("DKR-001", targets)
+    p.each("DKR-001", targets, batch=True)
 
 
 def fix_dkr_002(p: Planner) -> None:
@@ -1366,7 +1502,7 @@ def fix_dkr_002(p: Planner) -> None:
         for svc in inst.services:
             if _truthy(svc.opt("privileged")):
                 yield (("DKR-002", svc.name), lambda i, svc=svc: _delete_service_key(p, i, svc.name, "privileged"))
-    p.each("DKR-002", targets)
+    p.each("DKR-002", targets, batch=True)
 
 
 def fix_dkr_003(p: Planner) -> None:
@@ -1392,7 +1528,7 @@ def fix_dkr_003(p: Planner) -> None:
                 else:
                     raise EditRefused(f"security_opt of {svc.name} is not a list; add no-new-privileges:true by hand")
             yield (("DKR-003", svc.name), apply)
-    p.each("DKR-003", targets)
+    p.each("DKR-003", targets, batch=True)
 
 
 def fix_dkr_006(p: Planner) -> None:
@@ -1407,7 +1543,7 @@ def fix_dkr_006(p: Planner) -> None:
                     def apply(i, svc=svc, node=node, item=item):
                         _remove_entry(p, i, item, "the capability")
                     yield (("DKR-006", svc.name, str(item.value)), apply)
-    p.each("DKR-006", targets)
+    p.each("DKR-006", targets, batch=True)
 
 
 def fix_dkr_008(p: Planner) -> None:
@@ -1448,7 +1584,7 @@ def fix_dkr_008(p: Planner) -> None:
                 else:
                     raise EditRefused(f"logging options of {svc.name} are empty or not a block mapping; add max-size by hand")
             yield (("DKR-008", svc.name), apply)
-    p.each("DKR-008", targets)
+    p.each("DKR-008", targets, batch=True)
 
 
 #: In the order they run: secrets move before they are rotated; modes come last,

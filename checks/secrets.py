@@ -10,7 +10,7 @@ so ``postgres:••••@postgres`` stays readable.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import Installation
@@ -35,8 +35,21 @@ _KNOB_TOKENS = {"PORT", "IN", "NUM", "LEN", "DAY", "TYPE", "HEADER", "NAME", "US
 _QUANTITY = re.compile(r"^\s*[0-9]+(\.[0-9]+)?\s*(ms|s|m|h|d|w|y|sec|secs|min|mins|hours?|days?|weeks?)?\s*$", re.I)
 _BOOLEAN = {"true", "false", "yes", "no", "on", "off", "y", "n", "0", "1"}
 
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
-_HOSTLIKE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-$]+|\$\{[^}]*\})(:[0-9${}A-Za-z_:\-]*)?(?=[/?#\s\"',;)]|$)")
+#: A URL scheme is ``[A-Za-z][A-Za-z0-9+.-]*://``; tried at every position, that
+#: pattern reads a long run of letters to its end each time (quadratic). _schemes
+#: finds each ``://`` instead and reads the run before it once, backwards.
+_SCHEME_RUN = re.compile(r"[A-Za-z0-9+.\-]*")
+_NOT_LETTERS = re.compile(r"[0-9+.\-]*")
+_TOKEN_STOP = re.compile(r"[ \t\"'\n\r]")
+#: What may follow the ``@`` of the userinfo, as the pieces of one pattern:
+#: host (``[v6]``, a name, ``${VAR}``), an optional ``:port`` and then one of
+#: _AFTER_HOST or the end. The pieces' character sets are disjoint from _AFTER_HOST,
+#: so each run is only ever taken whole and no backtracking is needed.
+_HOST_V6 = re.compile(r"\[[0-9A-Fa-f:.]+\]")
+_HOST_NAME = re.compile(r"[A-Za-z0-9_.\-$]+")
+_PORT = re.compile(r":[0-9${}A-Za-z_:\-]*")
+_AFTER_HOST = re.compile(r"[/?#\s\"',;)]")
+_COLON_EVENTS = re.compile(r"\$\{|\}|:")
 
 #: Values so common that masking every occurrence would garble the report
 #: (``postgres`` is also the image, the service and the user). They are still
@@ -91,40 +104,142 @@ def url_password_span(text: str) -> tuple[int, int] | None:
 
     Robust to unencoded ``/``, ``+`` and ``@`` in the password: the userinfo ends
     at the last ``@`` that is followed by something host-like.
+
+    Linear in ``len(text)``: every URL of one whitespace-delimited token shares
+    that token's last host-like ``@``, so the token is searched once, and the
+    user:password colon of later URLs in it comes from one sweep (_ColonSweep).
     """
-    for m in _SCHEME.finditer(text):
-        start = m.end()
-        end_token = len(text)
-        for stop in (" ", "\t", "\"", "'", "\n", "\r"):
-            k = text.find(stop, start)
-            if k >= 0:
-                end_token = min(end_token, k)
-        chunk = text[start:end_token]
-        at = -1
-        for i in range(len(chunk) - 1, -1, -1):
-            if chunk[i] == "@" and _HOSTLIKE.match(chunk, i + 1):
-                at = i
-                break
-        if at < 0:
+    stop_at = -1  # the first stop character at or after the last search's start
+    token_end, last_at = -1, -1
+    sweep: _ColonSweep | None = None
+    for _, start in _schemes(text):
+        if start > stop_at:
+            s = _TOKEN_STOP.search(text, start)
+            stop_at = s.start() if s else len(text)
+        if stop_at != token_end:
+            token_end, sweep = stop_at, None
+            last_at = _last_host_at(text, start, token_end)
+        if last_at < start:
+            continue  # the token's last host-like @ is before this URL: none after it either
+        if sweep is None:
+            colon = _top_level_colon(text, start, last_at)
+            if colon >= 0:
+                return colon + 1, last_at
+            sweep = _ColonSweep(text, start, last_at)
             continue
-        colon = _top_level_colon(chunk[:at])
-        if colon < 0:
-            continue
-        return start + colon + 1, start + at
+        colon = sweep.first(start)
+        if colon >= 0:
+            return colon + 1, last_at
     return None
 
 
-def _top_level_colon(userinfo: str) -> int:
-    """The ``user:password`` colon, skipping colons inside ``${VAR:-x}``."""
-    depth = 0
-    for i, ch in enumerate(userinfo):
-        if userinfo.startswith("${", i):
-            depth += 1
-        elif ch == "}" and depth:
-            depth -= 1
-        elif ch == ":" and depth == 0:
+def _schemes(text: str, end: int | None = None) -> Iterator[tuple[int, int]]:
+    """(start, end) of every ``scheme://`` in ``text[:end]``, as ``re.finditer`` of the
+    scheme pattern finds them (leftmost first, not overlapping), in linear time."""
+    end = len(text) if end is None else end
+    q = text.find("://", 0, end)
+    rev = text[::-1] if q >= 0 else ""  # the run before "://" is read backwards, as a prefix of rev
+    while q >= 0:
+        # A run of scheme characters ends at q (":" is not one); a match starts at its first letter.
+        k = len(text) - q
+        run = _SCHEME_RUN.match(rev, k).end() - k
+        first = _NOT_LETTERS.match(text, q - run, q).end()
+        if first < q:
+            yield first, q + 3
+            q = text.find("://", q + 3, end)
+        else:
+            q = text.find("://", q + 1, end)
+
+
+def _hostlike(text: str, j: int, end: int, brace: int, tails: dict[int, bool]) -> bool:
+    """Whether ``text[j:end]`` starts with a host, an optional port and then a
+    delimiter or ``end`` (``brace``: the first ``}`` at or after ``j + 2``, or -1)."""
+    ends = []
+    for pat in (_HOST_V6, _HOST_NAME):
+        m = pat.match(text, j, end)
+        if m:
+            ends.append(m.end())
+    if brace >= 0 and text.startswith("${", j) and j + 2 <= end:
+        ends.append(brace + 1)
+    for e in ends:
+        ok = tails.get(e)
+        if ok is None:
+            ok = e == end or bool(_AFTER_HOST.match(text, e, end))
+            if not ok and text.startswith(":", e):
+                p = _PORT.match(text, e, end).end()
+                ok = p == end or bool(_AFTER_HOST.match(text, p, end))
+            tails[e] = ok
+        if ok:
+            return True
+    return False
+
+
+def _last_host_at(text: str, lo: int, end: int) -> int:
+    """The last ``@`` in ``text[lo:end]`` followed by something host-like, or -1."""
+    # The first "}" at or after brace_from (-1: none before end); searched
+    # right to left, so each stretch of text is searched for "}" once.
+    brace_from, brace = end, -1
+    tails: dict[int, bool] = {}  # one ${...} can end after many @: its port is read once
+    i = text.rfind("@", lo, end)
+    while i >= 0:
+        j = i + 1
+        if j + 2 < brace_from:
+            k = text.find("}", j + 2, brace_from)
+            brace_from, brace = j + 2, (k if k >= 0 else brace)
+        if _hostlike(text, j, end, brace if j + 2 <= end else -1, tails):
             return i
+        i = text.rfind("@", lo, i)
     return -1
+
+
+def _top_level_colon(text: str, start: int = 0, end: int | None = None) -> int:
+    """The ``user:password`` colon in ``text[start:end]``, skipping colons inside ``${VAR:-x}``."""
+    end = len(text) if end is None else end
+    if text.find("${", start, end) < 0:
+        return text.find(":", start, end)
+    depth = 0
+    for m in _COLON_EVENTS.finditer(text, start, end):
+        tok = m.group()
+        if tok == "${":
+            depth += 1
+        elif tok == "}":
+            depth = depth - 1 if depth else 0
+        elif depth == 0:
+            return m.start()
+    return -1
+
+
+class _ColonSweep:
+    """_top_level_colon(text, s, end) for every s >= start, from one pass.
+
+    With P the running count of ``${`` minus ``}``, the depth at i seen from s
+    is P(i) - min P over [s, i] (a ``}`` at depth 0 changes nothing), so a colon
+    at i is top-level from s when no position in [s, i) has a lower P. Swept
+    right to left with a stack of such colons, every s gets its answer.
+    """
+
+    def __init__(self, text: str, start: int, end: int) -> None:
+        events = [(m.start(), m.group()) for m in _COLON_EVENTS.finditer(text, start, end)]
+        level, before = 0, []
+        for _, tok in events:
+            before.append(level)
+            level += 1 if tok == "${" else -1 if tok == "}" else 0
+        self.positions = [pos for pos, _ in events]
+        self.answers = [-1] * len(events)
+        stack: list[tuple[int, int]] = []  # (position, P) of colons, nearest on top
+        for k in range(len(events) - 1, -1, -1):
+            while stack and stack[-1][1] > before[k]:
+                stack.pop()
+            if events[k][1] == ":":
+                stack.append((events[k][0], before[k]))
+            self.answers[k] = stack[-1][0] if stack else -1
+
+    def first(self, s: int) -> int:
+        """The top-level colon seen from ``s`` (no event between two events changes it)."""
+        import bisect
+
+        k = bisect.bisect_left(self.positions, s)
+        return self.answers[k] if k < len(self.answers) else -1
 
 
 def url_parts(text: str) -> tuple[str, str, str] | None:
@@ -132,10 +247,9 @@ def url_parts(text: str) -> tuple[str, str, str] | None:
     span = url_password_span(text)
     if span is None:
         return None
-    m = None
-    for m in _SCHEME.finditer(text[: span[0]]):
+    user_start = 0
+    for _, user_start in _schemes(text, span[0]):
         pass
-    user_start = m.end() if m else 0
     return text[user_start: span[0] - 1], text[span[0]: span[1]], text[span[1] + 1:]
 
 

@@ -908,6 +908,63 @@ def test_tls002_003_skipped_without_a_proxy(tmp_path, check_id):
     assert f.status == SKIPPED and "TLS-001" in f.reason
 
 
+def _opened_paths(monkeypatch) -> list[str]:
+    """Every path os.open is asked for from here on."""
+    opened: list[str] = []
+    real_open = os.open
+
+    def spy(path, *a, **kw):
+        opened.append(os.fsdecode(path))
+        return real_open(path, *a, **kw)
+    monkeypatch.setattr(os, "open", spy)
+    return opened
+
+
+def test_tls_skips_a_fifo_and_a_device_in_the_config_dirs(tmp_path):
+    """A FIFO would block the audit forever, /dev/zero never ends: neither is read, nor an error."""
+    for sub, host, expect in (("good", {"etc/caddy/Caddyfile": CADDY_GOOD}, PASS), ("none", {}, FAIL)):
+        base = tmp_path / sub
+        conf = base / "host" / "etc" / "caddy" / "conf.d"
+        conf.mkdir(parents=True)
+        os.mkfifo(conf / "fifo")
+        sites = base / "host" / "etc" / "nginx" / "sites-enabled"
+        sites.mkdir(parents=True)
+        (sites / "zero").symlink_to("/dev/zero")
+        f = tls(base, host, "TLS-001")
+        assert f.status == expect, f
+        assert "could not read" not in (f.reason or ""), f.reason
+
+
+def test_tls_read_config_returns_none_for_non_regular_files(tmp_path):
+    from checks.rules.tls import read_config
+
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "zero").symlink_to("/dev/zero")
+    (tmp_path / "proc").symlink_to("/proc/self/status")
+    (tmp_path / "ok").write_text("x {\n}\n")
+    assert read_config(str(tmp_path / "fifo"), "fifo") is None
+    assert read_config(str(tmp_path / "zero"), "zero") is None
+    assert read_config(str(tmp_path / "proc"), "proc") is None
+    assert read_config(str(tmp_path / "ok"), "ok").text == "x {\n}\n"
+
+
+def test_tls_never_opens_proc_or_sys_files(tmp_path, monkeypatch):
+    """/proc and /sys hold regular-looking files (this process's status, kernel
+    knobs): a link to one in a config dir, or /proc mounted into the proxy, is not read."""
+    host = tmp_path / "host" / "etc" / "caddy" / "conf.d"
+    host.mkdir(parents=True)
+    (host / "status").symlink_to("/proc/self/status")
+    (host / "kernel").symlink_to("/sys/kernel/mm/transparent_hugepage/enabled")
+    caddy = ("  caddy:\n    image: caddy:2\n    volumes:\n      - /proc:/etc/caddy:ro\n"
+             "      - /sys/kernel:/etc/caddy/conf.d:ro\n")
+    opened = _opened_paths(monkeypatch)
+    f = run(tmp_path, compose(API_LOCAL, caddy), "TLS-001", "internet")
+    assert f.status == FAIL
+    bad = [p for p in opened if p.startswith(("/proc/", "/sys/"))]
+    assert bad == [], bad[:5]
+    assert "could not read" not in (f.reason or ""), f.reason
+
+
 # --------------------------------------------------------------------------- OPS
 
 

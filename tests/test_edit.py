@@ -933,3 +933,94 @@ def test_sec004_refuses_to_encode_a_password_that_is_used_raw_too(tmp_path):
     p, _ = plan(root, host, {"SEC-004"})
     assert p.changes == [] and [r.check for r in p.refusals] == ["SEC-004"]
     assert "outside a URL" in p.refusals[0].reason and SLASHED not in p.refusals[0].reason
+
+
+def test_sec004_leaves_a_second_url_in_the_value_alone(tmp_path):
+    """SEC-004 judges the first URL with a password in the value (here from ${PRIMARY_DSN});
+    the literal URL after it, which it did not flag, must stay byte for byte."""
+    text = ("services:\n  api:\n    image: desterlib/api:0.2.0\n    environment:\n"
+            '      DATABASE_URL: "${PRIMARY_DSN} postgresql://mirror:w+x@mirror:5432/desterlib"\n')
+    env = "PRIMARY_DSN=postgresql://desterlib:p@ss@db:5432/desterlib\n"
+    root, host = make(tmp_path, text, env)
+    p, _ = plan(root, host, {"SEC-004"})
+    assert p.changes == [] and [r.check for r in p.refusals] == ["SEC-004"], p.changes
+
+
+def test_sec004_encodes_only_the_url_it_judged_in_an_env_file(tmp_path):
+    text = "services:\n  api:\n    image: desterlib/api:0.2.0\n    env_file: [.env]\n"
+    env = ("DATABASE_URL=postgresql://desterlib:p+ss@db:5432/desterlib\n"
+           "MIRROR_DSN=postgresql://mirror:w+x@mirror:5432/desterlib\n"
+           "BACKUP_URL='postgresql://backup:ok@db:5432/desterlib https://u:w+x@mirror'\n")
+    root, host = make(tmp_path, text, env)
+    p, _ = plan(root, host, {"SEC-004"})
+    assert not p.refusals
+    assert after(p, root, ".env").decode() == env.replace("p+ss", "p%2Bss")
+
+
+def _compose_config_json(tmp: Path, text: bytes) -> dict | None:
+    """What ``docker compose config`` makes of ``text`` (None where it is not installed; CI has it)."""
+    import json
+    import subprocess
+
+    try:
+        ok = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        ok = False
+    if not ok:
+        assert os.environ.get("CI") != "true", "docker compose is missing, and .ci/run installs it"
+        return None
+    d = tmp / "oracle"
+    d.mkdir()
+    (d / "docker-compose.yml").write_bytes(text)
+    proc = subprocess.run(["docker", "compose", "-f", str(d / "docker-compose.yml"), "config", "--format", "json",
+                           "--no-interpolate", "--no-env-resolution"], capture_output=True, text=True, cwd=str(d),
+                          timeout=60, env={**os.environ, "COMPOSE_DISABLE_ENV_FILE": "1"})
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("default", ["  default:\n    external: true\n    name: proxy\n", "  default:\n    name: dester\n"],
+                         ids=["external", "named"])
+def test_net005_never_takes_a_service_off_a_customised_default_network(tmp_path, default):
+    """The reverse-proxy layout: the default network is the proxy's. Every service stays on
+    it (Docker Compose itself says so), and joins desterlib-net beside it."""
+    text = ("services:\n  api:\n    image: desterlib/api:0.2.0\n  db:\n    image: postgres:16.4\n"
+            "networks:\n" + default)
+    root, host = make(tmp_path, text)
+    p, _ = plan(root, host, {"NET-005"})
+    assert not p.refusals and any("stays on it" in n for n in p.notes)
+    new = after(p, root, "docker-compose.yml")
+    doc = yaml.safe_load(new)
+    for name in ("api", "db"):
+        assert doc["services"][name]["networks"] == ["default", "desterlib-net"]
+    assert doc["networks"]["default"] == yaml.safe_load("networks:\n" + default)["networks"]["default"]
+    config = _compose_config_json(tmp_path, new)
+    if config is not None:
+        for name in ("api", "db"):
+            assert set(config["services"][name]["networks"]) == {"default", "desterlib-net"}
+        assert config["networks"]["default"]["name"] == ("proxy" if "external" in default else "dester")
+        assert config["networks"]["default"].get("external", False) == ("external" in default)
+
+
+def test_net005_moves_every_service_or_none(tmp_path):
+    """A service the fix cannot edit (a one-line mapping) would stay on the default network,
+    cut off from the others: then no service is moved."""
+    text = ("services:\n  api:\n    image: desterlib/api:0.2.0\n  db:\n    image: postgres:16.4\n"
+            '  cache: {image: "redis:7.2"}\n')
+    root, host = make(tmp_path, text)
+    p, _ = plan(root, host, {"NET-005"})
+    assert p.changes == []
+    assert [r.check for r in p.refusals] == ["NET-005", "NET-005"] and "no service was moved" in p.refusals[-1].reason
+
+
+def test_net005_on_the_plain_default_network_moves_all_services(tmp_path):
+    text = "services:\n  api:\n    image: desterlib/api:0.2.0\n  db:\n    image: postgres:16.4\nnetworks:\n  default:\n"
+    root, host = make(tmp_path, text)
+    p, _ = plan(root, host, {"NET-005"})
+    assert not p.refusals
+    new = after(p, root, "docker-compose.yml")
+    doc = yaml.safe_load(new)
+    assert doc["services"]["api"]["networks"] == doc["services"]["db"]["networks"] == ["desterlib-net"]
+    config = _compose_config_json(tmp_path, new)
+    if config is not None:
+        assert set(config["services"]["api"]["networks"]) == set(config["services"]["db"]["networks"]) == {"desterlib-net"}

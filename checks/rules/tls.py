@@ -3,19 +3,25 @@
 Looks for Caddy and nginx configurations under /etc/caddy, /etc/nginx and the
 install directory (and files a caddy/nginx service in the compose file mounts)
 that proxy to the API port.
+
+Only regular files are read (a mount can expose anything: a FIFO would hang the
+audit, /dev/zero never ends, /proc/self/environ holds this process's
+environment), each opened without following a last-moment link and capped.
 """
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import glob
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 
 from ..findings import FAIL, PASS, SKIPPED, Outcome
 from ..model import Where
-from ..textio import read_source
+from ..textio import MAX_CONFIG_BYTES, Source, decode_source
 from ..errors import InputError
 from . import Context, check
 from .common import api_port, api_service
@@ -177,18 +183,93 @@ def _candidate_files(ctx: Context) -> list[tuple[str, str]]:
         if kind is None:
             continue
         for m in svc.mounts:
-            if m.host_path and os.path.isfile(m.host_path):
+            if m.host_path and _in_pseudo(os.path.realpath(m.host_path), host):
+                continue  # /proc mounted into the proxy: thousands of entries, none of them configuration
+            if m.host_path and os.path.isdir(m.host_path):
+                files += [(kind, p) for p in glob.glob(os.path.join(m.host_path, "*"))]
+            elif m.host_path:
                 files.append((kind, m.host_path))
-            elif m.host_path and os.path.isdir(m.host_path):
-                files += [(kind, p) for p in glob.glob(os.path.join(m.host_path, "*")) if os.path.isfile(p)]
     seen = set()
     out = []
     for kind, path in files:
-        real = os.path.realpath(path)
-        if real not in seen and os.path.isfile(path):
+        real = _regular_config(path, host)
+        if real is not None and real not in seen:
             seen.add(real)
             out.append((kind, path))
     return out
+
+
+#: Kernel and device filesystems: their "files" are not configuration, and
+#: reading some of them blocks, never ends, or returns this process's secrets.
+_PSEUDO = ("proc", "sys", "dev")
+
+
+def _pseudo_devices() -> set[int]:
+    out = set()
+    for top in ("/proc", "/sys"):
+        try:
+            out.add(os.stat(top).st_dev)
+        except OSError:
+            pass
+    return out
+
+
+def _in_pseudo(real: str, host_root: str) -> bool:
+    for top in _PSEUDO:
+        for base in {"/", host_root}:
+            d = os.path.join(base, top)
+            if real == d or real.startswith(d + os.sep):
+                return True
+    return False
+
+
+def _regular_config(path: str, host_root: str) -> str | None:
+    """The real path of ``path`` if it is a regular file outside /proc, /sys and /dev, else None."""
+    real = os.path.realpath(path)
+    if _in_pseudo(real, host_root):
+        return None
+    try:
+        st = os.lstat(real)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_dev in _pseudo_devices():
+        return None
+    return real
+
+
+def read_config(path: str, display: str, host_root: str = "/") -> Source | None:
+    """A proxy configuration file's text; None when it is not a regular file
+    (skipped, not an error); InputError when it cannot be read or is too big."""
+    real = _regular_config(path, host_root)
+    if real is None:
+        return None
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(real, flags)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOENT, errno.ENXIO):
+            return None  # replaced by a link (or gone, or a socket) since it was looked at
+        raise InputError(f"cannot open proxy configuration: {os.strerror(exc.errno or errno.EIO)}", display) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_dev in _pseudo_devices():
+            return None  # swapped for a FIFO or a device since it was looked at
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise InputError(f"proxy configuration is over the {MAX_CONFIG_BYTES // 1048576} MiB limit", display)
+        chunks, total = [], 0
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > MAX_CONFIG_BYTES:  # grew while we read it
+                raise InputError(f"proxy configuration is over the {MAX_CONFIG_BYTES // 1048576} MiB limit", display)
+            chunks.append(chunk)
+    except OSError as exc:
+        raise InputError(f"cannot read proxy configuration: {os.strerror(exc.errno or errno.EIO)}", display) from None
+    finally:
+        os.close(fd)
+    return decode_source(real, display, "proxy configuration", b"".join(chunks), st)
 
 
 def find_proxies(ctx: Context) -> tuple[list[Proxy], list[str]]:
@@ -200,9 +281,11 @@ def find_proxies(ctx: Context) -> tuple[list[Proxy], list[str]]:
     for kind, path in _candidate_files(ctx):
         display = ctx.inst.display(path)
         try:
-            src = read_source(path, display, "proxy configuration")
+            src = read_config(path, display, ctx.inst.host_root)
         except InputError:
             unreadable.append(display)
+            continue
+        if src is None:
             continue
         parse = parse_caddy if kind == "caddy" else parse_nginx
         proxies += parse(src.text, display, port)
