@@ -20,7 +20,10 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line and exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+        from checks.textio import shown_line
+
+        # The message can quote an argument as given: `audit $'\e[2J'`.
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {shown_line(message)} (see --help)\n")
 
 
 def _ids(text: str) -> set[str]:
@@ -282,11 +285,13 @@ def _recover_if_needed(args) -> None:
     try:
         recover(directory, wait=False)
     except EngineError as exc:  # the audit only reads: warn and go on
-        print(f"dester-harden: warning: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"dester-harden: warning: {_one_line(str(exc))}", file=sys.stderr)
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    from checks.textio import shown_line
+
+    return shown_line(text)
 
 
 def _color_enabled(stream) -> bool:
