@@ -713,3 +713,42 @@ def test_a_reader_closing_the_pipe_is_not_an_error(piped_install, which, args, r
     code, err = _run_into_closed_pipe(full, read_first_line, env)
     assert err == "", err  # no "Exception ignored ... BrokenPipeError", no "Broken pipe" error
     assert code == expected.code  # the command's own answer, not 2, 120 or 141
+
+
+# -- control characters from input are shown escaped (issue 8, item 7) ------------------------
+
+
+def test_control_characters_in_names_keys_and_paths_are_shown_escaped(tmp_path):
+    from tests.installs import RAW_CONTROL, control_name_install
+
+    root = control_name_install(tmp_path / "install")
+    r = run_cli("audit", "--dir", str(root), "--host-root", str(tmp_path), "--fail-on", "never")
+    assert r.code == 0, r.err
+    assert not RAW_CONTROL.search(r.out + r.err), RAW_CONTROL.findall(r.out + r.err)
+    assert "db\\x1b[2J\\x1b[H\\rfake" in r.out  # the service, as it is named
+    assert "api\\u202e.env" in r.out
+    for fmt in ("json", "sarif"):
+        r = run_cli("audit", "--dir", str(root), "--host-root", str(tmp_path), "--format", fmt, "--fail-on", "never")
+        assert r.code == 0, r.err
+        assert not RAW_CONTROL.search(r.out + r.err), (fmt, RAW_CONTROL.findall(r.out))
+        doc = json.loads(r.out)  # the data itself is kept: JSON readers get the real name
+        if fmt == "json":
+            assert "db\x1b[2J\x1b[H\rfake" in doc["install"]["services"]
+            assert "api\u202e.env" in doc["install"]["env_files"]
+
+
+@pytest.mark.parametrize("args", [
+    ["audit", "-f", "missing\x1b[2J\n\u202e.yml"],
+    ["audit", "--only", "NET-001,\x1b[2J\u202e"],
+    ["audit", "\x1b]0;pwned\x07"],
+])
+def test_error_messages_show_control_characters_escaped(tmp_path, args):
+    (tmp_path / "docker-compose.yml").write_text("services:\n  api:\n    image: desterlib/api:1.0.0\n")
+    r = run_cli(*args, "--dir", str(tmp_path))
+    assert r.code == 2 and r.out == ""
+    assert r.err.count("\n") == 1 and r.err.startswith("dester-harden")
+    assert not RAW_CONTROL_ERR.search(r.err), repr(r.err)
+    assert "\\x1b" in r.err
+
+
+RAW_CONTROL_ERR = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e]")
