@@ -8,7 +8,8 @@ found during discovery wherever it appears, in every form it may be written in
 multi-line value). Common default passwords (``postgres``) are masked
 structurally only, so ``postgres:••••@postgres`` stays readable; short secrets
 (a 2-character password) are masked only where they stand as a whole word, so
-``x7`` is masked in ``-a x7`` but not inside ``0x7f``.
+``x7`` is masked in ``-a x7`` but not inside ``0x7f`` (short numbers only
+structurally: as words they are every count and port in the report).
 """
 
 from __future__ import annotations
@@ -161,7 +162,10 @@ SHORT_SECRET = 6
 _QUERY = re.compile(r"(?P<pre>[?&;](?P<name>[A-Za-z][A-Za-z0-9_.\-]*)=)(?P<val>[^&#\s\"'<>]+)")
 _QUERY_NAMES = {"SIG", "SIGNATURE", "AUTH", "CODE", "KEY"}
 #: An HTTP authorization header value: ``Bearer TOKEN``, ``Basic BASE64``.
-_BEARER = re.compile(r"(?P<pre>\b(?:[Bb]earer|BEARER|Basic)\s+)(?P<val>[A-Za-z0-9._~+/\-]+=*)")
+_BEARER = re.compile(r"(?P<pre>\b(?:[Bb]earer|BEARER|Basic)\s+)(?P<val>[A-Za-z0-9._~+/\-]{8,}=*)")
+#: What tells a token from prose ("Bearer tokens", "Basic Authentication"): a
+#: digit or punctuation, or a capital letter after the first character.
+_TOKENISH = re.compile(r"[0-9._~+/\-=]|.[A-Z]")
 #: A block (``|``) or folded (``>``) scalar header: its lines follow, each masked by value.
 _BLOCK_HEADER = re.compile(r"^[|>][0-9+\-]*\s*(#.*)?$")
 #: Word boundaries for short secrets: whitespace, quotes, brackets, ``=`` and ``,``.
@@ -177,7 +181,7 @@ def is_secret_param(name: str) -> bool:
 def structural_values(text: str) -> list[str]:
     """Secret values whose position gives them away: secret query parameters, Bearer/Basic tokens."""
     found = [m.group("val") for m in _QUERY.finditer(text) if is_secret_param(m.group("name"))]
-    found += [m.group("val") for m in _BEARER.finditer(text)]
+    found += [m.group("val") for m in _BEARER.finditer(text) if _TOKENISH.search(m.group("val"))]
     return [v for v in found if not _is_ref(v)]
 
 
@@ -217,7 +221,9 @@ class Masker:
         distinct = {s for s in distinct if s.lower() not in _COMMON_VALUES}
         # Longest first, so a secret containing another is replaced whole.
         self.values = sorted((s for s in distinct if len(s) >= SHORT_SECRET), key=len, reverse=True)
-        short = sorted((s for s in distinct if len(s) < SHORT_SECRET), key=lambda s: (-len(s), s))
+        # A short number (a 4-digit PIN) is masked structurally only: as a word it
+        # is every count, port and line number of the report.
+        short = sorted((s for s in distinct if len(s) < SHORT_SECRET and not s.isdigit()), key=lambda s: (-len(s), s))
         self._short = (re.compile(_WORD_BEFORE + "(?:" + "|".join(re.escape(s) for s in short) + ")" + _WORD_AFTER)
                        if short else None)
 
@@ -261,7 +267,8 @@ class Masker:
             text = text[: span[0]] + self.mask + text[span[1]:]
         text = _QUERY.sub(lambda m: m.group("pre") + self.mask if is_secret_param(m.group("name"))
                           and not _is_ref(m.group("val")) else m.group(0), text)
-        text = _BEARER.sub(lambda m: m.group("pre") + self.mask if not _is_ref(m.group("val")) else m.group(0), text)
+        text = _BEARER.sub(lambda m: m.group("pre") + self.mask if _TOKENISH.search(m.group("val"))
+                           and not _is_ref(m.group("val")) else m.group(0), text)
         for value in self.values:
             if value in text:
                 text = text.replace(value, self.mask)

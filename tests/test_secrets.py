@@ -619,3 +619,12 @@ def test_structural_masking_of_escaped_and_positional_secrets(line, shown):
     from checks.secrets import Masker
 
     assert Masker((), "****").line(line) == shown
+
+
+@pytest.mark.parametrize("line", ["Bearer tokens expire", "Basic Authentication at the proxy",
+                                  "1 failed, 42 passed, 3 skipped", "docker-compose.yml:42 [api]  PORT: 42"])
+def test_positional_and_short_masking_leaves_prose_and_numbers_readable(line):
+    """A short numeric secret is masked at its key only: as a word it is every count and line number."""
+    from checks.secrets import Masker
+
+    assert Masker({"42", "x7"}, "****").text(line) == line
