@@ -160,7 +160,7 @@ _REQUIREPASS = re.compile(r"(?P<pre>--requirepass[\"',]?\s+[\"']?|^\s*requirepas
 SHORT_SECRET = 6
 #: A query parameter whose value is a credential whatever the key above it is named.
 _QUERY = re.compile(r"(?P<pre>[?&;](?P<name>[A-Za-z][A-Za-z0-9_.\-]*)=)(?P<val>[^&#\s\"'<>]+)")
-_QUERY_NAMES = {"SIG", "SIGNATURE", "AUTH", "CODE", "KEY"}
+_QUERY_NAMES = {"SIG", "SIGNATURE", "AUTH", "KEY"}
 #: An HTTP authorization header value: ``Bearer TOKEN``, ``Basic BASE64``.
 _BEARER = re.compile(r"(?P<pre>\b(?:[Bb]earer|BEARER|Basic)\s+)(?P<val>[A-Za-z0-9._~+/\-]{8,}=*)")
 #: What tells a token from prose ("Bearer tokens", "Basic Authentication"): a
