@@ -503,8 +503,11 @@ class Session:
 
     # -- display -----------------------------------------------------------------
     def display(self, path: str) -> str:
+        """A path as the screens show it: relative to the install, control characters escaped."""
+        from .textio import shown
+
         rel = os.path.relpath(path, self.root)
-        return path if rel.startswith("..") else rel
+        return shown(path if rel.startswith("..") else rel)
 
 
 def conflict_marks(conflicts) -> frozenset:

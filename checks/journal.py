@@ -88,7 +88,7 @@ class Redactor:
         if isinstance(secrets, dict):
             self.by_token = dict(secrets)
         else:
-            ordered = sorted({v for s in secrets if s and len(s) >= 3 for v in _forms(s)}, key=lambda s: (-len(s), s))
+            ordered = sorted({v for s in secrets if s for v in _forms(s)}, key=lambda s: (-len(s), s))
             self.by_token = {TOKEN.format(i): s for i, s in enumerate(ordered)}
 
     def redact(self, data: bytes) -> bytes:

@@ -2,7 +2,8 @@
 
 Unified diffs per file with secrets masked (unless revealed), a table of mode
 changes, and the media tree as counts. The same text serves ``fix`` and
-``undo``.
+``undo``. Every line shows its control characters escaped (checks.textio.shown),
+masked first: a ``\r`` or an ESC in a file cannot hide or fake a line of a plan.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from typing import Iterator
 
 from .plan import FileEdit, ModeChange, Plan, TreeChmod
 from .secrets import MASK, Masker
+from .textio import shown
 
 
 def _display(path: str, root: str) -> str:
     rel = os.path.relpath(path, root)
-    return path if rel.startswith("..") else rel
+    return shown(path if rel.startswith("..") else rel)
 
 
 def _lines(data: bytes | None) -> list[str]:
@@ -46,6 +48,7 @@ def file_diff(change: FileEdit, root: str, masker: Masker | None) -> list[str]:
     out = [l.rstrip("\n") for l in difflib.unified_diff(before, after, head_a, head_b, n=2)]
     if masker is not None:
         out = [l[:1] + masker.line(l[1:]) if l[:1] in " +-" and not l.startswith(("--- ", "+++ ")) else l for l in out]
+    out = [shown(l) for l in out]
     if change.before is None:
         out.insert(0, f"new file {name} (mode {oct(change.mode or 0o600)[2:].zfill(4)})")
     elif change.after is None:
@@ -98,12 +101,12 @@ def render(plan: Plan, root: str, reveal: bool = False, mask: str = MASK) -> str
         out.append("")
         out.append("Not changed (do these by hand):")
         for r in plan.refusals:
-            out.append(f"  {r.check}: {r.reason}")
-            out.append(f"    By hand: {r.manual}")
+            out.append(f"  {r.check}: {shown(r.reason)}")
+            out.append(f"    By hand: {shown(r.manual)}")
     if plan.notes:
         out.append("")
         for note in plan.notes:
-            out.append("Note: " + note)
+            out.append("Note: " + shown(note))
     text = "\n".join(out) + "\n"
     return masker.text(text) if masker is not None else text
 
@@ -125,4 +128,4 @@ def list_tree(tree: TreeChmod) -> Iterator[str]:
         new = walk.target_mode(st.st_mode, ok)
         if new is not None:
             kind = "d" if stat.S_ISDIR(st.st_mode) else "f"
-            yield f"{kind} {stat.S_IMODE(st.st_mode):04o} -> {new:04o}  {os.path.join(tree.root, e.rel) if e.rel else tree.root}"
+            yield f"{kind} {stat.S_IMODE(st.st_mode):04o} -> {new:04o}  {shown(os.path.join(tree.root, e.rel) if e.rel else tree.root)}"

@@ -1,7 +1,9 @@
 """Rendering a report as text (80 columns), JSON or SARIF 2.1.0.
 
 Every renderer's output passes through the report's masker once more before it
-leaves, so a secret that slipped into a reason or a path is still masked.
+leaves, so a secret that slipped into a reason or a path is still masked. Text
+from input is shown with its control characters escaped (checks.textio.shown);
+JSON and SARIF keep the data, with what a terminal acts on written as escapes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from .audit import Report
 from .catalog import CATALOG, SEVERITY_RANK
 from .findings import ERROR, FAIL, PASS, SKIPPED, Finding
 from .model import LAYOUT_NAMES
+from .textio import json_safe, shown
 
 WIDTH = 80
 TOOL_URI = "https://github.com/dester-harden/dester-harden"
@@ -33,6 +36,9 @@ class _Style:
 
 
 def _wrap(text: str, indent: int, first: str = "", hang: int | None = None) -> list[str]:
+    # Every line of the text report is built here: escape before wrapping, so
+    # an ESC or a \r from a service name or a file never reaches the terminal.
+    text = shown(text)
     pad = " " * indent
     rest = " " * hang if hang is not None else pad + " " * len(first)
     return textwrap.wrap(text, WIDTH, initial_indent=pad + first, subsequent_indent=rest,
@@ -136,7 +142,7 @@ def as_dict(report: Report) -> dict:
 
 def render_json(report: Report) -> str:
     text = json.dumps(as_dict(report), indent=2, ensure_ascii=False)
-    return _mask_lines(text, report) + "\n"
+    return json_safe(_mask_lines(text, report)) + "\n"
 
 
 def _uri(path: str) -> str:
@@ -223,4 +229,4 @@ def render_sarif(report: Report) -> str:
             "properties": {"profile": report.profile, "score": report.score, "layout": inst.layout},
         }],
     }
-    return _mask_lines(json.dumps(doc, indent=2, ensure_ascii=False), report) + "\n"
+    return json_safe(_mask_lines(json.dumps(doc, indent=2, ensure_ascii=False), report)) + "\n"

@@ -1,10 +1,15 @@
 """Recognising secrets, and keeping them out of every line we print.
 
 Two layers: structural masking (a password position in a URL, the value of a
-credential-shaped key, a ``--requirepass`` argument) and a safety net that
-replaces every distinctive secret value found during discovery wherever it
-appears. Common default passwords (``postgres``) are masked structurally only,
-so ``postgres:••••@postgres`` stays readable.
+credential-shaped key, a ``--requirepass`` argument, a secret-named query
+parameter, a ``Bearer`` token) and a safety net that replaces every secret value
+found during discovery wherever it appears, in every form it may be written in
+(escaped inside quotes, percent-encoded, JSON-escaped, each line of a
+multi-line value). Common default passwords (``postgres``) are masked
+structurally only, so ``postgres:••••@postgres`` stays readable; short secrets
+(a 2-character password) are masked only where they stand as a whole word, so
+``x7`` is masked in ``-a x7`` but not inside ``0x7f`` (short numbers only
+structurally: as words they are every count and port in the report).
 """
 
 from __future__ import annotations
@@ -264,14 +269,77 @@ _KV = re.compile(
 _REQUIREPASS = re.compile(r"(?P<pre>--requirepass[\"',]?\s+[\"']?|^\s*requirepass\s+[\"']?)(?P<pw>[^\s\"',\]]+)", re.I | re.M)
 
 
+#: Below this length a value is masked only as a whole word: replacing every
+#: occurrence of ``x7`` would garble hashes, ports and words in the report.
+SHORT_SECRET = 6
+#: A query parameter whose value is a credential whatever the key above it is named.
+_QUERY = re.compile(r"(?P<pre>[?&;](?P<name>[A-Za-z][A-Za-z0-9_.\-]*)=)(?P<val>[^&#\s\"'<>]+)")
+_QUERY_NAMES = {"SIG", "SIGNATURE", "AUTH", "KEY"}
+#: An HTTP authorization header value: ``Bearer TOKEN``, ``Basic BASE64``.
+_BEARER = re.compile(r"(?P<pre>\b(?:[Bb]earer|BEARER|Basic)\s+)(?P<val>[A-Za-z0-9._~+/\-]{8,}=*)")
+#: What tells a token from prose ("Bearer tokens", "Basic Authentication"): a
+#: digit or punctuation, or a capital letter after the first character.
+_TOKENISH = re.compile(r"[0-9._~+/\-=]|.[A-Z]")
+#: A block (``|``) or folded (``>``) scalar header: its lines follow, each masked by value.
+_BLOCK_HEADER = re.compile(r"^[|>][0-9+\-]*\s*(#.*)?$")
+#: Word boundaries for short secrets: whitespace, quotes, brackets, ``=`` and ``,``.
+_WORD_BEFORE = r"(?<![^\s\"'=,\[(])"
+_WORD_AFTER = r"(?![^\s\"',\])])"
+
+
+def is_secret_param(name: str) -> bool:
+    """Whether a URL query parameter's value is a credential (``token``, ``access_token``, ``api_key``)."""
+    return is_secret_key(name) or any(t in _QUERY_NAMES for t in _tokens(name))
+
+
+def structural_values(text: str) -> list[str]:
+    """Secret values whose position gives them away: secret query parameters, Bearer/Basic tokens."""
+    found = [m.group("val") for m in _QUERY.finditer(text) if is_secret_param(m.group("name"))]
+    found += [m.group("val") for m in _BEARER.finditer(text) if _TOKENISH.search(m.group("val"))]
+    return [v for v in found if not _is_ref(v)]
+
+
+def written_forms(secret: str) -> set[str]:
+    """``secret`` as it may appear in a file or in our own output.
+
+    Escaped inside YAML or dotenv double quotes (``\\"``, ``\\n``), inside single
+    quotes (``''``, dotenv's ``\\'``), percent-encoded, JSON-escaped (the JSON and
+    SARIF reports are masked after encoding).
+    """
+    import json
+    from urllib.parse import quote
+
+    forms = {secret}
+    dq = secret.replace("\\", "\\\\").replace('"', '\\"')
+    forms.add(dq)
+    for ch, esc in (("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
+        dq = dq.replace(ch, esc)
+    forms.add(dq)
+    forms.add(secret.replace("'", "''"))
+    forms.add(secret.replace("\\", "\\\\").replace("'", "\\'"))
+    forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
+    forms.add(json.dumps(secret)[1:-1])
+    for safe in ("", "/"):
+        enc = quote(secret, safe=safe)
+        forms.add(enc)
+        forms.add(re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), enc))
+    return {f for f in forms if f}
+
+
 class Masker:
     """Masks secrets in text that is about to be shown."""
 
     def __init__(self, secrets: Iterable[str] = (), mask: str = MASK) -> None:
         self.mask = mask
-        distinct = {s for s in secrets if s and len(s) >= 6 and s.lower() not in _COMMON_VALUES}
+        distinct = {f for s in secrets if s and s.strip() and s.lower() not in _COMMON_VALUES for f in written_forms(s)}
+        distinct = {s for s in distinct if s.lower() not in _COMMON_VALUES}
         # Longest first, so a secret containing another is replaced whole.
-        self.values = sorted(distinct, key=len, reverse=True)
+        self.values = sorted((s for s in distinct if len(s) >= SHORT_SECRET), key=len, reverse=True)
+        # A short number (a 4-digit PIN) is masked structurally only: as a word it
+        # is every count, port and line number of the report.
+        short = sorted((s for s in distinct if len(s) < SHORT_SECRET and not s.isdigit()), key=lambda s: (-len(s), s))
+        self._short = (re.compile(_WORD_BEFORE + "(?:" + "|".join(re.escape(s) for s in short) + ")" + _WORD_AFTER)
+                       if short else None)
 
     def line(self, text: str) -> str:
         """Mask one line of configuration structurally, then by value."""
@@ -286,10 +354,14 @@ class Masker:
     def _mask_value(self, val: str) -> str:
         stripped = val.strip()
         comment = ""
+        if _BLOCK_HEADER.match(stripped):
+            return val  # `KEY: |`: the value is on the lines below, masked by value
         quote = stripped[:1] if stripped[:1] in "\"'" else ""
         if quote:
-            close = stripped.find(quote, 1)
-            rest = stripped[close + 1:] if close > 0 else ""
+            close = closing_quote(stripped, quote)
+            if close < 0:  # the value goes on past this line: mask all of it
+                return quote + self.mask
+            rest = stripped[close + 1:]
             return (quote + self.mask + quote + rest) if not _is_ref(stripped[1:close]) else val
         if " #" in val:
             val, comment = val.split(" #", 1)
@@ -307,10 +379,38 @@ class Masker:
             if span[0] == span[1] or _is_ref(text[span[0]:span[1]]):
                 break  # no password, or ${VAR}: a name, not a secret
             text = text[: span[0]] + self.mask + text[span[1]:]
+        text = _QUERY.sub(lambda m: m.group("pre") + self.mask if is_secret_param(m.group("name"))
+                          and not _is_ref(m.group("val")) else m.group(0), text)
+        text = _BEARER.sub(lambda m: m.group("pre") + self.mask if _TOKENISH.search(m.group("val"))
+                           and not _is_ref(m.group("val")) else m.group(0), text)
         for value in self.values:
             if value in text:
                 text = text.replace(value, self.mask)
+        if self._short is not None:
+            text = self._short.sub(self.mask, text)
         return text
+
+
+def closing_quote(text: str, quote: str) -> int:
+    """The index of the quote closing ``text[0]``, or -1 when it is not on this line.
+
+    Escapes are skipped whichever file the line comes from: ``\\"`` and ``\\'``
+    (YAML double quotes, dotenv) and ``''`` (YAML single quotes). Where that is
+    ambiguous (``'a\\'`` in YAML) the value is taken to run on, masking more.
+    """
+    i = 1
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == quote:
+            if quote == "'" and text[i + 1:i + 2] == "'":
+                i += 2
+                continue
+            return i
+        i += 1
+    return -1
 
 
 def _is_ref(value: str) -> bool:
@@ -319,32 +419,44 @@ def _is_ref(value: str) -> bool:
 
 
 def collect_secrets(inst: "Installation") -> set[str]:
-    """Every secret value in the installation's env files and compose environment."""
-    found: set[str] = set()
+    """Every secret value in the installation's env files and compose environment.
 
-    def add(key: str, value: str | None) -> None:
+    Besides each value, the text it is written as (escapes and all, from the
+    file) and each line of a multi-line value: a diff or an evidence line shows
+    one line of a block scalar at a time.
+    """
+    found: set[str] = set()
+    sources = {src.display: src for src in inst.compose_files}
+
+    def add(key: str, value: str | None, written: str | None = None) -> None:
         if not value:
             return
-        if is_secret_key(key) and not is_flag_value(value):
+        if is_secret_key(key) and not is_flag_value(value) and not (is_knob_key(key) and is_quantity(value)):
             found.add(value)
+            for text in (value, written):
+                if text and (text is value or "$" not in text):  # ${VAR} as written is a name
+                    found.update(line_pieces(text))
         userinfo = url_userinfo(value)
         if userinfo and userinfo[1]:
             found.add(userinfo[1])
             from urllib.parse import unquote
 
             found.add(unquote(userinfo[1]))
+        found.update(structural_values(value))
         for m in _REQUIREPASS.finditer(value):
             if "$" not in m.group("pw"):
                 found.add(m.group("pw"))
 
     for ef in inst.env_files:
         for e in ef.entries:
-            add(e.key, e.value)
+            written = _env_written(e.text)
+            add(e.key, e.value, written)
             if e.raw and "$" not in e.raw:
                 add(e.key, e.raw)
     for svc in inst.services:
-        for var in svc.environment.values():
-            add(var.key, var.value)
+        for var in list(svc.environment.values()) + list(svc.compose_env_written):
+            written = _yaml_written(var, sources) if var.origin == "compose" else _env_written(var.where.text)
+            add(var.key, var.value, written)
             if var.raw and "$" not in var.raw:
                 add(var.key, var.raw)
         cmd = svc.opt("command")
@@ -354,8 +466,53 @@ def collect_secrets(inst: "Installation") -> set[str]:
             for m in _REQUIREPASS.finditer(joined):
                 if "$" not in m.group("pw"):
                     found.add(m.group("pw"))  # a ${VAR} is a name, not a secret; its value is in .env
+            found.update(structural_values(joined))
     for value in inst.project_env.values():
         userinfo = url_userinfo(value)
         if userinfo and userinfo[1]:
             found.add(userinfo[1])
-    return {s for s in found if s}
+        found.update(structural_values(value))
+    return {s for s in found if s and s.strip()}
+
+
+def line_pieces(text: str) -> set[str]:
+    """The value as written without its quotes, and each of its lines (3 characters or more)."""
+    inner = text.strip()
+    if inner[:1] in "\"'" and inner[-1:] == inner[:1] and len(inner) >= 2:
+        inner = inner[1:-1]
+    out = {inner} if inner else set()
+    lines = inner.splitlines()
+    if len(lines) > 1:
+        for line in lines:
+            piece = line.strip().strip("\"'").strip()
+            if len(piece) >= 3 and not _BLOCK_HEADER.match(piece):
+                out.add(piece)
+    return out
+
+
+def _env_written(text: str | None) -> str | None:
+    """The value part of a ``KEY=value`` entry as written (quotes and escapes kept)."""
+    if not text or "=" not in text:
+        return None
+    value = text.split("=", 1)[1].lstrip()
+    quote = value[:1]
+    if quote in "\"'":
+        close = closing_quote(value, quote)
+        return value[: close + 1] if close > 0 else value
+    return value.split(" #", 1)[0].rstrip()
+
+
+def _yaml_written(var, sources: dict) -> str | None:
+    """A compose value's scalar as written in its file (block and folded scalars included)."""
+    node = var.setting.node if var.setting is not None else None
+    src = sources.get(node.file) if node is not None else None
+    if src is None or not node.is_scalar():
+        return None
+    text = src.text[node.start:node.end]
+    if node.style in ("|", ">"):
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+    if isinstance(node.value, str) and node.value.startswith(var.key + "=") and "=" in text:
+        text = text.split("=", 1)[1]  # `- "KEY=value"`: the value only
+        if text[-1:] in "\"'" and text[-1:] not in text[:-1]:
+            text = text[:-1]
+    return text

@@ -1,13 +1,17 @@
-"""Reading configuration files safely: size limits, encodings, file types.
+"""Reading configuration files safely, and showing what they hold safely.
 
 Every file the audit reads goes through :func:`read_source`, so the limits and
-the error wording are the same everywhere.
+the error wording are the same everywhere. Everything taken from input (a
+service name, a path, a line of a file) goes through :func:`shown` on its way
+to a terminal, so no byte of it can move the cursor, clear the screen, reorder
+text (bidi overrides) or fake a line of a plan.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from dataclasses import dataclass
 
@@ -39,6 +43,57 @@ class Source:
     uid: int
     gid: int
     mtime: float
+
+
+#: C0 and C1 controls, DEL, and the invisible format characters that change how
+#: text around them is shown: bidi embeddings, overrides, isolates and marks,
+#: zero-width characters, line/paragraph separators, tag characters, and lone
+#: surrogates (undecodable file names).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\xad\u061c\u115f\u1160\u180e\u200b-\u200f\u2028-\u202e"
+                     "\u2060-\u206f\u3164\ufeff\ufff9-\ufffb\ud800-\udfff\U000e0000-\U000e007f]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(m: re.Match) -> str:
+    ch = m.group(0)
+    if ch in _NAMED:
+        return _NAMED[ch]
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def shown(text: str) -> str:
+    """``text`` with every control character escaped (``\\x1b``, ``\\r``, ``\\n``, ``\\u202e``).
+
+    The one escaping function for text output: applied to each piece of input
+    at the output boundary, after masking (a secret is matched as written).
+    Idempotent: a backslash is left as it is, so escaping twice changes
+    nothing. JSON keeps the raw data (see :func:`json_safe`).
+    """
+    return _UNSAFE.sub(_escape, text) if text else text
+
+
+def shown_line(text: str) -> str:
+    """A message as one line: whitespace runs collapsed, every control character escaped."""
+    return " ".join(shown(text).split())
+
+
+def json_safe(text: str) -> str:
+    """JSON text (``ensure_ascii=False``) with the characters a terminal acts on as ``\\uXXXX`` escapes.
+
+    json already escapes C0 controls; C1 controls, bidi overrides and lone
+    surrogates would otherwise pass through raw. A parser reads the same data.
+    """
+    def esc(m: re.Match) -> str:
+        code = ord(m.group(0))
+        if m.group(0) in "\n\r\t":  # outside strings: the layout (json escapes them inside)
+            return m.group(0)
+        if code < 0x10000:
+            return f"\\u{code:04x}"
+        code -= 0x10000
+        return f"\\u{0xd800 + (code >> 10):04x}\\u{0xdc00 + (code & 0x3ff):04x}"
+
+    return _UNSAFE.sub(esc, text)
 
 
 def _line_of(data: bytes, offset: int) -> int:

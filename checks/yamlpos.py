@@ -38,6 +38,16 @@ _FALSE = {"false", "False", "FALSE"}
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
+#: Application tags Compose gives a meaning to; any other tag changes a value in
+#: a way we cannot know (``!vault abc`` is not the password ``abc``).
+KNOWN_APP_TAGS = {"!reset", "!override"}
+#: Standard tags a plain scalar can resolve to without being written (``!!str`` too).
+_CORE_TAGS = {"tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "timestamp", "merge", "value",
+                                                   "map", "seq")}
+_SHOWN_TAG = re.compile(r"^!{1,2}[A-Za-z0-9_.\-/:]{1,40}$")
+#: Real compose files nest a dozen levels; this bound stops a deep file with a
+#: line number well before Python's recursion limit would.
+MAX_NESTING = 100
 
 
 class Node:
@@ -127,6 +137,17 @@ def _app_tag(tag: str | None) -> str | None:
     return None
 
 
+def _check_tag(node: yaml.Node, file: str) -> None:
+    """Refuse a tag whose meaning we do not know: the value it gives is not the one written."""
+    tag = node.tag
+    if not tag or tag in KNOWN_APP_TAGS or tag in _CORE_TAGS:
+        return
+    written = "!!" + tag[len("tag:yaml.org,2002:"):] if tag.startswith("tag:yaml.org,2002:") else tag
+    shown = f" {written}" if _SHOWN_TAG.match(written) else ""
+    raise InputError(f"unsupported YAML tag{shown} (Compose knows only !reset and !override); "
+                     "write the value itself", file, node.start_mark.line + 1)
+
+
 class _Converter:
     def __init__(self, file: str, shared: set[int]) -> None:
         self.file = file
@@ -134,6 +155,7 @@ class _Converter:
         self.path: set[int] = set()
         #: ids of YAML nodes reachable more than once (an anchor with aliases).
         self.shared = shared
+        self.depth = 0
 
     def convert(self, node: yaml.Node, via_alias: bool) -> Node:
         self.count += 1
@@ -146,11 +168,15 @@ class _Converter:
             raise InputError("YAML alias refers to itself (recursive anchor)", self.file, node.start_mark.line + 1)
         # Both the anchor and its aliases are shared: editing either changes the other.
         via_alias = via_alias or key in self.shared
+        _check_tag(node, self.file)
         tag = _app_tag(node.tag)
         if isinstance(node, yaml.ScalarNode):
             style = node.style or None  # libyaml reports plain style as ''
             value = _resolve_plain(node.value) if style is None else node.value
             return Node(value, self.file, node.start_mark, node.end_mark, tag, style, via_alias)
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise InputError(f"YAML nesting is too deep (more than {MAX_NESTING} levels)", self.file, node.start_mark.line + 1)
         self.path.add(key)
         try:
             if isinstance(node, yaml.SequenceNode):
@@ -159,6 +185,7 @@ class _Converter:
             return self._mapping(node, via_alias, tag)
         finally:
             self.path.discard(key)
+            self.depth -= 1
 
     def _mapping(self, node: yaml.MappingNode, via_alias: bool, tag: str | None) -> Node:
         result: dict[str, Node] = {}
@@ -174,6 +201,7 @@ class _Converter:
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
                 raise InputError("mapping keys must be plain scalars", self.file, key_node.start_mark.line + 1)
+            _check_tag(key_node, self.file)
             key = key_node.value
             if key in result:
                 shown = f" '{key}'" if _SAFE_KEY.match(key) else ""
@@ -253,10 +281,26 @@ def parse_yaml(text: str, file: str) -> Node | None:
     except yaml.YAMLError as exc:
         raise InputError(f"YAML error: {type(exc).__name__}", file) from None
     except RecursionError:
-        raise InputError("YAML nesting is too deep", file) from None
+        raise InputError(f"YAML nesting is too deep (more than {MAX_NESTING} levels)", file, _too_deep_line(text)) from None
     if root is None:
         return None
     try:
         return _Converter(file, _shared_nodes(root)).convert(root, False)
-    except RecursionError:
-        raise InputError("YAML nesting is too deep", file) from None
+    except RecursionError:  # pragma: no cover - MAX_NESTING stops it first
+        raise InputError("YAML nesting is too deep", file, _too_deep_line(text)) from None
+
+
+def _too_deep_line(text: str) -> int | None:
+    """The line where nesting first goes past MAX_NESTING (the event parser does not recurse)."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_NESTING:
+                    return event.start_mark.line + 1
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except (yaml.YAMLError, RecursionError):
+        return None
+    return None

@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Header
 
+from checks.textio import shown
 from tui.widgets import TooSmallNotice
 
 if TYPE_CHECKING:
@@ -145,7 +146,7 @@ class FixStepScreen(StepScreen):
         else:
             lines.append("Nothing to fix on this step: every check it covers passes or cannot be fixed from the files.")
         for f in others:
-            lines.append(f"\n{f.id} fails but is not changed here: {remaining_reason(f, set(), {})}", style="dim")
+            lines.append(f"\n{f.id} fails but is not changed here: {shown(remaining_reason(f, set(), {}))}", style="dim")
         status.update(lines)
 
     def on_choice_list_changed(self, event) -> None:
@@ -170,6 +171,10 @@ class FixStepScreen(StepScreen):
 
     def _show_effect(self, text) -> None:
         if self.is_attached:
+            if isinstance(text, str):  # an error line: never markup (a path may hold "[")
+                from tui.widgets import plain
+
+                text = plain(text)
             self.query_one("#step-effect").update(text)
 
     def edit_lines(self, plan):
@@ -219,9 +224,9 @@ class FixStepScreen(StepScreen):
             elif isinstance(c, TreeChmod):
                 t.append(tree_summary(c, root) + "\n")
         for r in plan.refusals:
-            t.append(f"\nNot changed: {r.check}: {r.reason}", style="yellow")
+            t.append(f"\nNot changed: {r.check}: {shown(r.reason)}", style="yellow")
         for n in plan.notes:
-            t.append(f"\nNote: {n}", style="dim")
+            t.append(f"\nNote: {shown(n)}", style="dim")
         return t
 
 
@@ -265,10 +270,11 @@ class InfoStepScreen(StepScreen):
             t.append(word, style=style)
             t.append("\n")
             if f.status == SKIPPED and f.reason:
-                t.append(f"  {f.reason}\n", style="dim")
+                t.append(f"  {shown(f.reason)}\n", style="dim")
             if f.status == FAIL:
                 for e in f.evidence[:2]:
-                    t.append(f"  {e.file or ''}{':' + str(e.line) if e.line else ''} {e.note or e.text}\n", style="dim")
+                    t.append(shown(f"  {e.file or ''}{':' + str(e.line) if e.line else ''} {e.note or e.text}") + "\n",
+                             style="dim")
                 t.append(f"  What to do: {f.check.fix}\n")
             t.append(f"  dester-harden explain {cid}\n", style="dim")
         self.query_one("#step-findings", Static).update(t)

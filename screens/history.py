@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -13,7 +12,8 @@ from textual.widgets import DataTable, Static
 
 from checks.assistant import STEP_BY_ID, conflict_marks
 from tui.errors import one_line
-from tui.widgets import clip
+from checks.textio import shown
+from tui.widgets import clip, plain
 
 from ._base import DesterScreen
 from .undo import UndoModal
@@ -61,12 +61,12 @@ class HistoryScreen(DesterScreen):
         for t in reversed(txns):
             what = STEP_BY_ID[t.step].short if t.kind == "fix" and t.step else ("undo" if t.kind == "undo" else t.kind)
             style = "dim" if t.state != "applied" else ""
-            table.add_row(t.when, Text(clip(what, 17), style=style), Text(clip(", ".join(t.checks), 23), style=style),
-                          Text(clip(t.state, 9), style=style), key=t.id)
+            table.add_row(plain(t.when), plain(clip(what, 17), style), plain(clip(", ".join(t.checks), 23), style),
+                          plain(clip(t.state, 9), style), key=t.id)
         head = (f"{len(txns)} transaction(s) in {self.session.root}/.dester-harden; "
                 "Enter or u previews an undo.") if txns else \
             "No transactions yet: each change you apply is recorded here, ready to undo."
-        self.query_one("#history-head", Static).update(head)
+        self.query_one("#history-head", Static).update(plain(head))
         if txns:
             table.focus()
             self._detail(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
@@ -78,11 +78,12 @@ class HistoryScreen(DesterScreen):
         t = getattr(self, "txns", {}).get(txn_id)
         if t is None:
             return
-        d = Text(f"{t.id}  ({t.kind}, {t.state})\n", style="bold")
+        d = plain(f"{t.id}  ({t.kind}, {t.state})", "bold")
+        d.append("\n")
         if t.files:
-            d.append("files: " + ", ".join(t.files) + "\n")
+            d.append("files: " + ", ".join(shown(f) for f in t.files) + "\n")
         for m in t.media:
-            d.append(f"media tree: {m}\n")
+            d.append(f"media tree: {shown(m)}\n")
         self.query_one("#history-detail", Static).update(d)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -115,7 +116,7 @@ class HistoryScreen(DesterScreen):
         try:
             plan, conflicts = await asyncio.to_thread(session.undo_preview, txn_id)
         except Exception as exc:  # noqa: BLE001
-            self.notify(one_line(exc), title="Cannot undo", severity="error", timeout=10)
+            self.notify(one_line(exc), markup=False, title="Cannot undo", severity="error", timeout=10)
             return
         text = render(plan, session.root)
         if conflicts:
@@ -133,7 +134,7 @@ class HistoryScreen(DesterScreen):
         try:
             await self.app.apply_undo(txn_id, force=bool(conflicts), seen=conflict_marks(conflicts))  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001
-            self.notify(one_line(exc), title="Nothing was changed", severity="error", timeout=10)
+            self.notify(one_line(exc), markup=False, title="Nothing was changed", severity="error", timeout=10)
             return
         self.notify(f"Undone: {txn_id}. Score now {session.report.score}/100.")
         self.load()

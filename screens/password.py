@@ -8,6 +8,7 @@ from textual.widgets import Static
 
 from checks.assistant import DEFAULT_PASSWORD_BYTES, password_strength
 from checks.secrets import MASK
+from checks.textio import shown
 
 from ._base import FixStepScreen
 
@@ -71,9 +72,9 @@ class PasswordScreen(FixStepScreen):
             places = ", ".join(f"{e.file}:{e.line}" if e.line else f"{e.file}" for e in f.evidence[:4])
             t.append("Now:  ", style="bold")
             t.append("weak", style="bold red")
-            t.append(f" ({places})\n")
+            t.append(f" ({shown(places)})\n")
             for n in notes[:2]:
-                t.append(f"      {n}\n", style="red")
+                t.append(f"      {shown(n)}\n", style="red")
             pw = session.choices.db_password or ""
             s = password_strength(pw, DEFAULT_PASSWORD_BYTES)
             t.append("New:  ", style="bold")

@@ -7,6 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from checks.plan import FileEdit, ModeChange, TreeChmod
+from checks.textio import shown
 
 from ._base import FixStepScreen
 
@@ -50,7 +51,8 @@ class PermissionsScreen(FixStepScreen):
             table.add_column("now")
             table.add_column("after")
             for m in modes:
-                table.add_row(session.display(m.path), f"{m.before:04o} {_rwx(m.before)}", f"{m.after:04o} {_rwx(m.after)}")
+                # Text, not str: a Rich table reads a str cell as markup ("[x]" in a file name).
+                table.add_row(Text(session.display(m.path)), f"{m.before:04o} {_rwx(m.before)}", f"{m.after:04o} {_rwx(m.after)}")
             parts.append(table)
         if any(isinstance(c, FileEdit) for c in plan.changes):
             parts.append(self.edit_lines(plan))
@@ -61,5 +63,5 @@ class PermissionsScreen(FixStepScreen):
                 t.append(f"  {n:>9,} {noun:<7} {before:04o} -> {after:04o}\n")
             parts.append(t)
         for r in plan.refusals:
-            parts.append(Text(f"Not changed: {r.check}: {r.reason}", style="yellow"))
+            parts.append(Text(f"Not changed: {r.check}: {shown(r.reason)}", style="yellow"))
         return Group(*parts)

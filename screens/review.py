@@ -12,6 +12,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
 from checks.assistant import STEP_BY_ID
+from checks.textio import shown
 from tui.errors import one_line
 from tui.widgets import clip
 
@@ -99,7 +100,7 @@ class ReviewScreen(DesterScreen):
                 result, report = await self.app.apply_plan(step_plan)  # type: ignore[attr-defined]
             except Exception as exc:  # noqa: BLE001
                 self.set_state(step, "failed")
-                self.notify(one_line(exc), title="Nothing was changed", severity="error", timeout=10)
+                self.notify(one_line(exc), markup=False, title="Nothing was changed", severity="error", timeout=10)
                 continue
             self.set_state(step, "applied")
             self.app.sub_title = self.NAME
@@ -112,8 +113,8 @@ class ReviewScreen(DesterScreen):
         if result.secret_store == "keyring":
             self.notify("The old secrets needed to undo this step are in the system keyring.", timeout=8)
         elif result.secret_store:
-            self.notify(f"No keyring here: the old secrets needed to undo this step are in {result.secret_store} "
-                        "(mode 0600).", severity="warning", timeout=12)
+            self.notify(f"No keyring here: the old secrets needed to undo this step are in {shown(result.secret_store)} "
+                        "(mode 0600).", severity="warning", timeout=12, markup=False)
         if result.tree_skipped:
             self.notify(f"{len(result.tree_skipped)} media entries were left alone (changed or unreadable during "
                         "the walk).", severity="warning", timeout=12)

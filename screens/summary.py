@@ -10,6 +10,7 @@ from textual.widgets import Static
 
 from checks.assistant import checklist, remaining_reason
 from checks.findings import FAIL
+from checks.textio import shown
 from tui.widgets import SEVERITY_STYLE, score_text
 
 from ._base import DesterScreen
@@ -61,7 +62,7 @@ class SummaryScreen(DesterScreen):
             b = Text()
             b.append("Before `docker compose up -d`\n", style="bold yellow")
             for n in notes:
-                b.append(f"  • {n}\n")
+                b.append(f"  • {shown(n)}\n")
             before.update(b)
         else:
             before.display = False
@@ -72,7 +73,7 @@ class SummaryScreen(DesterScreen):
             t.append(f" {mark} ", style=style)
             t.append(f"{item.label}\n")
             if item.state != "done":
-                t.append(f"     {item.detail}\n", style="dim")
+                t.append(f"     {shown(item.detail)}\n", style="dim")
         self.query_one("#summary-checklist", Static).update(t)
         failing = [f for f in report.findings if f.status == FAIL]
         r = Text()
@@ -82,7 +83,7 @@ class SummaryScreen(DesterScreen):
         for f in failing:
             r.append(f"  {f.severity:<8} ", style=SEVERITY_STYLE.get(f.severity, ""))
             r.append(f"{f.id} {f.check.title}\n")
-            r.append(f"           {remaining_reason(f, self.skipped, self.refused)}\n", style="dim")
+            r.append(f"           {shown(remaining_reason(f, self.skipped, self.refused))}\n", style="dim")
         self.query_one("#summary-remaining", Static).update(r)
         self.query_one("#summary-body").focus()
 

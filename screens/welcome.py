@@ -10,6 +10,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from checks.findings import FAIL
+from checks.textio import shown
 from tui.widgets import SEVERITY_STYLE, score_text
 
 from ._base import DesterScreen
@@ -73,18 +74,18 @@ class WelcomeScreen(DesterScreen):
         self.query_one("#welcome-score", Static).update(score_text(report))
         t = Text()
         for m in recovered:
-            t.append(m + "\n", style="yellow")
+            t.append(shown(m) + "\n", style="yellow")
         t.append("Installation ", style="bold")
-        t.append(f"{summary.root}  ({summary.layout} layout)\n")
+        t.append(f"{shown(summary.root)}  ({summary.layout} layout)\n")
         t.append("Services     ", style="bold")
-        t.append(", ".join(summary.services) or "none found")
+        t.append(", ".join(shown(s) for s in summary.services) or "none found")
         t.append("\nFiles        ", style="bold")
-        t.append(", ".join(summary.compose_files + summary.env_files))
+        t.append(", ".join(shown(f) for f in summary.compose_files + summary.env_files))
         t.append("\nPublished    ", style="bold")
-        t.append("\n             ".join(summary.exposure) or "no published ports")
+        t.append("\n             ".join(shown(e) for e in summary.exposure) or "no published ports")
         if summary.media:
             t.append("\nMedia        ", style="bold")
-            t.append(", ".join(summary.media))
+            t.append(", ".join(shown(m) for m in summary.media))
         self.query_one("#welcome-found", Static).update(t)
         top = Text()
         top.append("Most urgent\n", style="bold")

@@ -33,6 +33,7 @@ it (``<tmp>/<name>/Media``), like ``~/Media`` next to ``~/.desterlib``.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from .conftest import FIXED_NOW
@@ -667,3 +668,53 @@ def _backup(root: Path, name: str, now: float) -> None:
     dump = backups / name
     _write(dump, "-- database dump made by the nightly cron job\n", 0o600)
     os.utime(dump, (now - BACKUP_AGE_SECONDS, now - BACKUP_AGE_SECONDS))
+
+
+# -- input that holds terminal control characters (issue 8, item 7) -----------------------------
+
+#: Any byte or character a terminal acts on, as it must never appear in text output.
+RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def control_name_install(tmp: Path | str) -> Path:
+    """A service named with ESC sequences and a \\r, an env key with a bidi override, paths with a newline."""
+    root = Path(tmp)
+    (root / "me\ndia").mkdir(parents=True)
+    _write(root / "docker-compose.yml", """\
+services:
+  "db\\e[2J\\e[H\\rfake":
+    image: postgres:15-alpine
+    environment:
+      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD}
+    ports:
+      - "5432:5432"
+  api:
+    image: desterlib/api:1.0.0
+    env_file: "api\\u202e.env"
+    volumes:
+      - "./me\\ndia:/media"
+""", 0o644)
+    _write(root / ".env", "POSTGRES_PASSWORD=weakpass12\nX\u202eKEY=1\n", 0o644)
+    _write(root / "api\u202e.env", "PORT=3001\nB\u202e=2\n", 0o644)
+    return root
+
+
+def control_plan_install(tmp: Path | str) -> Path:
+    """Plannable (Docker Compose accepts it): ESC, \\r and a bidi override in .env, markup and a newline in a file name."""
+    root = Path(tmp)
+    root.mkdir(parents=True, exist_ok=True)
+    _write(root / "docker-compose.yml", """\
+services:
+  postgres:
+    image: postgres:15-alpine
+    environment:
+      POSTGRES_PASSWORD: Wk7-pass_ctl_1234
+    ports:
+      - "5432:5432"
+  api:
+    image: desterlib/api:1.0.0
+    env_file: "[red]api\\nx.env"
+""", 0o644)
+    _write(root / ".env", 'NODE_ENV="production\x1b[2J\x1b[H\rfake line"\nK\u202eEY=1\n', 0o644)
+    _write(root / "[red]api\nx.env", "PORT=3001\n", 0o644)
+    return root

@@ -354,3 +354,82 @@ async def test_every_layout_walks_through_and_a_hardened_install_has_nothing_to_
             if hardened:
                 assert "[✓] Strong database password" in screen_text(app)
         assert snapshot_tree(root) == before
+
+
+# -- what the screens show of input holding control characters (issue 8, item 7) ---------------
+
+
+def _plain(obj) -> str:
+    """What a widget's content shows as text: a str is read as markup (by Textual and by Rich tables)."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+    from textual.content import Content
+
+    if isinstance(obj, str):
+        return Text.from_markup(obj).plain
+    if isinstance(obj, (Text, Content)):
+        return obj.plain
+    if isinstance(obj, Group):
+        return "\n".join(_plain(r) for r in obj.renderables)
+    if isinstance(obj, Table):
+        return "\n".join(_plain(cell) for col in obj.columns for cell in col._cells)
+    return str(obj)
+
+
+def displayed(app) -> str:
+    """The text of every Static, table and list on the active screen, markup applied, and the header's."""
+    from textual.widgets import DataTable, OptionList, Static
+
+    parts = [app.sub_title]
+    for w in app.screen.query("*"):
+        if isinstance(w, Static):
+            parts.append(_plain(w.content))
+        elif isinstance(w, OptionList):
+            parts += [_plain(w.get_option_at_index(i).prompt) for i in range(w.option_count)]
+        elif isinstance(w, DataTable):
+            parts += [_plain(c) for row in range(w.row_count) for c in w.get_row_at(row)]
+    return "\n".join(parts)
+
+
+async def test_the_welcome_screen_shows_control_characters_in_names_escaped(tmp_path):
+    from tests.installs import RAW_CONTROL, control_name_install
+
+    root = control_name_install(tmp_path / "install")
+    app = make_app(str(root), host_root=str(tmp_path))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_screen(app, pilot, "WelcomeScreen")
+        text = displayed(app)
+        assert "db\\x1b[2J\\x1b[H\\rfake" in text and "api\\u202e.env" in text, text
+        assert "me\\ndia" in text  # the media path
+        assert not RAW_CONTROL.search(text), RAW_CONTROL.findall(text)
+
+
+async def test_steps_and_previews_show_control_characters_and_brackets_as_written(tmp_path):
+    from tests.installs import RAW_CONTROL, control_plan_install
+
+    root = control_plan_install(tmp_path / "install")
+    app = make_app(str(root), host_root=str(tmp_path))
+    seen = []
+    async with app.run_test(size=(120, 50)) as pilot:
+        await wait_screen(app, pilot, "WelcomeScreen")
+        await pilot.press("enter")
+        for name in ("NetworkScreen", "PasswordScreen", "PermissionsScreen"):
+            await wait_screen(app, pilot, name)
+            await wait_until(pilot, lambda: "Working out" not in displayed(app), what="the step's effect")
+            seen.append(displayed(app))
+            if name != "PermissionsScreen":
+                await pilot.press("n")
+        assert "[red]api\\nx.env" in seen[-1], seen[-1]  # the modes table: a name, not markup
+        for name in ("PermissionsScreen", "ContainersScreen", "FirewallScreen", "BackupsScreen"):
+            await wait_screen(app, pilot, name)
+            await pilot.press("n")
+        review = await wait_in_stack(app, pilot, "ReviewScreen")
+        for step in review.steps:  # read each preview, skip it
+            await wait_screen(app, pilot, "PreviewModal")
+            seen.append(displayed(app) + "\n" + screen_text(app))
+            await pilot.press("s")
+            await wait_until(pilot, lambda: review.state[step] != "pending", what=f"{step} skipped")
+    preview = "\n".join(seen)
+    assert 'NODE_ENV="production\\x1b[2J\\x1b[H\\rfake line"' in preview  # a context line of the .env diff
+    assert not RAW_CONTROL.search(preview), RAW_CONTROL.findall(preview)

@@ -248,6 +248,44 @@ def test_deep_nesting(box):
     assert_input_error(box.audit(), "docker-compose.yml")
 
 
+@pytest.mark.parametrize("depth", [150, 600, 5000])
+@pytest.mark.parametrize("libyaml", [True, False], ids=["libyaml", "pure-python"])
+def test_deep_nesting_names_the_line(box, monkeypatch, depth, libyaml):
+    """Deep enough for Python's recursion limit (600) or libyaml's own (5000): the error cites where it is."""
+    make_install(box.root, COMPOSE + "x-pad: 1\nx-deep:\n  - " + "[" * depth + "]" * depth + "\n")
+    line = COMPOSE.count("\n") + 3
+    if libyaml:
+        msg = assert_input_error(box.audit(), "docker-compose.yml", line)
+        assert "nesting" in msg
+        return
+    import yaml
+
+    import checks.yamlpos as yamlpos
+    from checks.errors import InputError
+
+    monkeypatch.setattr(yamlpos, "_Loader", yaml.SafeLoader)
+    with pytest.raises(InputError) as info:
+        yamlpos.parse_yaml((box.root / "docker-compose.yml").read_text(), "docker-compose.yml")
+    assert f"docker-compose.yml:{line}: " in str(info.value) and "nesting" in str(info.value)
+
+
+@pytest.mark.parametrize("tag", ["!vault", "!!binary", "!secret", "!<tag:example.com,2000:pw>"])
+def test_an_unknown_tag_on_a_secret_is_an_input_error(box, tag):
+    """`POSTGRES_PASSWORD: !vault abc` is not the password "abc", and not "not set" either."""
+    make_install(box.root, COMPOSE.replace("${POSTGRES_PASSWORD}", f"{tag} c2VjcmV0cGFzc3dvcmQ="))
+    msg = assert_input_error(box.audit(), "docker-compose.yml", 5)
+    assert "tag" in msg and "c2VjcmV0" not in msg
+    r = box.run("fix", "--dir", str(box.root), "--host-root", str(box.tmp / "host"), "--dry-run")
+    assert_input_error(r, "docker-compose.yml", 5)
+
+
+@pytest.mark.parametrize("tag", ["!reset", "!override", "!!str"])
+def test_the_tags_compose_knows_are_accepted(box, tag):
+    make_install(box.root, COMPOSE.replace("${POSTGRES_PASSWORD}", f"{tag} ${{POSTGRES_PASSWORD}}"))
+    r = box.audit("--fail-on", "never")
+    assert r.code == 0, r.err
+
+
 @pytest.mark.parametrize("text", ["- services\n- api\n", "just a string\n", "42\n"])
 def test_top_level_not_a_mapping(box, text):
     make_install(box.root, text)

@@ -642,3 +642,113 @@ def test_checks_md_generator_is_the_module_main():
     assert proc.stdout == markdown()
     for check_id in BY_ID:
         assert f"## {check_id}: " in proc.stdout
+
+
+# -- output into a pipe its reader closes (`dester-harden audit | head -1`) -----------------
+
+
+def _many_services(root: Path, n: int = 300) -> Path:
+    lines = ["services:"]
+    for i in range(n):
+        lines += [f"  db{i}:", "    image: postgres:latest", "    environment:", f"      POSTGRES_PASSWORD: weak{i:04d}",
+                  "    ports:", f'      - "{10000 + i}:5432"']
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "docker-compose.yml").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def _run_into_closed_pipe(args: list[str], read_first_line: bool, env: dict) -> tuple[int, str]:
+    """Run the CLI with stdout a pipe whose reader is gone: from the start, or after one line (like head -1)."""
+    cmd = [sys.executable, "-m", "tui", *args]
+    env = {**os.environ, **env}
+    if not read_first_line:
+        r, w = os.pipe()
+        os.close(r)  # no reader at all: the very first write fails with EPIPE
+        try:
+            proc = subprocess.run(cmd, stdout=w, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=str(PROJECT),
+                                  timeout=120, env=env)
+        finally:
+            os.close(w)
+        return proc.returncode, proc.stderr.decode("utf-8", "replace")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=str(PROJECT),
+                            env=env)
+    assert proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode("utf-8", "replace")
+    proc.wait(timeout=120)
+    return proc.returncode, err
+
+
+@pytest.fixture(scope="module")
+def piped_install(tmp_path_factory):
+    """A large install (JSON and SARIF run to megabytes), a small one with a transaction, their keyring's home."""
+    big = _many_services(tmp_path_factory.mktemp("big") / "install")
+    small = tmp_path_factory.mktemp("small")
+    (small / "docker-compose.yml").write_text(CLEAN_COMPOSE.replace("${POSTGRES_PASSWORD}", "weakpass12"))
+    home = tmp_path_factory.mktemp("home")
+    env = {"HOME": str(home), "XDG_DATA_HOME": str(home / ".local" / "share"), "XDG_CONFIG_HOME": str(home / ".config")}
+    r = run_cli("fix", "--dir", str(small), "--host-root", str(small), "--only", "SEC-003", "--yes", env=env)
+    assert r.code in (0, 1), r.err
+    return big, small, env
+
+
+@pytest.mark.parametrize("read_first_line", [False, True], ids=["closed-from-the-start", "head-1"])
+@pytest.mark.parametrize("which, args", [
+    ("big", ["audit"]),
+    ("big", ["audit", "--format", "json"]),
+    ("big", ["audit", "--format", "sarif"]),
+    ("small", ["fix", "--dry-run"]),
+    ("small", ["history"]),
+    ("small", ["undo", "--dry-run"]),
+    (None, ["explain"]),
+])
+def test_a_reader_closing_the_pipe_is_not_an_error(piped_install, which, args, read_first_line):
+    big, small, env = piped_install
+    root = {"big": big, "small": small}.get(which)
+    full = args + (["--dir", str(root)] if root else [])
+    if args[0] in ("audit", "fix"):
+        full += ["--host-root", str(root)]
+    expected = run_cli(*full, env=env)
+    assert expected.out and expected.code in (0, 1), expected.err
+    code, err = _run_into_closed_pipe(full, read_first_line, env)
+    assert err == "", err  # no "Exception ignored ... BrokenPipeError", no "Broken pipe" error
+    assert code == expected.code  # the command's own answer, not 2, 120 or 141
+
+
+# -- control characters from input are shown escaped (issue 8, item 7) ------------------------
+
+
+def test_control_characters_in_names_keys_and_paths_are_shown_escaped(tmp_path):
+    from tests.installs import RAW_CONTROL, control_name_install
+
+    root = control_name_install(tmp_path / "install")
+    r = run_cli("audit", "--dir", str(root), "--host-root", str(tmp_path), "--fail-on", "never")
+    assert r.code == 0, r.err
+    assert not RAW_CONTROL.search(r.out + r.err), RAW_CONTROL.findall(r.out + r.err)
+    assert "db\\x1b[2J\\x1b[H\\rfake" in r.out  # the service, as it is named
+    assert "api\\u202e.env" in r.out
+    for fmt in ("json", "sarif"):
+        r = run_cli("audit", "--dir", str(root), "--host-root", str(tmp_path), "--format", fmt, "--fail-on", "never")
+        assert r.code == 0, r.err
+        assert not RAW_CONTROL.search(r.out + r.err), (fmt, RAW_CONTROL.findall(r.out))
+        doc = json.loads(r.out)  # the data itself is kept: JSON readers get the real name
+        if fmt == "json":
+            assert "db\x1b[2J\x1b[H\rfake" in doc["install"]["services"]
+            assert "api\u202e.env" in doc["install"]["env_files"]
+
+
+@pytest.mark.parametrize("args", [
+    ["audit", "-f", "missing\x1b[2J\n\u202e.yml"],
+    ["audit", "--only", "NET-001,\x1b[2J\u202e"],
+    ["audit", "\x1b]0;pwned\x07"],
+])
+def test_error_messages_show_control_characters_escaped(tmp_path, args):
+    (tmp_path / "docker-compose.yml").write_text("services:\n  api:\n    image: desterlib/api:1.0.0\n")
+    r = run_cli(*args, "--dir", str(tmp_path))
+    assert r.code == 2 and r.out == ""
+    assert r.err.count("\n") == 1 and r.err.startswith("dester-harden")
+    assert not RAW_CONTROL_ERR.search(r.err), repr(r.err)
+    assert "\\x1b" in r.err
+
+
+RAW_CONTROL_ERR = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e]")

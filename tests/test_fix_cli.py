@@ -456,3 +456,29 @@ def test_a_journal_that_is_a_symlink_is_refused(cli_box):
     assert r.code == 2 and "symbolic link" in r.err, r.err
     assert snapshot(tmp) == before
     assert os.listdir(elsewhere) == []
+
+
+def test_plans_history_and_undo_show_control_characters_escaped(tmp_path):
+    """ESC and \\r in a .env value, a bidi override in a key, markup and a newline in a file name."""
+    from .installs import RAW_CONTROL, control_plan_install
+
+    root = control_plan_install(tmp_path / "install")
+    before = snapshot(root)
+    outputs = []
+    r = cli("fix", "--dir", str(root), "--host-root", str(tmp_path), "--dry-run")
+    assert r.code in (0, 1), r.err
+    assert ' NODE_ENV="production\\x1b[2J\\x1b[H\\rfake line"' in r.out  # a diff context line, whole and escaped
+    assert " K\\u202eEY=1" in r.out
+    assert "[red]api\\nx.env" in r.out  # the mode table
+    outputs.append(r)
+    r = cli("fix", "--dir", str(root), "--host-root", str(tmp_path), "--yes")
+    assert r.code in (0, 1), r.err
+    outputs.append(r)
+    for args in (("history",), ("undo", "--dry-run"), ("undo", "--yes")):
+        r = cli(*args, "--dir", str(root))
+        assert r.code == 0, r.err
+        outputs.append(r)
+    assert "[red]api\\nx.env" in outputs[2].out  # history lists the file
+    for r in outputs:
+        assert not RAW_CONTROL.search(r.out + r.err), RAW_CONTROL.findall(r.out + r.err)
+    assert snapshot(root) == before

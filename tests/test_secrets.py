@@ -464,3 +464,167 @@ services:
     assert r.code in (0, 1, 2)
     assert "Traceback" not in r.err
     assert_no_secret(r.out + r.err, secrets=(PW,))
+
+
+# -- every form a secret is written in (issue 8, item 6) ------------------------------------
+
+ESC_DQ = 'Ab"Cd_escdq_9981'          # YAML "Ab\"Cd_escdq_9981"
+ESC_SQ = "Ef'Gh_escsq_7712"          # YAML 'Ef''Gh_escsq_7712'
+ENV_ESC = "Gh\"Ij'Kl\nMn_envesc_6671"  # .env "Gh\"Ij\'Kl\nMn_envesc_6671" (python-dotenv's escapes)
+FOLD_1, FOLD_2 = "Fold1_lnsecret_aa3", "Fold2_lnsecret_bb4"
+BLOCK_1, BLOCK_2 = "Blk1_lnsecret_cc5", "Blk2_lnsecret_dd6"
+SHORT = "Q§"                         # two characters
+URL_TOKEN = "Tk9_urltoken_11x"
+QUERY_TOKENS = ("Qy7_querytok_22x", "Ac3_accesstok_33x", "Ak4_apikeyq_44x")
+BEARER = "Br5_bearertok_55x"
+FORM_SECRETS = (ESC_DQ, ESC_SQ, ENV_ESC, "Mn_envesc_6671", FOLD_1, FOLD_2, BLOCK_1, BLOCK_2, SHORT, URL_TOKEN,
+                *QUERY_TOKENS, BEARER)
+
+
+def secret_forms(root: Path) -> None:
+    """Each way a secret is written that a decoded-value match misses, under keys the heuristics miss too."""
+    write(root / "docker-compose.yml", f"""\
+services:
+  postgres:
+    image: postgres:15-alpine
+    environment:
+      POSTGRES_USER: desterlib
+      POSTGRES_PASSWORD: "Ab\\"Cd_escdq_9981"
+      MYSQL_PASSWORD: 'Ef''Gh_escsq_7712'
+      SIGNING_SECRET: >
+        {FOLD_1}
+        {FOLD_2}
+      PRIVATE_KEY: |
+        {BLOCK_1}
+        {BLOCK_2}
+    ports:
+      - "5432:5432"
+  redis:
+    image: redis:7-alpine
+    environment:
+      REDIS_PASSWORD: {SHORT}
+    healthcheck:
+      test: ["CMD", "redis-cli", "-a", "{SHORT}", "ping"]
+  api:
+    image: desterlib/api:1.0.0
+    environment:
+      WEBHOOK: https://hook:{URL_TOKEN}@hooks.example.com/x
+      CALLBACK: https://example.com/cb?token={QUERY_TOKENS[0]}&x=1
+      FEED: https://example.com/feed?access_token={QUERY_TOKENS[1]}
+      OTHER: "https://example.com/o?v=2&api_key={QUERY_TOKENS[2]}"
+      UPSTREAM_HEADER: "Authorization: Bearer {BEARER}"
+    ports:
+      - "0.0.0.0:3001:3001"
+""")
+    write(root / ".env", 'APP_PASSWORD="Gh\\"Ij\\\'Kl\\nMn_envesc_6671"\nNODE_ENV=production\n')
+
+
+def test_the_forms_install_is_what_it_says(tmp_path):
+    """The fixture's secrets decode to the values the tests look for (else the tests below prove nothing)."""
+    from checks.discovery import discover
+
+    secret_forms(tmp_path)
+    inst = discover(str(tmp_path))
+    pg = inst.service("postgres").environment
+    assert pg["POSTGRES_PASSWORD"].value == ESC_DQ and pg["MYSQL_PASSWORD"].value == ESC_SQ
+    assert pg["SIGNING_SECRET"].value == f"{FOLD_1} {FOLD_2}\n" and pg["PRIVATE_KEY"].value == f"{BLOCK_1}\n{BLOCK_2}\n"
+    assert inst.service("redis").environment["REDIS_PASSWORD"].value == SHORT
+    assert inst.env_files[0].get("APP_PASSWORD").value == ENV_ESC
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "sarif"])
+def test_every_written_form_is_masked_in_the_audit(tmp_path, fmt):
+    secret_forms(tmp_path)
+    r = run("audit", "--dir", str(tmp_path), "--host-root", str(tmp_path), "--format", fmt, "--fail-on", "never")
+    assert r.code == 0, r.err
+    assert_no_secret(r.out + r.err, secrets=FORM_SECRETS, where=fmt)
+
+
+def test_every_written_form_is_masked_in_the_plan_and_the_journal(tmp_path):
+    root = tmp_path / "install"
+    secret_forms(root)
+    before = {p: p.read_bytes() for p in root.iterdir()}
+    r = run("fix", "--dir", str(root), "--host-root", str(tmp_path), "--dry-run")
+    assert r.code in (0, 1), r.err
+    assert "@@ " in r.out  # a real diff was shown
+    assert_no_secret(r.out + r.err, secrets=FORM_SECRETS, where="fix --dry-run")
+    r = run("fix", "--dir", str(root), "--host-root", str(tmp_path), "--yes")
+    assert r.code in (0, 1), r.err
+    assert_no_secret(r.out + r.err, secrets=FORM_SECRETS, where="fix --yes")
+    journal = [p for p in (root / ".dester-harden").rglob("*") if p.is_file()]
+    assert any(p.name.startswith("b") for p in journal)
+    for path in journal:
+        assert_no_secret(path.read_bytes().decode("utf-8", "replace"), secrets=FORM_SECRETS, where=str(path))
+    for cmd in (("history",), ("undo", "--dry-run")):
+        r = run(*cmd, "--dir", str(root))
+        assert r.code == 0, r.err
+        assert_no_secret(r.out + r.err, secrets=FORM_SECRETS, where=" ".join(cmd))
+    r = run("undo", "--dir", str(root), "--yes")
+    assert r.code == 0, r.err
+    assert_no_secret(r.out + r.err, secrets=FORM_SECRETS, where="undo")
+    assert {p: p.read_bytes() for p in root.iterdir() if p.name != ".dester-harden"} == before
+
+
+def test_the_assistant_masks_every_written_form(tmp_path):
+    import asyncio
+
+    from tests.apphelpers import make_app, screen_text, walk_to_review, wait_screen
+
+    secret_forms(tmp_path)
+    seen: list[str] = []
+
+    async def go():
+        app = make_app(str(tmp_path), host_root=str(tmp_path))
+        async with app.run_test(size=(120, 50)) as pilot:
+            await wait_screen(app, pilot, "WelcomeScreen")
+            await pilot.press("enter")
+            from tests.apphelpers import STEP_SCREENS
+
+            for name in STEP_SCREENS:
+                await wait_screen(app, pilot, name)
+                seen.append(screen_text(app))
+                await pilot.press("n")
+            await wait_screen(app, pilot, "PreviewModal")
+            seen.append(screen_text(app))
+
+    asyncio.run(go())
+    text = "\n".join(seen)
+    assert "@@" in text or "+ " in text  # a preview with diff lines was read
+    assert_no_secret(text, secrets=FORM_SECRETS, where="assistant")
+
+
+def test_short_secrets_are_masked_as_words_only():
+    from checks.secrets import Masker
+
+    m = Masker({"x7", "postgres"}, "****")
+    assert m.text('test: ["CMD", "redis-cli", "-a", "x7", "ping"]') == 'test: ["CMD", "redis-cli", "-a", "****", "ping"]'
+    assert m.text("KEY=x7 and x7") == "KEY=**** and ****"
+    # Inside other words, hashes and numbers it is not the secret: those stay readable.
+    assert m.text("image: 0x7f, xx7, x7y, sha256:ab0x7") == "image: 0x7f, xx7, x7y, sha256:ab0x7"
+    assert m.text("image: postgres:15") == "image: postgres:15"  # common values: structural masking only
+    assert m.line("POSTGRES_PASSWORD: postgres") == "POSTGRES_PASSWORD: ****"
+
+
+@pytest.mark.parametrize("line, shown", [
+    ('PASSWORD: "ab\\"cd"  # note', 'PASSWORD: "****"  # note'),
+    ("PASSWORD: 'ab''cd'", "PASSWORD: '****'"),
+    ('PASSWORD="ab\\"cd\\\'ef"', 'PASSWORD="****"'),
+    ('PASSWORD: "starts here', 'PASSWORD: "****'),
+    ("SECRET: >-", "SECRET: >-"),
+    ("URL: https://x.org/a?b=1&access_token=abcdef&c=2", "URL: https://x.org/a?b=1&access_token=****&c=2"),
+    ("H: Bearer abc.def-ghi", "H: Bearer ****"),
+    ("URL: https://x.org/?token=${TOKEN}", "URL: https://x.org/?token=${TOKEN}"),
+])
+def test_structural_masking_of_escaped_and_positional_secrets(line, shown):
+    from checks.secrets import Masker
+
+    assert Masker((), "****").line(line) == shown
+
+
+@pytest.mark.parametrize("line", ["Bearer tokens expire", "Basic Authentication at the proxy",
+                                  "1 failed, 42 passed, 3 skipped", "docker-compose.yml:42 [api]  PORT: 42"])
+def test_positional_and_short_masking_leaves_prose_and_numbers_readable(line):
+    """A short numeric secret is masked at its key only: as a word it is every count and line number."""
+    from checks.secrets import Masker
+
+    assert Masker({"42", "x7"}, "****").text(line) == line

@@ -77,7 +77,9 @@ class DesterApp(App[int]):
         self.start_score: int | None = None
         self.applied_notes: list[str] = []
         """Notes of the applied plans (what to do before restarting), for the summary."""
-        self.sub_title = f"{session.hostname} · {session.root}"
+        from checks.textio import shown
+
+        self.sub_title = shown(f"{session.hostname} · {session.root}")
 
     # -- start --------------------------------------------------------------
     def on_mount(self) -> None:
@@ -202,7 +204,7 @@ class DesterApp(App[int]):
         except Exception as exc:  # noqa: BLE001 - never a traceback
             from tui.errors import one_line
 
-            self.notify(one_line(exc), title="Cannot audit this installation", severity="error", timeout=10)
+            self.notify(one_line(exc), markup=False, title="Cannot audit this installation", severity="error", timeout=10)
             return False
 
     @work(exclusive=True, group="flow", exit_on_error=False)

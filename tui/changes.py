@@ -10,12 +10,13 @@ from contextlib import contextmanager
 from checks.discovery import default_install_dir
 from checks.engine import Engine, EngineError, LockedError
 from checks.errors import InputError
+from checks.textio import shown, shown_line
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
 
 def _err(msg: str) -> int:
-    print(f"dester-harden: error: {' '.join(msg.split())}", file=sys.stderr)
+    print(f"dester-harden: error: {shown_line(msg)}", file=sys.stderr)
     return EXIT_USAGE
 
 
@@ -32,7 +33,7 @@ def recover(root: str, wait: bool = False) -> list[str]:
 
     messages = recover_install(root)
     for m in messages:
-        print(f"dester-harden: {m}", file=sys.stderr)
+        print(f"dester-harden: {shown_line(m)}", file=sys.stderr)
     return messages
 
 
@@ -132,7 +133,7 @@ def _fix(args) -> int:
     if result.secret_store == "keyring":
         print("The old secrets needed to undo it are in the system keyring.")
     elif result.secret_store:
-        print(f"No keyring is available: the old secrets needed to undo it are in {result.secret_store} (mode 0600).")
+        print(f"No keyring is available: the old secrets needed to undo it are in {shown(result.secret_store)} (mode 0600).")
     if result.tree_skipped:
         print(f"Media entries left alone (changed or unreadable during the walk): {len(result.tree_skipped)}")
     if result.tree_mounts:
@@ -154,12 +155,12 @@ def _history(args) -> int:
         when = t.when.strftime("%Y-%m-%d %H:%M:%S") if t.when else t.id[:15]
         state = f"undone by {t.undone_by}" if t.undone_by else t.state
         what = ", ".join(t.checks) if t.kind == "fix" else f"undo of {t.undoes}"
-        print(f"{t.id}  {when}  {t.kind:<4}  {state}")
-        print(f"    {what}")
+        print(shown(f"{t.id}  {when}  {t.kind:<4}  {state}"))
+        print(f"    {shown(what)}")
         if t.files:
-            print("    files: " + ", ".join(t.files))
+            print("    files: " + ", ".join(shown(f) for f in t.files))
         for tr in t.media:
-            print(f"    media: {os.path.join(root, tr)}")
+            print(f"    media: {shown(os.path.join(root, tr))}")
     return EXIT_OK
 
 
@@ -178,10 +179,10 @@ def _undo(args) -> int:
     engine = Engine(root, "undo")
     with engine.locked():
         for m in engine.recover():
-            print(f"dester-harden: {m}", file=sys.stderr)
+            print(f"dester-harden: {shown_line(m)}", file=sys.stderr)
         txn = engine.find(None if args.txn is None else args.txn)
         plan, conflicts = engine.undo_plan(txn)
-        print(f"Undo of transaction {txn.id} ({', '.join(txn.intent.get('checks', [])) or 'no checks'}):")
+        print(shown(f"Undo of transaction {txn.id} ({', '.join(txn.intent.get('checks', [])) or 'no checks'}):"))
         if conflicts:
             masker = None if args.reveal else Masker(plan.secrets, _mask_char())
             print("\nEdited since the transaction (undo would overwrite these changes):")
@@ -189,9 +190,9 @@ def _undo(args) -> int:
 
             for c in conflicts:
                 if c.expected is None and c.current is None:
-                    print(f"  {c.path}: mode changed since")
+                    print(f"  {shown(c.path)}: mode changed since")
                     continue
-                print(f"  {c.path}:")
+                print(f"  {shown(c.path)}:")
                 for line in file_diff(FileEdit(c.path, c.expected, c.current), root, masker):
                     print("    " + line)
             if not args.force:

@@ -20,7 +20,10 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line and exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+        from checks.textio import shown_line
+
+        # The message can quote an argument as given: `audit $'\e[2J'`.
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {shown_line(message)} (see --help)\n")
 
 
 def _ids(text: str) -> set[str]:
@@ -131,17 +134,88 @@ def _on_terminal() -> bool:
         return False
 
 
+class _PipeSafe:
+    """stdout that a reader may close (``dester-harden audit | head -1``).
+
+    Once the reader is gone, output is dropped and the command carries on to
+    its own exit code: a closed pipe is not an error of the audit, and a
+    ``fix --yes`` piped into ``head`` still applies (or refuses) exactly as
+    without the pipe. File descriptor 1 is pointed at /dev/null, so the
+    interpreter's last flush at exit cannot fail either ("Exception ignored
+    ... BrokenPipeError").
+    """
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self.gone = False
+
+    def _closed(self) -> None:
+        self.gone = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._closed()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._closed()
+
+    @property
+    def buffer(self):
+        return _PipeSafeBuffer(self, self._stream.buffer)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+class _PipeSafeBuffer:
+    """The binary side of :class:`_PipeSafe` (JSON and SARIF are written as bytes)."""
+
+    def __init__(self, owner: _PipeSafe, raw) -> None:
+        self._owner = owner
+        self._raw = raw
+
+    def write(self, data: bytes) -> int:
+        if not self._owner.gone:
+            try:
+                return self._raw.write(data)
+            except BrokenPipeError:
+                self._owner._closed()
+        return len(data)
+
+    def flush(self) -> None:
+        if not self._owner.gone:
+            try:
+                self._raw.flush()
+            except BrokenPipeError:
+                self._owner._closed()
+
+    def __getattr__(self, name: str):
+        return getattr(self._raw, name)
+
+
 def main(argv: list[str] | None = None) -> int:
+    stdout = sys.stdout
     try:
         return _main(argv)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # Output piped into `head`: not an error worth a traceback.
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
-            pass
+        # Output piped into `head` outside the guarded commands: not an error worth a traceback.
+        _PipeSafe(stdout)._closed()
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - no traceback may reach a user
         if os.environ.get("DESTER_HARDEN_DEBUG"):
@@ -150,6 +224,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dester-harden: internal error ({type(exc).__name__}); set DESTER_HARDEN_DEBUG=1 for details and please report it",
               file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        if isinstance(sys.stdout, _PipeSafe):
+            try:
+                sys.stdout.flush()
+            finally:
+                sys.stdout = stdout
 
 
 _COMMANDS = ("audit", "explain", "fix", "history", "undo", "demo", "assistant")
@@ -167,6 +247,9 @@ def _main(argv: list[str] | None) -> int:
         argv = (["assistant"] if wants_tui or (_on_terminal() and not wants_report) else ["audit"]) + argv
     args = parser.parse_args(argv)
     from checks.errors import InputError
+
+    if args.command != "assistant" and not isinstance(sys.stdout, _PipeSafe):
+        sys.stdout = _PipeSafe(sys.stdout)  # the assistant draws on the terminal itself
 
     try:
         if args.command == "explain":
@@ -204,11 +287,13 @@ def _recover_if_needed(args) -> None:
     try:
         recover(directory, wait=False)
     except EngineError as exc:  # the audit only reads: warn and go on
-        print(f"dester-harden: warning: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"dester-harden: warning: {_one_line(str(exc))}", file=sys.stderr)
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    from checks.textio import shown_line
+
+    return shown_line(text)
 
 
 def _color_enabled(stream) -> bool:
@@ -304,6 +389,8 @@ def _demo(args) -> int:
             from tui.run import run_assistant
 
             args.dir, args.file = install, None
+            if isinstance(sys.stdout, _PipeSafe):
+                sys.stdout = sys.stdout._stream  # the assistant draws on the terminal itself
             if args.keep:
                 print(f"The demo installation is in {install} (remove it when done).", file=sys.stderr)
             return run_assistant(args)

@@ -1,4 +1,4 @@
-"""Errors as users see them: one line, no traceback, no file content."""
+"""Errors as users see them: one line, no traceback, no file content, no raw control character."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ def one_line(exc: BaseException) -> str:
     from checks.engine import EngineError
     from checks.errors import InputError
     from checks.fixes import PlanError
+    from checks.textio import shown_line
 
     if isinstance(exc, (EngineError, InputError, PlanError)):
-        return " ".join(str(exc).split())
+        return shown_line(str(exc))
     if isinstance(exc, OSError):
-        where = f"{exc.filename}: " if exc.filename else ""
+        where = f"{shown_line(str(exc.filename))}: " if exc.filename else ""
         hint = "; run dester-harden as the installation's owner or with sudo" if isinstance(exc, PermissionError) else ""
         return f"{where}{exc.strerror or type(exc).__name__}{hint}"
     # Internal errors: the message could quote file content, so only the type.

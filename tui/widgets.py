@@ -11,6 +11,7 @@ from textual.widgets.option_list import Option
 
 from checks.audit import Report
 from checks.findings import FAIL
+from checks.textio import shown
 
 SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
 
@@ -28,6 +29,11 @@ class TooSmallNotice(Static):
 
     def __init__(self) -> None:
         super().__init__(TOO_SMALL, id="too-small")
+
+
+def plain(text: str, style: str = "") -> Text:
+    """Text from input as the screens show it: never markup (``[b]`` stays as written), controls escaped."""
+    return Text(shown(text), style=style)
 
 
 def clip(text: str, width: int) -> str:
