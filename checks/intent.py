@@ -104,19 +104,16 @@ def checked_entries(intent: dict, txn_id: str, txn_dir: str, install_root: str, 
             return root + path[len(old_root.rstrip("/")):] if path != old_root else root
         return path
 
-    named_raw = intent.get("named")
-    if named_raw is None and fmt == 1:
-        # Before format 2 the files a user named outside the install were not recorded as such:
-        # what the entries name (already checked for form) stands for it.
-        named = None
-    else:
-        if not isinstance(named_raw, list):
-            raise BadJournal(where, "the files named by the user are not a list")
-        named = {_abs_norm(p, "a named file", where) for p in named_raw}
+    # Before format 2 the files a user named outside the install were not
+    # recorded: such an old entry is refused (history still shows it).
+    named_raw = intent.get("named", [] if fmt == 1 else None)
+    if not isinstance(named_raw, list):
+        raise BadJournal(where, "the files named by the user are not a list")
+    named = {_abs_norm(p, "a named file", where) for p in named_raw}
 
     def confined(path: str, what: str) -> str:
         path = rebase(_abs_norm(path, what, where))
-        if inside(path, root) or inside(path, real) or named is None or path in named:
+        if inside(path, root) or inside(path, real) or path in named:
             if path == root or inside(path, os.path.join(root, ".dester-harden")):
                 raise BadJournal(where, f"{what} {path} is the install directory or its journal")
             return path
