@@ -179,8 +179,8 @@ def save_baseline(root: str, report: Report, profile: str, txn: str | None, now:
     from .trust import verify_journal
 
     journal = journal_dir(os.path.abspath(root), create=True)
-    ensure_private_dir(journal)
     verify_journal(journal)
+    ensure_private_dir(journal)
     path = os.path.join(journal, BASELINE)
     tmp = f"{path}.tmp-{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)

@@ -183,8 +183,8 @@ class Engine:
         another user could write is never locked, recovered or added to.
         """
         self.journal = journal_dir(self.root, create=True)
+        verify_journal(self.journal)  # before anything is changed in it, even its mode
         ensure_private_dir(self.journal)
-        verify_journal(self.journal)
         path = os.path.join(self.journal, "lock")
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
