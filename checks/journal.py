@@ -300,11 +300,18 @@ class SecretStore:
         else:
             from .statedir import secrets_dir
 
-            # Only the two places the engine writes, for this very transaction.
-            allowed = {os.path.join(secrets_dir(), f"{txn}.json"), os.path.join(self.root, "secrets", f"{txn}.json")}
-            if where not in allowed:
+            # Only the two places the engine writes, for this very transaction; the
+            # recorded directory may be gone with a moved installation (older releases).
+            if os.path.basename(where) != f"{txn}.json" or os.path.basename(os.path.dirname(where)) != "secrets":
                 raise ValueError(f"secrets file {where} is not where dester-harden keeps them")
-            data = json.loads(read_checked(where, missing_ok=False))
+            raw = None
+            for d in (secrets_dir(), os.path.join(self.root, "secrets")):
+                raw = read_checked(os.path.join(d, f"{txn}.json"))
+                if raw is not None:
+                    break
+            if raw is None:
+                raise FileNotFoundError(2, "No such file or directory", where)
+            data = json.loads(raw)
         if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
             raise ValueError("malformed secrets")
         return data
