@@ -637,3 +637,20 @@ def test_forced_undo_of_an_older_transaction_then_undo_of_the_later_one_is_refus
             engine.undo_plan(b)
     assert "would write" in str(exc.value) and a.id in str(exc.value)
     assert x.read_bytes() == v0
+
+
+async def test_assistant_first_screen_warns_about_an_untrusted_journal_and_still_audits(tmp_path, victim):
+    """A Pilot start on a root-owned install whose journal belongs to 65534: a warning, the audit, no recovery."""
+    from tests.apphelpers import make_app, screen_text, wait_screen
+
+    root, host = _root_install(tmp_path)
+    path = _owned_by_nobody(root / JOURNAL_DIR, victim, root)
+    before = tree_snapshot(victim)
+    app = make_app(str(root), host_root=str(host))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_screen(app, pilot, "WelcomeScreen")
+        text = " ".join(screen_text(app).split())
+        assert "warning:" in text and "65534" in text, text
+        assert "Most urgent" in text  # the audit ran
+    assert tree_snapshot(victim) == before
+    assert path
