@@ -168,3 +168,34 @@ def named_outside(paths, install_root: str) -> list[str]:
     """The paths (of a plan's files and modes) outside the installation: the ones the user named."""
     root, real = os.path.abspath(install_root), os.path.realpath(install_root)
     return sorted({p for p in paths if not inside(p, root) and not inside(p, real)})
+
+
+def reapplies(txn, entries: list[dict], txns: list, entries_of) -> str | None:
+    """Why undoing ``txn`` would write back a change a later forced undo already took back, or None.
+
+    A changes X v0->v1, B v1->v2; a forced undo of A (U) puts v0 back. Undoing B
+    now would write v1, A's change, again. Any live undo made after ``txn`` of a
+    transaction older than ``txn`` that touched the same paths is such a U.
+    ``txns`` are all transactions oldest first; ``entries_of`` validates one's entries.
+    """
+    mine = {e["path"] for e in entries if e["type"] in ("file", "mode")}
+    if not mine:
+        return None
+    order = {t.id: i for i, t in enumerate(txns)}
+    me = order.get(txn.id, -1)
+    for later in txns[me + 1:]:
+        target = later.intent.get("undoes")
+        if later.intent.get("kind") != "undo" or later.state != "applied" or later.undone_by:
+            continue
+        if target not in order or order[target] >= me:
+            continue
+        try:
+            theirs = {e["path"] for e in entries_of(later) if e["type"] in ("file", "mode")}
+        except (InputError, ValueError):
+            continue
+        both = sorted(mine & theirs)
+        if both:
+            return (f"cannot undo {txn.id}: {both[0]} was put back to before {target} by the later undo {later.id}; "
+                    f"undoing {txn.id} now would write {target}'s change back (undo {later.id} first, or edit the "
+                    "file by hand)")
+    return None
