@@ -49,16 +49,17 @@ def who(uid: int) -> str:
 def problem(st: os.stat_result, want_dir: bool, euid: int | None = None) -> str | None:
     """Why ``st`` cannot be part of a journal of ``euid``, or None."""
     euid = os.geteuid() if euid is None else euid
+    owner = f"owned by {who(st.st_uid)}"
     if stat.S_ISLNK(st.st_mode):
-        return "is a symbolic link"
+        return f"is a symbolic link ({owner})"
     if want_dir and not stat.S_ISDIR(st.st_mode):
-        return "is not a directory"
+        return f"is not a directory ({owner})"
     if not want_dir and not stat.S_ISREG(st.st_mode):
-        return "is not a regular file"
+        return f"is not a regular file ({owner})"
     if st.st_uid != euid:
-        return f"is owned by {who(st.st_uid)}, not by {who(euid)} who runs dester-harden"
+        return f"is {owner}, not by {who(euid)} who runs dester-harden"
     if st.st_mode & 0o022:
-        return f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
+        return f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o}, {owner})"
     return None
 
 
