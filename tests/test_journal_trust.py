@@ -654,3 +654,29 @@ async def test_assistant_first_screen_warns_about_an_untrusted_journal_and_still
         assert "Most urgent" in text  # the audit ran
     assert tree_snapshot(victim) == before
     assert path
+
+
+def test_a_state_dir_another_user_owns_is_refused(attacked, victim):
+    """Root's own place is checked like any journal: a base owned by 65534 is never used."""
+    root, host = attacked
+    state = Path(os.environ["DESTER_HARDEN_STATE_DIR"])
+    state.mkdir(parents=True)
+    plant = state / "installs" / f"{os.stat(root).st_dev}-{os.stat(root).st_ino}"
+    passwd_and_setuid_attack(plant, victim)
+    chown_tree(state)
+    before, planted = tree_snapshot(victim), tree_snapshot(state)
+    r = run_cli("fix", "--yes", "--dir", str(root), "--host-root", str(host))
+    assert r.code == 2 and "65534" in r.err and str(state) in r.err, r.err
+    a = run_cli("audit", "--dir", str(root))
+    assert a.code in (0, 1) and "warning" in a.err and "65534" in a.err, a.err
+    assert tree_snapshot(victim) == before and tree_snapshot(state) == planted
+
+
+def test_session_recover_warns_when_the_journal_cannot_be_locked(tmp_path):
+    from checks.assistant import Session
+
+    root, host = _root_install(tmp_path)
+    plant_txn(root / JOURNAL_DIR, TXN, {"entries": []}, {})
+    os.mkdir(root / JOURNAL_DIR / "lock", 0o700)
+    (msg,) = Session(str(root), host_root=str(host)).recover()
+    assert msg.startswith("warning:") and "could not lock" in msg, msg
