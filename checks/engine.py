@@ -28,7 +28,6 @@ from typing import Iterator
 from . import walk as _walk
 from .intent import FORMAT, TXN_ID, checked_entries, named_outside, reapplies
 from .journal import (
-    STATE_SIZE,
     Redactor,
     SecretStore,
     Txn,
@@ -40,9 +39,9 @@ from .journal import (
     txn_root,
     write_private,
 )
-from .statedir import journal_dir
-from .trust import UntrustedJournal, open_checked, verify_journal
 from .plan import FileEdit, ModeChange, Plan, TreeChmod, sha256
+from .statedir import journal_dir
+from .trust import UntrustedJournal, verify_journal
 
 _HEADER = _walk.HEADER  # dev, directory inode (0: the root itself), entries
 _RECORD = _walk.RECORD  # inode, mode before, mode after

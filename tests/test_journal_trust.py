@@ -22,9 +22,6 @@ import os
 import shutil
 import signal
 import stat
-import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
