@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Callable
 
 from .catalog import CATALOG
 from .findings import FAIL, PASS, SKIPPED, Finding
-from .pending import JOURNAL_DIR
 
 if TYPE_CHECKING:  # imported where used: the assistant's first frame needs none of them
     from .audit import Report
@@ -143,17 +142,28 @@ def _evidence_keys(f: Finding) -> list[str]:
 
 
 def baseline_path(root: str) -> str:
-    return os.path.join(os.path.abspath(root), JOURNAL_DIR, BASELINE)
+    """In the journal of the user running dester-harden (:func:`checks.statedir.journal_dir`)."""
+    from .statedir import journal_dir
+
+    return os.path.join(journal_dir(os.path.abspath(root)), BASELINE)
 
 
 def load_baseline(root: str) -> Baseline | None:
+    """The baseline, read only from a journal that passes the trust checks (else None: a first run)."""
+    from .trust import UntrustedJournal, read_checked, verify_journal
+
     try:
-        with open(baseline_path(root), encoding="utf-8") as fh:
-            data = json.load(fh)
+        path = baseline_path(root)
+        if not verify_journal(os.path.dirname(path)):
+            return None
+        raw = read_checked(path)
+        if raw is None:
+            return None
+        data = json.loads(raw)
         return Baseline(float(data["saved_at"]), str(data["profile"]), int(data["score"]),
                         dict(data["status"]), {k: list(v) for k, v in data.get("evidence", {}).items()},
                         data.get("txn"))
-    except FileNotFoundError:
+    except (FileNotFoundError, UntrustedJournal):
         return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None  # unreadable: treated as a first run (the file is rewritten after the next apply)
@@ -164,9 +174,12 @@ def save_baseline(root: str, report: Report, profile: str, txn: str | None, now:
     base = Baseline(now if now is not None else time.time(), profile, report.score,
                     {f.id: f.status for f in report.findings},
                     {f.id: _evidence_keys(f) for f in report.findings if f.status == FAIL}, txn)
-    journal = os.path.join(os.path.abspath(root), JOURNAL_DIR)
     from .journal import ensure_private_dir, fsync_dir
+    from .statedir import journal_dir
+    from .trust import verify_journal
 
+    journal = journal_dir(os.path.abspath(root), create=True)
+    verify_journal(journal)
     ensure_private_dir(journal)
     path = os.path.join(journal, BASELINE)
     tmp = f"{path}.tmp-{os.getpid()}"
@@ -374,10 +387,13 @@ class Session:
         reading the files is still safe.
         """
         from .engine import EngineError, recover_install
+        from .errors import InputError
 
         try:
             self.recovered = recover_install(self.root)
-        except EngineError as exc:
+        except (EngineError, InputError) as exc:
+            # InputError: a journal another user could write, or one dester-harden
+            # would not have written; it is never acted on, the audit reads on.
             self.recovered = ["warning: " + " ".join(str(exc).split())]
         return self.recovered
 
@@ -466,11 +482,16 @@ class Session:
     # -- history ---------------------------------------------------------------
     def transactions(self) -> list[TxnInfo]:
         from .journal import history
+        from .trust import UntrustedJournal
 
+        try:
+            txns = history(self.root)
+        except UntrustedJournal:
+            return []  # said by recover() on the first screen; nothing of it is shown
         return [TxnInfo(t.id, t.when.strftime("%Y-%m-%d %H:%M") if t.when else t.id[:15], t.kind,
                         "undone" if t.undone_by else t.state, t.checks, t.files, t.media, t.undoable,
                         STEP_OF_CHECK.get(t.checks[0]) if t.checks else None)
-                for t in history(self.root)]
+                for t in txns]
 
     def undo_preview(self, txn_id: str):
         """(plan, conflicts) for undoing ``txn_id``."""

@@ -7,6 +7,10 @@ command rolls an unfinished transaction back (:meth:`Engine.recover`). Files
 are read for the checks and changed only through :mod:`checks.confined`:
 relative to the install root opened once, never through a symbolic link or
 a hard link out of it.
+
+Over 600 lines: the journal's trust and validation live in checks/trust.py and
+checks/intent.py, the confined file operations in checks/confined.py, the bulk-chmod
+records in checks/treerecords.py; what stays is the transaction itself.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from . import walk as _walk
 from . import walkundo as _walkundo
 from .confined import Confined, ConfinementError
 from .errors import EngineError
+from .intent import FORMAT, TXN_ID, checked_entries, named_outside, reapplies
 from .journal import (
-    JOURNAL_DIR,
     Redactor,
     SecretStore,
     Txn,
@@ -42,6 +46,8 @@ from .journal import (
 )
 from .mediaroot import media_root_problem
 from .plan import FileEdit, ModeChange, Plan, TreeChmod, sha256
+from .statedir import journal_dir
+from .trust import UntrustedJournal, verify_journal
 
 
 class LockedError(EngineError):
@@ -52,6 +58,13 @@ class LockedError(EngineError):
         since = holder.get("since", "?")
         super().__init__(f"another dester-harden ({cmd}, pid {pid}, user {who}, since {since}) is changing this installation; try again when it is done")
         self.holder = holder
+
+
+class FailedError(EngineError, OSError):
+    """An OSError during a transaction, told as what became of the files (still an OSError)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class StaleError(EngineError):
@@ -75,6 +88,16 @@ class ApplyResult:
     tree_skipped: list[str] = field(default_factory=list)
     tree_mounts: list[str] = field(default_factory=list)
     """Mount points inside the media tree: not entered, not changed (relative to its root)."""
+    secret_where: str | None = None
+    """Where the old secrets went, for a message: "the system keyring", "a plaintext keyring file (PATH)"..."""
+
+
+def _reason(exc: BaseException) -> str:
+    """An OSError's reason and file, never content."""
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return where + (exc.strerror or type(exc).__name__)
+    return type(exc).__name__
 
 
 def _read(path: str) -> bytes | None:
@@ -112,7 +135,7 @@ class Engine:
 
     def __init__(self, install_root: str, command: str = "fix") -> None:
         self.root = os.path.abspath(install_root)
-        self.journal = os.path.join(self.root, JOURNAL_DIR)
+        self.journal = journal_dir(self.root)
         self.command = command
         self._lock_fd: int | None = None
         self.notices: list[str] = []
@@ -127,10 +150,23 @@ class Engine:
     # -- locking ------------------------------------------------------------
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the installation's lock; refuse at once if someone else has it."""
+        """Hold the installation's lock; refuse at once if someone else has it.
+
+        The journal is checked first (:func:`checks.trust.verify_journal`): one
+        another user could write is never locked, recovered or added to.
+        """
+        self.journal = journal_dir(self.root, create=True)
+        verify_journal(self.journal)  # before anything is changed in it, even its mode
         ensure_private_dir(self.journal)
         path = os.path.join(self.journal, "lock")
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                raise UntrustedJournal(path, "is not a private file of the user running dester-harden")
+        except BaseException:
+            os.close(fd)
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -162,20 +198,29 @@ class Engine:
     def pending(self) -> list[Txn]:
         return [t for t in list_txns(self.root) if t.state in (None, "prepared")]
 
+    def entries(self, txn: Txn) -> list[dict]:
+        """``txn``'s entries, validated (:mod:`checks.intent`) and rebased onto the install's place now."""
+        return checked_entries(txn.intent, txn.id, txn.dir, self.root, txn_root(self.root))
+
     def recover(self) -> list[str]:
         """Finish what a killed run left: discard unstarted, roll back half-applied (lock held)."""
         messages = []
         for txn in list_txns(self.root):
             state = txn.state
             if state is None:
+                if not TXN_ID.match(txn.id):
+                    continue  # not a directory the engine made: left alone
                 # Killed while writing the journal: nothing outside it was touched.
-                # Its secrets file goes too (the journal's only file outside txn/).
-                secrets_dir = os.path.join(self.journal, "secrets")
-                for name in (f"{txn.id}.json.tmp", f"{txn.id}.json"):
-                    _unlink_quiet(os.path.join(secrets_dir, name))
+                # Its secrets file goes too (where this release and older ones put it).
+                from .statedir import secrets_dir
+
+                for d in (secrets_dir(), os.path.join(self.journal, "secrets")):
+                    for name in (f"{txn.id}.json.tmp", f"{txn.id}.json"):
+                        _unlink_quiet(os.path.join(d, name))
                 shutil.rmtree(txn.dir, ignore_errors=True)
                 fsync_dir(txn_root(self.root))
             elif state == "prepared":
+                self.entries(txn)  # refuse a malformed journal before touching anything
                 problems = self._rollback(txn)
                 txn.set_state("rolled-back")
                 msg = f"rolled back transaction {txn.id}, interrupted while it was being applied"
@@ -187,13 +232,18 @@ class Engine:
     def _rollback(self, txn: Txn) -> list[str]:
         """Put back what ``txn`` changed; safe to run again when killed midway."""
         problems: list[str] = []
+        entries = self.entries(txn)
         self._unmark_undone(txn)
         redactor = self._redactor(txn)
-        for entry in reversed(txn.intent.get("entries", [])):
+        for entry in reversed(entries):
             kind = entry["type"]
             if kind == "file":
                 self._clean_temp(entry["path"], txn.id, entry.get("named", False))
-                current = _read(entry["path"])
+                try:
+                    current = self._files().read(entry["path"], entry.get("named", False))
+                except EngineError:  # now a symbolic link, a hard link, or behind one: not ours to touch
+                    problems.append(f"{entry['path']} was replaced meanwhile; left as it is")
+                    continue
                 cur_sha = sha256(current) if current is not None else None
                 if cur_sha == entry["before_sha"]:
                     continue
@@ -227,7 +277,7 @@ class Engine:
     def _unmark_undone(self, txn: Txn) -> None:
         """An undo rolled back no longer undoes its target: remove the target's marker."""
         undoes = txn.intent.get("undoes")
-        if not undoes or os.path.basename(undoes) != undoes or undoes in (".", ".."):
+        if not isinstance(undoes, str) or not TXN_ID.match(undoes):
             return
         d = os.path.join(txn_root(self.root), undoes)
         if not os.path.isdir(d):
@@ -250,14 +300,15 @@ class Engine:
         where = txn.intent.get("secret_store")
         if not where:
             return Redactor({})
+        store = SecretStore(self.journal)
         try:
-            return Redactor(SecretStore(self.journal).get(txn.id, where))
+            return Redactor(store.get(txn.id, where))
         except (LookupError, OSError, ValueError):
-            shown = "the system keyring" if where == "keyring" else where
             raise EngineError(
-                f"transaction {txn.id} needs the secrets it kept in {shown}, and they are gone; its files "
-                f"cannot be restored byte for byte; check the files by hand (the journal in {txn.dir} holds their "
-                f"contents with secrets blanked), then remove that directory to go on") from None
+                f"transaction {txn.id} needs the secrets it kept in {store.describe(where)}, and they are gone, so "
+                f"its files cannot be restored byte for byte; put the secrets back there (a keyring backup), or "
+                f"restore the files by hand (the journal in {txn.dir} holds their contents with secrets blanked) "
+                f"and then run 'dester-harden undo --resolved {txn.id}' to record that") from None
 
     # -- apply --------------------------------------------------------------
     def apply(self, plan: Plan, kind: str = "fix", undoes: str | None = None) -> ApplyResult:
@@ -282,11 +333,15 @@ class Engine:
             store = SecretStore(self.journal).put(txn_id, redactor.by_token)
         for name, data in blobs.items():
             write_private(os.path.join(tdir, name), redactor.redact(data))
-        txn.intent = {"id": txn_id, "kind": kind, "checks": plan.checks, "undoes": undoes,
-                      "secret_store": store, "by": holder_info(self.command), "entries": entries}
+        touched = [e["path"] for e in entries if e["type"] in ("file", "mode")]
+        txn.intent = {"format": FORMAT, "id": txn_id, "kind": kind, "checks": plan.checks, "undoes": undoes,
+                      "secret_store": store, "by": holder_info(self.command), "install": self.root,
+                      "named": named_outside(touched, self.root), "entries": entries}
         write_private(os.path.join(tdir, "intent.json"), json.dumps(txn.intent, indent=1).encode())
+        # The state file is made at its final size now, so that the commit
+        # overwrites it in place and cannot fail for want of disk space.
         txn.set_state("prepared")  # from here on, recovery rolls back
-        result = ApplyResult(txn, store)
+        result = ApplyResult(txn, store, secret_where=SecretStore(self.journal).describe(store) if store else None)
         try:
             for entry in entries:
                 self._apply_entry(entry, txn, redactor, result)
@@ -294,12 +349,28 @@ class Engine:
                 # Marked while still prepared, so "applied" commits both at once:
                 # a rollback of this undo removes the mark (_unmark_undone).
                 write_private(os.path.join(txn_root(self.root), undoes, "undone-by"), txn_id.encode())
-        except BaseException:
+        except BaseException as exc:
+            self._rollback_after(txn, exc, "while it was being applied")
+            raise
+        try:
+            txn.set_state("applied")
+        except OSError as exc:
+            self._rollback_after(txn, exc, "when its completion was being recorded")
+            raise
+        return result
+
+    def _rollback_after(self, txn: Txn, exc: BaseException, when: str) -> None:
+        """Roll ``txn`` back after ``exc``; an OSError then says exactly what happened to the files."""
+        try:
             self._rollback(txn)
             txn.set_state("rolled-back")
-            raise
-        txn.set_state("applied")
-        return result
+        except Exception as again:  # noqa: BLE001 - reported in the one line below
+            reason = getattr(again, "strerror", None) or type(again).__name__
+            raise FailedError(f"transaction {txn.id} failed {when} ({_reason(exc)}) and could not be rolled back "
+                              f"now ({reason}); the next dester-harden command rolls it back") from None
+        if isinstance(exc, OSError) and not isinstance(exc, FailedError):
+            raise FailedError(f"transaction {txn.id} failed {when} ({_reason(exc)}); every change it had made "
+                              "was rolled back, the files are as before") from None
 
     def _prepare_entries(self, plan: Plan) -> tuple[list[dict], dict[str, bytes]]:
         entries: list[dict] = []
@@ -481,21 +552,24 @@ class Engine:
     # -- undo ---------------------------------------------------------------
     def undo_plan(self, txn: Txn) -> tuple[Plan, list[UndoConflict]]:
         """The plan that takes ``txn`` back, and files edited since it."""
+        entries = self.entries(txn)
+        self._refuse_reapplying(txn, entries)
         try:
             redactor = self._redactor(txn)
         except (LookupError, OSError, ValueError) as exc:
             where = txn.intent.get("secret_store")
             raise EngineError(f"cannot undo {txn.id}: the secrets it replaced are gone from "
-                              f"{'the keyring' if where == 'keyring' else where} ({type(exc).__name__}); "
+                              f"{SecretStore(self.journal).describe(where)} ({type(exc).__name__}); "
                               "its journal alone cannot restore them") from None
         plan = Plan(checks=list(txn.intent.get("checks", [])))
         plan.secrets = set(redactor.by_token.values())
-        plan.named = [e["path"] for e in txn.intent.get("entries", []) if e.get("named")]
+        plan.named = [e["path"] for e in entries if e.get("named")]
         conflicts: list[UndoConflict] = []
-        for entry in reversed(txn.intent.get("entries", [])):
+        for entry in reversed(entries):
             kind = entry["type"]
             if kind == "file":
-                current = _read(entry["path"])
+                # Read as the undo will write: a file now behind a symbolic link is refused here, not shown.
+                current = self._files().read(entry["path"], entry.get("named", False))
                 cur_sha = sha256(current) if current is not None else None
                 after = redactor.restore(txn.blob(entry["after"])) if entry["after"] else None
                 before = redactor.restore(txn.blob(entry["before"])) if entry["before"] else None
@@ -513,6 +587,28 @@ class Engine:
             elif kind in ("tree", "tree-restore"):
                 plan.changes.append(TreeRestore(entry["root"], os.path.join(txn.dir, entry["records"])))
         return plan, conflicts
+
+    def _refuse_reapplying(self, txn: Txn, entries: list[dict]) -> None:
+        """Refuse an undo that would write back a change a later forced undo took back (see intent.reapplies)."""
+        why = reapplies(txn, entries, list_txns(self.root), self.entries)
+        if why:
+            raise EngineError(why)
+
+    def resolve(self, txn_id: str) -> Txn:
+        """Record that an interrupted transaction was put back by hand (lock held).
+
+        For the one case recovery cannot finish by itself: a prepared
+        transaction whose secrets are gone. Its journal stays, marked
+        ``resolved``, and is never rolled back again.
+        """
+        for t in list_txns(self.root):
+            if t.id == txn_id or (len(txn_id) >= 6 and t.id.endswith(txn_id)):
+                if t.state != "prepared":
+                    raise EngineError(f"transaction {t.id} is {t.state or 'incomplete'}; only an interrupted one "
+                                      "can be marked as put back by hand")
+                t.set_state("resolved")
+                return t
+        raise EngineError(f"no transaction {txn_id} in this installation's journal (see dester-harden history)")
 
     def find(self, txn_id: str | None) -> Txn:
         txns = [t for t in list_txns(self.root) if t.state == "applied"]
@@ -536,7 +632,10 @@ def recover_install(root: str) -> list[str]:
 
     The common case costs a directory listing and writes nothing (not even the
     lock file). When someone else holds the lock they own the journal: nothing
-    to do here. Raises :class:`EngineError` when a rollback cannot be done.
+    to do here. Raises :class:`EngineError` when a rollback cannot be done or
+    the journal cannot be locked (a read-only or full disk), and
+    :class:`checks.trust.UntrustedJournal` / :class:`checks.intent.BadJournal`
+    for a journal that is not acted on; the audit warns and reads on.
     """
     from .pending import has_unfinished
 
@@ -548,6 +647,9 @@ def recover_install(root: str) -> list[str]:
             return engine.recover()
     except LockedError:
         return []
+    except OSError as exc:
+        raise EngineError(f"could not lock the journal {engine.journal} to finish an interrupted change "
+                          f"({_reason(exc)}); nothing was rolled back") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,15 +1,24 @@
 """The undo journal: write-ahead records of every transaction.
 
-Layout under the install dir (dir 0700, files 0600)::
+Layout of the journal directory (0700, files 0600): ``.dester-harden/`` in the
+install dir, or the effective uid's own place outside it (:mod:`checks.statedir`)::
 
-    .dester-harden/
+    <journal>/
       lock                  flock()ed by whoever applies; holds who that is
       txn/<id>/intent.json  what the transaction changes and how to undo it
       txn/<id>/b<N>, a<N>   file contents before/after, secrets replaced by tokens
       txn/<id>/tree<N>.bin  bulk chmod records (only entries that changed)
-      txn/<id>/state        prepared -> applied | rolled-back
+      txn/<id>/state        prepared -> applied | rolled-back | resolved (16 bytes, space-padded)
       txn/<id>/undone-by    the id of the transaction that undid this one
-      secrets/<id>.json     secrets of a transaction when no keyring works
+      baseline.json         the assistant's last audit
+      install.json          (outside the install only) which installation this is
+
+Secrets of a transaction go to the keyring, or when none works to
+``<state dir>/secrets/<id>.json``, never into the journal (older releases
+wrote ``<journal>/secrets/<id>.json``; still read).
+
+Nothing here is read before :func:`checks.trust.verify_journal` has checked
+every level of it.
 
 A transaction whose ``state`` is missing was never started (nothing on disk was
 touched) and is discarded; one left at ``prepared`` is rolled back by the next
@@ -29,7 +38,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .pending import JOURNAL_DIR, has_unfinished  # noqa: F401  (re-exported)
+from .statedir import ensure_dir, journal_dir
+from .trust import read_checked, verify_journal
+
 TOKEN = "@@dester-harden-secret-{}@@"
+#: The state file's size: every state fits, padded with spaces, so it is overwritten in place.
+STATE_SIZE = 16
 
 
 def fsync_dir(path: str) -> None:
@@ -58,9 +72,8 @@ def write_private(path: str, data: bytes) -> None:
 
 
 def ensure_private_dir(path: str) -> None:
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    if os.path.islink(path):
-        raise OSError(f"{path} is a symbolic link; refusing to keep the journal there")
+    """Create a journal directory 0700; refuse a link or one another user could write."""
+    ensure_dir(path)
     os.chmod(path, 0o700)
 
 
@@ -188,7 +201,12 @@ def _unlink_missing_ok(path: str) -> None:
 
 
 class SecretStore:
-    """Keeps a transaction's secrets in the OS keyring, else in a 0600 file."""
+    """Keeps a transaction's secrets in the OS keyring, else in a 0600 file of the state directory.
+
+    Keyed by transaction id (ids are unique), so an undo still finds them after
+    the installation moved, and whether or not the journal is inside it. The
+    key of older releases (``<install path>:<id>``) is still read.
+    """
 
     SERVICE = "dester-harden"
 
@@ -221,8 +239,28 @@ class SecretStore:
                 self._keyring = None
         return self._keyring
 
-    def _user(self, txn: str) -> str:
+    @staticmethod
+    def _user(txn: str) -> str:
+        return f"txn:{txn}"
+
+    def _legacy_user(self, txn: str) -> str:
         return f"{os.path.realpath(os.path.dirname(self.root))}:{txn}"
+
+    def describe(self, where: str | None) -> str:
+        """Where secrets are, for a message: names a plaintext keyring file as what it is."""
+        if where != "keyring":
+            return f"{where} (mode 0600)" if where else "nowhere"
+        try:
+            import keyring
+
+            kr = keyring.get_keyring()
+            path = getattr(kr, "file_path", None)
+            if path:
+                plain = type(kr).__name__.startswith("Plaintext")
+                return f"{'a plaintext' if plain else 'an encrypted'} keyring file ({path})"
+        except Exception:  # noqa: BLE001 - a broken keyring: say the generic thing
+            pass
+        return "the system keyring"
 
     def put(self, txn: str, secrets: dict[str, str]) -> str:
         """Store; returns where: ``"keyring"`` or the file's path."""
@@ -235,7 +273,10 @@ class SecretStore:
                 return "keyring"
             except Exception:  # noqa: BLE001
                 pass
-        d = os.path.join(self.root, "secrets")
+        from .statedir import secrets_dir
+
+        d = secrets_dir()
+        ensure_dir(os.path.dirname(d), parents=True)
         ensure_private_dir(d)
         path = os.path.join(d, f"{txn}.json")
         write_private(path, data.encode("utf-8"))
@@ -247,14 +288,33 @@ class SecretStore:
             try:
                 import keyring
 
-                raw = keyring.get_keyring().get_password(self.SERVICE, self._user(txn))
+                kr = keyring.get_keyring()
+                raw = kr.get_password(self.SERVICE, self._user(txn))
+                if raw is None:
+                    raw = kr.get_password(self.SERVICE, self._legacy_user(txn))
             except Exception:  # noqa: BLE001 - a broken or locked keyring
                 raw = None
             if raw is None:
                 raise LookupError("the secrets of this transaction are no longer in the keyring")
-            return json.loads(raw)
-        with open(where, encoding="utf-8") as fh:
-            return json.load(fh)
+            data = json.loads(raw)
+        else:
+            from .statedir import secrets_dir
+
+            # Only the two places the engine writes, for this very transaction; the
+            # recorded directory may be gone with a moved installation (older releases).
+            if os.path.basename(where) != f"{txn}.json" or os.path.basename(os.path.dirname(where)) != "secrets":
+                raise ValueError(f"secrets file {where} is not where dester-harden keeps them")
+            raw = None
+            for d in (secrets_dir(), os.path.join(self.root, "secrets")):
+                raw = read_checked(os.path.join(d, f"{txn}.json"))
+                if raw is not None:
+                    break
+            if raw is None:
+                raise FileNotFoundError(2, "No such file or directory", where)
+            data = json.loads(raw)
+        if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+            raise ValueError("malformed secrets")
+        return data
 
 
 # -- transactions ------------------------------------------------------------
@@ -270,26 +330,34 @@ class Txn:
 
     @property
     def state(self) -> str | None:
-        try:
-            with open(os.path.join(self.dir, "state"), encoding="utf-8") as fh:
-                return fh.read().strip() or None
-        except FileNotFoundError:
-            return None
+        raw = read_checked(os.path.join(self.dir, "state"))
+        return raw.decode("ascii", "replace").strip() or None if raw is not None else None
 
     def set_state(self, state: str) -> None:
-        write_private(os.path.join(self.dir, "state"), state.encode("ascii"))
+        """Record the state; over an existing state file in place, so committing needs no new disk block."""
+        path = os.path.join(self.dir, "state")
+        data = state.encode("ascii").ljust(STATE_SIZE)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            write_private(path, data)
+            return
+        try:
+            # One pwrite of 16 bytes inside the file's first block: all or nothing.
+            if os.fstat(fd).st_size == len(data) and os.pwrite(fd, data, 0) == len(data):
+                os.fsync(fd)
+                return
+        finally:
+            os.close(fd)
+        write_private(path, data)
 
     @property
     def undone_by(self) -> str | None:
-        try:
-            with open(os.path.join(self.dir, "undone-by"), encoding="utf-8") as fh:
-                return fh.read().strip() or None
-        except FileNotFoundError:
-            return None
+        raw = read_checked(os.path.join(self.dir, "undone-by"))
+        return raw.decode("ascii", "replace").strip() or None if raw is not None else None
 
     def blob(self, name: str) -> bytes:
-        with open(os.path.join(self.dir, name), "rb") as fh:
-            return fh.read()
+        return read_checked(os.path.join(self.dir, name), missing_ok=False)
 
 
 @dataclass(frozen=True)
@@ -301,7 +369,7 @@ class TxnSummary:
     """When it was made, in local time (from its id)."""
     kind: str
     state: str
-    """applied, rolled-back, prepared or incomplete (as stored)."""
+    """applied, rolled-back, resolved, prepared or incomplete (as stored)."""
     undone_by: str | None
     checks: list[str]
     undoes: str | None
@@ -325,12 +393,16 @@ def summarize(txn: "Txn", install_root: str) -> TxnSummary:
         when = _dt.datetime.strptime(txn.id[:15], "%Y%m%dT%H%M%S").replace(tzinfo=_dt.timezone.utc).astimezone()
     except ValueError:
         when = None
-    entries = intent.get("entries", [])
-    return TxnSummary(
-        txn.id, when, intent.get("kind", "?"), txn.state or "incomplete", txn.undone_by,
-        list(intent.get("checks", [])), intent.get("undoes"),
-        sorted({display(e["path"]) for e in entries if e.get("type") in ("file", "mode")}),
-        [display(e["root"]) for e in entries if e.get("type") in ("tree", "tree-restore")])
+    try:
+        entries = [e for e in intent.get("entries", []) if isinstance(e, dict)]
+        return TxnSummary(
+            txn.id, when, str(intent.get("kind", "?")), txn.state or "incomplete", txn.undone_by,
+            [str(c) for c in intent.get("checks", [])], intent.get("undoes"),
+            sorted({display(str(e["path"])) for e in entries if e.get("type") in ("file", "mode")}),
+            [display(str(e["root"])) for e in entries if e.get("type") in ("tree", "tree-restore")])
+    except (AttributeError, KeyError, TypeError, ValueError):
+        # Only shown, never acted on (the engine validates before it acts): say it is malformed.
+        return TxnSummary(txn.id, when, "?", "malformed", txn.undone_by, [], None, [], [])
 
 
 def history(install_root: str) -> list[TxnSummary]:
@@ -339,11 +411,18 @@ def history(install_root: str) -> list[TxnSummary]:
 
 
 def txn_root(install_root: str) -> str:
-    return os.path.join(install_root, JOURNAL_DIR, "txn")
+    return os.path.join(journal_dir(install_root), "txn")
 
 
 def list_txns(install_root: str) -> list[Txn]:
-    root = txn_root(install_root)
+    """The transactions of the installation, oldest first, after checking the whole journal.
+
+    Raises :class:`checks.trust.UntrustedJournal` when any level of it fails the checks.
+    """
+    journal = journal_dir(install_root)
+    if not verify_journal(journal):
+        return []
+    root = os.path.join(journal, "txn")
     try:
         names = sorted(os.listdir(root))
     except (FileNotFoundError, NotADirectoryError):
@@ -351,16 +430,18 @@ def list_txns(install_root: str) -> list[Txn]:
     out = []
     for name in names:
         d = os.path.join(root, name)
-        if not os.path.isdir(d):
+        if not os.path.isdir(d) or name.endswith(".tmp"):
             continue
         txn = Txn(name, d)
         created = 0
         try:
-            with open(os.path.join(d, "intent.json"), encoding="utf-8") as fh:
-                txn.intent = json.load(fh)
-                created = os.fstat(fh.fileno()).st_mtime_ns
-        except (FileNotFoundError, ValueError):
-            txn.intent = {}
+            raw = read_checked(os.path.join(d, "intent.json"))
+            txn.intent = json.loads(raw) if raw is not None else {}
+            if not isinstance(txn.intent, dict):
+                txn.intent = {"invalid": True}
+            created = os.stat(os.path.join(d, "intent.json")).st_mtime_ns if raw is not None else 0
+        except (ValueError, UnicodeDecodeError):
+            txn.intent = {"invalid": True}
         out.append((name[:15], created, name, txn))
     # Oldest first. Ids start with the second they were made in; within one
     # second the random part says nothing, the intent's write time does.

@@ -1,19 +1,36 @@
 """Is a transaction unfinished? Asked by every command, so kept import-light.
 
-The audit path runs this on each start: it must cost a directory listing, not
-the engine's or the journal's imports.
+The audit path runs this on each start: it must cost a directory listing (and
+the journal's trust checks, a few ``lstat`` calls a transaction), not the
+engine's or the journal's imports.
 """
 
 from __future__ import annotations
 
 import os
 
-JOURNAL_DIR = ".dester-harden"
+from .statedir import JOURNAL_DIR, journal_dir  # noqa: F401  (JOURNAL_DIR re-exported)
+from .trust import UntrustedJournal, verify_journal
+
+FINISHED = ("applied", "rolled-back", "resolved")
+"""States recovery has nothing left to do for (resolved: put back by hand, ``undo --resolved``)."""
 
 
 def has_unfinished(install_root: str) -> bool:
-    """Cheap test: is any transaction not yet applied or rolled back?"""
-    root = os.path.join(install_root, JOURNAL_DIR, "txn")
+    """Cheap test: is any transaction not yet applied or rolled back?
+
+    Also True for a journal that fails the trust checks, so that the caller's
+    slow path (:func:`checks.engine.recover_install`) says why in one line.
+    """
+    try:
+        journal = journal_dir(install_root)
+        if not verify_journal(journal):
+            return False
+    except UntrustedJournal:
+        return True
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return False
+    root = os.path.join(journal, "txn")
     try:
         names = os.listdir(root)
     except (FileNotFoundError, NotADirectoryError, PermissionError):
@@ -21,7 +38,7 @@ def has_unfinished(install_root: str) -> bool:
     for name in names:
         try:
             with open(os.path.join(root, name, "state"), encoding="ascii") as fh:
-                if fh.read().strip() in ("applied", "rolled-back"):
+                if fh.read().strip() in FINISHED:
                     continue
         except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
             pass

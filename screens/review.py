@@ -111,10 +111,10 @@ class ReviewScreen(DesterScreen):
     def tell_where_secrets_went(self, result) -> None:
         """Say where the old secrets needed for undo are kept, as `fix` does (never the secrets)."""
         if result.secret_store == "keyring":
-            self.notify("The old secrets needed to undo this step are in the system keyring.", timeout=8)
+            self.notify(f"The old secrets needed to undo this step are in {shown(result.secret_where)}.", timeout=8, markup=False)
         elif result.secret_store:
-            self.notify(f"No keyring here: the old secrets needed to undo this step are in {shown(result.secret_store)} "
-                        "(mode 0600).", severity="warning", timeout=12, markup=False)
+            self.notify(f"No keyring here: the old secrets needed to undo this step are in {shown(result.secret_where)}.",
+                        severity="warning", timeout=12, markup=False)
         if result.tree_skipped:
             self.notify(f"{len(result.tree_skipped)} media entries were left alone (changed or unreadable during "
                         "the walk).", severity="warning", timeout=12)

@@ -42,6 +42,9 @@ def hermetic_env(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring")
     monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    # Root's own journal and the secrets fallback file: never /var/lib/dester-harden in a test.
+    monkeypatch.setenv("DESTER_HARDEN_STATE_DIR", str(tmp_path_factory.mktemp("state") / "dester-harden"))
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
     yield
 
 

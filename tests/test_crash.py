@@ -338,6 +338,7 @@ def env_for(home: str, backend: str = KEYRING) -> dict:
     env.update({"HOME": home, "XDG_DATA_HOME": os.path.join(home, ".local", "share"),
                 "XDG_CONFIG_HOME": os.path.join(home, ".config"), "LC_ALL": "C.UTF-8", "TERM": "xterm-256color",
                 "PYTHON_KEYRING_BACKEND": backend, "DH_NOW": repr(FIXED_NOW),
+                "DESTER_HARDEN_STATE_DIR": os.path.join(home, "state"),
                 "PYTHONDONTWRITEBYTECODE": "1"})
     return env
 
@@ -739,7 +740,7 @@ def test_kill_at_named_point(template, install, mode, kill, expected, backend):
     state = after_next_command(template, root, home, f"kill at {kill} of {mode}", 0, (expected,), full=full,
                                backend=backend)
     assert state == expected
-    secrets = os.path.join(root, JOURNAL_DIR, "secrets")
+    secrets = os.path.join(home, "state", "secrets")
     if os.path.isdir(secrets):
         live = set(os.listdir(os.path.join(root, JOURNAL_DIR, "txn")))
         orphans = [n for n in os.listdir(secrets) if n.removesuffix(".json") not in live]
@@ -803,7 +804,7 @@ def test_intent_without_state_is_discarded_and_nothing_changes(template, install
     (txn,) = os.listdir(tdir)
     assert os.path.exists(os.path.join(tdir, txn, "intent.json"))
     assert not os.path.exists(os.path.join(tdir, txn, "state"))
-    secrets = os.path.join(root, JOURNAL_DIR, "secrets", f"{txn}.json")
+    secrets = os.path.join(home, "state", "secrets", f"{txn}.json")
     assert os.path.exists(secrets)
     assert snapshot(root) == template.before
     res = run_cli("audit", "--dir", root, "--format", "json", env=env_for(home, NO_KEYRING))

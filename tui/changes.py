@@ -1,4 +1,8 @@
-"""The ``fix``, ``history`` and ``undo`` commands: the CLI face of the change engine."""
+"""The ``fix``, ``history`` and ``undo`` commands: the CLI face of the change engine.
+
+SIGTERM while a change is applied or undone rolls it back like Ctrl+C does,
+says so in one line, and exits 143 (Ctrl+C: 130).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,11 @@ from checks.errors import InputError
 from checks.textio import shown, shown_line
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process killed by it
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the engine is, so that it rolls back as for Ctrl+C."""
 
 
 def _err(msg: str) -> int:
@@ -39,13 +48,20 @@ def recover(root: str, wait: bool = False) -> list[str]:
 
 @contextmanager
 def _hangup_ignored():
-    """Let a transaction finish when the SSH session drops mid-apply.
+    """Let a transaction finish when the SSH session drops mid-apply; roll it back on SIGTERM.
 
     SIGHUP would kill the process between two files (recovery would then roll
     the change back on the next run); ignoring it lets the engine commit.
+    SIGTERM (a shutdown, ``kill``) is turned into :class:`Terminated` so the
+    engine rolls back at once; a second one during the rollback is ignored.
     """
+    def terminated(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+
     try:
         previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        previous_term = signal.signal(signal.SIGTERM, terminated)
     except (ValueError, AttributeError):  # not the main thread, or no SIGHUP
         yield
         return
@@ -53,6 +69,7 @@ def _hangup_ignored():
         yield
     finally:
         signal.signal(signal.SIGHUP, previous)
+        signal.signal(signal.SIGTERM, previous_term)
 
 
 def _confirm(question: str, yes: bool) -> bool | None:
@@ -81,14 +98,20 @@ def run(args) -> int:
         if args.command == "history":
             return _history(args)
         return _undo(args)
+    except Terminated:
+        print("dester-harden: terminated (SIGTERM); the change in progress, if any, was rolled back: "
+              "the files are as before it", file=sys.stderr)
+        return EXIT_TERMINATED
     except LockedError as exc:
         return _err(str(exc))
     except EngineError as exc:
         return _err(str(exc))
     except OSError as exc:
-        # The journal or a file could not be written: unwritable (not run as
-        # the owner or with sudo), a full disk, a file where the journal goes.
-        # The message names the path and the reason, never file content.
+        # The journal or a file could not be written before any change began
+        # (the engine reports failures of a started transaction itself, as an
+        # EngineError): unwritable (not run as the owner or with sudo), a full
+        # disk, a file where the journal goes. Names the path and the reason,
+        # never file content.
         where = exc.filename or ""
         hint = "; run dester-harden as the installation's owner or with sudo" if isinstance(exc, PermissionError) else ""
         return _err(f"{where + ': ' if where else ''}{exc.strerror or exc}{hint}; nothing more was changed")
@@ -131,9 +154,9 @@ def _fix(args) -> int:
     report = run_audit(discover(root, files=args.file, host_root=args.host_root), args.profile)
     print(f"\nApplied as transaction {result.txn.id} (undo: dester-harden undo {result.txn.id}).")
     if result.secret_store == "keyring":
-        print("The old secrets needed to undo it are in the system keyring.")
+        print(f"The old secrets needed to undo it are in {shown(result.secret_where)}.")
     elif result.secret_store:
-        print(f"No keyring is available: the old secrets needed to undo it are in {shown(result.secret_store)} (mode 0600).")
+        print(f"No keyring is available: the old secrets needed to undo it are in {shown(result.secret_where)}.")
     if result.tree_skipped:
         print(f"Media entries left alone (changed or unreadable during the walk): {len(result.tree_skipped)}")
     if result.tree_mounts:
@@ -144,10 +167,16 @@ def _fix(args) -> int:
 
 def _history(args) -> int:
     from checks.journal import history
+    from checks.trust import UntrustedJournal
 
     root = _root(args)
-    recover(root)
-    txns = history(root)
+    try:
+        recover(root)
+        txns = history(root)
+    except UntrustedJournal as exc:
+        # Only reading, as the audit: say why the journal is not shown, and show nothing of it.
+        print(f"dester-harden: warning: {' '.join(str(exc).split())}", file=sys.stderr)
+        txns = []
     if not txns:
         print("No transactions yet: 'dester-harden fix' records each change here.")
         return EXIT_OK
@@ -171,12 +200,18 @@ def _undo(args) -> int:
     if args.last and args.txn is not None:
         return _err("give a transaction id or --last, not both")
     root = _root(args)
-    from checks.journal import JOURNAL_DIR
+    from checks.statedir import journal_dir
+    from checks.trust import verify_journal
 
-    if not os.path.isdir(os.path.join(root, JOURNAL_DIR)):
+    if not verify_journal(journal_dir(root)):
         # Not even a journal: say so without creating one.
         return _err("nothing to undo: no applied transaction in this installation's journal")
     engine = Engine(root, "undo")
+    if args.resolved:
+        with engine.locked():
+            txn = engine.resolve(args.resolved)
+        print(f"Recorded: transaction {txn.id} was put back by hand; it is no longer rolled back.")
+        return EXIT_OK
     with engine.locked():
         for m in engine.recover():
             print(f"dester-harden: {shown_line(m)}", file=sys.stderr)

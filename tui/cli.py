@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     umode.add_argument("--dry-run", action="store_true", help="only show what undo would change")
     umode.add_argument("--yes", action="store_true", help="undo without asking (needed when not on a terminal)")
     undo.add_argument("--reveal", action="store_true", help="show secret values in the preview")
+    undo.add_argument("--resolved", metavar="TXN",
+                      help="record that an interrupted transaction whose secrets are gone was put back by hand")
 
     def terminal_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--color-system", choices=COLOR_SYSTEMS, default=None,
@@ -282,11 +284,14 @@ def _recover_if_needed(args) -> None:
     if not has_unfinished(directory):
         return  # the common case: a directory listing, no import of the engine
     from checks.engine import EngineError
+    from checks.errors import InputError
     from tui.changes import recover
 
     try:
         recover(directory, wait=False)
-    except EngineError as exc:  # the audit only reads: warn and go on
+    except (EngineError, InputError) as exc:  # the audit only reads: warn and go on
+        # InputError: a journal another user could write (UntrustedJournal) or
+        # one the engine would not have written (BadJournal): never acted on.
         print(f"dester-harden: warning: {_one_line(str(exc))}", file=sys.stderr)
 
 
