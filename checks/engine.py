@@ -263,6 +263,8 @@ class Engine:
                         problems.append(f"{entry['path']} was replaced meanwhile; its mode was left as it is")
             elif kind in ("tree", "tree-restore"):
                 self._tree_restore(entry["root"], os.path.join(txn.dir, entry["records"]), None)
+        problems += self.notices  # media roots left alone, said with the rest
+        self.notices.clear()
         return problems
 
     def _clean_temp(self, path: str, tag: str, named: bool = False) -> None:

@@ -14,6 +14,11 @@ every edit leaves the text before it, and with it the positions of the targets
 still to come, exactly as they were. A target whose nodes lie after text
 already changed in the batch ends the batch (checks/batch.py); the next round
 re-discovers. The result is the plan the one-at-a-time loop builds.
+
+Over 600 lines: the planner and every fixer are still one module; they split
+into a ``checks/fixes/`` package, the planner apart from one module per check
+family (NET, SEC, FS, DKR), with the change-engine rework (issue 9), which
+also makes each fix work on its own finding instead of re-deriving it here.
 """
 
 from __future__ import annotations

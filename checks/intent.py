@@ -16,6 +16,7 @@ import os
 import re
 
 from .errors import InputError
+from .mediaroot import system_problem
 
 FORMAT = 2
 """Intents of format 2 record ``install`` and ``named``; older ones (no ``format``) are still read."""
@@ -24,10 +25,6 @@ _BLOB = re.compile(r"[ab][0-9]{1,6}\Z")
 _RECORDS = re.compile(r"tree[0-9]{1,6}\.bin\Z")
 TXN_ID = re.compile(r"[0-9]{8}T[0-9]{6}-[0-9a-f]{6}\Z")
 _KINDS = {"fix", "undo"}
-#: Trees a bulk chmod may never be rooted at (nor below, for the first group).
-_SYSTEM = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run", "/sbin",
-           "/sys", "/usr", "/var/lib", "/var/log", "/var/spool", "/root")
-_SYSTEM_EXACT = ("/", "/home", "/var", "/opt", "/srv", "/mnt", "/media", "/tmp", "/var/tmp")
 
 
 class BadJournal(InputError):
@@ -70,11 +67,6 @@ def _sha(value, where: str, optional: bool = True):
     if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
         raise BadJournal(where, f"checksum {value!r} is malformed")
     return value
-
-
-def system_tree(root: str) -> bool:
-    """A tree a media chmod must never start at: ``/``, a system tree, or a top-level shared one."""
-    return root in _SYSTEM_EXACT or any(inside(root, s) for s in _SYSTEM)
 
 
 def checked_entries(intent: dict, txn_id: str, txn_dir: str, install_root: str, txn_root: str) -> list[dict]:
@@ -147,8 +139,9 @@ def checked_entries(intent: dict, txn_id: str, txn_dir: str, install_root: str, 
             _mode(e.get("after"), "mode", where)
         elif kind in ("tree", "tree-restore"):
             tree = rebase(_abs_norm(e.get("root"), "media root", where))
-            if system_tree(tree):
-                raise BadJournal(where, f"media root {tree} is / or a system tree")
+            why = system_problem(tree)  # the path alone: the media fix's own judgement of where it is
+            if why:
+                raise BadJournal(where, f"media root {tree}: {why}")
             e["root"] = tree
             e["records"] = _name(e.get("records"), _RECORDS, "records file", where)
             if kind == "tree-restore":

@@ -123,22 +123,27 @@ def read_source(path: str, display: str, kind: str = "file", limit: int = MAX_CO
                 f"{kind} is {st.st_size / 1048576:.1f} MiB, over the {limit // 1048576} MiB limit for a configuration file",
                 display,
             )
-        chunks = []
-        total = 0
-        while True:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                break
-            total += len(chunk)
-            if total > limit:  # grew while we read it
-                raise InputError(f"{kind} is over the {limit // 1048576} MiB limit for a configuration file", display)
-            chunks.append(chunk)
-        data = b"".join(chunks)
+        data = read_capped(fd, limit)
+        if data is None:  # grew while we read it
+            raise InputError(f"{kind} is over the {limit // 1048576} MiB limit for a configuration file", display)
     except OSError as exc:
         raise InputError(f"cannot read {kind}: {os.strerror(exc.errno or errno.EIO)}", display) from None
     finally:
         os.close(fd)
     return decode_source(path, display, kind, data, st)
+
+
+def read_capped(fd: int, limit: int) -> bytes | None:
+    """All of ``fd`` in 1 MiB reads; None as soon as it is over ``limit`` bytes (it may grow as it is read)."""
+    chunks, total = [], 0
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > limit:
+            return None
+        chunks.append(chunk)
 
 
 def decode_source(path: str, display: str, kind: str, data: bytes, st: os.stat_result | None = None) -> Source:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
 import stat
 import sys
 import time
@@ -245,6 +246,27 @@ def test_a_dropped_terminal_during_apply_lets_the_transaction_finish(install, ho
         assert _gone(pid), "the assistant did not exit after SIGHUP"
     _assert_permissions_committed(install)
     assert not [f for f in os.listdir(install) if ".tmp" in f or f.startswith(".dh-")]
+
+
+def test_sigterm_during_apply_lets_the_transaction_finish(install, home):
+    """SIGTERM (a `kill`, a stopping service manager) while the engine applies: the same as a hangup.
+
+    The apply runs in a worker thread that a signal cannot interrupt, so the app
+    lets it commit and then exits, rather than dying between two files.
+    """
+    _big_media(install, 60_000)
+    with Tmux([DESTER, "--dir", install], env=term_env(home)) as t:
+        pid = t.pid()
+        _walk_to_review(t)
+        for n in (1, 2):
+            t.wait_for(f"({n} of 4)")
+            t.send("s")
+        t.wait_for("File permissions (3 of 4)", timeout=60)
+        t.send("a")
+        t.wait_for("Applying File permissions", timeout=60)
+        os.kill(pid, signal.SIGTERM)
+        assert _gone(pid), "the assistant did not exit after SIGTERM"
+    _assert_permissions_committed(install)
 
 
 def test_a_dropped_terminal_when_idle_exits_at_once(install, home):

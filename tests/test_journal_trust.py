@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from checks import walk as _walk
+from checks import treerecords as _records
 from checks.journal import JOURNAL_DIR
 
 from .conftest import run_cli
@@ -154,11 +154,13 @@ def tree_attack(journal: Path, victim: Path) -> None:
         recs = []
         for n in dirs + files:
             est = os.lstat(os.path.join(d, n))
-            recs.append(_walk.RECORD.pack(est.st_ino, 0o7777 & 0o777, stat.S_IMODE(est.st_mode)))
+            # The current format, fingerprints and all: an attacker can compute them too.
+            recs.append(_records.RECORD.pack(est.st_ino, 0o7777 & 0o777, stat.S_IMODE(est.st_mode),
+                                             _records.fingerprint(est)))
         for dir_ino in {dst.st_ino, 0 if d == str(top) else dst.st_ino}:
-            groups.append(_walk.HEADER.pack(st.st_dev, dir_ino, len(recs)) + b"".join(recs))
+            groups.append(_records.HEADER.pack(st.st_dev, dir_ino, len(recs)) + b"".join(recs))
     plant_txn(journal, TXN, {"entries": [{"type": "tree", "root": str(top), "records": "tree0.bin"}]},
-              {"tree0.bin": b"".join(groups)})
+              {"tree0.bin": _records.MAGIC + b"".join(groups)})
 
 
 def txn_symlink_attack(journal: Path, victim: Path) -> None:

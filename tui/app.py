@@ -73,7 +73,9 @@ class DesterApp(App[int]):
         """Clear while the engine applies a transaction (the app must not exit then)."""
         self.idle.set()
         self.hangup = False
-        """The terminal went away (SIGHUP): exit as soon as no transaction is in flight."""
+        """The terminal went away (SIGHUP) or SIGTERM came: exit as soon as no transaction is in flight."""
+        self.hangup_code = 129
+        """The exit code for that: 128 + the signal (SIGHUP 129, SIGTERM 143)."""
         self.start_score: int | None = None
         self.applied_notes: list[str] = []
         """Notes of the applied plans (what to do before restarting), for the summary."""
@@ -96,7 +98,11 @@ class DesterApp(App[int]):
         if self._theme_name:
             self.theme = self._theme_name
         try:
-            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_hangup)
+            loop = asyncio.get_running_loop()
+            # SIGTERM too: the apply runs in a worker thread, where it cannot be
+            # interrupted, so it is let finish (or roll back) as for a hangup.
+            loop.add_signal_handler(signal.SIGHUP, self._on_hangup, 129)
+            loop.add_signal_handler(signal.SIGTERM, self._on_hangup, 143)
         except (NotImplementedError, RuntimeError, ValueError, AttributeError):
             pass
 
@@ -135,11 +141,12 @@ class DesterApp(App[int]):
         self._close_messages_no_wait()
 
     # -- a dropped terminal ----------------------------------------------------
-    def _on_hangup(self) -> None:
-        """SSH went away: let the transaction in flight finish (or roll back), then leave."""
+    def _on_hangup(self, code: int = 129) -> None:
+        """SSH went away (or SIGTERM): let the transaction in flight finish (or roll back), then leave."""
         self.hangup = True
+        self.hangup_code = code
         if self.idle.is_set():
-            self.exit(129)
+            self.exit(code)
             return
 
         def last_resort() -> None:
@@ -148,7 +155,7 @@ class DesterApp(App[int]):
             # by then, so leaving hard loses nothing. (A daemon: a clean exit ends it.)
             self.idle.wait()
             threading.Event().wait(10)
-            os._exit(129)
+            os._exit(self.hangup_code)
 
         threading.Thread(target=last_resort, name="hangup", daemon=True).start()
 
@@ -160,7 +167,7 @@ class DesterApp(App[int]):
         finally:
             self.idle.set()
             if self.hangup:
-                self.exit(129)
+                self.exit(self.hangup_code)
 
     async def apply_plan(self, step_plan):
         """Apply a previewed step plan as one transaction (then the baseline is saved)."""

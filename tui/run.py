@@ -56,4 +56,7 @@ def run_assistant(args) -> int:
     code = app.run()
     if code is None and app.return_code:
         code = app.return_code
+    if app.hangup and app.hangup_code == 143:
+        print("dester-harden: stopped by SIGTERM; a change being applied was finished first "
+              "(dester-harden history shows it)", file=sys.stderr)
     return int(code or 0)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from ..findings import FAIL, PASS, SKIPPED, Outcome
 from ..model import Where
-from ..textio import MAX_CONFIG_BYTES, Source, decode_source
+from ..textio import MAX_CONFIG_BYTES, Source, decode_source, read_capped
 from ..errors import InputError
 from . import Context, check
 from .common import api_port, api_service
@@ -256,20 +256,14 @@ def read_config(path: str, display: str, host_root: str = "/") -> Source | None:
             return None  # swapped for a FIFO or a device since it was looked at
         if st.st_size > MAX_CONFIG_BYTES:
             raise InputError(f"proxy configuration is over the {MAX_CONFIG_BYTES // 1048576} MiB limit", display)
-        chunks, total = [], 0
-        while True:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                break
-            total += len(chunk)
-            if total > MAX_CONFIG_BYTES:  # grew while we read it
-                raise InputError(f"proxy configuration is over the {MAX_CONFIG_BYTES // 1048576} MiB limit", display)
-            chunks.append(chunk)
+        data = read_capped(fd, MAX_CONFIG_BYTES)
+        if data is None:  # grew while we read it
+            raise InputError(f"proxy configuration is over the {MAX_CONFIG_BYTES // 1048576} MiB limit", display)
     except OSError as exc:
         raise InputError(f"cannot read proxy configuration: {os.strerror(exc.errno or errno.EIO)}", display) from None
     finally:
         os.close(fd)
-    return decode_source(real, display, "proxy configuration", b"".join(chunks), st)
+    return decode_source(real, display, "proxy configuration", data, st)
 
 
 def find_proxies(ctx: Context) -> tuple[list[Proxy], list[str]]:
