@@ -281,6 +281,8 @@ def _recover_if_needed(args) -> None:
     from checks.pending import has_unfinished
 
     directory = os.path.abspath(os.path.expanduser(getattr(args, "dir", None) or default_install_dir()))
+    if not os.path.isdir(directory):
+        return  # nothing to recover; the audit says in one line that it is missing
     if not has_unfinished(directory):
         return  # the common case: a directory listing, no import of the engine
     from checks.engine import EngineError
