@@ -189,6 +189,28 @@ def test_on_a_terminal_fix_asks_and_yes_applies(cli_box):
 # -- fix --yes ------------------------------------------------------------------------------
 
 
+def test_fix_and_undo_save_the_baseline_so_the_next_run_is_the_reaudit(cli_box):
+    """Whichever face applied it: after `fix --yes` the assistant opens in re-audit, not as a first run."""
+    from checks.assistant import Session, drift, load_baseline
+
+    root, host, tmp = cli_box
+    assert Session(str(root)).first_run
+    r = cli("fix", "--yes", "--dir", str(root), "--host-root", str(host))
+    assert r.code == 0, r.out + r.err
+    txn = txn_id(r.out)
+    base = load_baseline(str(root))
+    assert base is not None and base.txn == txn and base.profile == "local"
+    session = Session(str(root), host_root=str(host))
+    assert not session.first_run
+    d = drift(base, session.audit())
+    assert not d.regressions and not d.new, "nothing drifted right after the fix"
+    u = cli("undo", "--last", "--yes", "--dir", str(root))
+    assert u.code == 0, u.out + u.err
+    undo_txn = re.search(r"recorded as (\S+)\)", u.out).group(1)
+    after = load_baseline(str(root))
+    assert after is not None and after.txn == undo_txn and after.score < base.score
+
+
 def test_fix_yes_applies_prints_the_transaction_and_the_score(cli_box):
     root, host, tmp = cli_box
     r = cli("fix", "--yes", "--dir", str(root), "--host-root", str(host))

@@ -152,6 +152,7 @@ def _fix(args) -> int:
     with _hangup_ignored():
         result = engine.apply(plan)
     report = run_audit(discover(root, files=args.file, host_root=args.host_root), args.profile)
+    _save_baseline(root, report, args.profile, result.txn.id)
     print(f"\nApplied as transaction {result.txn.id} (undo: dester-harden undo {result.txn.id}).")
     if result.secret_store == "keyring":
         print(f"The old secrets needed to undo it are in {shown(result.secret_where)}.")
@@ -245,4 +246,29 @@ def _undo(args) -> int:
         with _hangup_ignored():
             result = engine.apply(plan, kind="undo", undoes=txn.id)
     print(f"Undone: transaction {txn.id} (recorded as {result.txn.id}).")
+    from checks.assistant import load_baseline
+    from checks.audit import run_audit
+    from checks.discovery import discover
+
+    base = load_baseline(root)
+    profile = base.profile if base else "local"
+    try:
+        report = run_audit(discover(root), profile)
+    except InputError:
+        return EXIT_OK  # the undo is done; the files it put back do not parse (the next audit says so)
+    _save_baseline(root, report, profile, result.txn.id)
     return EXIT_OK
+
+
+def _save_baseline(root: str, report, profile: str, txn_id: str) -> None:
+    """The baseline after every applied change or undo, as the assistant saves it: the next
+    `dester-harden` opens the re-audit of what drifted since. A failure to save it is a warning:
+    the change itself is done and journaled."""
+    from checks.assistant import save_baseline
+
+    try:
+        save_baseline(root, report, profile, txn_id)
+    except (OSError, InputError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"dester-harden: warning: the baseline for the re-audit was not saved ({shown_line(reason)})",
+              file=sys.stderr)
