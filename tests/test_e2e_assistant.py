@@ -216,8 +216,9 @@ def _gone(pid: int, timeout: float = 60) -> bool:
     return False
 
 
-def _drop_while_applying_permissions(t: Tmux) -> None:
-    """Skip the first two previews, apply the permissions step, and drop the terminal while it applies."""
+def _drop_while_applying_permissions(t: Tmux, drop=None) -> None:
+    """Skip the first two previews, apply the permissions step, and drop the terminal while it applies
+    (or call ``drop`` then instead)."""
     _walk_to_review(t)
     for n in (1, 2):
         t.wait_for(f"({n} of 4)")
@@ -225,7 +226,7 @@ def _drop_while_applying_permissions(t: Tmux) -> None:
     t.wait_for("File permissions (3 of 4)", timeout=60)
     t.send("a")
     t.wait_for("Applying File permissions", timeout=60)
-    t.kill_session()
+    (drop or t.kill_session)()
 
 
 def _assert_permissions_committed(install: str) -> None:
@@ -257,14 +258,7 @@ def test_sigterm_during_apply_lets_the_transaction_finish(install, home):
     _big_media(install, 60_000)
     with Tmux([DESTER, "--dir", install], env=term_env(home)) as t:
         pid = t.pid()
-        _walk_to_review(t)
-        for n in (1, 2):
-            t.wait_for(f"({n} of 4)")
-            t.send("s")
-        t.wait_for("File permissions (3 of 4)", timeout=60)
-        t.send("a")
-        t.wait_for("Applying File permissions", timeout=60)
-        os.kill(pid, signal.SIGTERM)
+        _drop_while_applying_permissions(t, lambda: os.kill(pid, signal.SIGTERM))
         assert _gone(pid), "the assistant did not exit after SIGTERM"
     _assert_permissions_committed(install)
 
