@@ -718,3 +718,24 @@ services:
     _write(root / ".env", 'NODE_ENV="production\x1b[2J\x1b[H\rfake line"\nK\u202eEY=1\n', 0o644)
     _write(root / "[red]api\nx.env", "PORT=3001\n", 0o644)
     return root
+
+
+def tree_snapshot(top: Path | str, skip: tuple[str, ...] = (), inodes: bool = False) -> dict[str, tuple]:
+    """rel path -> (type and mode, uid, gid, link count of a regular file, [inode,] content or link
+    target) of ``top`` and everything under it, never following a link; directories named in
+    ``skip`` are left out at any depth. The attack tests compare a victim tree with it byte for byte.
+    """
+    import stat
+
+    top = str(top)
+    out: dict[str, tuple] = {}
+    for d, dirs, files in os.walk(top):
+        dirs[:] = [x for x in dirs if x not in skip]
+        for p in ([d] if d == top else []) + [os.path.join(d, n) for n in dirs + files]:
+            st = os.lstat(p)
+            regular = stat.S_ISREG(st.st_mode)
+            data = Path(p).read_bytes() if regular else os.readlink(p) if stat.S_ISLNK(st.st_mode) else None
+            # A directory's link count follows its subdirectories: only a file's says "hard-linked".
+            out[os.path.relpath(p, top)] = ((st.st_mode, st.st_uid, st.st_gid, st.st_nlink if regular else None)
+                                            + ((st.st_ino,) if inodes else ()) + (data,))
+    return out

@@ -36,7 +36,7 @@ from checks.journal import JOURNAL_DIR, list_txns
 from checks.plan import FileEdit, ModeChange
 
 from .conftest import PROJECT, run_cli
-from .installs import CLI_PASSWORD, cli_install
+from .installs import CLI_PASSWORD, cli_install, tree_snapshot
 
 NOBODY = 65534
 IN_CI = os.environ.get("CI") == "true"
@@ -51,17 +51,6 @@ if os.geteuid() != 0:
 # -- helpers ----------------------------------------------------------------------
 
 
-def tree(top: Path) -> dict[str, tuple]:
-    """rel path -> (type and mode, uid, gid, content or link target) of everything under ``top``."""
-    out = {}
-    for d, dirs, files in os.walk(top):
-        for p in ([d] if d == str(top) else []) + [os.path.join(d, n) for n in dirs + files]:
-            st = os.lstat(p)
-            data = (Path(p).read_bytes() if stat.S_ISREG(st.st_mode) else
-                    os.readlink(p) if stat.S_ISLNK(st.st_mode) else None)
-            links = st.st_nlink if stat.S_ISREG(st.st_mode) else None  # a directory's count follows its subdirectories
-            out[os.path.relpath(p, top)] = (st.st_mode, st.st_uid, st.st_gid, links, data)
-    return out
 
 
 def give_to_owner(top: Path) -> None:
@@ -171,7 +160,7 @@ def planted(site, attack):
 @pytest.mark.parametrize("attack", ATTACKS, ids=lambda a: a.__name__)
 def test_an_owner_cannot_make_root_change_a_file_outside_the_installation(site, attack, only):
     root, victim, host, words = planted(site, attack)
-    before = tree(victim)
+    before = tree_snapshot(victim)
     args = ["fix", "--dir", str(root), "--host-root", str(host)] + (["--only", only] if only else [])
     dry = cli(*args, "--dry-run")
     assert dry.code in (0, 1), dry.err
@@ -182,12 +171,12 @@ def test_an_owner_cannot_make_root_change_a_file_outside_the_installation(site, 
     for rel in before:
         if rel != ".":
             assert f"b/{victim / rel}" not in dry.out and f"\n{victim / rel} " not in dry.out, rel
-    assert tree(victim) == before
+    assert tree_snapshot(victim) == before
 
     done = cli(*args, "--yes")
     assert done.code in (0, 1), done.out + done.err
     assert done.err.strip() == "" or len(done.err.strip().splitlines()) == 1, done.err
-    assert tree(victim) == before, "a file outside the installation changed"
+    assert tree_snapshot(victim) == before, "a file outside the installation changed"
     if only is None:
         assert "Applied as transaction" in done.out, done.out  # what is inside was still fixed
 
@@ -205,7 +194,7 @@ def test_a_compose_file_named_with_file_is_changed_even_outside_and_the_plan_say
     elsewhere = victim / "elsewhere"
     named = write(elsewhere / "compose.yml", (root / "docker-compose.yml").read_text(), 0o644)
     give_to_owner(root.parent)
-    before_install = tree(root)
+    before_install = tree_snapshot(root)
     args = ["fix", "--dir", str(root), "--host-root", str(host), "--file", str(named), "--only", "NET-001"]
     dry = cli(*args, "--dry-run")
     assert f"+++ b/{named}" in dry.out, dry.out
@@ -214,7 +203,7 @@ def test_a_compose_file_named_with_file_is_changed_even_outside_and_the_plan_say
     assert done.code in (0, 1), done.err
     assert '"127.0.0.1:5432:5432"' in named.read_text()
     assert stat.S_IMODE(os.stat(named).st_mode) == 0o644
-    assert {k: v for k, v in tree(root).items() if not k.startswith(JOURNAL_DIR)} == before_install
+    assert {k: v for k, v in tree_snapshot(root).items() if not k.startswith(JOURNAL_DIR)} == before_install
     undo = cli("undo", "--dir", str(root), "--last", "--yes")
     assert undo.code == 0, undo.err
     assert '"5432:5432"' in named.read_text() and "127.0.0.1" not in named.read_text()
@@ -236,11 +225,11 @@ def test_planning_never_mirrors_a_compose_file_out_of_its_private_temp_dir(site)
     tmpdir = root.parent.parent / "tmp"
     tmpdir.mkdir()
     outside = root.parent.parent
-    before = {k: v for k, v in tree(outside).items() if not k.startswith(("cli", "tmp"))}
+    before = {k: v for k, v in tree_snapshot(outside).items() if not k.startswith(("cli", "tmp"))}
     for mode in ("--dry-run", "--yes"):
         r = run_cli("fix", "--dir", str(root), "--host-root", str(host), mode, env={"TMPDIR": str(tmpdir)})
         assert "Traceback" not in r.err and r.code in (0, 1), r.err
-        assert {k: v for k, v in tree(outside).items() if not k.startswith(("cli", "tmp"))} == before, mode
+        assert {k: v for k, v in tree_snapshot(outside).items() if not k.startswith(("cli", "tmp"))} == before, mode
     assert os.listdir(tmpdir) == []
 
 
@@ -272,17 +261,17 @@ def swap_conf(root: Path, victim: Path) -> None:
 def test_a_directory_swapped_for_a_symlink_between_plan_and_apply_redirects_nothing(conf_site):
     root, victim, plan = conf_site
     swap_conf(root, victim)
-    before, before_install = tree(victim), tree(root)
+    before, before_install = tree_snapshot(victim), tree_snapshot(root)
     with pytest.raises(ConfinementError, match="conf is a symbolic link"):
         Engine(str(root)).apply(plan)
-    assert tree(victim) == before
-    assert {k: v for k, v in tree(root).items() if not k.startswith(JOURNAL_DIR)} == before_install
+    assert tree_snapshot(victim) == before
+    assert {k: v for k, v in tree_snapshot(root).items() if not k.startswith(JOURNAL_DIR)} == before_install
     assert Engine(str(root)).pending() == []  # refused while checking the plan: nothing journaled
 
 
 def test_a_directory_swapped_mid_apply_redirects_nothing_and_rolls_back(conf_site, monkeypatch):
     root, victim, plan = conf_site
-    before, before_install = tree(victim), tree(root)
+    before, before_install = tree_snapshot(victim), tree_snapshot(root)
     real = Engine._apply_entry
     done = []
 
@@ -296,9 +285,9 @@ def test_a_directory_swapped_mid_apply_redirects_nothing_and_rolls_back(conf_sit
     with pytest.raises(EngineError):
         Engine(str(root)).apply(plan)
     monkeypatch.undo()
-    assert tree(victim) == before
+    assert tree_snapshot(victim) == before
     # The rollback went to the real files (now under conf.moved), not through the link.
-    now = tree(root)
+    now = tree_snapshot(root)
     moved = {k.replace("conf.moved", "conf", 1): v for k, v in now.items() if k.startswith("conf.moved")}
     assert moved == {k: v for k, v in before_install.items() if k.startswith("conf")}
     assert {k: v for k, v in now.items() if not k.startswith((JOURNAL_DIR, "conf"))} == \
@@ -308,7 +297,7 @@ def test_a_directory_swapped_mid_apply_redirects_nothing_and_rolls_back(conf_sit
 def test_a_swap_after_the_directory_was_verified_cannot_redirect_the_rename(conf_site, monkeypatch):
     """The narrowest window: the directory is swapped right after the engine opened it."""
     root, victim, plan = conf_site
-    before = tree(victim)
+    before = tree_snapshot(victim)
     real = Confined.parent
     swapped = []
 
@@ -325,7 +314,7 @@ def test_a_swap_after_the_directory_was_verified_cannot_redirect_the_rename(conf
         Engine(str(root)).apply(plan)
     monkeypatch.undo()
     assert swapped, "the swap never happened"
-    assert tree(victim) == before
+    assert tree_snapshot(victim) == before
     # The rename went to the directory that was verified (now conf.moved), not through the link.
     assert CLI_PASSWORD not in (root / "conf.moved" / "api.env").read_text()
 
@@ -346,10 +335,10 @@ def test_a_file_hard_linked_to_a_victim_after_the_plan_is_not_changed(site, only
     shutil.copy2(env, victim / "shadow")
     os.unlink(env)
     os.link(victim / "shadow", env)
-    before = tree(victim)
+    before = tree_snapshot(victim)
     with pytest.raises(ConfinementError, match="hard links"):
         Engine(str(root)).apply(plan)
-    assert tree(victim) == before
+    assert tree_snapshot(victim) == before
 
 
 # -- xattrs and ACLs, immutable files ----------------------------------------------------
@@ -442,26 +431,26 @@ def test_a_file_made_immutable_after_the_plan_is_named_and_everything_is_rolled_
     plan, _ = plan_fixes(str(root), host_root=str(host))
     # .env comes first in the plan: it is replaced before the compose file is reached.
     assert plan.files() == [str(env), str(compose)]
-    before = tree(root)
+    before = tree_snapshot(root)
     chattr("+i", compose)
     with pytest.raises(ImmutableError, match=r"docker-compose\.yml is immutable \(chattr \+i\)"):
         Engine(str(root)).apply(plan)
     subprocess.run(["chattr", "-i", str(compose)], check=True)
-    assert {k: v for k, v in tree(root).items() if not k.startswith(JOURNAL_DIR)} == before
+    assert {k: v for k, v in tree_snapshot(root).items() if not k.startswith(JOURNAL_DIR)} == before
     assert [t.state for t in list_txns(str(root))] == ["rolled-back"]
 
 
 def test_fix_on_a_file_made_immutable_while_it_asks_is_one_line_exit_2(immutable_later):
     root, host = immutable_later
     compose = root / "docker-compose.yml"
-    before = tree(root)
+    before = tree_snapshot(root)
     code, out = _fix_on_pty(root, host, lambda: chattr("+i", compose))
     subprocess.run(["chattr", "-i", str(compose)], check=True)
     assert code == 2, out
     assert "Traceback" not in out
     errors = [line for line in out.splitlines() if line.startswith("dester-harden: error:")]
     assert len(errors) == 1 and f"{compose} is immutable" in errors[0], out
-    assert {k: v for k, v in tree(root).items() if not k.startswith(JOURNAL_DIR)} == before
+    assert {k: v for k, v in tree_snapshot(root).items() if not k.startswith(JOURNAL_DIR)} == before
 
 
 def _fix_on_pty(root: Path, host: Path, before_yes, timeout: float = 90) -> tuple[int, str]:

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import stat
 import subprocess
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from checks.findings import ERROR, FAIL, PASS
 from checks.journal import JOURNAL_DIR
 
 from .conftest import FIXED_NOW, run_cli
+from .installs import tree_snapshot
 
 NOBODY = 65534
 
@@ -76,16 +76,6 @@ def places(f: dict) -> set[tuple[str, int]]:
     return {(e["file"], e["line"]) for e in f["evidence"]}
 
 
-def snapshot(top: Path) -> dict[str, tuple]:
-    """Every path under ``top`` but the journal: mode, owner, content or link target."""
-    out = {}
-    for d, dirs, names in os.walk(top):
-        dirs[:] = [x for x in dirs if x != JOURNAL_DIR]
-        for p in [d] + [os.path.join(d, n) for n in names]:
-            st = os.lstat(p)
-            data = Path(p).read_bytes() if stat.S_ISREG(st.st_mode) else os.readlink(p) if stat.S_ISLNK(st.st_mode) else None
-            out[os.path.relpath(p, top)] = (st.st_mode, st.st_uid, st.st_gid, data)
-    return out
 
 
 # -- installs whose problems sit only in an included or extended file --------------------------
@@ -183,22 +173,22 @@ def test_included_env_file_weak_password_is_found_and_fixed_there(tmp_path):
     inst = discover(str(root), now=FIXED_NOW)
     assert "stack/db.env" in {e.display for e in inst.env_files}  # its mode is FS-001's, its value masked
     assert "postgres" in inst.secrets
-    before = snapshot(root)
+    before = tree_snapshot(root, skip=(JOURNAL_DIR,))
     r = run_cli("fix", "--dir", str(root), "--yes", "--only", "SEC-001")
     assert r.code in (0, 1), r.out + r.err
     # The password is changed where the included file takes it from; nothing is added to a root .env.
     assert not (root / ".env").exists()
     assert (root / "stack/db.env").read_text() != "DB_PASSWORD=postgres\n"
-    assert (root / "stack/db.yml").read_bytes() == before["stack/db.yml"][3]
+    assert (root / "stack/db.yml").read_bytes() == before["stack/db.yml"][-1]
     assert findings(audit(root))["SEC-001"]["status"] == PASS
     r = run_cli("undo", "--dir", str(root), "--last", "--yes")
     assert r.code == 0, r.out + r.err
-    assert snapshot(root) == before
+    assert tree_snapshot(root, skip=(JOURNAL_DIR,)) == before
 
 
 def test_fix_edits_the_included_file_and_undo_restores_every_file(tmp_path):
     root = included_install(tmp_path)
-    before = snapshot(root)
+    before = tree_snapshot(root, skip=(JOURNAL_DIR,))
     main = (root / "docker-compose.yml").read_bytes()
     r = run_cli("fix", "--dir", str(root), "--yes", "--only", "NET-001,DKR-001,DKR-002,SEC-001")
     assert r.code in (0, 1), r.out + r.err
@@ -210,7 +200,7 @@ def test_fix_edits_the_included_file_and_undo_restores_every_file(tmp_path):
     assert all(f[c]["status"] == PASS for c in ("NET-001", "DKR-001", "DKR-002", "SEC-001")), f
     r = run_cli("undo", "--dir", str(root), "--last", "--yes")
     assert r.code == 0, r.out + r.err
-    assert snapshot(root) == before
+    assert tree_snapshot(root, skip=(JOURNAL_DIR,)) == before
 
 
 def test_extended_service_problems_are_found_and_fixed_in_the_base_file(tmp_path):
@@ -225,18 +215,18 @@ def test_extended_service_problems_are_found_and_fixed_in_the_base_file(tmp_path
     inst = discover(str(root), now=FIXED_NOW)
     assert [s.name for s in inst.services] == ["api", "worker"]
     assert inst.service("worker").ports == []  # !reset [] in the extending service
-    before = snapshot(root)
+    before = tree_snapshot(root, skip=(JOURNAL_DIR,))
     r = run_cli("fix", "--dir", str(root), "--yes", "--only", "DKR-001,DKR-002")
     assert r.code in (0, 1), r.out + r.err
     text = (root / base).read_text()
     assert "docker.sock" not in text
     # base's privileged is removed; unrelated (not in the model) keeps its own.
     assert text.count("privileged: true") == 1 and text.index("privileged") > text.index("unrelated")
-    assert (root / "docker-compose.yml").read_bytes() == before["docker-compose.yml"][3]
+    assert (root / "docker-compose.yml").read_bytes() == before["docker-compose.yml"][-1]
     f = findings(audit(root))
     assert f["DKR-001"]["status"] == PASS and f["DKR-002"]["status"] == PASS
     assert run_cli("undo", "--dir", str(root), "--last", "--yes").code == 0
-    assert snapshot(root) == before
+    assert tree_snapshot(root, skip=(JOURNAL_DIR,)) == before
 
 
 # -- docker compose config is the oracle ----------------------------------------------------------
@@ -388,7 +378,7 @@ def test_what_cannot_be_followed_is_an_error_not_a_pass(tmp_path, case):
     head, extra, why = UNFOLLOWABLE[case]
     root = tmp_path / "inst"
     write(root, {"docker-compose.yml": head + "services:\n" + API + _EXTENDS.get(case, ""), **extra})
-    before = snapshot(root)
+    before = tree_snapshot(root, skip=(JOURNAL_DIR,))
     r = audit(root)
     assert r.code == 2, r.out + r.err
     err = r.err.strip().splitlines()
@@ -399,7 +389,7 @@ def test_what_cannot_be_followed_is_an_error_not_a_pass(tmp_path, case):
     assert all(why in f["reason"] for f in errored)
     r = run_cli("fix", "--dir", str(root), "--yes")
     assert r.code == 2 and len(r.err.strip().splitlines()) == 1 and why in r.err, r.out + r.err
-    assert snapshot(root) == before
+    assert tree_snapshot(root, skip=(JOURNAL_DIR,)) == before
 
 
 def test_a_failing_check_still_fails_beside_an_unfollowed_include(tmp_path):
@@ -431,14 +421,14 @@ def test_an_included_file_owned_by_another_user_keeps_its_owner(tmp_path):
     for d, dirs, names in os.walk(root):
         for p in [d] + [os.path.join(d, n) for n in names]:
             os.lchown(p, NOBODY, NOBODY)
-    victim_before, before = snapshot(victim), snapshot(root)
+    victim_before, before = tree_snapshot(victim, skip=(JOURNAL_DIR,)), tree_snapshot(root, skip=(JOURNAL_DIR,))
     r = run_cli("fix", "--dir", str(root), "--yes", "--only", "DKR-002,NET-001")
     assert r.code in (0, 1), r.out + r.err
     st = os.stat(root / "db/compose.yaml")
     assert (st.st_uid, st.st_gid) == (NOBODY, NOBODY)
     assert "privileged" not in (root / "db/compose.yaml").read_text()
     assert run_cli("undo", "--dir", str(root), "--last", "--yes").code == 0
-    assert snapshot(root) == before and snapshot(victim) == victim_before
+    assert tree_snapshot(root, skip=(JOURNAL_DIR,)) == before and tree_snapshot(victim, skip=(JOURNAL_DIR,)) == victim_before
 
 
 def test_unfollowed_reason_counts_in_the_audit_report(tmp_path):
@@ -482,12 +472,12 @@ def test_a_default_is_judged_with_the_included_files_own_variables(tmp_path):
 @pytest.mark.parametrize("case", sorted(ORACLE_CASES))
 def test_the_default_plan_applies_validates_and_undoes_byte_for_byte(tmp_path, case):
     root = ORACLE_CASES[case](tmp_path)
-    before = snapshot(root)
+    before = tree_snapshot(root, skip=(JOURNAL_DIR,))
     r = run_cli("fix", "--dir", str(root), "--yes")
     assert r.code in (0, 1), r.out + r.err
     assert "Applied as transaction" in r.out or "Nothing to fix" in r.out or "nothing" in r.out.lower(), r.out
-    assert snapshot(root) != before
+    assert tree_snapshot(root, skip=(JOURNAL_DIR,)) != before
     _compose_json(root)  # Compose still reads the fixed files (and what they include and extend)
     r = run_cli("undo", "--dir", str(root), "--last", "--yes")
     assert r.code == 0, r.out + r.err
-    assert snapshot(root) == before
+    assert tree_snapshot(root, skip=(JOURNAL_DIR,)) == before

@@ -30,7 +30,7 @@ from checks import treerecords as _records
 from checks.journal import JOURNAL_DIR
 
 from .conftest import run_cli
-from .installs import cli_install
+from .installs import cli_install, tree_snapshot
 
 NOBODY = 65534
 CMDS = {
@@ -57,25 +57,11 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def tree_snapshot(top: Path) -> dict:
-    """Contents, modes, owners and link targets of everything under ``top``, byte for byte."""
-    out = {}
-    for d, dirs, files in os.walk(top):
-        for p in [d] + [os.path.join(d, n) for n in dirs + files]:
-            st = os.lstat(p)
-            if stat.S_ISREG(st.st_mode):
-                data = Path(p).read_bytes()
-            elif stat.S_ISLNK(st.st_mode):
-                data = os.readlink(p)
-            else:
-                data = None
-            out[os.path.relpath(p, top)] = (st.st_mode, st.st_uid, st.st_gid, st.st_ino, data)
-    return out
 
 
 def content(top: Path) -> dict:
     """:func:`tree_snapshot` without inodes (an atomic replace makes a new one) and without the journal."""
-    return {k: v[:3] + v[4:] for k, v in tree_snapshot(top).items() if JOURNAL_DIR not in k}
+    return tree_snapshot(top, skip=(JOURNAL_DIR,))
 
 
 def chown_tree(top: Path, uid: int = NOBODY) -> None:
@@ -197,7 +183,7 @@ ATTACKS = {
 def check_run(r, victim_before, victim, may_warn=True):
     assert "Traceback" not in r.out + r.err and "internal error" not in r.err, r.out + r.err
     assert r.code != 3, r.err
-    assert tree_snapshot(victim) == victim_before, "the victim tree outside the installation changed"
+    assert tree_snapshot(victim, inodes=True) == victim_before, "the victim tree outside the installation changed"
     assert SECRET.decode().strip() not in r.out + r.err
 
 
@@ -211,7 +197,7 @@ def test_owner_planted_journal_is_never_read_by_root(attacked, victim, attack, c
     journal = root / JOURNAL_DIR
     ATTACKS[attack](journal, victim, root)
     chown_tree(journal)
-    before, planted = tree_snapshot(victim), tree_snapshot(journal)
+    before, planted = tree_snapshot(victim, inodes=True), tree_snapshot(journal)
     args = CMDS[cmd] + ["--dir", str(root)] + (["--host-root", str(host)] if cmd.startswith("fix") else [])
     r = run_cli(*args)
     check_run(r, before, victim)
@@ -227,9 +213,9 @@ def test_root_session_recover_ignores_the_owners_journal(attacked, victim):
     journal = root / JOURNAL_DIR
     passwd_and_setuid_attack(journal, victim)
     chown_tree(journal)
-    before = tree_snapshot(victim)
+    before = tree_snapshot(victim, inodes=True)
     assert Session(str(root), host_root=str(host)).recover() == []
-    assert tree_snapshot(victim) == before
+    assert tree_snapshot(victim, inodes=True) == before
 
 
 # -- a root-owned installation whose journal (or a part of it) another user could write --
@@ -324,7 +310,7 @@ def test_untrusted_journal_is_refused_in_one_line(tmp_path, victim, kind, cmd):
     journal = root / JOURNAL_DIR
     plant, says = UNTRUSTED[kind]
     path = plant(journal, victim, root)
-    before = tree_snapshot(victim)
+    before = tree_snapshot(victim, inodes=True)
     planted = tree_snapshot(journal) if not journal.is_symlink() else os.readlink(journal)
     args = CMDS[cmd] + ["--dir", str(root)] + (["--host-root", str(host)] if cmd.startswith("fix") else [])
     r = run_cli(*args)
@@ -348,13 +334,13 @@ def test_untrusted_journal_session_recover_warns(tmp_path, victim, kind):
     root, host = _root_install(tmp_path)
     plant, says = UNTRUSTED[kind]
     path = plant(root / JOURNAL_DIR, victim, root)
-    before = tree_snapshot(victim)
+    before = tree_snapshot(victim, inodes=True)
     session = Session(str(root), host_root=str(host))
     (msg,) = session.recover()
     assert msg.startswith("warning:") and path in msg and says in msg and "owned by uid" in msg, msg
     assert session.audit().findings  # the audit still runs
     assert session.transactions() == []
-    assert tree_snapshot(victim) == before
+    assert tree_snapshot(victim, inodes=True) == before
 
 
 # -- entries the engine would not have written --------------------------------------
@@ -385,7 +371,7 @@ def test_malformed_entry_is_refused_in_one_line(tmp_path, victim, variant, state
     entry = dict(_entry_variants(root, victim))[variant]
     cur = (root / ".env").read_bytes()
     plant_txn(root / JOURNAL_DIR, TXN, {"entries": [entry]}, {"b0": cur + b"#", "a0": cur}, state=state)
-    before, env_before = tree_snapshot(victim), cur
+    before, env_before = tree_snapshot(victim, inodes=True), cur
     cmd = ["audit"] if state == "prepared" else ["undo", "--last", "--yes"]
     r = run_cli(*cmd, "--dir", str(root))
     check_run(r, before, victim)
@@ -398,7 +384,7 @@ def test_malformed_entry_is_refused_in_one_line(tmp_path, victim, variant, state
 def test_undoes_must_be_a_plain_transaction_id(tmp_path, victim):
     root, host = _root_install(tmp_path)
     plant_txn(root / JOURNAL_DIR, TXN, {"undoes": "../../../victim", "entries": []}, {})
-    before = tree_snapshot(victim)
+    before = tree_snapshot(victim, inodes=True)
     r = run_cli("audit", "--dir", str(root))
     check_run(r, before, victim)
     assert "not acted on" in r.err and "undone transaction" in r.err, r.err
@@ -644,14 +630,14 @@ async def test_assistant_first_screen_warns_about_an_untrusted_journal_and_still
 
     root, host = _root_install(tmp_path)
     path = _owned_by_nobody(root / JOURNAL_DIR, victim, root)
-    before = tree_snapshot(victim)
+    before = tree_snapshot(victim, inodes=True)
     app = make_app(str(root), host_root=str(host))
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_screen(app, pilot, "WelcomeScreen")
         text = " ".join(screen_text(app).split())
         assert "warning:" in text and "65534" in text, text
         assert "Most urgent" in text  # the audit ran
-    assert tree_snapshot(victim) == before
+    assert tree_snapshot(victim, inodes=True) == before
     assert path
 
 
@@ -663,12 +649,12 @@ def test_a_state_dir_another_user_owns_is_refused(attacked, victim):
     plant = state / "installs" / f"{os.stat(root).st_dev}-{os.stat(root).st_ino}"
     passwd_and_setuid_attack(plant, victim)
     chown_tree(state)
-    before, planted = tree_snapshot(victim), tree_snapshot(state)
+    before, planted = tree_snapshot(victim, inodes=True), tree_snapshot(state)
     r = run_cli("fix", "--yes", "--dir", str(root), "--host-root", str(host))
     assert r.code == 2 and "65534" in r.err and str(state) in r.err, r.err
     a = run_cli("audit", "--dir", str(root))
     assert a.code in (0, 1) and "warning" in a.err and "65534" in a.err, a.err
-    assert tree_snapshot(victim) == before and tree_snapshot(state) == planted
+    assert tree_snapshot(victim, inodes=True) == before and tree_snapshot(state) == planted
 
 
 def test_session_recover_warns_when_the_journal_cannot_be_locked(tmp_path):

@@ -38,6 +38,7 @@ from checks.mediaroot import media_root_problem
 from checks.plan import Plan, TreeChmod
 
 from .conftest import PROJECT, run_cli
+from .installs import tree_snapshot
 
 NOBODY = 65534
 CI = os.environ.get("CI") == "true"
@@ -68,24 +69,6 @@ def need_unshare() -> None:
 # -- helpers ------------------------------------------------------------------------
 
 
-def snapshot(top: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple]:
-    """rel path -> (type and mode, uid, gid, content or link target) of everything under ``top``."""
-    out: dict[str, tuple] = {}
-    st0 = os.lstat(top)
-    out["."] = (st0.st_mode, st0.st_uid, st0.st_gid, None)
-    for d, dirs, files in os.walk(top):
-        dirs[:] = [x for x in dirs if x not in skip]
-        for name in dirs + files:
-            p = os.path.join(d, name)
-            st = os.lstat(p)
-            if stat.S_ISREG(st.st_mode):
-                data = Path(p).read_bytes()
-            elif stat.S_ISLNK(st.st_mode):
-                data = os.readlink(p)
-            else:
-                data = None
-            out[os.path.relpath(p, top)] = (st.st_mode, st.st_uid, st.st_gid, data)
-    return out
 
 
 def chown_tree(top: Path, uid: int = NOBODY, gid: int = NOBODY) -> None:
@@ -226,13 +209,13 @@ def test_the_owner_mounting_roots_home_is_refused_and_nothing_changes(tmp_path, 
     (home / ".ssh" / "authorized_keys").write_text("ssh-ed25519 AAAA root@host\n")
     monkeypatch.setenv("HOME", str(home))  # the invoking user's home (sudo -E keeps it)
     root = install(tmp_path / "owner", str(home))
-    before = snapshot(home)
+    before = tree_snapshot(home)
     r = run_cli("fix", "--dir", str(root), "--only", "FS-005", "--yes")
     assert r.code in (0, 1), r.err
     assert "Traceback" not in r.err + r.out
     lines = [line for line in r.out.splitlines() if line.strip().startswith("FS-005:")]
     assert len(lines) == 1 and "home directory" in lines[0], r.out
-    assert snapshot(home) == before
+    assert tree_snapshot(home) == before
     f = fs005(root)
     assert f.status == "fail" and "home directory" in f.evidence[0].text
 
@@ -244,15 +227,15 @@ def test_the_owner_mounting_the_directory_that_holds_the_install_is_refused(tmp_
     root = install(base, str(base))
     (base / "notes.sh").write_text("#!/bin/sh\n")
     os.chmod(base / "notes.sh", 0o755)
-    before = snapshot(base)
+    before = tree_snapshot(base)
     r = run_cli("fix", "--dir", str(root), "--only", "FS-005", "--yes")
     assert "Traceback" not in r.err + r.out and r.code in (0, 1), r.err
     assert "holds the installation directory" in r.out
-    assert snapshot(base) == before
+    assert tree_snapshot(base) == before
     # The engine refuses the same plan when it is handed over directly.
     with pytest.raises(EngineError, match="holds the installation directory"):
         Engine(str(root)).apply(Plan(checks=["FS-005"], changes=[TreeChmod(str(base))]))
-    assert snapshot(base, skip=(JOURNAL_DIR,)) == before  # the engine's lock file aside
+    assert tree_snapshot(base, skip=(JOURNAL_DIR,)) == before  # the engine's lock file aside
 
 
 @pytest.mark.parametrize("media", ["/", "/usr", "/usr/lib", "/etc", "/var/lib"])
@@ -325,13 +308,13 @@ def test_a_system_path_with_a_real_tree_behind_it_is_refused(tmp_path):
     victim = usr_like(tmp_path / "victim")
     target = "/usr/local/games" if os.path.isdir("/usr/local/games") else "/usr/local/src"
     root = install(tmp_path / "owner", target)
-    before = snapshot(victim)
+    before = tree_snapshot(victim)
     out = in_namespace({"mounts": [["--bind", str(victim), target]],
                         "commands": [["fix", "--dir", str(root), "--only", "FS-005", "--yes"]]})
     code, stdout, stderr = out["runs"][0]
     assert "Traceback" not in stderr and code in (0, 1), stderr
     assert f"FS-005: {target}: a system directory" in stdout
-    assert snapshot(victim) == before
+    assert tree_snapshot(victim) == before
 
 
 @pytest.mark.parametrize("kind", ["bind", "tmpfs"])
@@ -343,7 +326,7 @@ def test_a_mount_point_inside_the_library_is_not_entered(tmp_path, kind):
     os.chown(media / "Movies" / "usr", NOBODY, NOBODY)
     root = install(tmp_path / "owner", str(media))
     victim = usr_like(tmp_path / "victim")
-    before = snapshot(victim)
+    before = tree_snapshot(victim)
     mountpoint = str(media / "Movies" / "usr")
     spec: dict = {"commands": [["fix", "--dir", str(root), "--only", "FS-005", "--dry-run"],
                                ["fix", "--dir", str(root), "--only", "FS-005", "--yes"],
@@ -362,7 +345,7 @@ def test_a_mount_point_inside_the_library_is_not_entered(tmp_path, kind):
     assert f"FS-005: {media}: " in dry  # the plan names the absolute root it walks
     assert "Mount points inside the media library, not entered (another filesystem): 1" in applied
     if kind == "bind":
-        assert snapshot(victim) == before
+        assert tree_snapshot(victim) == before
         assert out["modes"]["bin/su"] == 0o4755
     else:
         assert out["modes"] == {"bin": 0o755, "share": 0o755, "bin/su": 0o4755, "bin/tool": 0o755,
@@ -466,7 +449,7 @@ def test_a_journal_of_the_previous_format_still_undoes(tmp_path, monkeypatch, bi
         monkeypatch.setattr(treerecords, "_BIG_GROUP", 0)
     media = media_library(tmp_path / "owner" / "Media")
     root = install(tmp_path / "owner", str(media))
-    before = snapshot(media)
+    before = tree_snapshot(media)
     engine = _apply_media(root)
     txn = engine.find(None)
     [records] = [Path(txn.dir) / e["records"] for e in txn.intent["entries"] if e["type"] == "tree"]
@@ -474,7 +457,7 @@ def test_a_journal_of_the_previous_format_still_undoes(tmp_path, monkeypatch, bi
     assert treerecords.load(str(records)).v1 and treerecords.load(str(records)).count() == 3
     result = _undo(engine)
     assert result.tree_changed == 3
-    assert snapshot(media) == before
+    assert tree_snapshot(media) == before
 
 
 def test_records_are_16_bytes_and_marked(tmp_path):
@@ -516,7 +499,7 @@ def shared_library(top: Path, gid: int) -> Path:
 
 
 def _modes(top: Path) -> dict[str, int]:
-    return {k: stat.S_IMODE(v[0]) for k, v in snapshot(top).items()}
+    return {k: stat.S_IMODE(v[0]) for k, v in tree_snapshot(top).items()}
 
 
 def test_a_shared_group_library_keeps_its_group_write_others_write_and_exec_go(tmp_path):

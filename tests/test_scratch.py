@@ -20,6 +20,7 @@ import pytest
 from checks import scratch
 
 from .conftest import PROJECT, run_cli
+from .installs import tree_snapshot
 
 NOBODY = 65534
 
@@ -111,16 +112,6 @@ def test_validation_dir_is_private_and_removed(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
-def snapshot(top: Path) -> dict[str, tuple]:
-    """Every path under ``top``: type, mode, owner, contents or link target (never following links)."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
-        for name in [""] + dirnames + filenames:
-            p = os.path.join(dirpath, name) if name else dirpath
-            st = os.lstat(p)
-            body = os.readlink(p) if os.path.islink(p) else (Path(p).read_bytes() if os.path.isfile(p) else None)
-            out[p] = (st.st_mode, st.st_uid, st.st_gid, body)
-    return out
 
 
 def test_look_alikes_planted_by_another_user_are_never_removed(tmp_path):
@@ -159,6 +150,6 @@ def test_look_alikes_planted_by_another_user_are_never_removed(tmp_path):
     linked = tmpdir / (scratch.PREFIX + "lnk00001")
     linked.mkdir(mode=0o700)
     (linked / scratch.LOCK).symlink_to(victim / scratch.LOCK)
-    before = snapshot(tmp_path)
+    before = tree_snapshot(tmp_path)
     assert scratch.remove_abandoned(str(tmpdir)) == []
-    assert snapshot(tmp_path) == before
+    assert tree_snapshot(tmp_path) == before
