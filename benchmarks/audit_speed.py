@@ -76,8 +76,8 @@ def main() -> None:
         print(f"ratio     {audit / base:.2f}x   (target <= 3.0x)")
         print()
 
-        from checks.audit import run_audit
-        from checks.discovery import discover
+        from checks.audit.run import run_audit
+        from checks.install.discovery import discover
 
         host_root = os.path.join(tmp, "host")
         os.makedirs(host_root)

@@ -6,7 +6,7 @@ movies, TV seasons, albums and photo events with the modes real libraries have
 -- ``chmod -R 755`` files, some 0777 shares, group-shared 02775 directories,
 private 0700 ones, entries already fine, a few symbolic links):
 
-1. FS-005's audit scan (``checks.rules.fs.scan_media``) in a fresh Python
+1. FS-005's audit scan (``checks.audit.rules.fs.scan_media``) in a fresh Python
    process, against ``find TREE -perm /022 -o -type f -perm /111``.
    Target: <= 1.5x.
 2. The fix -- the engine's bulk chmod plus its journal (``Engine.apply`` of a
@@ -51,9 +51,7 @@ sys.path.insert(0, REPO)
 
 # -- the generated tree ---------------------------------------------------------
 
-_WORDS = ("the silent river night last city dark blue road home winter summer king lost "
-          "star fire stone garden ghost empire shadow secret golden iron red black white "
-          "ocean storm wild heart moon sun edge dream glass paper broken second first").split()
+_WORDS = ["the", "silent", "river", "night", "last", "city", "dark", "blue", "road", "home", "winter", "summer", "king", "lost", "star", "fire", "stone", "garden", "ghost", "empire", "shadow", "secret", "golden", "iron", "red", "black", "white", "ocean", "storm", "wild", "heart", "moon", "sun", "edge", "dream", "glass", "paper", "broken", "second", "first"]
 _SUBS = ("en", "en.forced", "de", "fr", "es", "it", "pt-BR", "ja")
 
 # (name, weight, directory mode, file mode): modes as real libraries have them.
@@ -284,7 +282,7 @@ def modes_digest(root: str) -> tuple[str, int, int, tuple[int, int, int]]:
 
     Straightforward on purpose: it checks the scan, the fix and the undo.
     """
-    from checks.walk import target_mode
+    from checks.change.walk import target_mode
 
     h = hashlib.blake2b(digest_size=16)
     n = bad = dw = fw = fx = 0
@@ -316,13 +314,13 @@ sys.path.insert(0, sys.argv[1])
 op, tree, install = sys.argv[2], sys.argv[3], sys.argv[4]
 t0 = time.perf_counter()
 if op == "scan":
-    from checks.rules.fs import scan_media
+    from checks.audit.rules.fs import scan_media
     t1 = time.perf_counter()
     r = scan_media(tree)
     out = {"entries": r.entries, "offending": r.offending,
            "counts": [r.dirs_writable, r.files_writable, r.files_exec]}
 elif op == "preview":  # the fix's plan: what fixes.fix_fs_005 walks for its TreeChmod
-    from checks import walk
+    from checks.change import walk
     t1 = time.perf_counter()
     if hasattr(walk, "preview"):
         entries, transitions = walk.preview(tree)
@@ -337,13 +335,13 @@ elif op == "preview":  # the fix's plan: what fixes.fix_fs_005 walks for its Tre
                 transitions[key] = transitions.get(key, 0) + 1
     out = {"entries": entries, "changes": sum(transitions.values())}
 elif op == "fix":
-    from checks.engine import Engine
-    from checks.plan import Plan, TreeChmod
+    from checks.change.engine import Engine
+    from checks.change.plan import Plan, TreeChmod
     t1 = time.perf_counter()
     res = Engine(install, "fix").apply(Plan(checks=["FS-005"], changes=[TreeChmod(tree)]))
     out = {"changed": res.tree_changed, "skipped": len(res.tree_skipped), "txn": res.txn.dir}
 else:
-    from checks.engine import Engine
+    from checks.change.engine import Engine
     t1 = time.perf_counter()
     eng = Engine(install, "undo")
     with eng.locked():

@@ -10,11 +10,11 @@ from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Header
 
-from checks.textio import shown
+from checks.core.textio import shown
 from tui.widgets import TooSmallNotice
 
 if TYPE_CHECKING:
-    from checks.assistant import Session
+    from checks.assistant.session import Session
 
 
 class DesterScreen(Screen):
@@ -28,7 +28,7 @@ class DesterScreen(Screen):
     """A secret may be on screen: the palette drops its Screenshot command."""
 
     @property
-    def session(self) -> "Session":
+    def session(self) -> Session:
         return self.app.session  # type: ignore[attr-defined]
 
     def compose_header(self):
@@ -116,8 +116,8 @@ class FixStepScreen(StepScreen):
     def fill_fixes(self) -> None:
         from rich.text import Text
 
-        from checks.assistant import remaining_reason
-        from checks.catalog import BY_ID
+        from checks.assistant.session import remaining_reason
+        from checks.audit.catalog import BY_ID
         from tui.widgets import ChoiceList
 
         session = self.session
@@ -181,9 +181,9 @@ class FixStepScreen(StepScreen):
         """The changed lines of each file edit (secrets masked), cut to the screen's width."""
         from rich.text import Text
 
-        from checks.plan import FileEdit
-        from checks.preview import file_diff
-        from checks.secrets import Masker
+        from checks.change.plan import FileEdit
+        from checks.change.preview import file_diff
+        from checks.core.secrets import Masker
         from tui.widgets import clip, diff_style
 
         t = Text()
@@ -207,8 +207,8 @@ class FixStepScreen(StepScreen):
         """What the selected fixes will change, as a short summary (diff lines, masked)."""
         from rich.text import Text
 
-        from checks.plan import ModeChange, TreeChmod
-        from checks.preview import tree_summary
+        from checks.change.plan import ModeChange, TreeChmod
+        from checks.change.preview import tree_summary
 
         plan = step_plan.plan
         t = Text()
@@ -252,8 +252,8 @@ class InfoStepScreen(StepScreen):
         from rich.text import Text
         from textual.widgets import Static
 
-        from checks.assistant import STEP_BY_ID
-        from checks.findings import FAIL, PASS, SKIPPED
+        from checks.assistant.session import STEP_BY_ID
+        from checks.audit.findings import FAIL, PASS, SKIPPED
 
         self.sub_title = self.NAME
         self.query_one("#step-body").focus()

@@ -10,9 +10,9 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
-from checks.assistant import STEP_BY_ID, conflict_marks
+from checks.assistant.session import STEP_BY_ID, conflict_marks
+from checks.core.textio import shown
 from tui.errors import one_line
-from checks.textio import shown
 from tui.widgets import clip, plain
 
 from ._base import DesterScreen
@@ -108,9 +108,9 @@ class HistoryScreen(DesterScreen):
 
     @work(exclusive=True, group="history-undo", exit_on_error=False)
     async def undo_flow(self, txn_id: str) -> None:
-        from checks.preview import file_diff, render
-        from checks.plan import FileEdit
-        from checks.secrets import Masker
+        from checks.change.plan import FileEdit
+        from checks.change.preview import file_diff, render
+        from checks.core.secrets import Masker
 
         session = self.session
         try:

@@ -6,9 +6,9 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import Static
 
-from checks.assistant import DEFAULT_PASSWORD_BYTES, password_strength
-from checks.secrets import MASK
-from checks.textio import shown
+from checks.assistant.session import DEFAULT_PASSWORD_BYTES, password_strength
+from checks.core.secrets import MASK
+from checks.core.textio import shown
 
 from ._base import FixStepScreen
 

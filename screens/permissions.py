@@ -6,8 +6,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from checks.plan import FileEdit, ModeChange, TreeChmod
-from checks.textio import shown
+from checks.change.plan import FileEdit, ModeChange, TreeChmod
+from checks.core.textio import shown
 
 from ._base import FixStepScreen
 

@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
-from checks.assistant import STEP_BY_ID, drift
+from checks.assistant.session import STEP_BY_ID, drift
 from tui.widgets import clip, score_text
 
 from ._base import DesterScreen
@@ -112,7 +112,7 @@ class ReauditScreen(DesterScreen):
             return
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or ""
         kind, cid = key.split(":", 1)
-        from checks.assistant import STEP_OF_CHECK
+        from checks.assistant.session import STEP_OF_CHECK
 
         self.app.fix_one(STEP_OF_CHECK[cid])  # type: ignore[attr-defined]
 

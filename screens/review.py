@@ -11,8 +11,8 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
-from checks.assistant import STEP_BY_ID
-from checks.textio import shown
+from checks.assistant.session import STEP_BY_ID
+from checks.core.textio import shown
 from tui.errors import one_line
 from tui.widgets import clip
 
@@ -70,7 +70,7 @@ class ReviewScreen(DesterScreen):
 
     @work(exclusive=True, group="review", exit_on_error=False)
     async def walk(self) -> None:
-        from checks.preview import render
+        from checks.change.preview import render
 
         session = self.session
         status = self.query_one("#review-status", Static)

@@ -9,8 +9,8 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from checks.findings import FAIL
-from checks.textio import shown
+from checks.audit.findings import FAIL
+from checks.core.textio import shown
 from tui.widgets import SEVERITY_STYLE, score_text
 
 from ._base import DesterScreen

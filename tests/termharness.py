@@ -97,7 +97,7 @@ def term_env(home: str | os.PathLike[str], **extra: str) -> dict[str, str]:
         "XDG_DATA_HOME": os.path.join(home, ".local", "share"),
         "XDG_CONFIG_HOME": os.path.join(home, ".config"),
         "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
-        # Root's own journal and secrets file (checks/statedir.py): never /var/lib in a test.
+        # Root's own journal and secrets file (checks/change/statedir.py): never /var/lib in a test.
         "DESTER_HARDEN_STATE_DIR": os.path.join(home, ".local", "state", "dester-harden"),
         "LANG": "C.UTF-8",
         "TERM": pick_term(),

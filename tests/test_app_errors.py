@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import os
 
+from checks.change.engine import Engine
 from checks.demo import materialize
-from checks.engine import Engine
-from tests.apphelpers import make_app, screen_text, snapshot_tree, wait_in_stack, wait_screen, wait_until, walk_to_review
+from tests.apphelpers import (
+    make_app,
+    screen_text,
+    snapshot_tree,
+    wait_in_stack,
+    wait_screen,
+    wait_until,
+    walk_to_review,
+)
 from tests.conftest import run_cli
 
 

@@ -11,10 +11,20 @@ import stat
 
 import pytest
 
-from checks.assistant import APPLY_STEPS, Session
+from checks.assistant.session import APPLY_STEPS, Session
 from checks.demo import materialize
-from tests.apphelpers import (answer_previews, make_app, screen_text, seeded_secrets, settle, snapshot_tree,
-                              wait_in_stack, wait_screen, wait_until, walk_to_review)
+from tests.apphelpers import (
+    answer_previews,
+    make_app,
+    screen_text,
+    seeded_secrets,
+    settle,
+    snapshot_tree,
+    wait_in_stack,
+    wait_screen,
+    wait_until,
+    walk_to_review,
+)
 
 
 def _mode(path: str) -> int:
@@ -311,10 +321,11 @@ def test_every_binding_has_an_id_and_a_tooltip():
     import inspect
     import pkgutil
 
+    from textual.binding import Binding
+
     import screens
     import tui.app
     import tui.widgets
-    from textual.binding import Binding
 
     classes = [tui.app.DesterApp, tui.widgets.ChoiceList]
     for mod in pkgutil.iter_modules(screens.__path__):

@@ -48,8 +48,8 @@ def _imports(path: Path) -> list[tuple[int, str]]:
 
 def test_scan_sees_every_checks_module():
     files = sorted(CHECKS.rglob("*.py"))
-    assert CHECKS / "audit.py" in files and CHECKS / "rules" / "net.py" in files
-    assert ("checks.findings" in {m for _, m in _imports(CHECKS / "audit.py")})
+    assert CHECKS / "audit" / "run.py" in files and CHECKS / "audit" / "rules" / "net.py" in files
+    assert ("checks.audit.findings" in {m for _, m in _imports(CHECKS / "audit" / "run.py")})
 
 
 def test_checks_never_imports_the_ui():
@@ -62,8 +62,8 @@ def test_checks_never_imports_the_ui():
 
 
 def test_importing_checks_loads_no_ui_module():
-    code = ("import sys, checks, checks.audit, checks.report, checks.discovery, checks.catalog, checks.demo;"
-            "from checks.rules import load_all; load_all();"
+    code = ("import sys, checks, checks.audit.run, checks.audit.report, checks.install.discovery, checks.audit.catalog, checks.demo;"
+            "from checks.audit.rules import load_all; load_all();"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in %r))" % (FORBIDDEN | {"docker"},))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(PROJECT), timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -1,17 +1,27 @@
-"""checks/assistant.py without Textual: steps, passwords, the baseline, drift, the checklist."""
+"""checks/assistant/session.py without Textual: steps, passwords, the baseline, drift, the checklist."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat
 
 import pytest
 
-from checks.assistant import (APPLY_STEPS, STEP_OF_CHECK, STEPS, Session, checklist, drift, generate_password,
-                              load_baseline, password_strength, remaining_reason, save_baseline)
-from checks.catalog import CATALOG
+from checks.assistant.session import (
+    APPLY_STEPS,
+    STEP_OF_CHECK,
+    STEPS,
+    Session,
+    checklist,
+    drift,
+    generate_password,
+    load_baseline,
+    password_strength,
+    remaining_reason,
+    save_baseline,
+)
+from checks.audit.catalog import CATALOG
 from checks.demo import materialize
 from tests.apphelpers import seeded_secrets
 
@@ -157,11 +167,11 @@ def test_history_and_undo_through_the_session(tmp_path):
 
 
 def test_a_preview_plan_skips_compose_validation_and_is_never_applied(tmp_path, monkeypatch):
-    import checks.fixes
+    import checks.fix.planner
 
     root = materialize(str(tmp_path))
     ran = []
-    monkeypatch.setattr(checks.fixes, "compose_check", lambda planner, inst: ran.append(True))
+    monkeypatch.setattr(checks.fix.planner, "compose_check", lambda planner, inst: ran.append(True))
     s = Session(root, hostname="h")
     s.audit()
     preview = s.plan("network", {"NET-001"}, preview=True)
@@ -175,7 +185,7 @@ def test_a_preview_plan_skips_compose_validation_and_is_never_applied(tmp_path, 
 
 
 def test_the_undo_preview_counts_the_media_entries_it_puts_back(tmp_path):
-    from checks.preview import render
+    from checks.change.preview import render
 
     root = materialize(str(tmp_path))
     s = Session(root, hostname="h")
@@ -190,8 +200,8 @@ def test_the_undo_preview_counts_the_media_entries_it_puts_back(tmp_path):
 
 
 def test_a_forced_undo_overwrites_only_the_hand_edits_that_were_shown(tmp_path):
-    from checks.assistant import conflict_marks
-    from checks.engine import EngineError
+    from checks.assistant.session import conflict_marks
+    from checks.change.engine import EngineError
 
     root = materialize(str(tmp_path))
     compose = os.path.join(root, "docker-compose.yml")

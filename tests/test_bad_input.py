@@ -260,8 +260,8 @@ def test_deep_nesting_names_the_line(box, monkeypatch, depth, libyaml):
         return
     import yaml
 
-    import checks.yamlpos as yamlpos
-    from checks.errors import InputError
+    import checks.core.yamlpos as yamlpos
+    from checks.core.errors import InputError
 
     monkeypatch.setattr(yamlpos, "_Loader", yaml.SafeLoader)
     with pytest.raises(InputError) as info:

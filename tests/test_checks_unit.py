@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from checks.audit import run_audit
-from checks.catalog import BY_ID, CATALOG, PROFILES
-from checks.discovery import discover
-from checks.findings import FAIL, PASS, SKIPPED, Finding
-from checks.model import Installation
+from checks.audit.catalog import BY_ID, CATALOG, PROFILES
+from checks.audit.findings import FAIL, PASS, SKIPPED, Finding
+from checks.audit.run import run_audit
+from checks.install.discovery import discover
+from checks.install.model import Installation
 
 from .conftest import FIXED_NOW
 
@@ -936,7 +936,7 @@ def test_tls_skips_a_fifo_and_a_device_in_the_config_dirs(tmp_path):
 
 
 def test_tls_read_config_returns_none_for_non_regular_files(tmp_path):
-    from checks.rules.tls import read_config
+    from checks.audit.rules.tls import read_config
 
     os.mkfifo(tmp_path / "fifo")
     (tmp_path / "zero").symlink_to("/dev/zero")

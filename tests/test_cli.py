@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from checks.catalog import BY_ID, SEVERITIES, SEVERITY_RANK, markdown
+from checks.audit.catalog import BY_ID, SEVERITIES, SEVERITY_RANK, markdown
+from checks.audit.findings import STATUSES
 from checks.demo import materialize
-from checks.findings import STATUSES
 from tests.conftest import PROJECT, run_cli
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -612,7 +612,7 @@ def test_importtime_of_python_m_tui_audit(insecure, host_root):
                           capture_output=True, text=True, timeout=120, cwd=str(PROJECT))
     assert proc.returncode == 1
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
-    assert "tui.cli" in imported and "checks.audit" in imported
+    assert "tui.cli" in imported and "checks.audit.run" in imported
     roots = {name.split(".")[0] for name in imported}
     assert not roots & {"textual", "docker", "rich"}
 
@@ -630,13 +630,13 @@ def test_explain_and_demo_import_neither_textual_nor_docker(tmp_path):
 
 def test_checks_md_is_generated_from_the_catalog():
     doc = PROJECT / "docs" / "CHECKS.md"
-    assert doc.exists(), "generate it: .venv/bin/python -m checks.catalog > docs/CHECKS.md"
+    assert doc.exists(), "generate it: .venv/bin/python -m checks.audit.catalog > docs/CHECKS.md"
     assert doc.read_text(encoding="utf-8") == markdown(), \
-        "docs/CHECKS.md is stale: regenerate it with .venv/bin/python -m checks.catalog > docs/CHECKS.md"
+        "docs/CHECKS.md is stale: regenerate it with .venv/bin/python -m checks.audit.catalog > docs/CHECKS.md"
 
 
 def test_checks_md_generator_is_the_module_main():
-    proc = subprocess.run([sys.executable, "-m", "checks.catalog"], capture_output=True, text=True, timeout=60,
+    proc = subprocess.run([sys.executable, "-m", "checks.audit.catalog"], capture_output=True, text=True, timeout=60,
                           cwd=str(PROJECT))
     assert proc.returncode == 0
     assert proc.stdout == markdown()

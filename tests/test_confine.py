@@ -29,11 +29,11 @@ from pathlib import Path
 
 import pytest
 
-from checks.confined import Confined, ConfinementError, ImmutableError
-from checks.engine import Engine, EngineError
-from checks.fixes import plan_fixes
-from checks.journal import JOURNAL_DIR, list_txns
-from checks.plan import FileEdit, ModeChange
+from checks.change.confined import Confined, ConfinementError, ImmutableError
+from checks.change.engine import Engine, EngineError
+from checks.change.journal import JOURNAL_DIR, list_txns
+from checks.change.plan import FileEdit, ModeChange
+from checks.fix.planner import plan_fixes
 
 from .conftest import PROJECT, run_cli
 from .installs import CLI_PASSWORD, cli_install, tree_snapshot
@@ -212,7 +212,7 @@ def test_a_compose_file_named_with_file_is_changed_even_outside_and_the_plan_say
 def test_planning_never_mirrors_a_compose_file_out_of_its_private_temp_dir(site):
     """compose_check copies the planned compose files to a temp dir: one outside the install must
     not land at temp/../../its/path (as root, before any question: a dry run already did it)."""
-    from checks.fixes import compose_available
+    from checks.fix.planner import compose_available
 
     if not compose_available():
         pytest.skip("docker compose is not installed: the planner's compose validation does not run")

@@ -40,15 +40,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import pytest
 
+from checks.change.journal import JOURNAL_DIR, has_unfinished
 from checks.demo import materialize
-from checks.journal import JOURNAL_DIR, has_unfinished
 from tests.conftest import PROJECT, run_cli
 
 N_APPLY = int(os.environ.get("DH_CRASH_APPLY", "60"))
@@ -72,8 +72,10 @@ TEMP_RE = re.compile(r"^\..*\.dh-.*\.tmp$")
 DRIVER = r'''
 import json, os, random, re, signal, sys, time, traceback
 sys.path.insert(0, sys.argv[1])
-from checks import engine as E, journal as J, walk as W
-from checks.fixes import plan_fixes
+from checks.change import engine as E
+from checks.change import journal as J
+from checks.change import walk as W
+from checks.fix.planner import plan_fixes
 
 armed = False
 target, nth, seen = "", 0, {}

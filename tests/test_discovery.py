@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from checks.discovery import discover, parse_port_spec
-from checks.errors import InputError
-from checks.model import LAYOUT_CLI, LAYOUT_CUSTOM, LAYOUT_NEWER, LAYOUT_SETUP_SCRIPT, Installation
-from checks.rules.fs import media_mounts
+from checks.audit.rules.fs import media_mounts
+from checks.core.errors import InputError
+from checks.install.discovery import discover, parse_port_spec
+from checks.install.model import LAYOUT_CLI, LAYOUT_CUSTOM, LAYOUT_NEWER, LAYOUT_SETUP_SCRIPT, Installation
 
 from .conftest import FIXED_NOW
 

@@ -17,8 +17,8 @@ import time
 
 import pytest
 
+from checks.change.journal import list_txns
 from checks.demo import materialize
-from checks.journal import list_txns
 from tests.termharness import SSHServer, Tmux, term_env
 
 DESTER = os.path.join(sys.prefix, "bin", "dester-harden")

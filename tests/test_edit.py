@@ -26,16 +26,17 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from checks import edit, envedit, preview
-from checks.audit import run_audit
-from checks.discovery import discover
-from checks.edit import EditRefused
-from checks.envfile import load_env_file
-from checks.findings import FAIL
-from checks.fixes import FIXERS, plan_fixes
-from checks.plan import FileEdit
-from checks.textio import decode_source
-from checks.yamlpos import parse_yaml
+from checks.audit.findings import FAIL
+from checks.audit.run import run_audit
+from checks.change import preview
+from checks.change.plan import FileEdit
+from checks.core.textio import decode_source
+from checks.core.yamlpos import parse_yaml
+from checks.fix import envedit
+from checks.fix.edit import EditRefused
+from checks.fix.planner import FIXERS, plan_fixes
+from checks.install.discovery import discover
+from checks.install.envfile import load_env_file
 
 from .conftest import FIXED_NOW, run_cli
 
@@ -832,7 +833,7 @@ def test_every_planned_fix_on_random_compose_files(doc):
     text, env_text = doc
     # docker compose itself validates the real installations (test_fixes_real.py); here
     # it would run hundreds of times, so the planner's re-parse and re-audit stand alone.
-    with tempfile.TemporaryDirectory() as tmp, mock.patch("checks.fixes.compose_available", return_value=False):
+    with tempfile.TemporaryDirectory() as tmp, mock.patch("checks.fix.planner.compose_available", return_value=False):
         root, host = make(Path(tmp), text, env_text)
         report = run_audit(discover(str(root), host_root=str(host), now=FIXED_NOW), "local")
         failing = [f for f in report.findings if f.status == FAIL and f.id in FIXABLE]

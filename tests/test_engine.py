@@ -27,12 +27,12 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from checks import walk
+from checks.change import walk
+from checks.change.engine import Engine, EngineError
+from checks.change.journal import JOURNAL_DIR, Redactor
+from checks.change.plan import FileEdit, ModeChange, Plan, TreeChmod
 from checks.demo import materialize
-from checks.engine import Engine, EngineError
-from checks.fixes import FIXERS, plan_fixes
-from checks.journal import JOURNAL_DIR, Redactor
-from checks.plan import FileEdit, ModeChange, Plan, TreeChmod
+from checks.fix.planner import FIXERS, plan_fixes
 
 from .installs import CLI_PASSWORD, cli_install, newer_install, setup_script_install
 
@@ -548,7 +548,7 @@ def test_a_failing_chmod_rolls_the_media_back_and_nothing_runs_after_the_rollbac
     assert len(calls) == n, "a chmod ran after the transaction was rolled back"
     monkeypatch.undo()
     assert snapshot(media) == before
-    [txn] = engine.pending() or [t for t in __import__("checks.journal").journal.list_txns(str(root))]
+    [txn] = engine.pending() or [t for t in __import__("checks.change.journal").change.journal.list_txns(str(root))]
     assert txn.state == "rolled-back"
 
 
@@ -605,7 +605,7 @@ def test_a_rewrite_never_takes_the_mode_of_a_symlink_swapped_in_after_the_checks
 
 
 def test_the_last_transaction_is_the_newest_even_within_one_second(tmp_path, monkeypatch):
-    import checks.engine as engine_mod
+    import checks.change.engine as engine_mod
 
     root = cli_install(tmp_path)
     host = tmp_path / "host"

@@ -22,10 +22,9 @@ from urllib.parse import quote
 
 import pytest
 
-from checks.audit import exit_code
-from checks.demo import materialize
-from checks.fixes import plan_fixes
-from checks.journal import JOURNAL_DIR
+from checks.audit.run import exit_code
+from checks.change.journal import JOURNAL_DIR
+from checks.fix.planner import plan_fixes
 
 from .conftest import PROJECT, run_cli
 from .installs import CLI_PASSWORD, cli_install
@@ -191,7 +190,7 @@ def test_on_a_terminal_fix_asks_and_yes_applies(cli_box):
 
 def test_fix_and_undo_save_the_baseline_so_the_next_run_is_the_reaudit(cli_box):
     """Whichever face applied it: after `fix --yes` the assistant opens in re-audit, not as a first run."""
-    from checks.assistant import Session, drift, load_baseline
+    from checks.assistant.session import Session, drift, load_baseline
 
     root, host, tmp = cli_box
     assert Session(str(root)).first_run
@@ -265,7 +264,7 @@ def test_fix_usage_errors_exit_2(cli_box, tmp_path):
 
 HOLDER = """
 import sys
-from checks.engine import Engine
+from checks.change.engine import Engine
 with Engine(sys.argv[1], "fix").locked():
     print("locked", flush=True)
     sys.stdin.read()
@@ -321,7 +320,7 @@ def test_undo_refuses_a_file_edited_since_shows_the_diff_masked_and_force_undoes
     r = cli("undo", txn, "--yes", "--dir", str(root))
     assert r.code == 2 and "already undone" in r.err
     h = cli("history", "--dir", str(root))
-    assert f"undone by" in h.out and "undo of " + txn in h.out
+    assert "undone by" in h.out and "undo of " + txn in h.out
 
 
 def test_undo_last_picks_the_newest_fix_not_yet_undone(cli_box):

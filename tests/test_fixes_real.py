@@ -23,22 +23,23 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
-from checks.audit import run_audit
-from checks.discovery import discover
-from checks.engine import Engine
-from checks.findings import FAIL
-from checks.fixes import FIXERS, plan_fixes
-from checks.secrets import Masker
+from checks.audit.findings import FAIL
+from checks.audit.run import run_audit
+from checks.change.engine import Engine
+from checks.core.secrets import Masker
+from checks.fix.planner import FIXERS, plan_fixes
+from checks.install.discovery import discover
 
 from . import installs
 from .conftest import FIXED_NOW, REAL, need_shared
-from .test_real_desterlib import CASES as REAL_CASES, REAL_SECRETS
+from .test_real_desterlib import CASES as REAL_CASES
+from .test_real_desterlib import REAL_SECRETS
 
 FIXABLE = [f.id for f in FIXERS]
 #: FS-005 changes the media tree; the planner's re-audit cannot see it, the engine applies it.

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from checks.audit import run_audit
-from checks.discovery import discover
-from checks.errors import InputError
-from checks.findings import ERROR, FAIL, PASS
-from checks.journal import JOURNAL_DIR
+from checks.audit.findings import ERROR, FAIL, PASS
+from checks.audit.run import run_audit
+from checks.change.journal import JOURNAL_DIR
+from checks.core.errors import InputError
+from checks.install.discovery import discover
 
 from .conftest import FIXED_NOW, run_cli
 from .installs import tree_snapshot

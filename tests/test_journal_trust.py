@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from checks import treerecords as _records
-from checks.journal import JOURNAL_DIR
+from checks.change import treerecords as _records
+from checks.change.journal import JOURNAL_DIR
 
 from .conftest import run_cli
 from .installs import cli_install, tree_snapshot
@@ -207,7 +207,7 @@ def test_owner_planted_journal_is_never_read_by_root(attacked, victim, attack, c
 
 
 def test_root_session_recover_ignores_the_owners_journal(attacked, victim):
-    from checks.assistant import Session
+    from checks.assistant.session import Session
 
     root, host = attacked
     journal = root / JOURNAL_DIR
@@ -329,7 +329,7 @@ def test_untrusted_journal_is_refused_in_one_line(tmp_path, victim, kind, cmd):
 
 @pytest.mark.parametrize("kind", sorted(UNTRUSTED))
 def test_untrusted_journal_session_recover_warns(tmp_path, victim, kind):
-    from checks.assistant import Session
+    from checks.assistant.session import Session
 
     root, host = _root_install(tmp_path)
     plant, says = UNTRUSTED[kind]
@@ -442,7 +442,7 @@ def test_undo_after_the_install_was_moved(tmp_path, where):
 
 
 def test_secrets_are_keyed_by_transaction_and_the_old_key_is_still_read(tmp_path):
-    from checks.journal import SecretStore
+    from checks.change.journal import SecretStore
 
     journal = tmp_path / "inst" / JOURNAL_DIR
     journal.mkdir(parents=True)
@@ -472,7 +472,7 @@ def no_keyring(monkeypatch):
 
 
 def test_fallback_secrets_file_is_in_the_state_dir_not_the_journal(tmp_path, no_keyring):
-    from checks.journal import SecretStore
+    from checks.change.journal import SecretStore
 
     journal = tmp_path / "inst" / JOURNAL_DIR
     journal.mkdir(parents=True)
@@ -491,8 +491,8 @@ def test_fallback_secrets_file_is_in_the_state_dir_not_the_journal(tmp_path, no_
 
 
 def _engine_and_plan(tmp_path):
-    from checks.engine import Engine
-    from checks.fixes import plan_fixes
+    from checks.change.engine import Engine
+    from checks.fix.planner import plan_fixes
 
     (tmp_path / "opt").mkdir(exist_ok=True)
     root = cli_install(tmp_path / "opt")
@@ -504,7 +504,7 @@ def _engine_and_plan(tmp_path):
 
 def test_commit_overwrites_the_state_in_place(tmp_path, monkeypatch):
     """The commit needs no new disk block: the state file made at prepare time is overwritten."""
-    from checks import journal as J
+    from checks.change import journal as J
 
     root, engine, plan = _engine_and_plan(tmp_path)
     inodes = []
@@ -522,8 +522,8 @@ def test_commit_overwrites_the_state_in_place(tmp_path, monkeypatch):
 def test_a_failing_commit_rolls_back_and_says_so(tmp_path, monkeypatch):
     import errno
 
-    from checks import journal as J
-    from checks.engine import EngineError
+    from checks.change import journal as J
+    from checks.change.engine import EngineError
 
     root, engine, plan = _engine_and_plan(tmp_path)
     before = content(root.parent)
@@ -553,7 +553,7 @@ def test_audit_warns_when_the_journal_cannot_be_locked(tmp_path, victim):
 
 
 def test_sigterm_during_apply_rolls_back_and_says_so(tmp_path, monkeypatch, capsys):
-    from checks import engine as E
+    from checks.change import engine as E
     from tui.cli import main
 
     (tmp_path / "opt").mkdir(exist_ok=True)
@@ -599,8 +599,8 @@ def test_secrets_gone_message_never_says_to_delete_the_journal_and_resolve_works
 
 
 def test_forced_undo_of_an_older_transaction_then_undo_of_the_later_one_is_refused(tmp_path):
-    from checks.engine import Engine, EngineError
-    from checks.plan import FileEdit, Plan
+    from checks.change.engine import Engine, EngineError
+    from checks.change.plan import FileEdit, Plan
 
     (tmp_path / "opt").mkdir(exist_ok=True)
     root = cli_install(tmp_path / "opt")
@@ -658,7 +658,7 @@ def test_a_state_dir_another_user_owns_is_refused(attacked, victim):
 
 
 def test_session_recover_warns_when_the_journal_cannot_be_locked(tmp_path):
-    from checks.assistant import Session
+    from checks.assistant.session import Session
 
     root, host = _root_install(tmp_path)
     plant_txn(root / JOURNAL_DIR, TXN, {"entries": []}, {})

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from checks.audit import Report, run_audit
-from checks.catalog import CATALOG
-from checks.discovery import discover
-from checks.findings import FAIL, PASS, SKIPPED, Finding
-from checks.model import LAYOUT_CLI, LAYOUT_NEWER, LAYOUT_SETUP_SCRIPT
-from checks.report import render_json, render_sarif, render_text
+from checks.audit.catalog import CATALOG
+from checks.audit.findings import FAIL, PASS, SKIPPED, Finding
+from checks.audit.report import render_json, render_sarif, render_text
+from checks.audit.run import Report, run_audit
+from checks.install.discovery import discover
+from checks.install.model import LAYOUT_CLI, LAYOUT_NEWER, LAYOUT_SETUP_SCRIPT
 
 from . import installs
 from .conftest import FIXED_NOW, run_cli

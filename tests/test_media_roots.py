@@ -28,14 +28,14 @@ from pathlib import Path
 
 import pytest
 
-from checks import treerecords, walk
-from checks.audit import run_audit
-from checks.discovery import discover
-from checks.engine import Engine, EngineError
-from checks.fixes import plan_fixes
-from checks.journal import JOURNAL_DIR
-from checks.mediaroot import media_root_problem
-from checks.plan import Plan, TreeChmod
+from checks.audit.run import run_audit
+from checks.change import treerecords, walk
+from checks.change.engine import Engine, EngineError
+from checks.change.journal import JOURNAL_DIR
+from checks.change.plan import Plan, TreeChmod
+from checks.core.mediaroot import media_root_problem
+from checks.fix.planner import plan_fixes
+from checks.install.discovery import discover
 
 from .conftest import PROJECT, run_cli
 from .installs import tree_snapshot
@@ -511,7 +511,7 @@ def test_a_shared_group_library_keeps_its_group_write_others_write_and_exec_go(t
     shown = " ".join(e.file or "" for e in f.evidence)
     assert "b.mkv" in shown and "c.mkv" in shown and "d.mkv" in shown and "a.mkv" not in shown
     assert "Films " not in shown + " " and not shown.endswith("Films")
-    from checks.preview import list_tree
+    from checks.change.preview import list_tree
 
     plan, _ = plan_fixes(str(root), only={"FS-005"})
     listed = [line.rsplit("/", 1)[-1] for c in plan.changes for line in list_tree(c)]

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from checks.audit import Report, run_audit
-from checks.discovery import discover
-from checks.findings import FAIL, PASS
+from checks.audit.findings import FAIL, PASS
+from checks.audit.run import Report, run_audit
+from checks.install.discovery import discover
 
 from .conftest import PEER, need_shared, run_cli
 

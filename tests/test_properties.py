@@ -16,13 +16,13 @@ import yaml
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from checks.audit import explain_score, run_audit
-from checks.catalog import CATALOG, PROFILES
-from checks.discovery import discover, parse_port_spec
-from checks.errors import InputError
-from checks.interpolate import interpolate
-from checks.model import LAYOUT_NAMES, Installation
-from checks.report import render_json, render_sarif, render_text
+from checks.audit.catalog import CATALOG, PROFILES
+from checks.audit.report import render_json, render_sarif, render_text
+from checks.audit.run import explain_score, run_audit
+from checks.core.errors import InputError
+from checks.core.interpolate import interpolate
+from checks.install.discovery import discover, parse_port_spec
+from checks.install.model import LAYOUT_NAMES, Installation
 
 from .conftest import FIXED_NOW
 

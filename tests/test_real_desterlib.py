@@ -15,18 +15,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
-from checks.audit import Report, run_audit
-from checks.catalog import CATALOG
-from checks.discovery import discover
-from checks.findings import FAIL, PASS, SKIPPED
-from checks.model import LAYOUT_CLI, LAYOUT_CUSTOM, LAYOUT_NEWER, LAYOUT_SETUP_SCRIPT
-from checks.report import render_json, render_sarif, render_text
+from checks.audit.catalog import CATALOG
+from checks.audit.findings import FAIL, PASS, SKIPPED
+from checks.audit.report import render_json, render_sarif, render_text
+from checks.audit.run import Report, run_audit
+from checks.install.discovery import discover
+from checks.install.model import LAYOUT_CLI, LAYOUT_CUSTOM, LAYOUT_NEWER, LAYOUT_SETUP_SCRIPT
 
 from . import installs
 from .conftest import FIXED_NOW, REAL, need_shared, run_cli

@@ -1,5 +1,5 @@
 """Validation copies a killed run left behind are removed by the next run, and
-nothing else ever is (checks/scratch.py).
+nothing else ever is (checks/fix/scratch.py).
 
 A killed run is a real process killed with SIGKILL while it holds its
 directory; the next run is a real ``dester-harden fix --dry-run``. The attack
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from checks import scratch
+from checks.fix import scratch
 
 from .conftest import PROJECT, run_cli
 from .installs import tree_snapshot
@@ -28,7 +28,7 @@ NOBODY = 65534
 #: path and then waits to be killed, as a run killed during validation would.
 HOLDER = """
 import sys, time
-from checks import scratch
+from checks.fix import scratch
 with scratch.validation_dir() as d:
     open(d + "/docker-compose.yml", "w").write("services: {}\\n")
     print(d, flush=True)

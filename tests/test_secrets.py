@@ -391,8 +391,8 @@ def test_yaml_errors_never_echo_the_failing_line_without_libyaml(monkeypatch, ca
     """PyYAML's pure-Python parser quotes the offending token in its messages; libyaml does not."""
     import yaml
 
-    from checks import yamlpos
-    from checks.errors import InputError
+    from checks.core import yamlpos
+    from checks.core.errors import InputError
 
     monkeypatch.setattr(yamlpos, "_Loader", yaml.SafeLoader)
     with pytest.raises(InputError) as info:
@@ -521,7 +521,7 @@ services:
 
 def test_the_forms_install_is_what_it_says(tmp_path):
     """The fixture's secrets decode to the values the tests look for (else the tests below prove nothing)."""
-    from checks.discovery import discover
+    from checks.install.discovery import discover
 
     secret_forms(tmp_path)
     inst = discover(str(tmp_path))
@@ -568,7 +568,7 @@ def test_every_written_form_is_masked_in_the_plan_and_the_journal(tmp_path):
 def test_the_assistant_masks_every_written_form(tmp_path):
     import asyncio
 
-    from tests.apphelpers import make_app, screen_text, walk_to_review, wait_screen
+    from tests.apphelpers import make_app, screen_text, wait_screen
 
     secret_forms(tmp_path)
     seen: list[str] = []
@@ -594,7 +594,7 @@ def test_the_assistant_masks_every_written_form(tmp_path):
 
 
 def test_short_secrets_are_masked_as_words_only():
-    from checks.secrets import Masker
+    from checks.core.secrets import Masker
 
     m = Masker({"x7", "postgres"}, "****")
     assert m.text('test: ["CMD", "redis-cli", "-a", "x7", "ping"]') == 'test: ["CMD", "redis-cli", "-a", "****", "ping"]'
@@ -616,7 +616,7 @@ def test_short_secrets_are_masked_as_words_only():
     ("URL: https://x.org/?token=${TOKEN}", "URL: https://x.org/?token=${TOKEN}"),
 ])
 def test_structural_masking_of_escaped_and_positional_secrets(line, shown):
-    from checks.secrets import Masker
+    from checks.core.secrets import Masker
 
     assert Masker((), "****").line(line) == shown
 
@@ -625,6 +625,6 @@ def test_structural_masking_of_escaped_and_positional_secrets(line, shown):
                                   "1 failed, 42 passed, 3 skipped", "docker-compose.yml:42 [api]  PORT: 42"])
 def test_positional_and_short_masking_leaves_prose_and_numbers_readable(line):
     """A short numeric secret is masked at its key only: as a word it is every count and line number."""
-    from checks.secrets import Masker
+    from checks.core.secrets import Masker
 
     assert Masker({"42", "x7"}, "****").text(line) == line

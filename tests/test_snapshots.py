@@ -17,9 +17,17 @@ import time
 
 import pytest
 
-from checks.assistant import APPLY_STEPS, Session
+from checks.assistant.session import APPLY_STEPS, Session
 from checks.demo import materialize
-from tests.apphelpers import STEP_SCREENS, answer_previews, make_app, seeded_secrets, settle, wait_screen, walk_to_review
+from tests.apphelpers import (
+    STEP_SCREENS,
+    answer_previews,
+    make_app,
+    seeded_secrets,
+    settle,
+    wait_screen,
+    walk_to_review,
+)
 
 #: A fixed place, so the path on screen never changes.
 FIXED_PARENT = "/tmp/dester-harden-snapshot"
@@ -37,7 +45,7 @@ def install(monkeypatch):
     time.tzset()
     counter = itertools.count(1)
     # Transaction ids carry the wall clock and random digits: fixed here.
-    monkeypatch.setattr("checks.engine.new_txn_id", lambda: f"20261118T12{next(counter):02d}00-00000{next(counter) % 10}")
+    monkeypatch.setattr("checks.change.engine.new_txn_id", lambda: f"20261118T12{next(counter):02d}00-00000{next(counter) % 10}")
     yield root
     shutil.rmtree(FIXED_PARENT, ignore_errors=True)
     monkeypatch.delenv("TZ")

@@ -12,10 +12,10 @@ import re
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from checks.discovery import discover
-from checks.audit import run_audit
-from checks.rules.sec import _needs_encoding
-from checks.secrets import url_parts, url_password_span
+from checks.audit.rules.sec import _needs_encoding
+from checks.audit.run import run_audit
+from checks.core.secrets import url_parts, url_password_span
+from checks.install.discovery import discover
 
 from .conftest import FIXED_NOW
 

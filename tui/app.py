@@ -1,6 +1,6 @@
 """The dester-harden assistant: a Textual app over the same engine as the CLI.
 
-The app holds a :class:`checks.assistant.Session`; screens ask it for audits,
+The app holds a :class:`checks.assistant.session.Session`; screens ask it for audits,
 plans and transactions in worker threads. Flows (the guided setup, fixing one
 step from the re-audit) run in one async worker each, every step awaited with
 ``push_screen_wait`` and answered with "next" or "back".
@@ -12,14 +12,14 @@ import asyncio
 import os
 import signal
 import threading
-from typing import Iterable
+from collections.abc import Iterable
 
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from checks.assistant import APPLY_STEPS, STEP_BY_ID, STEPS, Session
+from checks.assistant.session import APPLY_STEPS, STEP_BY_ID, STEPS, Session
 
 #: Step id -> (module, class) of its screen, imported when first shown.
 STEP_SCREENS = {
@@ -79,7 +79,7 @@ class DesterApp(App[int]):
         self.start_score: int | None = None
         self.applied_notes: list[str] = []
         """Notes of the applied plans (what to do before restarting), for the summary."""
-        from checks.textio import shown
+        from checks.core.textio import shown
 
         self.sub_title = shown(f"{session.hostname} · {session.root}")
 
@@ -114,7 +114,7 @@ class DesterApp(App[int]):
             for module, _ in STEP_SCREENS.values():
                 importlib.import_module(module)
             for module in ("screens.review", "screens.preview", "screens.summary", "screens.reaudit",
-                           "screens.history", "screens.undo", "screens.help", "checks.fixes", "checks.preview"):
+                           "screens.history", "screens.undo", "screens.help", "checks.fix.planner", "checks.change.preview"):
                 importlib.import_module(module)
 
         self.run_worker(load, thread=True, group="preload", exit_on_error=False)

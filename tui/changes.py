@@ -11,10 +11,10 @@ import signal
 import sys
 from contextlib import contextmanager
 
-from checks.discovery import default_install_dir
-from checks.engine import Engine, EngineError, LockedError
-from checks.errors import InputError
-from checks.textio import shown, shown_line
+from checks.change.engine import Engine, EngineError, LockedError
+from checks.core.errors import InputError
+from checks.core.textio import shown, shown_line
+from checks.install.discovery import default_install_dir
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process killed by it
@@ -38,7 +38,7 @@ def _root(args) -> str:
 
 def recover(root: str, wait: bool = False) -> list[str]:
     """Roll back a transaction a killed run left half-applied; report it on stderr."""
-    from checks.engine import recover_install
+    from checks.change.engine import recover_install
 
     messages = recover_install(root)
     for m in messages:
@@ -118,11 +118,11 @@ def run(args) -> int:
 
 
 def _fix(args) -> int:
-    from checks.audit import exit_code, run_audit
-    from checks.discovery import discover
-    from checks.fixes import PlanError, plan_fixes
-    from checks.preview import list_tree, render
-    from checks.plan import TreeChmod
+    from checks.audit.run import exit_code, run_audit
+    from checks.change.plan import TreeChmod
+    from checks.change.preview import list_tree, render
+    from checks.fix.planner import PlanError, plan_fixes
+    from checks.install.discovery import discover
 
     root = _root(args)
     recover(root)
@@ -167,8 +167,8 @@ def _fix(args) -> int:
 
 
 def _history(args) -> int:
-    from checks.journal import history
-    from checks.trust import UntrustedJournal
+    from checks.change.journal import history
+    from checks.change.trust import UntrustedJournal
 
     root = _root(args)
     try:
@@ -195,14 +195,14 @@ def _history(args) -> int:
 
 
 def _undo(args) -> int:
-    from checks.preview import file_diff, render
-    from checks.secrets import Masker
+    from checks.change.preview import file_diff, render
+    from checks.core.secrets import Masker
 
     if args.last and args.txn is not None:
         return _err("give a transaction id or --last, not both")
     root = _root(args)
-    from checks.statedir import journal_dir
-    from checks.trust import verify_journal
+    from checks.change.statedir import journal_dir
+    from checks.change.trust import verify_journal
 
     if not verify_journal(journal_dir(root)):
         # Not even a journal: say so without creating one.
@@ -222,7 +222,7 @@ def _undo(args) -> int:
         if conflicts:
             masker = None if args.reveal else Masker(plan.secrets, _mask_char())
             print("\nEdited since the transaction (undo would overwrite these changes):")
-            from checks.plan import FileEdit
+            from checks.change.plan import FileEdit
 
             for c in conflicts:
                 if c.expected is None and c.current is None:
@@ -246,9 +246,9 @@ def _undo(args) -> int:
         with _hangup_ignored():
             result = engine.apply(plan, kind="undo", undoes=txn.id)
     print(f"Undone: transaction {txn.id} (recorded as {result.txn.id}).")
-    from checks.assistant import load_baseline
-    from checks.audit import run_audit
-    from checks.discovery import discover
+    from checks.assistant.session import load_baseline
+    from checks.audit.run import run_audit
+    from checks.install.discovery import discover
 
     base = load_baseline(root)
     profile = base.profile if base else "local"
@@ -264,7 +264,7 @@ def _save_baseline(root: str, report, profile: str, txn_id: str) -> None:
     """The baseline after every applied change or undo, as the assistant saves it: the next
     `dester-harden` opens the re-audit of what drifted since. A failure to save it is a warning:
     the change itself is done and journaled."""
-    from checks.assistant import save_baseline
+    from checks.assistant.session import save_baseline
 
     try:
         save_baseline(root, report, profile, txn_id)

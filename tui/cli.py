@@ -20,14 +20,14 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line and exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        from checks.textio import shown_line
+        from checks.core.textio import shown_line
 
         # The message can quote an argument as given: `audit $'\e[2J'`.
         self.exit(EXIT_USAGE, f"{self.prog}: error: {shown_line(message)} (see --help)\n")
 
 
 def _ids(text: str) -> set[str]:
-    from checks.catalog import BY_ID
+    from checks.audit.catalog import BY_ID
 
     ids = {t.strip().upper() for t in text.split(",") if t.strip()}
     unknown = sorted(ids - set(BY_ID))
@@ -248,7 +248,7 @@ def _main(argv: list[str] | None) -> int:
         wants_report = bool(opts & {"--format", "--fail-on", "--only", "--skip"})
         argv = (["assistant"] if wants_tui or (_on_terminal() and not wants_report) else ["audit"]) + argv
     args = parser.parse_args(argv)
-    from checks.errors import InputError
+    from checks.core.errors import InputError
 
     if args.command != "assistant" and not isinstance(sys.stdout, _PipeSafe):
         sys.stdout = _PipeSafe(sys.stdout)  # the assistant draws on the terminal itself
@@ -277,16 +277,16 @@ def _main(argv: list[str] | None) -> int:
 
 def _recover_if_needed(args) -> None:
     """Finish what a killed fix or undo left, before anything else reads the files."""
-    from checks.discovery import default_install_dir
-    from checks.pending import has_unfinished
+    from checks.change.pending import has_unfinished
+    from checks.install.discovery import default_install_dir
 
     directory = os.path.abspath(os.path.expanduser(getattr(args, "dir", None) or default_install_dir()))
     if not os.path.isdir(directory):
         return  # nothing to recover; the audit says in one line that it is missing
     if not has_unfinished(directory):
         return  # the common case: a directory listing, no import of the engine
-    from checks.engine import EngineError
-    from checks.errors import InputError
+    from checks.change.engine import EngineError
+    from checks.core.errors import InputError
     from tui.changes import recover
 
     try:
@@ -298,7 +298,7 @@ def _recover_if_needed(args) -> None:
 
 
 def _one_line(text: str) -> str:
-    from checks.textio import shown_line
+    from checks.core.textio import shown_line
 
     return shown_line(text)
 
@@ -330,7 +330,7 @@ def _write(text: str, binary_utf8: bool) -> None:
 
 
 def _mask_for_stdout(fmt: str) -> str:
-    from checks.secrets import MASK
+    from checks.core.secrets import MASK
 
     if fmt != "text":
         return MASK
@@ -353,21 +353,21 @@ def _mask_for_stdout(fmt: str) -> str:
 
 
 def run_and_render(directory: str, args) -> int:
-    from checks.audit import exit_code, run_audit
-    from checks.discovery import discover
+    from checks.audit.run import exit_code, run_audit
+    from checks.install.discovery import discover
 
     inst = discover(directory, files=getattr(args, "file", None), host_root=args.host_root)
     report = run_audit(inst, args.profile, only=args.only, skip=args.skip, mask=_mask_for_stdout(args.format))
     if args.format == "json":
-        from checks.report import render_json
+        from checks.audit.report import render_json
 
         _write(render_json(report), True)
     elif args.format == "sarif":
-        from checks.report import render_sarif
+        from checks.audit.report import render_sarif
 
         _write(render_sarif(report), True)
     else:
-        from checks.report import render_text
+        from checks.audit.report import render_text
 
         _write(render_text(report, color=_color_enabled(sys.stdout)), False)
     if inst.unfollowed:
@@ -377,7 +377,7 @@ def run_and_render(directory: str, args) -> int:
 
 
 def _audit(args) -> int:
-    from checks.discovery import default_install_dir
+    from checks.install.discovery import default_install_dir
 
     directory = args.dir or default_install_dir()
     return run_and_render(directory, args)
@@ -412,8 +412,8 @@ def _demo(args) -> int:
 
 
 def _explain(args, parser) -> int:
-    from checks.audit import explain_score
-    from checks.catalog import BY_ID, CATALOG
+    from checks.audit.catalog import BY_ID, CATALOG
+    from checks.audit.run import explain_score
 
     if args.score:
         print(explain_score())

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 
 def one_line(exc: BaseException) -> str:
-    from checks.engine import EngineError
-    from checks.errors import InputError
-    from checks.fixes import PlanError
-    from checks.textio import shown_line
+    from checks.change.engine import EngineError
+    from checks.core.errors import InputError
+    from checks.core.textio import shown_line
+    from checks.fix.planner import PlanError
 
     if isinstance(exc, (EngineError, InputError, PlanError)):
         return shown_line(str(exc))

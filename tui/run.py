@@ -23,7 +23,7 @@ def apply_terminal_options(color_system: str | None) -> None:
 def build_app(root: str, *, profile: str | None = None, files=None, host_root: str = "/", theme: str | None = None,
               now=None, hostname: str | None = None, new_secret=None, cursor_blink: bool = True):
     """The app for one installation (the tests build theirs here too)."""
-    from checks.assistant import Session
+    from checks.assistant.session import Session
     from tui.app import DesterApp
 
     session = Session(root, profile=profile, files=files, host_root=host_root, now=now, hostname=hostname,
@@ -32,8 +32,8 @@ def build_app(root: str, *, profile: str | None = None, files=None, host_root: s
 
 
 def run_assistant(args) -> int:
-    from checks.discovery import default_install_dir
-    from checks.errors import InputError
+    from checks.core.errors import InputError
+    from checks.install.discovery import default_install_dir
 
     root = os.path.abspath(os.path.expanduser(args.dir or default_install_dir()))
     if not os.path.isdir(root):

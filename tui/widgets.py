@@ -9,9 +9,9 @@ from textual.message import Message
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from checks.audit import Report
-from checks.findings import FAIL
-from checks.textio import shown
+from checks.audit.findings import FAIL
+from checks.audit.run import Report
+from checks.core.textio import shown
 
 SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
 
@@ -64,7 +64,7 @@ def score_text(report: Report | None, label: str = "Score") -> Text:
 
 
 def diff_style(line: str) -> str:
-    """The style of one line of a rendered plan preview (checks.preview.render)."""
+    """The style of one line of a rendered plan preview (checks.change.preview.render)."""
     if line.startswith(("+++ ", "--- ")):
         return "bold"
     if line.startswith("+"):
@@ -126,12 +126,12 @@ class ChoiceList(OptionList):
     BINDINGS = [Binding("space,enter", "toggle", "Toggle", id="choice.toggle", tooltip="Choose or un-choose this item")]
 
     class Changed(Message):
-        def __init__(self, choice_list: "ChoiceList") -> None:
+        def __init__(self, choice_list: ChoiceList) -> None:
             super().__init__()
             self.choice_list = choice_list
 
         @property
-        def control(self) -> "ChoiceList":
+        def control(self) -> ChoiceList:
             return self.choice_list
 
     def __init__(self, items: list[tuple[str, Text, str | None]] | None = None, *, multiple: bool = True,

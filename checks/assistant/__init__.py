@@ -1,0 +1,1 @@
+"""The guided assistant's steps, session, baseline and checklist (UI-free)."""

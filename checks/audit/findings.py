@@ -1,0 +1,75 @@
+"""Findings: what a check concluded, with evidence a person can act on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from checks.audit.catalog import Check
+
+FAIL = "fail"
+PASS = "pass"
+SKIPPED = "skipped"
+ERROR = "error"
+STATUSES = (FAIL, PASS, SKIPPED, ERROR)
+
+
+@dataclass(slots=True)
+class Evidence:
+    """Where a finding comes from. ``text`` is already masked."""
+
+    file: str | None
+    line: int | None
+    text: str
+    service: str | None = None
+    note: str | None = None
+    """A short explanation (never a secret): "14 characters, fewer than 32"."""
+
+    def as_dict(self) -> dict:
+        out: dict = {"file": self.file, "line": self.line, "text": self.text}
+        if self.service is not None:
+            out["service"] = self.service
+        if self.note is not None:
+            out["note"] = self.note
+        return out
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a check function returns."""
+
+    status: str
+    evidence: list[Evidence] = field(default_factory=list)
+    reason: str | None = None
+    """For skipped and error: why; for fail: an optional one-line summary."""
+
+
+@dataclass(slots=True)
+class Finding:
+    """One check's result for one installation and profile."""
+
+    check: Check
+    status: str
+    severity: str
+    evidence: list[Evidence] = field(default_factory=list)
+    reason: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.check.id
+
+    @property
+    def services(self) -> set[str]:
+        return {e.service for e in self.evidence if e.service}
+
+    def as_dict(self) -> dict:
+        out = {
+            "id": self.check.id,
+            "severity": self.severity,
+            "status": self.status,
+            "title": self.check.title,
+            "evidence": [e.as_dict() for e in self.evidence],
+            "fixable": self.check.fixable and self.status == FAIL,
+        }
+        if self.reason:
+            out["reason"] = self.reason
+        return out

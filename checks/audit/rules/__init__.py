@@ -1,0 +1,49 @@
+"""Check functions: the installation model in, an :class:`Outcome` out.
+
+Each function is pure apart from reading the files discovery pointed at (the
+media tree for FS-005, proxy and cron files for TLS-* and OPS-001).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from checks.audit.findings import Evidence, Outcome
+from checks.core.secrets import Masker
+from checks.install.model import Installation, Service, Where
+
+
+@dataclass(slots=True)
+class Context:
+    """What every check gets besides the installation."""
+
+    inst: Installation
+    profile: str
+    masker: Masker
+
+    def ev(self, where: Where | None, service: str | None = None, note: str | None = None,
+           text: str | None = None) -> Evidence:
+        if where is None:
+            return Evidence(None, None, self.masker.text(text or ""), service, note)
+        shown = self.masker.line(where.text.strip()) if text is None else self.masker.text(text)
+        return Evidence(where.file, where.line, shown, service, note)
+
+    def svc_ev(self, svc: Service, note: str | None = None) -> Evidence:
+        return self.ev(svc.where, svc.name, note)
+
+
+CheckFn = Callable[[Context], Outcome]
+REGISTRY: dict[str, CheckFn] = {}
+
+
+def check(check_id: str) -> Callable[[CheckFn], CheckFn]:
+    def register(fn: CheckFn) -> CheckFn:
+        REGISTRY[check_id] = fn
+        return fn
+    return register
+
+
+def load_all() -> dict[str, CheckFn]:
+    from checks.audit.rules import dkr, fs, net, ops, sec, tls  # noqa: F401  (registration side effect)
+    return REGISTRY

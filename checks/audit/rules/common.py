@@ -1,0 +1,171 @@
+"""Shared recognisers: database services, the API service, passwords in places."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from checks.core.secrets import url_parts
+from checks.install.discovery import find_api_service
+from checks.install.model import EnvVar, Installation, Service, Where
+
+DB_PORTS = {5432, 3306, 6379, 27017}
+_DB_REPOS = ("postgres", "postgis", "timescaledb", "pgvector", "mysql", "mariadb", "percona", "redis", "valkey",
+             "keydb", "dragonfly", "mongo", "mongodb", "memcached")
+_PG_REPOS = ("postgres", "postgis", "timescaledb", "pgvector")
+_MYSQL_REPOS = ("mysql", "mariadb", "percona")
+_REDIS_REPOS = ("redis", "valkey", "keydb", "dragonfly")
+_BACKUP_HINT = re.compile(r"backup", re.I)
+
+
+def _repo_is(svc: Service, repos: tuple[str, ...]) -> bool:
+    repo = svc.image_repo
+    return any(repo == r or repo.startswith(r + "-") or repo.startswith(r) for r in repos)
+
+
+def is_db_service(svc: Service) -> bool:
+    return _repo_is(svc, _DB_REPOS) and not _BACKUP_HINT.search(svc.image_repo)
+
+
+def is_postgres(svc: Service) -> bool:
+    return _repo_is(svc, _PG_REPOS) and not _BACKUP_HINT.search(svc.image_repo)
+
+
+def is_mysql(svc: Service) -> bool:
+    return _repo_is(svc, _MYSQL_REPOS)
+
+
+def is_redis(svc: Service) -> bool:
+    return _repo_is(svc, _REDIS_REPOS)
+
+
+def db_ports(svc: Service):
+    """Published ports that expose a database or cache."""
+    db = is_db_service(svc)
+    for port in svc.ports:
+        if db or DB_PORTS.intersection(port.target_ports):
+            yield port
+
+
+def api_service(inst: Installation) -> Service | None:
+    return find_api_service(inst)
+
+
+def api_port(svc: Service) -> int:
+    var = svc.environment.get("PORT")
+    # str.isdigit() accepts "²", which int() refuses: only ASCII digits are a port.
+    if var is not None and var.value and re.fullmatch(r"[0-9]{1,5}", var.value.strip()):
+        return int(var.value.strip())
+    return 3001
+
+
+def service_hosts(inst: Installation) -> set[str]:
+    """Host names that reach a service on the compose network."""
+    names: set[str] = set()
+    for svc in inst.services:
+        names.add(svc.name)
+        cn = svc.opt("container_name")
+        if cn is not None and cn.value:
+            names.add(str(cn.value))
+    return names
+
+
+@dataclass(slots=True)
+class Password:
+    """One place a database password is set."""
+
+    user: str | None
+    db: str | None
+    password: str
+    """Decoded (percent-decoding applied for URLs)."""
+    where: Where
+    service: str | None
+    key: str
+    from_url: bool
+
+
+_URL_KEYS = re.compile(r"(^|_)(DATABASE|DB|POSTGRES|PG|MYSQL)_?URL$|^DATABASE_URL$", re.I)
+_DB_SCHEMES = re.compile(r"^(postgres|postgresql|mysql|mariadb)(\+\w+)?://", re.I)
+
+
+def parse_db_url(value: str) -> tuple[str | None, str, str | None, str | None] | None:
+    """(user, password as written, host, database) of a database URL with a password."""
+    if not _DB_SCHEMES.match(value):
+        return None
+    parts = url_parts(value)
+    if parts is None:
+        return None
+    user, password, rest = parts
+    host = re.split(r"[:/?#]", rest, maxsplit=1)[0] or None
+    m = re.match(r"[^/?#]*/([^?#]*)", rest)
+    db = m.group(1) if m else None
+    return unquote(user), password, host, db or None
+
+
+def _all_env_vars(inst: Installation):
+    """Every env assignment that reaches a service or sits in the install's env files."""
+    seen: set[tuple[str | None, int | None, str]] = set()
+    for svc in inst.services:
+        for var in list(svc.compose_env.values()) + svc.env_file_vars:
+            key = (var.where.file, var.where.line, var.key)
+            if key in seen:
+                continue
+            seen.add(key)
+            yield svc, var
+    for ef in inst.env_files:
+        for entry in ef.entries:
+            key = (ef.display, entry.line, entry.key)
+            if key in seen:
+                continue
+            seen.add(key)
+            yield None, EnvVar(entry.key, entry.value, entry.raw, "env_file", Where(ef.display, entry.line, entry.text), env_file=ef)
+
+
+def all_env_vars(inst: Installation):
+    return list(_all_env_vars(inst))
+
+
+def db_passwords(inst: Installation) -> list[Password]:
+    """Every place that sets a password of the installation's database."""
+    hosts = service_hosts(inst)
+    out: list[Password] = []
+    for svc in inst.services:
+        env = svc.environment
+        pw = env.get("POSTGRES_PASSWORD")
+        if pw is not None and pw.value:
+            user = env.get("POSTGRES_USER")
+            db = env.get("POSTGRES_DB")
+            u = user.value if user is not None and user.value else "postgres"
+            out.append(Password(u, db.value if db is not None and db.value else u, pw.value, pw.where, svc.name,
+                                "POSTGRES_PASSWORD", False))
+        if is_mysql(svc):
+            for key, ukey in (("MYSQL_PASSWORD", "MYSQL_USER"), ("MARIADB_PASSWORD", "MARIADB_USER"),
+                              ("MYSQL_ROOT_PASSWORD", None), ("MARIADB_ROOT_PASSWORD", None)):
+                var = env.get(key)
+                if var is not None and var.value:
+                    u = env.get(ukey).value if ukey and env.get(ukey) is not None else "root"
+                    out.append(Password(u, None, var.value, var.where, svc.name, key, False))
+    local_db = any(is_db_service(s) and s.ports for s in inst.services)
+    for svc, var in _all_env_vars(inst):
+        if not var.value or not _URL_KEYS.search(var.key):
+            continue
+        if svc is not None and var.origin == "env_file" and svc.environment.get(var.key) is not var:
+            continue  # overridden by the service's environment: never used
+        parsed = parse_db_url(var.value)
+        if parsed is None:
+            continue
+        user, password, host, db = parsed
+        # Only URLs that reach this installation's database: a compose service, or
+        # localhost when the compose file publishes a database port.
+        if host not in hosts and not (local_db and host in ("localhost", "127.0.0.1", "::1", "[::1]")):
+            continue
+        out.append(Password(user, db, unquote(password), var.where, svc.name if svc else None, var.key, True))
+    return out
+
+
+def uses_sqlite(inst: Installation) -> bool:
+    for _, var in _all_env_vars(inst):
+        if var.key == "DATABASE_URL" and var.value and var.value.startswith("file:"):
+            return True
+    return False

@@ -1,0 +1,281 @@
+"""FS-*: file modes of what holds secrets, and the media library."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import stat
+
+from checks.audit.findings import ERROR, FAIL, PASS, SKIPPED, Outcome
+from checks.audit.rules import Context, check
+from checks.audit.rules.sec import literal_secrets
+from checks.change.walk import _DIR_FLAGS, primary_gids, shared_dir
+from checks.core.mediaroot import media_root_problem
+from checks.install.model import Installation, Mount, Service, Where
+
+
+def _owner(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _mode_where(display: str, mode: int, uid: int) -> Where:
+    return Where(display, None, f"mode {mode:04o}, owner {_owner(uid)}")
+
+
+@check("FS-001")
+def fs_001(ctx: Context) -> Outcome:
+    ev = []
+    for ef in ctx.inst.env_files:
+        if ef.source is None:
+            continue
+        mode = ef.source.mode
+        if mode & 0o077:
+            who = "group and others" if mode & 0o070 and mode & 0o007 else ("others" if mode & 0o007 else "group")
+            ev.append(ctx.ev(_mode_where(ef.display, mode, ef.source.uid), None, f"readable or writable by {who}; should be 0600"))
+    return Outcome(FAIL if ev else PASS, ev)
+
+
+@check("FS-002")
+def fs_002(ctx: Context) -> Outcome:
+    holding = {where.file for _, where, _ in literal_secrets(ctx.inst)}
+    ev = []
+    for src in ctx.inst.compose_files:
+        if src.mode & 0o022:
+            ev.append(ctx.ev(_mode_where(src.display, src.mode, src.uid), None, "writable by group or others; should be 0644"))
+        elif src.display in holding and src.mode & 0o044:
+            ev.append(ctx.ev(_mode_where(src.display, src.mode, src.uid), None, "holds secrets (SEC-003) and is readable by others; 0600 until they move to .env"))
+    return Outcome(FAIL if ev else PASS, ev)
+
+
+@check("FS-003")
+def fs_003(ctx: Context) -> Outcome:
+    ev = []
+    dirs = {ctx.inst.root} | {os.path.dirname(s.path) for s in ctx.inst.compose_files}
+    for d in sorted(dirs):
+        try:
+            mode, uid = ctx.inst.lstat(d)
+        except OSError:
+            continue
+        if mode & 0o022:
+            ev.append(ctx.ev(_mode_where(ctx.inst.display(d) if d != ctx.inst.root else ".", mode, uid), None, "directory writable by group or others"))
+    return Outcome(FAIL if ev else PASS, ev)
+
+
+def media_mounts(inst: Installation) -> list[tuple[Service, Mount]]:
+    """Bind mounts whose container side is the API's media path."""
+    target = inst.media_path.rstrip("/") or "/"
+    out = []
+    for svc in inst.services:
+        for mount in svc.mounts:
+            if mount.host_path is None or not mount.target:
+                continue
+            if posixpath.normpath(mount.target) == target:
+                out.append((svc, mount))
+    return out
+
+
+@check("FS-004")
+def fs_004(ctx: Context) -> Outcome:
+    mounts = media_mounts(ctx.inst)
+    if not mounts:
+        return Outcome(SKIPPED, reason=f"no media bind mount found (container path {ctx.inst.media_path})")
+    ev = [ctx.ev(m.where, svc.name, "media mounted read-write") for svc, m in mounts if not m.read_only]
+    return Outcome(FAIL if ev else PASS, ev)
+
+
+class MediaScan:
+    """Counts of what FS-005 flags in one tree (symbolic links are never followed)."""
+
+    __slots__ = ("dirs_writable", "files_writable", "files_exec", "entries", "unreadable", "examples")
+
+    def __init__(self) -> None:
+        self.dirs_writable = 0
+        self.files_writable = 0
+        self.files_exec = 0
+        self.entries = 0
+        self.unreadable = 0
+        self.examples: list[tuple[str, int]] = []
+
+    @property
+    def offending(self) -> int:
+        return self.dirs_writable + self.files_writable + self.files_exec
+
+
+def scan_media(top: str, keep_examples: int = 5) -> MediaScan:
+    """Walk ``top`` without following symlinks; count group/other-writable and executable entries.
+
+    Directories are opened relative to their parent's descriptor with
+    ``O_NOFOLLOW`` and each entry is lstat'ed relative to it: one system call
+    an entry, no path walk, no object but the name and the stat result. The
+    order is the one a stack of paths gives (each directory's subdirectories
+    last-listed first), so the examples are the first offenders in that
+    order. Group write in a shared group library is not counted (the fix's
+    rule, :func:`checks.change.walk.shared_dir`). ``top`` unreadable raises
+    PermissionError; anything unreadable below it is counted.
+    """
+    result = MediaScan()
+    examples = result.examples
+    op, close, listdir, lstat = os.open, os.close, os.listdir, os.lstat
+    primary = primary_gids()
+    entries = dirs_w = files_w = files_x = unreadable = 0
+    top_fd = op(top, _DIR_FLAGS)
+    try:
+        tst = os.fstat(top_fd)
+    except BaseException:
+        close(top_fd)
+        raise
+    stack = [(top_fd, top, [])]
+    fd, path, subs = stack[0]
+    sgid = tst.st_gid if shared_dir(tst, primary) else -1  # the directory's group when a shared library's
+    try:
+        while True:
+            # List the directory ``fd`` (``path``): count it, collect its subdirectories.
+            try:
+                names = listdir(fd)
+            except OSError:
+                if fd == top_fd:
+                    raise
+                unreadable += 1
+                names = []
+            entries += len(names)
+            for name in names:
+                try:
+                    st = lstat(name, dir_fd=fd)
+                except OSError:
+                    unreadable += 1
+                    continue
+                m = st.st_mode
+                if m & 0o6133:  # write, exec or set-id bits somewhere: look closer
+                    t = m & 0o170000
+                    if t == 0o040000:
+                        shared = shared_dir(st, primary)
+                        subs.append((name, st.st_gid if shared else -1))
+                        if m & (0o002 if shared else 0o022):
+                            dirs_w += 1
+                            if len(examples) < keep_examples:
+                                examples.append((os.path.join(path, name), m & 0o7777))
+                    elif t == 0o100000:
+                        bad = False
+                        if m & (0o002 if st.st_gid == sgid else 0o022):
+                            files_w += 1
+                            bad = True
+                        if m & 0o6111:  # exec or set-id bits: what the fix's rule takes off (walk.target_mode)
+                            files_x += 1
+                            bad = True
+                        if bad and len(examples) < keep_examples:
+                            examples.append((os.path.join(path, name), m & 0o7777))
+                elif m & 0o170000 == 0o040000:
+                    subs.append((name, -1))
+            # Then the next directory: the last-listed pending one, depth first.
+            while True:
+                while stack and not stack[-1][2]:
+                    close(stack.pop()[0])
+                if not stack:
+                    break
+                pfd, ppath, psubs = stack[-1]
+                name, sgid = psubs.pop()
+                try:
+                    fd = op(name, _DIR_FLAGS, dir_fd=pfd)
+                except OSError:  # unreadable, or removed or replaced by a symlink meanwhile
+                    unreadable += 1
+                    continue
+                path, subs = os.path.join(ppath, name), []
+                stack.append((fd, path, subs))
+                break
+            if not stack:
+                break
+    finally:
+        for frame in stack:
+            close(frame[0])
+    result.entries, result.unreadable = entries, unreadable
+    result.dirs_writable, result.files_writable, result.files_exec = dirs_w, files_w, files_x
+    return result
+
+
+@check("FS-005")
+def fs_005(ctx: Context) -> Outcome:
+    mounts = media_mounts(ctx.inst)
+    if not mounts:
+        return Outcome(SKIPPED, reason=f"no media bind mount found (container path {ctx.inst.media_path})")
+    ev = []
+    unseen = []  # roots not looked at, and why: never a pass for them
+    for top in sorted({m.host_path for _, m in mounts if m.host_path}):
+        if os.path.islink(top):
+            unseen.append(f"media directory {top} is a symbolic link, not followed")
+            continue
+        if not os.path.isdir(top):
+            unseen.append(f"media directory not found on this host: {top}")
+            continue
+        problem = media_root_problem(top, ctx.inst.root)
+        if problem is not None:
+            # A system or home directory, or the installation, exposed as the media library is the
+            # finding itself; it is not walked (it may be the whole disk), and the fix refuses it.
+            ev.append(ctx.ev(None, None, None, text=f"{problem}: mounted as the media library; not walked, and the fix will not change it"))
+            continue
+        try:
+            st = os.lstat(top)
+            res = scan_media(top)
+        except PermissionError:
+            return Outcome(ERROR, reason=f"media directory {top} is not readable (permission denied); run with sudo")
+        if st.st_mode & (0o002 if shared_dir(st, primary_gids()) else 0o022):
+            res.dirs_writable += 1
+            res.examples.insert(0, (top, stat.S_IMODE(st.st_mode)))
+        if res.offending:
+            parts = []
+            if res.dirs_writable:
+                parts.append(_count(res.dirs_writable, "directory", "directories") + " writable by group/other")
+            if res.files_writable:
+                parts.append(_count(res.files_writable, "file", "files") + " writable by group/other")
+            if res.files_exec:
+                parts.append(_count(res.files_exec, "file", "files") + " executable")
+            summary = f"{top}: " + ", ".join(parts) + f" (of {res.entries:,} entries)"
+            ev.append(ctx.ev(None, None, None, text=summary))
+            for path, mode in res.examples:
+                ev.append(ctx.ev(Where(path, None, f"mode {mode:04o}"), None, None))
+    if not ev and unseen:
+        return Outcome(SKIPPED, reason="; ".join(unseen))
+    ev.extend(ctx.ev(None, None, None, text=why) for why in unseen)
+    return Outcome(FAIL if ev else PASS, ev)
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
+
+
+_STRAY = re.compile(
+    r"^(?:\.env|.+\.env|docker-compose(?:\.[\w-]+)?\.ya?ml|compose(?:\.[\w-]+)?\.ya?ml)"
+    r"(?:~|\.(?:bak\d*|orig|old|save|backup|copy|tmp|swp|rej|prev|dpkg-old|ucf-old|\d{6,}))$"
+    r"|^\.env\.(?:bak|backup|old|orig)[\w.-]*$|^\.?#\.env#?$")
+
+
+def stray_copies(inst: Installation) -> list[str]:
+    dirs = {inst.root} | {os.path.dirname(s.path) for s in inst.compose_files}
+    dirs |= {os.path.dirname(ef.path) for ef in inst.env_files}
+    found = []
+    for d in sorted(dirs):
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        for name in sorted(names):
+            if _STRAY.match(name):
+                path = os.path.join(d, name)
+                if os.path.isfile(path) and not os.path.islink(path):
+                    found.append(path)
+    return found
+
+
+@check("FS-006")
+def fs_006(ctx: Context) -> Outcome:
+    ev = []
+    for path in stray_copies(ctx.inst):
+        mode, uid = ctx.inst.lstat(path)
+        if mode & 0o077:
+            ev.append(ctx.ev(_mode_where(ctx.inst.display(path), mode, uid), None, "a copy of a file with secrets, readable by others"))
+    return Outcome(FAIL if ev else PASS, ev)

@@ -1,0 +1,113 @@
+"""Plans: what a fix will change, as data.
+
+A fix never touches the disk: it returns a :class:`Plan` of typed changes. The
+CLI and the assistant preview the same plan object and hand that object to the
+change engine, so what was previewed is exactly what is applied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class FileEdit:
+    """Replace the whole content of an existing file (or create it when ``before`` is None)."""
+
+    path: str
+    before: bytes | None
+    after: bytes
+    mode: int | None = None
+    """For a new file: its mode. Existing files keep theirs."""
+
+    @property
+    def is_new(self) -> bool:
+        return self.before is None
+
+
+@dataclass(frozen=True, slots=True)
+class ModeChange:
+    """chmod of one path (never following a symbolic link)."""
+
+    path: str
+    before: int
+    after: int
+
+
+@dataclass(frozen=True, slots=True)
+class TreeChmod:
+    """The media rule under ``root`` (see :func:`checks.change.walk.target_mode`).
+
+    Group/other write comes off every directory and file, exec off every file:
+    0777 directories become 0755, ``chmod -R 755`` videos 0644. Symbolic links
+    are never followed and nothing outside ``root`` is touched. The preview
+    comes from a scan; the engine applies the same rule entry by entry.
+    """
+
+    root: str
+    entries: int = 0
+    """How many entries the scan saw."""
+    transitions: dict[tuple[str, int, int], int] = field(default_factory=dict)
+    """Preview: ("dir" | "file", before mode, after mode) -> how many entries."""
+
+    @property
+    def changes(self) -> int:
+        return sum(self.transitions.values())
+
+
+Change = FileEdit | ModeChange | TreeChmod
+
+
+@dataclass(slots=True)
+class Refusal:
+    """A fix that cannot be made safely, with what to do by hand."""
+
+    check: str
+    reason: str
+    manual: str
+
+
+@dataclass(slots=True)
+class Plan:
+    """Changes for one or more checks, to preview and then apply."""
+
+    checks: list[str] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    secrets: set[str] = field(default_factory=set)
+    """Secrets in the before/after contents (old and generated): masked in
+    previews, kept out of the journal's plaintext."""
+    named: list[str] = field(default_factory=list)
+    """Files the user named on the command line (``--file``): the only files the
+    engine changes outside the installation directory (see checks.change.confined)."""
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+    def files(self) -> list[str]:
+        return [c.path for c in self.changes if isinstance(c, FileEdit)]
+
+    def merge_edit(self, path: str, before: bytes | None, after: bytes, mode: int | None = None) -> None:
+        """Add an edit of ``path``, chaining onto an earlier edit of the same file."""
+        path = os.path.abspath(path)
+        for i, c in enumerate(self.changes):
+            if isinstance(c, FileEdit) and c.path == path:
+                self.changes[i] = FileEdit(c.path, c.before, after, c.mode)
+                return
+        self.changes.append(FileEdit(path, before, after, mode))
+
+    def current(self, path: str, disk: bytes | None) -> bytes | None:
+        """The content ``path`` will have after the edits planned so far."""
+        path = os.path.abspath(path)
+        for c in self.changes:
+            if isinstance(c, FileEdit) and c.path == path:
+                return c.after
+        return disk

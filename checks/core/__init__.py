@@ -1,0 +1,1 @@
+"""Shared ground every layer may use: errors, bounded text, masking, YAML positions, ${VAR} interpolation, the media-root judgement."""

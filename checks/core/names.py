@@ -1,0 +1,4 @@
+"""Names every layer agrees on."""
+
+JOURNAL_DIR = ".dester-harden"
+"""The in-install journal directory (used only when the running user owns the install; see checks/change/statedir.py)."""

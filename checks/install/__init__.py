@@ -1,0 +1,1 @@
+"""Reading an installation: discovery, the model, compose files (include/extends) and .env files."""
