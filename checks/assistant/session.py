@@ -175,25 +175,18 @@ def save_baseline(root: str, report: Report, profile: str, txn: str | None, now:
     base = Baseline(now if now is not None else time.time(), profile, report.score,
                     {f.id: f.status for f in report.findings},
                     {f.id: _evidence_keys(f) for f in report.findings if f.status == FAIL}, txn)
-    from checks.change.journal import ensure_private_dir, fsync_dir
+    from checks.change.journal import ensure_private_dir
     from checks.change.statedir import journal_dir
     from checks.change.trust import verify_journal
+    from checks.core.atomic import write_private
 
     journal = journal_dir(os.path.abspath(root), create=True)
     verify_journal(journal)
     ensure_private_dir(journal)
     path = os.path.join(journal, BASELINE)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        os.write(fd, json.dumps({"saved_at": base.saved_at, "profile": profile, "score": base.score,
-                                 "status": base.status, "evidence": base.evidence, "txn": txn},
-                                indent=1, sort_keys=True).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(journal)
+    write_private(path, json.dumps({"saved_at": base.saved_at, "profile": profile, "score": base.score,
+                                    "status": base.status, "evidence": base.evidence, "txn": txn},
+                                   indent=1, sort_keys=True).encode())
     return base
 
 

@@ -40,35 +40,11 @@ from dataclasses import dataclass, field
 from checks.change.pending import JOURNAL_DIR, has_unfinished  # noqa: F401  (re-exported)
 from checks.change.statedir import ensure_dir, journal_dir
 from checks.change.trust import read_checked, verify_journal
+from checks.core.atomic import fsync_dir, write_private  # noqa: F401  (re-exported)
 
 TOKEN = "@@dester-harden-secret-{}@@"
 #: The state file's size: every state fits, padded with spaces, so it is overwritten in place.
 STATE_SIZE = 16
-
-
-def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_private(path: str, data: bytes) -> None:
-    """Create or replace a 0600 journal file atomically and durably."""
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(os.path.dirname(path))
 
 
 def ensure_private_dir(path: str) -> None:
