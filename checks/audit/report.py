@@ -64,7 +64,7 @@ def render_text(report: Report, color: bool = False) -> str:
         out += _wrap("Note: " + report.masker.text(note), 0)
     out.append("")
 
-    failed = sorted((f for f in report.findings if f.status == FAIL), key=_order)
+    failed = sorted((f for f in report.findings if f.status == FAIL and f.id not in report.suppressed), key=_order)
     for f in failed:
         sev = f.severity.upper()
         head = f"{sev:<8}  {f.id:<7}  "
@@ -85,6 +85,9 @@ def render_text(report: Report, color: bool = False) -> str:
             out += _wrap(f"... and {len(f.evidence) - 8} more (--format json lists all)", 10)
         if f.reason:
             out += _wrap(f.reason, 10)
+        gone = report.expired.get(f.id)
+        if gone is not None and gone.until is not None:
+            out += _wrap(f"suppression expired on {gone.until.isoformat()} (it said: {gone.reason})", 10)
         out += _wrap(f.check.why, 10, "Why: ")
         out += _wrap(f.check.fix, 10, "Fix: ")
         out.append("")
@@ -93,6 +96,13 @@ def render_text(report: Report, color: bool = False) -> str:
     for f in errors:
         out += _wrap(f"{f.id}: {f.reason or 'error'}", 0, "ERROR     ")
     if errors:
+        out.append("")
+
+    suppressed = sorted((f for f in report.findings if f.id in report.suppressed), key=_order)
+    if suppressed:
+        out.append(st("Suppressed (not counted in the score or the exit code):", "dim"))
+        for f in suppressed:
+            out += _suppressed_lines(f, report)
         out.append("")
 
     skipped = [f for f in report.findings if f.status == SKIPPED]
@@ -109,12 +119,41 @@ def render_text(report: Report, color: bool = False) -> str:
         counts[f.severity] = counts.get(f.severity, 0) + 1
     detail = ", ".join(f"{n} {sev}" for sev, n in sorted(counts.items(), key=lambda kv: -SEVERITY_RANK[kv[0]]))
     line = f"{len(failed)} failed" + (f" ({detail})" if detail else "") + f", {len(passed)} passed, {len(skipped)} skipped"
+    if suppressed:
+        line += f", {len(suppressed)} suppressed"
     if errors:
         line += f", {len(errors)} errors"
     out += _wrap(line, 0)
     score_style = "pass" if report.score >= 90 else ("medium" if report.score >= 50 else "critical")
     out.append(st(f"Score: {report.score}/100", score_style) + "  (dester-harden explain --score)")
     return _mask_lines("\n".join(out) + "\n", report)
+
+
+def _suppressed_lines(f: Finding, report: Report) -> list[str]:
+    sup = report.suppressed[f.id]
+    out = _wrap(f"{f.id:<8} {f.severity:<8} {f.check.title}", 2, "", 11)
+    where = f" [{sup.scope}]" if sup.scope else ""
+    until = f" (until {sup.until.isoformat()})" if sup.until else ""
+    out += _wrap(f"reason: {sup.reason}{until}{where}", 11)
+    return out
+
+
+def _suppression(report: Report, check_id: str, expired: bool = False) -> dict[str, str | None] | None:
+    sup = (report.expired if expired else report.suppressed).get(check_id)
+    if sup is None:
+        return None
+    return {"reason": sup.reason, "until": sup.until.isoformat() if sup.until else None, "scope": sup.scope}
+
+
+def _finding_dict(f: Finding, report: Report) -> dict:
+    out = f.as_dict()
+    sup = _suppression(report, f.id)
+    if sup is not None:
+        out["suppressed"] = sup
+    gone = _suppression(report, f.id, expired=True)
+    if gone is not None:
+        out["suppression_expired"] = gone
+    return out
 
 
 def _mask_lines(text: str, report: Report) -> str:
@@ -136,7 +175,8 @@ def as_dict(report: Report) -> dict:
             "env_files": [e.display for e in inst.env_files if e.exists],
             "notes": list(inst.notes),
         },
-        "findings": [f.as_dict() for f in report.findings],
+        "findings": [_finding_dict(f, report) for f in report.findings],
+        "warnings": list(report.warnings),
     }
 
 
@@ -209,6 +249,15 @@ def render_sarif(report: Report) -> str:
             }
             if locations:
                 result["locations"] = locations
+            sup = report.suppressed.get(f.id)
+            if sup is not None:
+                # SARIF 2.1.0 §3.34: accepted outside the code scanned (the settings file).
+                result["suppressions"] = [{"kind": "external", "status": "accepted", "justification": sup.reason,
+                                           "properties": {"until": sup.until.isoformat() if sup.until else None,
+                                                          "scope": sup.scope}}]
+            gone = report.expired.get(f.id)
+            if gone is not None and gone.until is not None:
+                result["properties"]["suppressionExpired"] = gone.until.isoformat()
             results.append(result)
         elif f.status in (SKIPPED, ERROR):
             notifications.append({
@@ -216,6 +265,8 @@ def render_sarif(report: Report) -> str:
                 "level": "error" if f.status == ERROR else "note",
                 "message": {"text": f"{f.id} {f.status}: {f.reason or ''}".strip()},
             })
+    for w in report.warnings:
+        notifications.append({"level": "warning", "message": {"text": w}})
     root_uri = "file://" + _uri(inst.root.rstrip("/")) + "/"
     doc = {
         "$schema": "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json",
