@@ -20,13 +20,7 @@ class SuppressModal(ModalScreen[bool]):
     checks function as ``dester-harden suppress``); a refusal stays on screen as one line.
     """
 
-    DEFAULT_CSS = """
-    SuppressModal { align: center middle; }
-    SuppressModal > Vertical { width: 72; height: auto; border: thick $accent; padding: 1 2; background: $surface; }
-    SuppressModal Input { margin-bottom: 1; }
-    SuppressModal #suppress-error { color: $error; height: auto; }
-    SuppressModal Horizontal { height: auto; }
-    """
+    CSS_PATH = "suppress.tcss"
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="suppress.cancel", tooltip="Close without suppressing")]
 
     def __init__(self, check: str, title: str, add: Callable[[str, str | None], None]) -> None:
@@ -34,13 +28,13 @@ class SuppressModal(ModalScreen[bool]):
         self.check, self.title_text, self.add = check, title, add
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with Vertical(classes="suppress-box"):
             yield Static(plain(f"Suppress {self.check}: {self.title_text}"), classes="modal-title")
             yield Static("Shown as suppressed, not counted in the score or the exit code, until the date.")
             yield Input(placeholder="Reason (required): why this finding is accepted", id="suppress-reason")
             yield Input(placeholder="Until (optional): YYYY-MM-DD", id="suppress-until")
             yield Static("", id="suppress-error")
-            with Horizontal():
+            with Horizontal(classes="modal-buttons"):
                 yield Button("Suppress", id="suppress-ok", variant="primary")
                 yield Button("Cancel", id="suppress-cancel")
 

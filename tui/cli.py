@@ -375,9 +375,8 @@ def _mask_for_stdout(fmt: str) -> str:
 
 def run_and_render(directory: str, args) -> int:
     from checks.audit.run import exit_code, run_audit
-    from checks.install.discovery import discover
-
     from checks.audit.settings import load_settings, resolve_profile
+    from checks.install.discovery import discover
 
     inst = discover(directory, files=getattr(args, "file", None), host_root=args.host_root)
     settings = load_settings(directory)  # a malformed file: one line naming it and the line, exit 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import textwrap
+from typing import Any
 
 from checks import __version__
 from checks.audit.catalog import CATALOG, SEVERITY_RANK
@@ -22,7 +23,8 @@ from checks.install.model import LAYOUT_NAMES
 WIDTH = 80
 TOOL_URI = "https://github.com/dester-harden/dester-harden"
 
-_COLORS = {"critical": "1;31", "high": "31", "medium": "33", "low": "36", "info": "2", "pass": "32", "dim": "2", "bold": "1"}
+_COLORS = {"critical": "1;31", "high": "31", "medium": "33", "low": "36", "info": "2", "pass": "32", "dim": "2",
+           "bold": "1"}
 
 
 class _Style:
@@ -45,7 +47,7 @@ def _wrap(text: str, indent: int, first: str = "", hang: int | None = None) -> l
                          break_long_words=True, break_on_hyphens=False) or [pad + first]
 
 
-def _order(f: Finding) -> tuple:
+def _order(f: Finding) -> tuple[int, str]:
     return (-SEVERITY_RANK[f.severity], f.id)
 
 
@@ -114,11 +116,12 @@ def render_text(report: Report, color: bool = False) -> str:
     passed = [f.id for f in report.findings if f.status == PASS]
     if passed:
         out += _wrap("Passed: " + " ".join(passed), 0)
-    counts = {}
+    counts: dict[str, int] = {}
     for f in failed:
         counts[f.severity] = counts.get(f.severity, 0) + 1
     detail = ", ".join(f"{n} {sev}" for sev, n in sorted(counts.items(), key=lambda kv: -SEVERITY_RANK[kv[0]]))
-    line = f"{len(failed)} failed" + (f" ({detail})" if detail else "") + f", {len(passed)} passed, {len(skipped)} skipped"
+    line = (f"{len(failed)} failed" + (f" ({detail})" if detail else "")
+            + f", {len(passed)} passed, {len(skipped)} skipped")
     if suppressed:
         line += f", {len(suppressed)} suppressed"
     if errors:
@@ -145,7 +148,7 @@ def _suppression(report: Report, check_id: str, expired: bool = False) -> dict[s
     return {"reason": sup.reason, "until": sup.until.isoformat() if sup.until else None, "scope": sup.scope}
 
 
-def _finding_dict(f: Finding, report: Report) -> dict:
+def _finding_dict(f: Finding, report: Report) -> dict[str, Any]:
     out = f.as_dict()
     sup = _suppression(report, f.id)
     if sup is not None:
@@ -160,7 +163,7 @@ def _mask_lines(text: str, report: Report) -> str:
     return "\n".join(report.masker.text(line) for line in text.split("\n"))
 
 
-def as_dict(report: Report) -> dict:
+def as_dict(report: Report) -> dict[str, Any]:
     inst = report.installation
     return {
         "version": 1,
@@ -192,6 +195,7 @@ def _uri(path: str) -> str:
     return quote(path, safe="/")
 
 
+_SECURITY_SEVERITY = {"critical": "9.5", "high": "7.5", "medium": "5.0", "low": "3.0", "info": "0.0"}
 _LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
 
 
@@ -204,13 +208,14 @@ def render_sarif(report: Report) -> str:
         sev = chk.severity_for(report.profile)
         rules.append({
             "id": chk.id,
-            "name": "".join(w.capitalize() for w in chk.title.replace("/", " ").replace("-", " ").split() if w.isalnum()),
+            "name": "".join(w.capitalize() for w in chk.title.replace("/", " ").replace("-", " ").split()
+                            if w.isalnum()),
             "shortDescription": {"text": chk.title},
             "fullDescription": {"text": chk.why},
             "help": {"text": f"{chk.why}\n\nFix: {chk.fix}", "markdown": f"{chk.why}\n\n**Fix.** {chk.fix}"},
             "defaultConfiguration": {"level": _LEVEL[sev]},
             "properties": {"severity": sev, "fixable": chk.fixable, "live": chk.live,
-                           "security-severity": {"critical": "9.5", "high": "7.5", "medium": "5.0", "low": "3.0", "info": "0.0"}[sev]},
+                           "security-severity": _SECURITY_SEVERITY[sev]},
         })
     results = []
     notifications = []
@@ -223,7 +228,7 @@ def render_sarif(report: Report) -> str:
                 # SARIF uris are RFC 3986 references: paths with spaces or '%' must be
                 # percent-encoded ("TV Shows" -> "TV%20Shows").
                 uri = _uri(ev.file)
-                loc: dict = {"physicalLocation": {"artifactLocation": {"uri": uri}}}
+                loc: dict[str, Any] = {"physicalLocation": {"artifactLocation": {"uri": uri}}}
                 if not os.path.isabs(ev.file):
                     loc["physicalLocation"]["artifactLocation"]["uriBaseId"] = "INSTALLDIR"
                 else:
@@ -239,13 +244,14 @@ def render_sarif(report: Report) -> str:
                 message += ": " + "; ".join(dict.fromkeys(notes))
             elif f.reason:
                 message += ": " + f.reason
-            result = {
+            props: dict[str, str] = {"severity": f.severity}
+            result: dict[str, Any] = {
                 "ruleId": f.id,
                 "ruleIndex": index[f.id],
                 "kind": "fail",
                 "level": _LEVEL[f.severity],
                 "message": {"text": message},
-                "properties": {"severity": f.severity},
+                "properties": props,
             }
             if locations:
                 result["locations"] = locations
@@ -257,7 +263,7 @@ def render_sarif(report: Report) -> str:
                                                           "scope": sup.scope}}]
             gone = report.expired.get(f.id)
             if gone is not None and gone.until is not None:
-                result["properties"]["suppressionExpired"] = gone.until.isoformat()
+                props["suppressionExpired"] = gone.until.isoformat()
             results.append(result)
         elif f.status in (SKIPPED, ERROR):
             notifications.append({

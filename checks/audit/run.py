@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from checks.audit.catalog import BY_ID, CATALOG, PROFILES, SEVERITY_RANK, Check
 from checks.audit.findings import ERROR, FAIL, PASS, SKIPPED, Finding, Outcome
-from checks.audit.rules import Context, load_all
+from checks.audit.rules import CheckFn, Context, load_all
 from checks.core.perf import paused_gc
 from checks.core.secrets import MASK, Masker
 from checks.install.model import Installation
@@ -112,7 +112,8 @@ def apply_settings(report: Report, settings: Settings, today: _dt.date | None = 
     report.warnings.extend(matched.warnings)
 
 
-def _run(report: Report, ctx: Context, fns, profile: str, masker: Masker, only, skip) -> None:
+def _run(report: Report, ctx: Context, fns: dict[str, CheckFn], profile: str, masker: Masker,
+         only: set[str] | None, skip: set[str] | None) -> None:
     for chk in CATALOG:
         if only and chk.id not in only:
             continue

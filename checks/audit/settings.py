@@ -297,7 +297,8 @@ def match(findings: Iterable[Finding], suppressions: list[Suppression], root: st
     for sup in suppressions:
         at = f" (line {sup.line})" if sup.line else ""
         if sup.check not in BY_ID:
-            out.warnings.append(f"suppression of unknown check {sup.check}{at} is ignored (dester-harden explain lists them)")
+            out.warnings.append(f"suppression of unknown check {sup.check}{at} is ignored "
+                                "(dester-harden explain lists them)")
             continue
         if sup.check not in ran:
             continue  # not run this time (--only, --skip, another profile): nothing to judge
