@@ -375,12 +375,11 @@ def _mask_for_stdout(fmt: str) -> str:
 
 def run_and_render(directory: str, args) -> int:
     from checks.audit.run import exit_code, run_audit
-    from checks.audit.settings import load_settings, resolve_profile
     from checks.install.discovery import discover
 
     inst = discover(directory, files=getattr(args, "file", None), host_root=args.host_root)
-    settings = load_settings(directory)  # a malformed file: one line naming it and the line, exit 2
-    profile, _ = resolve_profile(args.profile, settings)
+    settings = _settings(directory)  # a malformed file: one line naming it and the line, exit 2
+    profile = args.profile or (settings.profile if settings else None) or "local"
     report = run_audit(inst, profile, only=args.only, skip=args.skip, mask=_mask_for_stdout(args.format),
                        settings=settings)
     if args.format == "json":
@@ -402,6 +401,22 @@ def run_and_render(directory: str, args) -> int:
         print(f"dester-harden: error: {_one_line(report.masker.text(inst.unfollowed[0]))}"
               " (checks that would pass are reported as error)", file=sys.stderr)
     return exit_code(report, args.fail_on)
+
+
+def _settings(directory: str):
+    """The installation's settings, or None when there is no file (without importing the settings module)."""
+    from checks.change.statedir import journal_dir
+    from checks.change.trust import UntrustedJournal
+    from checks.core.names import SETTINGS_FILE
+
+    try:
+        if not os.path.lexists(os.path.join(journal_dir(os.path.abspath(directory)), SETTINGS_FILE)):
+            return None
+    except (UntrustedJournal, OSError):
+        pass  # load_settings says why in a warning
+    from checks.audit.settings import load_settings
+
+    return load_settings(directory)
 
 
 def _audit(args) -> int:

@@ -26,15 +26,16 @@ from dataclasses import dataclass, field
 from checks.audit.catalog import BY_ID, PROFILES
 from checks.audit.findings import FAIL, Evidence, Finding
 from checks.core.errors import InputError
+from checks.core.names import SETTINGS_FILE
 
-SETTINGS_FILE = "settings.toml"
 HEADER = '# dester-harden settings for this installation (see README "Settings")\n'
 SCOPE_KINDS = ("service", "file", "path")
 _TOP_KEYS = {"profile", "suppress"}
 _SUPPRESS_KEYS = {"check", "scope", "reason", "until"}
-_TABLE = re.compile(r"^\s*\[\[\s*suppress\s*\]\]")
-_HEADER_LINE = re.compile(r"^\s*\[")
-_PROFILE_LINE = re.compile(r"""^\s*profile\s*=\s*(?:"[^"]*"|'[^']*')(?P<rest>.*)$""")
+# Patterns, not compiled here: an audit without a settings file never needs them (re caches them).
+_TABLE = r"^\s*\[\[\s*suppress\s*\]\]"
+_HEADER_LINE = r"^\s*\["
+_PROFILE_LINE = r"""^\s*profile\s*=\s*(?:"[^"]*"|'[^']*')(?P<rest>.*)$"""
 
 
 class SettingsError(InputError):
@@ -65,7 +66,7 @@ class Suppression:
                 "until": self.until.isoformat() if self.until else None}
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # eq=False: nothing compares them, and the audit imports this module
 class Settings:
     """The effective settings of one installation for the user running dester-harden."""
 
@@ -81,7 +82,7 @@ class Settings:
     """The file exists, was trusted and was read."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Matched:
     """What the suppressions did to one audit's findings."""
 
@@ -161,8 +162,8 @@ def parse(text: str, path: str) -> Settings:
         # tomllib's message ends "(at line L, column C)": keep it, it names the place.
         raise SettingsError(f"not valid TOML: {exc}", path) from None
     lines = text.splitlines()
-    tables = [i + 1 for i, line in enumerate(lines) if _TABLE.match(line)]
-    first_table = next((i + 1 for i, line in enumerate(lines) if _HEADER_LINE.match(line)), len(lines) + 1)
+    tables = [i + 1 for i, line in enumerate(lines) if re.match(_TABLE, line)]
+    first_table = next((i + 1 for i, line in enumerate(lines) if re.match(_HEADER_LINE, line)), len(lines) + 1)
 
     def top_line(key: str) -> int | None:
         return _key_line(lines, key, 1, first_table)
@@ -395,9 +396,9 @@ def save_profile(install_root: str, profile: str) -> None:
     if current.profile == profile:
         return
     lines = text.splitlines()
-    first_table = next((i for i, ln in enumerate(lines) if _HEADER_LINE.match(ln)), len(lines))
+    first_table = next((i for i, ln in enumerate(lines) if re.match(_HEADER_LINE, ln)), len(lines))
     for i in range(first_table):
-        m = _PROFILE_LINE.match(lines[i])
+        m = re.match(_PROFILE_LINE, lines[i])
         if m:
             lines[i] = line + m.group("rest")  # the comment after the value stays
             break
