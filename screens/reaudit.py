@@ -12,6 +12,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
 from checks.assistant.session import STEP_BY_ID, drift
+from checks.core.textio import shown
 from tui.widgets import clip, score_text
 
 from ._base import DesterScreen
@@ -30,12 +31,16 @@ class ReauditScreen(DesterScreen):
             "- **regressed**: passed then, fails now (say `.env` is back to 0644);\n"
             "- **new**: fails in a place it did not before (a new service, a new published port);\n"
             "- **fixed**: failed then, passes now;\n- **still failing**: as it was.\n\n"
-            "Select a row and press **Enter** to go to the screen that fixes it.")
+            "Select a row and press **Enter** to go to the screen that fixes it, or **s** to suppress a failing "
+            "finding you accept: it asks for the reason and an optional last day, writes it to the settings file "
+            "(as `dester-harden suppress` does), and the finding is then shown as suppressed and not counted.")
     BINDINGS = [
         Binding("enter", "open", "Fix", id="reaudit.open", tooltip="Go to the screen that fixes the selected finding"),
         Binding("g", "app.guided", "Guided setup", id="reaudit.guided", tooltip="Walk through every step again"),
         Binding("h", "app.history", "History", id="reaudit.history", tooltip="The undo journal"),
         Binding("r", "refresh", "Re-audit", id="reaudit.refresh", tooltip="Read the files again"),
+        Binding("s", "suppress", "Suppress…", id="reaudit.suppress",
+                tooltip="Accept the selected failing finding with a reason (not counted in the score)"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -93,11 +98,15 @@ class ReauditScreen(DesterScreen):
             items = d.regressions + d.new + d.fixed + d.still
         else:
             items = []
+        for w in report.warnings:  # the settings' own: untrusted file, unknown or unused suppressions
+            head.append("\n" + shown(w), style="yellow")
         self.query_one("#reaudit-head", Static).update(head)
         table = self.query_one(DataTable)
         table.clear()
         for item in items:
             word, style = KIND_TEXT[item.kind]
+            if item.kind != "fixed" and item.finding.id in report.suppressed:
+                word, style = "suppressed", "dim"
             table.add_row(Text(word, style=style), item.finding.id, clip(item.finding.check.title, 32),
                           clip(STEP_BY_ID[item.step].short, 13), key=f"{item.kind}:{item.finding.id}")
         foot = "Enter on a row goes to the screen that fixes it." if items else "Nothing to show."
@@ -115,6 +124,30 @@ class ReauditScreen(DesterScreen):
         from checks.assistant.session import STEP_OF_CHECK
 
         self.app.fix_one(STEP_OF_CHECK[cid])  # type: ignore[attr-defined]
+
+    def action_suppress(self) -> None:
+        """Open the suppression modal for the selected failing row; re-audit once one is added."""
+        table = self.query_one(DataTable)
+        if not table.row_count or self.session.report is None:
+            return
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or ""
+        kind, cid = key.split(":", 1)
+        if kind == "fixed":
+            self.notify(f"{cid} passes now: nothing to suppress", severity="warning")
+            return
+        from checks.audit.catalog import BY_ID
+
+        from .suppress import SuppressModal
+
+        def add(reason: str, until: str | None) -> None:
+            self.session.suppress(cid, reason, until)
+
+        def done(added: bool | None) -> None:
+            if added:
+                self.notify(f"{cid} suppressed (dester-harden settings lists it)")
+                self.load()
+
+        self.app.push_screen(SuppressModal(cid, BY_ID[cid].title, add), done)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_open()

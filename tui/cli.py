@@ -52,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="compose file to read instead of discovering them (repeatable, like docker compose -f); "
                                 "fix changes a file named here even outside --dir (the plan says so), and never "
                                 "any other file outside --dir")
-        p.add_argument("--profile", choices=("local", "tailscale", "internet"), default="local",
-                       help="exposure profile: local (LAN only, default), tailscale, internet (behind HTTPS)")
+        p.add_argument("--profile", choices=("local", "tailscale", "internet"), default=None,
+                       help="exposure profile: local (LAN only), tailscale, internet (behind HTTPS); default: the "
+                            "settings file's (dester-harden settings), else local")
         p.add_argument("--format", choices=("text", "json", "sarif"), default="text", help="output format (default: text)")
         p.add_argument("--fail-on", choices=("critical", "high", "medium", "low", "never"), default="high",
                        help="exit 1 when a check fails at or above this severity (default: high)")
@@ -121,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="keep the temporary installation and print its path")
     demo.add_argument("--audit", action="store_true", help="print the audit report instead of opening the assistant")
     terminal_options(demo)
+    from tui import settingscli
+
+    settingscli.add_parsers(sub)
     return parser
 
 
@@ -234,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stdout = stdout
 
 
-_COMMANDS = ("audit", "explain", "fix", "history", "undo", "demo", "assistant")
+_COMMANDS = ("audit", "explain", "fix", "history", "undo", "demo", "assistant", "suppress", "settings")
 
 
 def _main(argv: list[str] | None) -> int:
@@ -258,6 +262,10 @@ def _main(argv: list[str] | None) -> int:
             return _explain(args, parser)
         if args.command == "demo":
             return _demo(args)
+        if args.command in ("suppress", "settings"):
+            from tui import settingscli
+
+            return settingscli.suppress(args) if args.command == "suppress" else settingscli.show(args)
         if args.command == "assistant":
             from tui.run import run_assistant
 
@@ -267,12 +275,25 @@ def _main(argv: list[str] | None) -> int:
         if args.command in ("fix", "history", "undo"):
             from tui import changes
 
+            if args.command == "fix":
+                _profile_from_settings(args)
+
             return changes.run(args)
         _recover_if_needed(args)
         return _audit(args)
     except InputError as exc:
         print(f"dester-harden: error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _profile_from_settings(args) -> None:
+    """``--profile`` when given, else the settings file's, else local (a malformed file: InputError)."""
+    if args.profile:
+        return
+    from checks.audit.settings import load_settings, resolve_profile
+    from checks.install.discovery import default_install_dir
+
+    args.profile, _ = resolve_profile(None, load_settings(args.dir or default_install_dir()))
 
 
 def _recover_if_needed(args) -> None:
@@ -357,7 +378,10 @@ def run_and_render(directory: str, args) -> int:
     from checks.install.discovery import discover
 
     inst = discover(directory, files=getattr(args, "file", None), host_root=args.host_root)
-    report = run_audit(inst, args.profile, only=args.only, skip=args.skip, mask=_mask_for_stdout(args.format))
+    settings = _settings(directory)  # a malformed file: one line naming it and the line, exit 2
+    profile = args.profile or (settings.profile if settings else None) or "local"
+    report = run_audit(inst, profile, only=args.only, skip=args.skip, mask=_mask_for_stdout(args.format),
+                       settings=settings)
     if args.format == "json":
         from checks.audit.report import render_json
 
@@ -370,10 +394,29 @@ def run_and_render(directory: str, args) -> int:
         from checks.audit.report import render_text
 
         _write(render_text(report, color=_color_enabled(sys.stdout)), False)
+    if args.format != "json":  # JSON carries them in its "warnings" list
+        for w in report.warnings:
+            print(f"dester-harden: warning: {_one_line(report.masker.text(w))}", file=sys.stderr)
     if inst.unfollowed:
         print(f"dester-harden: error: {_one_line(report.masker.text(inst.unfollowed[0]))}"
               " (checks that would pass are reported as error)", file=sys.stderr)
     return exit_code(report, args.fail_on)
+
+
+def _settings(directory: str):
+    """The installation's settings, or None when there is no file (without importing the settings module)."""
+    from checks.change.statedir import journal_dir
+    from checks.change.trust import UntrustedJournal
+    from checks.core.names import SETTINGS_FILE
+
+    try:
+        if not os.path.lexists(os.path.join(journal_dir(os.path.abspath(directory)), SETTINGS_FILE)):
+            return None
+    except (UntrustedJournal, OSError):
+        pass  # load_settings says why in a warning
+    from checks.audit.settings import load_settings
+
+    return load_settings(directory)
 
 
 def _audit(args) -> int:

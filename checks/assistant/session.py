@@ -364,7 +364,11 @@ class Session:
         self.hostname = hostname or socket.gethostname()
         self._new_secret = new_secret or _secrets.token_urlsafe
         self.baseline = load_baseline(self.root)
-        self.choices = Choices(profile=profile or (self.baseline.profile if self.baseline else "local"))
+        from checks.audit.settings import load_settings
+
+        self.settings = load_settings(self.root)  # malformed: SettingsError, one line before the app starts
+        self.choices = Choices(profile=profile or self.settings.profile
+                               or (self.baseline.profile if self.baseline else "local"))
         self.report: Report | None = None
         self.inst: Installation | None = None
         self.recovered: list[str] = []
@@ -396,8 +400,26 @@ class Session:
         from checks.install.discovery import discover
 
         self.inst = discover(self.root, self.files, self.host_root, self.clock())
-        self.report = run_audit(self.inst, profile or self.choices.profile)
+        self.report = run_audit(self.inst, profile or self.choices.profile, settings=self.settings)
         return self.report
+
+    def suppress(self, check: str, reason: str, until: str | None = None, scope: str | None = None) -> None:
+        """Add a suppression to the settings file (as ``dester-harden suppress``) and use it from now on."""
+        from checks.audit.settings import add_suppression, load_settings
+
+        add_suppression(self.root, check, reason, scope, until or None)
+        self.settings = load_settings(self.root)
+
+    def _save_profile(self) -> None:
+        """The profile of an applied step becomes the installation's (every later audit, cron included)."""
+        from checks.audit.settings import load_settings, save_profile
+        from checks.core.errors import InputError
+
+        try:
+            save_profile(self.root, self.choices.profile)
+            self.settings = load_settings(self.root)
+        except (InputError, OSError) as exc:  # the change is applied; the profile is only not remembered
+            self.settings.warnings.append(f"profile not saved: {' '.join(str(exc).split())}")
 
     def summary(self) -> Summary:
         from checks.install.discovery import discover
@@ -469,6 +491,7 @@ class Session:
         if step_plan.preview:
             raise ValueError("a preview plan is never applied: build the plan again without preview=True")
         result = Engine(self.root, f"assistant:{step_plan.step}").apply(step_plan.plan)
+        self._save_profile()
         report = self.audit()
         self.baseline = save_baseline(self.root, report, self.choices.profile, result.txn.id, self.clock())
         return result, report

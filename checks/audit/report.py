@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import textwrap
+from typing import Any
 
 from checks import __version__
 from checks.audit.catalog import CATALOG, SEVERITY_RANK
@@ -22,7 +23,8 @@ from checks.install.model import LAYOUT_NAMES
 WIDTH = 80
 TOOL_URI = "https://github.com/dester-harden/dester-harden"
 
-_COLORS = {"critical": "1;31", "high": "31", "medium": "33", "low": "36", "info": "2", "pass": "32", "dim": "2", "bold": "1"}
+_COLORS = {"critical": "1;31", "high": "31", "medium": "33", "low": "36", "info": "2", "pass": "32", "dim": "2",
+           "bold": "1"}
 
 
 class _Style:
@@ -45,7 +47,7 @@ def _wrap(text: str, indent: int, first: str = "", hang: int | None = None) -> l
                          break_long_words=True, break_on_hyphens=False) or [pad + first]
 
 
-def _order(f: Finding) -> tuple:
+def _order(f: Finding) -> tuple[int, str]:
     return (-SEVERITY_RANK[f.severity], f.id)
 
 
@@ -64,7 +66,7 @@ def render_text(report: Report, color: bool = False) -> str:
         out += _wrap("Note: " + report.masker.text(note), 0)
     out.append("")
 
-    failed = sorted((f for f in report.findings if f.status == FAIL), key=_order)
+    failed = sorted((f for f in report.findings if f.status == FAIL and f.id not in report.suppressed), key=_order)
     for f in failed:
         sev = f.severity.upper()
         head = f"{sev:<8}  {f.id:<7}  "
@@ -85,6 +87,9 @@ def render_text(report: Report, color: bool = False) -> str:
             out += _wrap(f"... and {len(f.evidence) - 8} more (--format json lists all)", 10)
         if f.reason:
             out += _wrap(f.reason, 10)
+        gone = report.expired.get(f.id)
+        if gone is not None and gone.until is not None:
+            out += _wrap(f"suppression expired on {gone.until.isoformat()} (it said: {gone.reason})", 10)
         out += _wrap(f.check.why, 10, "Why: ")
         out += _wrap(f.check.fix, 10, "Fix: ")
         out.append("")
@@ -93,6 +98,13 @@ def render_text(report: Report, color: bool = False) -> str:
     for f in errors:
         out += _wrap(f"{f.id}: {f.reason or 'error'}", 0, "ERROR     ")
     if errors:
+        out.append("")
+
+    suppressed = sorted((f for f in report.findings if f.id in report.suppressed), key=_order)
+    if suppressed:
+        out.append(st("Suppressed (not counted in the score or the exit code):", "dim"))
+        for f in suppressed:
+            out += _suppressed_lines(f, report)
         out.append("")
 
     skipped = [f for f in report.findings if f.status == SKIPPED]
@@ -104,11 +116,14 @@ def render_text(report: Report, color: bool = False) -> str:
     passed = [f.id for f in report.findings if f.status == PASS]
     if passed:
         out += _wrap("Passed: " + " ".join(passed), 0)
-    counts = {}
+    counts: dict[str, int] = {}
     for f in failed:
         counts[f.severity] = counts.get(f.severity, 0) + 1
     detail = ", ".join(f"{n} {sev}" for sev, n in sorted(counts.items(), key=lambda kv: -SEVERITY_RANK[kv[0]]))
-    line = f"{len(failed)} failed" + (f" ({detail})" if detail else "") + f", {len(passed)} passed, {len(skipped)} skipped"
+    line = (f"{len(failed)} failed" + (f" ({detail})" if detail else "")
+            + f", {len(passed)} passed, {len(skipped)} skipped")
+    if suppressed:
+        line += f", {len(suppressed)} suppressed"
     if errors:
         line += f", {len(errors)} errors"
     out += _wrap(line, 0)
@@ -117,11 +132,38 @@ def render_text(report: Report, color: bool = False) -> str:
     return _mask_lines("\n".join(out) + "\n", report)
 
 
+def _suppressed_lines(f: Finding, report: Report) -> list[str]:
+    sup = report.suppressed[f.id]
+    out = _wrap(f"{f.id:<8} {f.severity:<8} {f.check.title}", 2, "", 11)
+    where = f" [{sup.scope}]" if sup.scope else ""
+    until = f" (until {sup.until.isoformat()})" if sup.until else ""
+    out += _wrap(f"reason: {sup.reason}{until}{where}", 11)
+    return out
+
+
+def _suppression(report: Report, check_id: str, expired: bool = False) -> dict[str, str | None] | None:
+    sup = (report.expired if expired else report.suppressed).get(check_id)
+    if sup is None:
+        return None
+    return {"reason": sup.reason, "until": sup.until.isoformat() if sup.until else None, "scope": sup.scope}
+
+
+def _finding_dict(f: Finding, report: Report) -> dict[str, Any]:
+    out = f.as_dict()
+    sup = _suppression(report, f.id)
+    if sup is not None:
+        out["suppressed"] = sup
+    gone = _suppression(report, f.id, expired=True)
+    if gone is not None:
+        out["suppression_expired"] = gone
+    return out
+
+
 def _mask_lines(text: str, report: Report) -> str:
     return "\n".join(report.masker.text(line) for line in text.split("\n"))
 
 
-def as_dict(report: Report) -> dict:
+def as_dict(report: Report) -> dict[str, Any]:
     inst = report.installation
     return {
         "version": 1,
@@ -136,7 +178,8 @@ def as_dict(report: Report) -> dict:
             "env_files": [e.display for e in inst.env_files if e.exists],
             "notes": list(inst.notes),
         },
-        "findings": [f.as_dict() for f in report.findings],
+        "findings": [_finding_dict(f, report) for f in report.findings],
+        "warnings": list(report.warnings),
     }
 
 
@@ -152,6 +195,7 @@ def _uri(path: str) -> str:
     return quote(path, safe="/")
 
 
+_SECURITY_SEVERITY = {"critical": "9.5", "high": "7.5", "medium": "5.0", "low": "3.0", "info": "0.0"}
 _LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
 
 
@@ -164,13 +208,14 @@ def render_sarif(report: Report) -> str:
         sev = chk.severity_for(report.profile)
         rules.append({
             "id": chk.id,
-            "name": "".join(w.capitalize() for w in chk.title.replace("/", " ").replace("-", " ").split() if w.isalnum()),
+            "name": "".join(w.capitalize() for w in chk.title.replace("/", " ").replace("-", " ").split()
+                            if w.isalnum()),
             "shortDescription": {"text": chk.title},
             "fullDescription": {"text": chk.why},
             "help": {"text": f"{chk.why}\n\nFix: {chk.fix}", "markdown": f"{chk.why}\n\n**Fix.** {chk.fix}"},
             "defaultConfiguration": {"level": _LEVEL[sev]},
             "properties": {"severity": sev, "fixable": chk.fixable, "live": chk.live,
-                           "security-severity": {"critical": "9.5", "high": "7.5", "medium": "5.0", "low": "3.0", "info": "0.0"}[sev]},
+                           "security-severity": _SECURITY_SEVERITY[sev]},
         })
     results = []
     notifications = []
@@ -183,7 +228,7 @@ def render_sarif(report: Report) -> str:
                 # SARIF uris are RFC 3986 references: paths with spaces or '%' must be
                 # percent-encoded ("TV Shows" -> "TV%20Shows").
                 uri = _uri(ev.file)
-                loc: dict = {"physicalLocation": {"artifactLocation": {"uri": uri}}}
+                loc: dict[str, Any] = {"physicalLocation": {"artifactLocation": {"uri": uri}}}
                 if not os.path.isabs(ev.file):
                     loc["physicalLocation"]["artifactLocation"]["uriBaseId"] = "INSTALLDIR"
                 else:
@@ -199,16 +244,26 @@ def render_sarif(report: Report) -> str:
                 message += ": " + "; ".join(dict.fromkeys(notes))
             elif f.reason:
                 message += ": " + f.reason
-            result = {
+            props: dict[str, str] = {"severity": f.severity}
+            result: dict[str, Any] = {
                 "ruleId": f.id,
                 "ruleIndex": index[f.id],
                 "kind": "fail",
                 "level": _LEVEL[f.severity],
                 "message": {"text": message},
-                "properties": {"severity": f.severity},
+                "properties": props,
             }
             if locations:
                 result["locations"] = locations
+            sup = report.suppressed.get(f.id)
+            if sup is not None:
+                # SARIF 2.1.0 §3.34: accepted outside the code scanned (the settings file).
+                result["suppressions"] = [{"kind": "external", "status": "accepted", "justification": sup.reason,
+                                           "properties": {"until": sup.until.isoformat() if sup.until else None,
+                                                          "scope": sup.scope}}]
+            gone = report.expired.get(f.id)
+            if gone is not None and gone.until is not None:
+                props["suppressionExpired"] = gone.until.isoformat()
             results.append(result)
         elif f.status in (SKIPPED, ERROR):
             notifications.append({
@@ -216,6 +271,8 @@ def render_sarif(report: Report) -> str:
                 "level": "error" if f.status == ERROR else "note",
                 "message": {"text": f"{f.id} {f.status}: {f.reason or ''}".strip()},
             })
+    for w in report.warnings:
+        notifications.append({"level": "warning", "message": {"text": w}})
     root_uri = "file://" + _uri(inst.root.rstrip("/")) + "/"
     doc = {
         "$schema": "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json",

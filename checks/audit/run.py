@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from checks.audit.catalog import BY_ID, CATALOG, PROFILES, SEVERITY_RANK, Check
 from checks.audit.findings import ERROR, FAIL, PASS, SKIPPED, Finding, Outcome
-from checks.audit.rules import Context, load_all
+from checks.audit.rules import CheckFn, Context, load_all
 from checks.core.perf import paused_gc
 from checks.core.secrets import MASK, Masker
 from checks.install.model import Installation
+
+if TYPE_CHECKING:
+    from checks.audit.settings import Settings, Suppression
 
 #: Each failing check multiplies the score by its severity's factor.
 SCORE_FACTORS = {"critical": 0.5, "high": 0.75, "medium": 0.9, "low": 0.97, "info": 1.0}
@@ -25,10 +30,16 @@ class Report:
     profile: str
     findings: list[Finding] = field(default_factory=list)
     masker: Masker = field(default_factory=Masker)
+    suppressed: dict[str, Suppression] = field(default_factory=dict)
+    """check id -> the active suppression covering its failure: shown, not counted (score, exit code)."""
+    expired: dict[str, Suppression] = field(default_factory=dict)
+    """check id -> an expired suppression of a failing finding (it counts, and the report says so)."""
+    warnings: list[str] = field(default_factory=list)
+    """One line each: an untrusted settings file, unknown or unused suppressions (never fatal)."""
 
     @property
     def score(self) -> int:
-        return score(self.findings)
+        return score([f for f in self.findings if f.id not in self.suppressed])
 
     def by_id(self, check_id: str) -> Finding:
         for f in self.findings:
@@ -38,7 +49,8 @@ class Report:
 
     def failed(self, at_least: str = "info") -> list[Finding]:
         floor = SEVERITY_RANK[at_least]
-        return [f for f in self.findings if f.status == FAIL and SEVERITY_RANK[f.severity] >= floor]
+        return [f for f in self.findings
+                if f.status == FAIL and SEVERITY_RANK[f.severity] >= floor and f.id not in self.suppressed]
 
 
 def score(findings: list[Finding]) -> int:
@@ -72,8 +84,9 @@ def explain_score() -> str:
 
 
 def run_audit(inst: Installation, profile: str = "local", only: set[str] | None = None,
-              skip: set[str] | None = None, mask: str = MASK) -> Report:
-    """Run every applicable check of the catalog."""
+              skip: set[str] | None = None, mask: str = MASK, settings: Settings | None = None,
+              today: _dt.date | None = None) -> Report:
+    """Run every applicable check of the catalog; ``settings``' suppressions apply as of ``today``."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}")
     fns = load_all()
@@ -82,10 +95,25 @@ def run_audit(inst: Installation, profile: str = "local", only: set[str] | None 
     report = Report(inst, profile, masker=masker)
     with paused_gc():
         _run(report, ctx, fns, profile, masker, only, skip)
+    if settings is not None:
+        apply_settings(report, settings, today)
     return report
 
 
-def _run(report: Report, ctx: Context, fns, profile: str, masker: Masker, only, skip) -> None:
+def apply_settings(report: Report, settings: Settings, today: _dt.date | None = None) -> None:
+    """Mark the failures the settings' active suppressions cover; collect the settings' warnings."""
+    from checks.audit.settings import match
+
+    report.warnings.extend(settings.warnings)
+    if not settings.suppressions:
+        return
+    matched = match(report.findings, settings.suppressions, report.installation.root, today)
+    report.suppressed, report.expired = matched.suppressed, matched.expired
+    report.warnings.extend(matched.warnings)
+
+
+def _run(report: Report, ctx: Context, fns: dict[str, CheckFn], profile: str, masker: Masker,
+         only: set[str] | None, skip: set[str] | None) -> None:
     for chk in CATALOG:
         if only and chk.id not in only:
             continue
@@ -126,4 +154,5 @@ def exit_code(report: Report, fail_on: str) -> int:
     return 1 if report.failed(fail_on) else 0
 
 
-__all__ = ["Report", "run_audit", "exit_code", "score", "explain_score", "FAIL_ON", "BY_ID", "PASS", "SKIPPED"]
+__all__ = ["Report", "run_audit", "exit_code", "score", "explain_score", "FAIL_ON", "BY_ID", "PASS", "SKIPPED",
+           "apply_settings"]
