@@ -6,12 +6,18 @@ import os
 import posixpath
 import re
 import stat
+from urllib.parse import unquote
 
+from checks.audit.catalog import BY_ID
 from checks.audit.findings import ERROR, FAIL, PASS, SKIPPED, Outcome
 from checks.audit.rules import Context, check
+from checks.audit.rules.common import all_env_vars
 from checks.audit.rules.sec import literal_secrets
 from checks.change.walk import _DIR_FLAGS, primary_gids, shared_dir
+from checks.core.errors import InputError
 from checks.core.mediaroot import media_root_problem
+from checks.core.secrets import is_credential_key, is_flag_value, url_userinfo
+from checks.core.textio import read_source
 from checks.install.model import Installation, Mount, Service, Where
 
 
@@ -271,11 +277,75 @@ def stray_copies(inst: Installation) -> list[str]:
     return found
 
 
+def passwords_in_use(inst: Installation) -> set[str]:
+    """The values the installation's credential variables hold now (URL passwords decoded)."""
+    out: set[str] = set()
+    for _svc, var in all_env_vars(inst):
+        value = var.value
+        if not value:
+            continue
+        if is_credential_key(var.key) and not is_flag_value(value):
+            out.add(value)
+        userinfo = url_userinfo(value)
+        if userinfo and userinfo[1]:
+            out.add(unquote(userinfo[1]))
+    return out
+
+
+_ASSIGNMENT = re.compile(r"^\s*(?:-\s*)?(?:export\s+)?[\"']?[A-Za-z_][\w.-]*\s*[=:]\s*(.*?)\s*$")
+
+
+def held_values(text: str) -> set[str]:
+    """The values a copy assigns (``KEY=value``, ``KEY: value``, ``- KEY=value``), unquoted,
+    with the password of each URL among them (decoded)."""
+    out: set[str] = set()
+    for line in text.splitlines():
+        m = _ASSIGNMENT.match(line)
+        if not m:
+            continue
+        value = m.group(1)
+        if value[:1] in "\"'" and value[-1:] == value[:1] and len(value) >= 2:
+            value = value[1:-1]
+        elif value.endswith(("'", '"')) and value[:-1].count(value[-1]) == 0:
+            value = value[:-1]  # `- "KEY=value"`: the quote opened before KEY
+        if not value:
+            continue
+        out.add(value)
+        userinfo = url_userinfo(value)
+        if userinfo and userinfo[1]:
+            out.add(unquote(userinfo[1]))
+    return out
+
+
+def _holds_password_in_use(path: str, display: str, in_use: set[str]) -> bool | None:
+    """Whether the copy at ``path`` assigns a password the installation uses now (None: unreadable)."""
+    try:
+        text = read_source(path, display, "stray copy").text
+    except InputError:
+        return None
+    return not in_use.isdisjoint(held_values(text))
+
+
 @check("FS-006")
 def fs_006(ctx: Context) -> Outcome:
     ev = []
+    in_use: set[str] | None = None
     for path in stray_copies(ctx.inst):
         mode, uid = ctx.inst.lstat(path)
         if mode & 0o077:
-            ev.append(ctx.ev(_mode_where(ctx.inst.display(path), mode, uid), None, "a copy of a file with secrets, readable by others"))
+            if in_use is None:
+                in_use = passwords_in_use(ctx.inst)
+            display = ctx.inst.display(path)
+            holds = _holds_password_in_use(path, display, in_use)
+            note = "a copy of a file with secrets, readable by others"
+            severity = None
+            if holds:
+                # The same exposure as the .env itself (FS-001): a copy of a password that still opens the database.
+                note += "; it holds a password still in use"
+                severity = BY_ID["FS-001"].severity_for(ctx.profile)
+            elif holds is None:
+                note += "; it could not be read to tell whether it holds a password still in use"
+            e = ctx.ev(_mode_where(display, mode, uid), None, note)
+            e.severity = severity
+            ev.append(e)
     return Outcome(FAIL if ev else PASS, ev)
