@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 from checks.audit.catalog import SEVERITY_RANK, Check
+from checks.core.yamlpos import Node
+from checks.install.model import EnvVar, Mount, Port, Service
+
+#: What a rule found, as the model holds it: the fix of that rule works on it (never shown, never in JSON).
+Target: TypeAlias = Port | Mount | Service | EnvVar | Node
 
 FAIL = "fail"
 PASS = "pass"
@@ -26,6 +32,8 @@ class Evidence:
     severity: str | None = None
     """What this piece of evidence is worth when it is more than the catalog's severity (a stray
     copy that holds a password still in use is as severe as FS-001): the finding takes the highest."""
+    target: Target | None = None
+    """The model object the rule judged (the port binding, the mount, the node), for the rule's fix."""
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"file": self.file, "line": self.line, "text": self.text}

@@ -13,9 +13,9 @@ from checks.audit.findings import ERROR, FAIL, PASS, SKIPPED, Outcome
 from checks.audit.rules import Context, check
 from checks.audit.rules.common import all_env_vars
 from checks.audit.rules.sec import literal_secrets
-from checks.change.walk import _DIR_FLAGS, primary_gids, shared_dir
 from checks.core.errors import InputError
 from checks.core.mediaroot import media_root_problem
+from checks.core.mediarule import DIR_FLAGS, EXEC_OFF, FILE_OFF, WRITE_OFF, WRITE_OFF_SHARED, primary_gids, shared_dir
 from checks.core.secrets import is_credential_key, is_flag_value, url_userinfo
 from checks.core.textio import read_source
 from checks.install.model import Installation, Mount, Service, Where
@@ -91,7 +91,7 @@ def fs_004(ctx: Context) -> Outcome:
     mounts = media_mounts(ctx.inst)
     if not mounts:
         return Outcome(SKIPPED, reason=f"no media bind mount found (container path {ctx.inst.media_path})")
-    ev = [ctx.ev(m.where, svc.name, "media mounted read-write") for svc, m in mounts if not m.read_only]
+    ev = [ctx.ev(m.where, svc.name, "media mounted read-write", target=m) for svc, m in mounts if not m.read_only]
     return Outcome(FAIL if ev else PASS, ev)
 
 
@@ -122,7 +122,7 @@ def scan_media(top: str, keep_examples: int = 5) -> MediaScan:
     order is the one a stack of paths gives (each directory's subdirectories
     last-listed first), so the examples are the first offenders in that
     order. Group write in a shared group library is not counted (the fix's
-    rule, :func:`checks.change.walk.shared_dir`). ``top`` unreadable raises
+    rule, :func:`checks.core.mediarule.shared_dir`). ``top`` unreadable raises
     PermissionError; anything unreadable below it is counted.
     """
     result = MediaScan()
@@ -130,13 +130,13 @@ def scan_media(top: str, keep_examples: int = 5) -> MediaScan:
     op, close, listdir, lstat = os.open, os.close, os.listdir, os.lstat
     primary = primary_gids()
     entries = dirs_w = files_w = files_x = unreadable = 0
-    top_fd = op(top, _DIR_FLAGS)
+    top_fd = op(top, DIR_FLAGS)
     try:
         tst = os.fstat(top_fd)
     except BaseException:
         close(top_fd)
         raise
-    stack = [(top_fd, top, [])]
+    stack: list[tuple[int, str, list[tuple[str, int]]]] = [(top_fd, top, [])]
     fd, path, subs = stack[0]
     sgid = tst.st_gid if shared_dir(tst, primary) else -1  # the directory's group when a shared library's
     try:
@@ -157,21 +157,21 @@ def scan_media(top: str, keep_examples: int = 5) -> MediaScan:
                     unreadable += 1
                     continue
                 m = st.st_mode
-                if m & 0o6133:  # write, exec or set-id bits somewhere: look closer
+                if m & FILE_OFF:  # write, exec or set-id bits somewhere: look closer
                     t = m & 0o170000
                     if t == 0o040000:
                         shared = shared_dir(st, primary)
                         subs.append((name, st.st_gid if shared else -1))
-                        if m & (0o002 if shared else 0o022):
+                        if m & (WRITE_OFF_SHARED if shared else WRITE_OFF):
                             dirs_w += 1
                             if len(examples) < keep_examples:
                                 examples.append((os.path.join(path, name), m & 0o7777))
                     elif t == 0o100000:
                         bad = False
-                        if m & (0o002 if st.st_gid == sgid else 0o022):
+                        if m & (WRITE_OFF_SHARED if st.st_gid == sgid else WRITE_OFF):
                             files_w += 1
                             bad = True
-                        if m & 0o6111:  # exec or set-id bits: what the fix's rule takes off (walk.target_mode)
+                        if m & EXEC_OFF:  # exec or set-id bits: what the rule takes off (mediarule.target_mode)
                             files_x += 1
                             bad = True
                         if bad and len(examples) < keep_examples:
@@ -187,7 +187,7 @@ def scan_media(top: str, keep_examples: int = 5) -> MediaScan:
                 pfd, ppath, psubs = stack[-1]
                 name, sgid = psubs.pop()
                 try:
-                    fd = op(name, _DIR_FLAGS, dir_fd=pfd)
+                    fd = op(name, DIR_FLAGS, dir_fd=pfd)
                 except OSError:  # unreadable, or removed or replaced by a symlink meanwhile
                     unreadable += 1
                     continue
@@ -229,7 +229,7 @@ def fs_005(ctx: Context) -> Outcome:
             res = scan_media(top)
         except PermissionError:
             return Outcome(ERROR, reason=f"media directory {top} is not readable (permission denied); run with sudo")
-        if st.st_mode & (0o002 if shared_dir(st, primary_gids()) else 0o022):
+        if st.st_mode & (WRITE_OFF_SHARED if shared_dir(st, primary_gids()) else WRITE_OFF):
             res.dirs_writable += 1
             res.examples.insert(0, (top, stat.S_IMODE(st.st_mode)))
         if res.offending:
