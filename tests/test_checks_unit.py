@@ -617,6 +617,40 @@ def test_fs006_fails_on_a_readable_copy(tmp_path, name):
     return f
 
 
+def _fs006_with_copy(tmp_path, copy_name: str, copy_text: str, profile: str = "local") -> Finding:
+    (tmp_path / "install").mkdir()
+    (tmp_path / "install" / copy_name).write_text(copy_text)
+    os.chmod(tmp_path / "install" / copy_name, 0o644)
+    db = ("  db:\n    image: postgres:16\n    environment:\n      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD}\n"
+          "  api:\n    image: desterlib/api:1.4.2\n    environment:\n"
+          "      DATABASE_URL: postgresql://postgres:${POSTGRES_PASSWORD}@db:5432/desterlib\n")
+    return run(tmp_path, {**compose(db), ".env": f"POSTGRES_PASSWORD={STRONG}\n"}, "FS-006", profile)
+
+
+@pytest.mark.parametrize("copy_text", [f"POSTGRES_PASSWORD={STRONG}\n", f"POSTGRES_PASSWORD='{STRONG}'\n",
+                                       f"DATABASE_URL=postgresql://postgres:{STRONG}@db:5432/desterlib\n"])
+@pytest.mark.parametrize("profile", PROFILES)
+def test_fs006_is_as_severe_as_fs001_when_the_copy_holds_a_password_in_use(tmp_path, copy_text, profile):
+    f = _fs006_with_copy(tmp_path, ".env.bak", copy_text, profile)
+    assert f.status == FAIL
+    assert f.severity == BY_ID["FS-001"].severity_for(profile) == "high"
+    assert "still in use" in notes(f)
+    assert STRONG not in str(f.as_dict())
+
+
+def test_fs006_stays_medium_when_the_copy_holds_an_old_password(tmp_path):
+    f = _fs006_with_copy(tmp_path, ".env.bak", "POSTGRES_PASSWORD=an-old-password-no-longer-used\n")
+    assert f.status == FAIL
+    assert f.severity == BY_ID["FS-006"].severity_for("local") == "medium"
+    assert "still in use" not in notes(f)
+
+
+def test_fs006_compose_copy_with_the_password_in_use_is_high(tmp_path):
+    copy = f"services:\n  db:\n    environment:\n      - \"POSTGRES_PASSWORD={STRONG}\"\n"
+    f = _fs006_with_copy(tmp_path, "docker-compose.yml.bak", copy)
+    assert f.severity == "high"
+
+
 @case("FS-006", PASS)
 def test_fs006_passes_on_a_0600_copy(tmp_path):
     (tmp_path / "install").mkdir()

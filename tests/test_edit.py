@@ -833,7 +833,7 @@ def test_every_planned_fix_on_random_compose_files(doc):
     text, env_text = doc
     # docker compose itself validates the real installations (test_fixes_real.py); here
     # it would run hundreds of times, so the planner's re-parse and re-audit stand alone.
-    with tempfile.TemporaryDirectory() as tmp, mock.patch("checks.fix.planner.compose_available", return_value=False):
+    with tempfile.TemporaryDirectory() as tmp, mock.patch("checks.fix.composecheck.compose_available", return_value=False):
         root, host = make(Path(tmp), text, env_text)
         report = run_audit(discover(str(root), host_root=str(host), now=FIXED_NOW), "local")
         failing = [f for f in report.findings if f.status == FAIL and f.id in FIXABLE]

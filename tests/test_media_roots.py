@@ -590,3 +590,27 @@ def test_a_clean_library_next_to_a_symlinked_one_is_no_pass(tmp_path):
     os.chmod(clean, 0o755)
     f = fs005(_two_libraries(tmp_path, clean))
     assert f.status == "skipped" and "symbolic link, not followed" in f.reason
+
+
+def test_the_media_rule_is_written_once(tmp_path):
+    """The audit's scan, the walk's per-entry mode and the bulk walk's masks are checks/core/mediarule.py's."""
+    from checks.audit.rules import fs as fs_rule
+    from checks.core import mediarule
+
+    assert walk.target_mode is mediarule.target_mode and walk.shared_dir is mediarule.shared_dir
+    assert walk._FILE_OFF == mediarule.FILE_OFF and walk._DIR_OFF == mediarule.DIR_OFF
+    # The scan flags exactly what target_mode would change (no shared library here: gid checks aside).
+    modes = [0o644, 0o600, 0o755, 0o664, 0o666, 0o4644, 0o2644, 0o744, 0o640, 0o604, 0o606]
+    top = tmp_path / "lib"
+    top.mkdir()
+    os.chmod(top, 0o755)
+    for i, mode in enumerate(modes):
+        f = top / f"f{i}"
+        f.write_text("x")
+        os.chmod(f, mode)
+        d = top / f"d{i}"
+        d.mkdir()
+        os.chmod(d, mode | 0o700)
+    res = fs_rule.scan_media(str(top))
+    expected = sum(mediarule.target_mode(os.lstat(p).st_mode) is not None for p in top.iterdir())
+    assert res.offending == expected > 0

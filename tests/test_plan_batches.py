@@ -47,7 +47,7 @@ def same_plan(root: Path, host: Path, only: set[str] | None = None) -> None:
 @given(doc=compose_docs())
 def test_batched_plans_equal_one_at_a_time_plans_on_random_compose_files(doc):
     text, env_text = doc
-    with tempfile.TemporaryDirectory() as tmp, mock.patch("checks.fix.planner.compose_available", return_value=False):
+    with tempfile.TemporaryDirectory() as tmp, mock.patch("checks.fix.composecheck.compose_available", return_value=False):
         root, host = make(Path(tmp), text, env_text)
         same_plan(root, host)
         for cid in ("NET-001", "NET-002", "NET-005", "DKR-001", "DKR-002", "DKR-003", "DKR-006", "DKR-008", "FS-004"):
@@ -78,7 +78,7 @@ def many(n: int) -> str:
 
 def test_a_many_service_plan_equals_the_one_at_a_time_plan(tmp_path):
     root, host = make(tmp_path, many(3 * len(SHAPES)), "BIND=127.0.0.1\n")
-    with mock.patch("checks.fix.planner.compose_available", return_value=False):
+    with mock.patch("checks.fix.composecheck.compose_available", return_value=False):
         same_plan(root, host)
         same_plan(root, host, {"NET-001", "DKR-001", "DKR-002", "DKR-006", "FS-004"})
 
@@ -92,7 +92,7 @@ def discoveries(tmp: Path, n: int) -> int:
     def counted(self):
         calls.append(1)
         return real(self)
-    with mock.patch.object(Planner, "inst", counted), mock.patch("checks.fix.planner.compose_available", return_value=False):
+    with mock.patch.object(Planner, "inst", counted), mock.patch("checks.fix.composecheck.compose_available", return_value=False):
         plan, _ = build(root, host, None, True)
     assert plan.changes
     return len(calls)

@@ -12,7 +12,7 @@ import re
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from checks.audit.rules.sec import _needs_encoding
+from checks.audit.rules.sec import needs_encoding
 from checks.audit.run import run_audit
 from checks.core.secrets import url_parts, url_password_span
 from checks.install.discovery import discover
@@ -105,7 +105,7 @@ def test_the_scan_finds_what_the_reference_scan_finds(text):
 @settings(max_examples=1000, deadline=None, database=None)
 @given(text=st.text(alphabet="aZ09-._~%fF:/@+ é", max_size=30))
 def test_needs_encoding_agrees_with_the_reference(text):
-    assert _needs_encoding(text) == _reference_needs_encoding(text)
+    assert needs_encoding(text) == _reference_needs_encoding(text)
 
 
 def test_long_values_give_the_same_spans_as_the_reference():

@@ -150,7 +150,8 @@ CATALOG: tuple[Check, ...] = (
           _s("medium")),
     Check("FS-006", "Stray copies of secrets with lax permissions",
           "Editors and hand edits leave .env.bak, .env.orig, .env~ or docker-compose.yml.bak behind: the "
-          "same passwords, readable by everyone.",
+          "same passwords, readable by everyone. A copy that holds a password still in use is as severe "
+          "as FS-001 (high): the finding takes that severity.",
           "chmod 600 the copies, or delete them (offered).",
           _s("medium")),
     Check("DKR-001", "Docker socket mounted into a container",

@@ -15,25 +15,24 @@ from __future__ import annotations
 
 import errno
 import os
-import pwd
 import re
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from checks.change.treerecords import HEADER, RECORD, fingerprint  # noqa: F401  (HEADER, RECORD: re-exported)
+from checks.core.mediarule import DIR_FLAGS as _DIR_FLAGS
+from checks.core.mediarule import DIR_OFF as _DIR_OFF
+from checks.core.mediarule import DIR_OFF_SHARED as _DIR_OFF_SHARED
+from checks.core.mediarule import FILE_OFF as _FILE_OFF
+from checks.core.mediarule import FILE_OFF_SHARED as _FILE_OFF_SHARED
+from checks.core.mediarule import needs_change, primary_gids, shared_dir, target_mode  # noqa: F401  (the rule: re-exported)
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _PATH_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
 
 _S_IFMT = 0o170000
 _S_IFDIR = 0o040000
 _S_IFREG = 0o100000
-_S_ISGID = 0o2000
-_DIR_OFF = 0o022  # what target_mode takes off a directory
-_DIR_OFF_SHARED = 0o002  # ... off a shared group library's directory (see shared_dir)
-_FILE_OFF = 0o6133  # ... and off a regular file
-_FILE_OFF_SHARED = 0o6113  # ... off a file of a shared library's group, in such a directory
 _CHUNK = 256  # files held open (O_PATH) at once in one directory
 
 
@@ -173,52 +172,6 @@ def chmod_entry(entry: Entry, mode: int) -> bool:
         return True
     finally:
         os.close(fd)
-
-
-def target_mode(st_mode: int, group_ok: bool = False) -> int | None:
-    """The mode the media fix gives this entry, or None to leave it alone.
-
-    It only takes bits away, never widens access: group/other write from
-    directories and files, and exec plus setuid/setgid from regular files. A
-    0777 directory becomes 0755 and a ``chmod -R 755`` video 0644 (what the
-    docs' ``chmod -R u=rwX,go=rX`` intends), while a private 0700 directory
-    stays 0700. Symlinks, devices, sockets and FIFOs are left alone.
-    ``group_ok``: the entry belongs to a shared group library (see
-    :func:`shared_dir`), whose group write is deliberate and stays.
-    """
-    perm = stat.S_IMODE(st_mode)
-    if stat.S_ISDIR(st_mode):
-        new = perm & ~(_DIR_OFF_SHARED if group_ok else _DIR_OFF)
-    elif stat.S_ISREG(st_mode):
-        new = perm & ~(_FILE_OFF_SHARED if group_ok else _FILE_OFF)
-    else:
-        return None
-    return new if new != perm else None
-
-
-def needs_change(st_mode: int, group_ok: bool = False) -> bool:
-    """FS-005's test: group/other-writable, or a regular file with exec (or set-id) bits."""
-    return target_mode(st_mode, group_ok) is not None
-
-
-def primary_gids() -> frozenset[int]:
-    """Every passwd entry's primary group: a group that may stand for "every user" (``users``)."""
-    try:
-        return frozenset(pw.pw_gid for pw in pwd.getpwall())
-    except OSError:  # pragma: no cover - no passwd database at all
-        return frozenset()
-
-
-def shared_dir(st, primary: frozenset[int]) -> bool:
-    """A shared group library's directory: setgid, and its group nobody's primary group.
-
-    ``chmod 2775`` with a ``media`` group is how a household or a Plex and a
-    DesterLib user share one library (docs/adr/0002-media-permissions.md):
-    its group write (and that of the files of the same group inside it) is
-    deliberate. A primary group such as ``users`` may hold every account, so
-    group write there is as good as others-write and is taken off.
-    """
-    return bool(st.st_mode & _S_ISGID) and stat.S_ISDIR(st.st_mode) and st.st_gid not in primary
 
 
 _ESC = re.compile(r"\\([0-7]{3})")

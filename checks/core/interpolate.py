@@ -5,11 +5,15 @@ Supports what Compose supports: ``$$`` (a literal ``$``), ``$VAR``, ``${VAR}``,
 ``${VAR:+alternative}``, ``${VAR+alternative}``, with nesting inside defaults.
 The result also says which variables were used, which were missing, and which
 parts of the text were written literally (SEC-003 needs that).
+
+The ``${VAR}`` matching the rest of the code needs (is this value a reference, which name,
+where is a name used) is here too, so that it is written once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 _NAME_START = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
@@ -159,3 +163,43 @@ def _braced(body: str, env: Mapping[str, str], out: Interpolated) -> str:
         out.missing.append(name)
         return ""
     return value
+
+
+#: ``${NAME}``, ``${NAME:-default}``, ``${NAME-default}`` or ``$NAME``: group 1 or 3 the name, 2 the default.
+REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+#: Any one reference, whatever its operator (``:?``, ``+``...).
+_ANY_REF = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?:[:?\-+][^}]*)?\}|\$[A-Za-z_][A-Za-z0-9_]*")
+
+
+def is_reference(value: str) -> bool:
+    """Whether ``value`` (surrounding blanks aside) is exactly one ``${...}`` or ``$NAME`` reference."""
+    return bool(_ANY_REF.fullmatch(value.strip()))
+
+
+def pure_ref(raw: str | None) -> str | None:
+    """NAME when ``raw`` is exactly ``${NAME}``, ``${NAME:-x}`` or ``$NAME``."""
+    if raw is None:
+        return None
+    m = REF.fullmatch(raw.strip())
+    if not m:
+        return None
+    return m.group(1) or m.group(3)
+
+
+def leading_ref(raw: str) -> str | None:
+    """NAME when ``raw`` starts with a reference followed by ``:`` (``${HOST_IP:-0.0.0.0}:5432:5432``)."""
+    m = REF.match(raw)
+    if m is None or raw[m.end():m.end() + 1] != ":":
+        return None
+    return m.group(1) or m.group(3)
+
+
+def default_refs(text: str) -> Iterator[tuple[str, str, str | None]]:
+    """(reference as written, name, default or None) of each plain or defaulted reference in ``text``."""
+    for m in REF.finditer(text):
+        yield m.group(0), m.group(1) or m.group(3), m.group(2)
+
+
+def uses_of(name: str) -> re.Pattern[str]:
+    """A pattern that finds every reference to ``name`` (``$name``, ``${name}``, ``${name:-x}``...)."""
+    return re.compile(r"\$\{?" + re.escape(name) + r"(?![A-Za-z0-9_])")

@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
+from checks.core.interpolate import is_reference
+
 MASK = "••••"
 
 _CRED_SUBSTRINGS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "APIKEY", "API_KEY", "ACCESSKEY", "ACCESS_KEY",
@@ -144,8 +146,12 @@ def _schemes(text: str, end: int | None = None) -> Iterator[tuple[int, int]]:
     while q >= 0:
         # A run of scheme characters ends at q (":" is not one); a match starts at its first letter.
         k = len(text) - q
-        run = _SCHEME_RUN.match(rev, k).end() - k
-        first = _NOT_LETTERS.match(text, q - run, q).end()
+        m_run = _SCHEME_RUN.match(rev, k)
+        assert m_run is not None  # a * run always matches
+        run = m_run.end() - k
+        m_first = _NOT_LETTERS.match(text, q - run, q)
+        assert m_first is not None
+        first = m_first.end()
         if first < q:
             yield first, q + 3
             q = text.find("://", q + 3, end)
@@ -168,7 +174,9 @@ def _hostlike(text: str, j: int, end: int, brace: int, tails: dict[int, bool]) -
         if ok is None:
             ok = e == end or bool(_AFTER_HOST.match(text, e, end))
             if not ok and text.startswith(":", e):
-                p = _PORT.match(text, e, end).end()
+                m_port = _PORT.match(text, e, end)
+                assert m_port is not None  # a * run always matches
+                p = m_port.end()
                 ok = p == end or bool(_AFTER_HOST.match(text, p, end))
             tails[e] = ok
         if ok:
@@ -250,7 +258,7 @@ def url_parts(text: str) -> tuple[str, str, str] | None:
     if span is None:
         return None
     user_start = 0
-    for _, user_start in _schemes(text, span[0]):
+    for _, user_start in _schemes(text, span[0]):  # noqa: B007  (the last scheme's user part is the one)
         pass
     return text[user_start: span[0] - 1], text[span[0]: span[1]], text[span[1] + 1:]
 
@@ -293,7 +301,7 @@ def structural_values(text: str) -> list[str]:
     """Secret values whose position gives them away: secret query parameters, Bearer/Basic tokens."""
     found = [m.group("val") for m in _QUERY.finditer(text) if is_secret_param(m.group("name"))]
     found += [m.group("val") for m in _BEARER.finditer(text) if _TOKENISH.search(m.group("val"))]
-    return [v for v in found if not _is_ref(v)]
+    return [v for v in found if not is_reference(v)]
 
 
 def written_forms(secret: str) -> set[str]:
@@ -345,7 +353,7 @@ class Masker:
             val = m.group("val")
             if val.strip() and not val.strip().startswith("#"):
                 text = m.group("pre") + m.group("key") + m.group("sep") + self._mask_value(val)
-        text = _REQUIREPASS.sub(lambda m: m.group("pre") + (m.group("pw") if _is_ref(m.group("pw")) else self.mask), text)
+        text = _REQUIREPASS.sub(lambda m: m.group("pre") + (m.group("pw") if is_reference(m.group("pw")) else self.mask), text)
         return self.text(text)
 
     def _mask_value(self, val: str) -> str:
@@ -359,11 +367,11 @@ class Masker:
             if close < 0:  # the value goes on past this line: mask all of it
                 return quote + self.mask
             rest = stripped[close + 1:]
-            return (quote + self.mask + quote + rest) if not _is_ref(stripped[1:close]) else val
+            return (quote + self.mask + quote + rest) if not is_reference(stripped[1:close]) else val
         if " #" in val:
             val, comment = val.split(" #", 1)
             comment = " #" + comment
-        if _is_ref(val.strip()):
+        if is_reference(val.strip()):
             return val + comment
         return self.mask + comment
 
@@ -373,13 +381,13 @@ class Masker:
             span = url_password_span(text)
             if span is None or text[span[0]:span[1]] == self.mask:
                 break
-            if span[0] == span[1] or _is_ref(text[span[0]:span[1]]):
+            if span[0] == span[1] or is_reference(text[span[0]:span[1]]):
                 break  # no password, or ${VAR}: a name, not a secret
             text = text[: span[0]] + self.mask + text[span[1]:]
         text = _QUERY.sub(lambda m: m.group("pre") + self.mask if is_secret_param(m.group("name"))
-                          and not _is_ref(m.group("val")) else m.group(0), text)
+                          and not is_reference(m.group("val")) else m.group(0), text)
         text = _BEARER.sub(lambda m: m.group("pre") + self.mask if _TOKENISH.search(m.group("val"))
-                           and not _is_ref(m.group("val")) else m.group(0), text)
+                           and not is_reference(m.group("val")) else m.group(0), text)
         for value in self.values:
             if value in text:
                 text = text.replace(value, self.mask)
@@ -408,8 +416,3 @@ def closing_quote(text: str, quote: str) -> int:
             return i
         i += 1
     return -1
-
-
-def _is_ref(value: str) -> bool:
-    value = value.strip()
-    return bool(re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?:[:?\-+][^}]*)?\}|\$[A-Za-z_][A-Za-z0-9_]*", value))

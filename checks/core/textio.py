@@ -54,7 +54,7 @@ _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\xad\u061c\u115f\u1160\u180e\u200b-\u20
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
-def _escape(m: re.Match) -> str:
+def _escape(m: re.Match[str]) -> str:
     ch = m.group(0)
     if ch in _NAMED:
         return _NAMED[ch]
@@ -84,7 +84,7 @@ def json_safe(text: str) -> str:
     json already escapes C0 controls; C1 controls, bidi overrides and lone
     surrogates would otherwise pass through raw. A parser reads the same data.
     """
-    def esc(m: re.Match) -> str:
+    def esc(m: re.Match[str]) -> str:
         code = ord(m.group(0))
         if m.group(0) in "\n\r\t":  # outside strings: the layout (json escapes them inside)
             return m.group(0)
@@ -135,7 +135,8 @@ def read_source(path: str, display: str, kind: str = "file", limit: int = MAX_CO
 
 def read_capped(fd: int, limit: int) -> bytes | None:
     """All of ``fd`` in 1 MiB reads; None as soon as it is over ``limit`` bytes (it may grow as it is read)."""
-    chunks, total = [], 0
+    chunks: list[bytes] = []
+    total = 0
     while True:
         chunk = os.read(fd, 1 << 20)
         if not chunk:

@@ -22,6 +22,7 @@ import yaml
 
 from checks.core.errors import InputError
 
+_Loader: type[yaml.SafeLoader] | type[yaml.CSafeLoader]
 try:  # libyaml is an order of magnitude faster and gives the same marks
     from yaml import CSafeLoader as _Loader
 except ImportError:  # pragma: no cover - depends on the PyYAML build
@@ -65,12 +66,12 @@ class Node:
                  style: str | None = None, via_alias: bool = False) -> None:
         self.value = value
         self.file = file
-        self.line = start_mark.line + 1
-        self.col = start_mark.column + 1
-        self.end_line = end_mark.line + 1
-        self.end_col = end_mark.column + 1
-        self.start = start_mark.index
-        self.end = end_mark.index
+        self.line: int = start_mark.line + 1
+        self.col: int = start_mark.column + 1
+        self.end_line: int = end_mark.line + 1
+        self.end_col: int = end_mark.column + 1
+        self.start: int = start_mark.index
+        self.end: int = end_mark.index
         #: An explicit application tag such as Compose's ``!reset``/``!override``.
         self.tag = tag
         #: The scalar style: None for plain, ``'"'``, ``"'"``, ``"|"`` or ``">"``.
@@ -183,6 +184,7 @@ class _Converter:
             if isinstance(node, yaml.SequenceNode):
                 items = [self.convert(child, via_alias) for child in node.value]
                 return Node(items, self.file, node.start_mark, node.end_mark, tag, None, via_alias)
+            assert isinstance(node, yaml.MappingNode)  # the only other kind a compose file composes to
             return self._mapping(node, via_alias, tag)
         finally:
             self.path.discard(key)
@@ -259,7 +261,7 @@ def _unquote_content(problem: str) -> str:
     a ``*``; libyaml never quotes it. Single characters ('\\t', ',') and token
     names ('<block end>') carry no secret and help, so they stay.
     """
-    def keep(m: re.Match) -> str:
+    def keep(m: re.Match[str]) -> str:
         inner = m.group(1) if m.group(1) is not None else m.group(2)
         return m.group(0) if len(inner) <= 2 or (inner.startswith("<") and inner.endswith(">")) else "..."
 
@@ -299,7 +301,7 @@ def _too_deep_line(text: str) -> int | None:
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 depth += 1
                 if depth > MAX_NESTING:
-                    return event.start_mark.line + 1
+                    return event.start_mark.line + 1 if event.start_mark is not None else 1
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
     except (yaml.YAMLError, RecursionError):

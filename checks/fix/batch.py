@@ -12,8 +12,13 @@ the node lies before the change, and raises :class:`Stale` when it does not
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from checks.core.yamlpos import Node, parse_yaml
 from checks.fix import edit
+
+if TYPE_CHECKING:  # pragma: no cover - the planner imports this module, not the other way round
+    from checks.fix.planner import Planner
 
 
 class Stale(Exception):
@@ -50,7 +55,7 @@ class Batch:
         first = _first_difference(old, new)
         self.changed[path] = min(first, self.changed.get(path, first))
 
-    def service(self, planner, path: str, display: str, name: str) -> tuple[Node | None] | None:
+    def service(self, planner: Planner, path: str, display: str, name: str) -> tuple[Node | None] | None:
         """(the service's node in ``path``, or None), from the round's parse where that
         is still what the file says; None: parse the file afresh."""
         root = self._parse(planner, path, display)
@@ -61,13 +66,13 @@ class Batch:
             return (node,)
         return (node,) if node is not None and node.end < low else None
 
-    def _parse(self, planner, path: str, display: str) -> Node | None:
+    def _parse(self, planner: Planner, path: str, display: str) -> Node | None:
         if path not in self.roots:
             text = self.texts.get(path)
             self.roots[path] = parse_yaml(text if text is not None else planner.read_text(path), display)
         return self.roots[path]
 
-    def chain(self, planner, path: str, node: Node) -> list[Node] | None:
+    def chain(self, planner: Planner, path: str, node: Node) -> list[Node] | None:
         """own_chain's answer from the round's parse, valid while the node and every
         ancestor below the top-level section end before the first changed offset."""
         low = self.changed.get(path)

@@ -122,10 +122,11 @@ def find_chain(root: Node, target: Node) -> list[Node] | None:
     node = root
     while not (node.start == target.start and node.end == target.end and _kind(node) == _kind(target)):
         keys = {id(k) for k in (node.keys or {}).values()}
-        node = next((c for c in own_children(node) if id(c) not in keys and c is not node
-                     and c.start <= target.start and target.end <= c.end), None)
-        if node is None:
+        inner = next((c for c in own_children(node) if id(c) not in keys and c is not node
+                      and c.start <= target.start and target.end <= c.end), None)
+        if inner is None:
             return None
+        node = inner
         path.append(node)
     return path
 
@@ -176,11 +177,10 @@ def replace_scalar(text: str, node: Node, value: str) -> str:
     start = content_start(text, node)  # keep an anchor or tag
     pad = " " if start == node.end and (text[start - 1:start] in (":", "-") or start > node.start) else ""
     new = text[:start] + pad + rendered + text[node.end:]
-    if rendered == value and any(c in value for c in ",[]{}"):
-        # Plain is fine in a block, but inside [...] or {...} these are indicators:
-        # keep the plain style only if the text reads back as this value.
-        if not _reads_back(new, start + len(pad), value):
-            new = text[:start] + pad + json.dumps(value) + text[node.end:]
+    # Plain is fine in a block, but inside [...] or {...} these are indicators:
+    # keep the plain style only if the text reads back as this value.
+    if rendered == value and any(c in value for c in ",[]{}") and not _reads_back(new, start + len(pad), value):
+        new = text[:start] + pad + json.dumps(value) + text[node.end:]
     return new
 
 
@@ -197,7 +197,7 @@ def _reads_back(text: str, start: int, value: str) -> bool:
         node = stack.pop()
         if node.is_scalar():
             if node.start == start:
-                return node.value == value
+                return bool(node.value == value)
             continue
         stack.extend(_children(node))
     return False
@@ -370,10 +370,6 @@ def append_item(text: str, seq: Node, item: str) -> str:
         raise EditRefused(f"cannot tell the list's indentation at line {first.line}")
     at = content_end(text, seq.value[-1])
     return text[:at] + newline_of(text) + dash + item + text[at:]
-
-
-def service_field_indent(text: str, service: Node) -> str:
-    return key_indent(text, service)
 
 
 def _own_values(mapping: Node) -> list[Node]:

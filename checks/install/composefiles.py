@@ -64,7 +64,7 @@ VIA_EXTENDS = "extends"
 COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 
 
-def compose_paths(root: str, files: list[str] | None, root_env: EnvFile | None, exists=os.path.lexists) -> list[str]:
+def compose_paths(root: str, files: list[str] | None, root_env: EnvFile | None, exists: Callable[[str], bool] = os.path.lexists) -> list[str]:
     """The files Compose is given: ``-f`` files, ``COMPOSE_FILE`` in .env, else the main file (and its override) here or in docker/."""
     if files:
         paths = [os.path.abspath(f) for f in files]
@@ -259,7 +259,7 @@ class ComposeLoader:
             self._cannot(at, f"cannot follow {how}: {self._shown(path, at)} not found")
             return None
         try:
-            src = self._read(path, kind)
+            src: Source = self._read(path, kind)
         except InputError as exc:
             self._cannot(at, f"cannot follow {how}: {exc if '$' not in self._written(at) else exc.message}")
             return None
@@ -412,7 +412,7 @@ class ComposeLoader:
         ``extends: {file: ...}`` is relative to ``rel_dir``: the project's directory in a
         file of the project, the extended file's own directory in a file reached by extends.
         """
-        node = svcs.value[name]
+        node: Node = svcs.value[name]
         if not node.is_map() or "extends" not in node.value:
             return node
         me = (os.path.realpath(src.path), name)
@@ -439,7 +439,9 @@ class ComposeLoader:
             self._cannot(ext, "cannot follow extends: expected a service name or {service: name, file: path}")
             return own
         base_name = interpolate(base_name, ctx.env).value if "$" in base_name else base_name
-        base_svcs, base_src, base_dir = svcs, src, rel_dir
+        base_svcs: Node | None = svcs
+        base_src: Source | None = src
+        base_dir = rel_dir
         if base_file is not None:
             base_file = interpolate(base_file, ctx.env).value if "$" in base_file else base_file
             if _REMOTE.match(base_file) or base_file.startswith("~"):
@@ -456,6 +458,7 @@ class ComposeLoader:
             base_doc = self._parsed[base_src.path]
             base_dir = os.path.dirname(base_src.path)
             base_svcs = base_doc.get("services") if base_doc is not None else None
+        assert base_src is not None  # None returned above
         target = (os.path.realpath(base_src.path), base_name)
         if target in seen or target == me:
             self._cannot(ext, f"cannot follow extends: service '{name}' extends itself (an extends cycle)"

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 
 from checks.core.errors import InputError
 from checks.core.interpolate import interpolate
+from checks.core.paths import display_path
 from checks.core.perf import paused_gc
 from checks.core.textio import Source, decode_source, read_source
 from checks.core.yamlpos import Node
@@ -80,8 +81,7 @@ class _Reader:
         return os.path.abspath(path) in self.overlay.contents or os.path.lexists(path)
 
     def display(self, path: str) -> str:
-        rel = os.path.relpath(path, self.root)
-        return path if rel.startswith("..") else rel
+        return display_path(path, self.root)
 
     def read(self, path: str, kind: str) -> Source:
         path = os.path.abspath(path)
@@ -206,7 +206,7 @@ def _discover(root: str, files: list[str] | None, host_root: str, now: float | N
         top=merged,
         host_root=host_root,
         now=time.time() if now is None else now,
-        root_mode=(overlay.modes.get(root) if overlay and root in overlay.modes else stat.S_IMODE(st.st_mode)),
+        root_mode=(overlay.modes[root] if overlay and root in overlay.modes else stat.S_IMODE(st.st_mode)),
         mode_overlay=dict(overlay.modes) if overlay else {},
         root_uid=st.st_uid,
         reached={p: how for p, how in loader.reached.items() if p not in top_paths},
@@ -301,12 +301,13 @@ class _ServiceBuilder:
             required = True
             path_node = item
             if item.is_map():
-                path_node = item.get("path")
+                named = item.get("path")
                 req = item.get("required")
                 if req is not None:
                     required = _truthy(self.text(req))
-                if path_node is None:
+                if named is None:
                     continue
+                path_node = named
             rel = self.text(path_node)
             if not rel:
                 continue
@@ -325,7 +326,7 @@ class _ServiceBuilder:
             ef.referenced_by.append((svc.name, self.reader.where(path_node)))
             svc.env_files.append(ef)
             for entry in ef.entries:
-                var = EnvVar(entry.key, entry.value, entry.raw, "env_file", Where(ef.display, entry.line, entry.text), env_file=ef)
+                var = EnvVar.from_env_entry(ef, entry)
                 svc.env_file_vars.append(var)
                 svc.environment[entry.key] = var
 
@@ -364,9 +365,9 @@ class _ServiceBuilder:
                 if "=" not in text:
                     var = EnvVar(key, None, None, "compose", where)  # taken from the shell
                 else:
-                    raw = text.split("=", 1)[1]
+                    raw: str | None = text.split("=", 1)[1]
                     s = self.setting(value_node)
-                    value = s.value.split("=", 1)[1] if isinstance(s.value, str) and "=" in s.value else None
+                    value: str | None = s.value.split("=", 1)[1] if isinstance(s.value, str) and "=" in s.value else None
                     s = Setting(value, raw, value_node, s.refs, s.missing, s.literal.split("=", 1)[1] if "=" in s.literal else s.literal, s.defaults)
                     var = EnvVar(key, value, raw, "compose", where, s)
             else:

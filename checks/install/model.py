@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from checks.core.paths import display_path
 from checks.core.textio import Source
 from checks.core.yamlpos import Node
 
@@ -116,6 +117,11 @@ class EnvVar:
     setting: Setting | None = None
     """For compose entries: the interpolation details."""
     env_file: EnvFile | None = None
+
+    @classmethod
+    def from_env_entry(cls, ef: EnvFile, entry: EnvEntry) -> EnvVar:
+        """The variable that ``entry`` of the env file ``ef`` sets."""
+        return cls(entry.key, entry.value, entry.raw, "env_file", Where(ef.display, entry.line, entry.text), env_file=ef)
 
 
 @dataclass(slots=True)
@@ -281,7 +287,5 @@ class Installation:
         return self.mode_overlay.get(os.path.abspath(path), _stat.S_IMODE(st.st_mode)), st.st_uid
 
     def display(self, path: str) -> str:
-        import os
-
-        rel = os.path.relpath(path, self.root)
-        return path if rel.startswith("..") else rel
+        """``path`` as shown: relative to the installation when inside it."""
+        return display_path(path, self.root)

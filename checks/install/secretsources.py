@@ -17,7 +17,8 @@ from checks.core.secrets import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from checks.install.model import Installation
+    from checks.core.textio import Source
+    from checks.install.model import EnvVar, Installation
 
 
 def collect_secrets(inst: Installation) -> set[str]:
@@ -104,10 +105,12 @@ def _env_written(text: str | None) -> str | None:
     return value.split(" #", 1)[0].rstrip()
 
 
-def _yaml_written(var, sources: dict) -> str | None:
+def _yaml_written(var: EnvVar, sources: dict[str, Source]) -> str | None:
     """A compose value's scalar as written in its file (block and folded scalars included)."""
     node = var.setting.node if var.setting is not None else None
-    src = sources.get(node.file) if node is not None else None
+    if node is None:
+        return None
+    src = sources.get(node.file)
     if src is None or not node.is_scalar():
         return None
     text = src.text[node.start:node.end]

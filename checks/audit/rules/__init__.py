@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from checks.audit.findings import Evidence, Outcome
+from checks.audit.findings import Evidence, Outcome, Target
 from checks.core.secrets import Masker
 from checks.install.model import Installation, Service, Where
 
@@ -23,11 +23,12 @@ class Context:
     masker: Masker
 
     def ev(self, where: Where | None, service: str | None = None, note: str | None = None,
-           text: str | None = None) -> Evidence:
+           text: str | None = None, target: Target | None = None) -> Evidence:
+        """Evidence at ``where`` (masked), with the ``target`` the rule's fix will work on."""
         if where is None:
-            return Evidence(None, None, self.masker.text(text or ""), service, note)
+            return Evidence(None, None, self.masker.text(text or ""), service, note, target=target)
         shown = self.masker.line(where.text.strip()) if text is None else self.masker.text(text)
-        return Evidence(where.file, where.line, shown, service, note)
+        return Evidence(where.file, where.line, shown, service, note, target=target)
 
     def svc_ev(self, svc: Service, note: str | None = None) -> Evidence:
         return self.ev(svc.where, svc.name, note)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 from checks.core.secrets import url_parts
 from checks.install.discovery import find_api_service
-from checks.install.model import EnvVar, Installation, Service, Where
+from checks.install.model import EnvVar, Installation, Port, Service, Where
 
 DB_PORTS = {5432, 3306, 6379, 27017}
 _DB_REPOS = ("postgres", "postgis", "timescaledb", "pgvector", "mysql", "mariadb", "percona", "redis", "valkey",
@@ -40,7 +41,7 @@ def is_redis(svc: Service) -> bool:
     return _repo_is(svc, _REDIS_REPOS)
 
 
-def db_ports(svc: Service):
+def db_ports(svc: Service) -> Iterator[Port]:
     """Published ports that expose a database or cache."""
     db = is_db_service(svc)
     for port in svc.ports:
@@ -103,7 +104,7 @@ def parse_db_url(value: str) -> tuple[str | None, str, str | None, str | None] |
     return unquote(user), password, host, db or None
 
 
-def _all_env_vars(inst: Installation):
+def _all_env_vars(inst: Installation) -> Iterator[tuple[Service | None, EnvVar]]:
     """Every env assignment that reaches a service or sits in the install's env files."""
     seen: set[tuple[str | None, int | None, str]] = set()
     for svc in inst.services:
@@ -119,10 +120,11 @@ def _all_env_vars(inst: Installation):
             if key in seen:
                 continue
             seen.add(key)
-            yield None, EnvVar(entry.key, entry.value, entry.raw, "env_file", Where(ef.display, entry.line, entry.text), env_file=ef)
+            yield None, EnvVar.from_env_entry(ef, entry)
 
 
-def all_env_vars(inst: Installation):
+def all_env_vars(inst: Installation) -> list[tuple[Service | None, EnvVar]]:
+    """Every env assignment that reaches a service (with it) or sits in the install's env files (None)."""
     return list(_all_env_vars(inst))
 
 
@@ -134,23 +136,24 @@ def db_passwords(inst: Installation) -> list[Password]:
         env = svc.environment
         pw = env.get("POSTGRES_PASSWORD")
         if pw is not None and pw.value:
-            user = env.get("POSTGRES_USER")
-            db = env.get("POSTGRES_DB")
-            u = user.value if user is not None and user.value else "postgres"
-            out.append(Password(u, db.value if db is not None and db.value else u, pw.value, pw.where, svc.name,
+            user_var = env.get("POSTGRES_USER")
+            db_var = env.get("POSTGRES_DB")
+            u = user_var.value if user_var is not None and user_var.value else "postgres"
+            out.append(Password(u, db_var.value if db_var is not None and db_var.value else u, pw.value, pw.where, svc.name,
                                 "POSTGRES_PASSWORD", False))
         if is_mysql(svc):
             for key, ukey in (("MYSQL_PASSWORD", "MYSQL_USER"), ("MARIADB_PASSWORD", "MARIADB_USER"),
                               ("MYSQL_ROOT_PASSWORD", None), ("MARIADB_ROOT_PASSWORD", None)):
-                var = env.get(key)
-                if var is not None and var.value:
-                    u = env.get(ukey).value if ukey and env.get(ukey) is not None else "root"
-                    out.append(Password(u, None, var.value, var.where, svc.name, key, False))
+                mvar = env.get(key)
+                uvar = env.get(ukey) if ukey else None
+                if mvar is not None and mvar.value:
+                    mu = uvar.value if uvar is not None else "root"
+                    out.append(Password(mu, None, mvar.value, mvar.where, svc.name, key, False))
     local_db = any(is_db_service(s) and s.ports for s in inst.services)
-    for svc, var in _all_env_vars(inst):
+    for owner, var in _all_env_vars(inst):
         if not var.value or not _URL_KEYS.search(var.key):
             continue
-        if svc is not None and var.origin == "env_file" and svc.environment.get(var.key) is not var:
+        if owner is not None and var.origin == "env_file" and owner.environment.get(var.key) is not var:
             continue  # overridden by the service's environment: never used
         parsed = parse_db_url(var.value)
         if parsed is None:
@@ -160,7 +163,7 @@ def db_passwords(inst: Installation) -> list[Password]:
         # localhost when the compose file publishes a database port.
         if host not in hosts and not (local_db and host in ("localhost", "127.0.0.1", "::1", "[::1]")):
             continue
-        out.append(Password(user, db, unquote(password), var.where, svc.name if svc else None, var.key, True))
+        out.append(Password(user, db, unquote(password), var.where, owner.name if owner else None, var.key, True))
     return out
 
 

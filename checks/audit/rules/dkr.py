@@ -9,12 +9,14 @@ import re
 
 from checks.audit.findings import FAIL, PASS, SKIPPED, Outcome
 from checks.audit.rules import Context, check
-from checks.install.model import Mount, Where
+from checks.core.yamlpos import Node
+from checks.install.model import Mount, Service, Where
 
 _TRUE = {"true", "yes", "on", "y", "1"}
 
 
-def _truthy(node) -> bool:
+def truthy(node: Node | None) -> bool:
+    """Whether a compose scalar says yes (``true``, ``yes``, ``on``, ``1``...)."""
     if node is None:
         return False
     if isinstance(node.value, bool):
@@ -40,7 +42,7 @@ def dkr_001(ctx: Context) -> Outcome:
             if m.host_path and is_docker_socket(m.host_path):
                 how = f" via volume '{m.via_volume}'" if m.via_volume else ""
                 what = "the Docker socket" if posixpath.basename(m.host_path).endswith(".sock") else f"{m.host_path}, which holds the Docker socket"
-                ev.append(ctx.ev(m.where, svc.name, f"{what} is mounted{how}"))
+                ev.append(ctx.ev(m.where, svc.name, f"{what} is mounted{how}", target=m))
     return Outcome(FAIL if ev else PASS, ev)
 
 
@@ -49,15 +51,15 @@ def dkr_002(ctx: Context) -> Outcome:
     ev = []
     for svc in ctx.inst.services:
         node = svc.opt("privileged")
-        if _truthy(node):
-            ev.append(ctx.ev(Where(node.file, node.line, "privileged: true"), svc.name))
+        if node is not None and truthy(node):
+            ev.append(ctx.ev(Where(node.file, node.line, "privileged: true"), svc.name, target=node))
     return Outcome(FAIL if ev else PASS, ev)
 
 
 _NNP = re.compile(r"^\s*no-new-privileges(?:\s*[:=]\s*(?P<v>\S+))?\s*$", re.I)
 
 
-def no_new_privileges(svc) -> tuple[bool, object | None]:
+def no_new_privileges(svc: Service) -> tuple[bool, Node | None]:
     """(set, the item that sets it false) from a service's security_opt."""
     node = svc.opt("security_opt")
     ok, bad = False, None
@@ -145,7 +147,6 @@ def dkr_006(ctx: Context) -> Outcome:
 _CREDENTIAL_DIRS = (".ssh", ".aws", ".gnupg", ".docker", ".kube", ".config/gcloud", ".azure", ".password-store")
 _ETC_READONLY_OK = {"/etc/localtime", "/etc/timezone", "/etc/ssl/certs", "/etc/ca-certificates",
                     "/etc/pki/ca-trust", "/etc/hosts", "/etc/resolv.conf", "/etc/machine-id", "/etc/os-release"}
-_DEV_OK = {"/dev/null", "/dev/zero", "/dev/random", "/dev/urandom", "/dev/full", "/dev/dri", "/dev/fuse", "/dev/net/tun"}
 
 
 def sensitive_reason(m: Mount, install_root: str) -> str | None:

@@ -6,12 +6,18 @@ import os
 import posixpath
 import re
 import stat
+from urllib.parse import unquote
 
+from checks.audit.catalog import BY_ID
 from checks.audit.findings import ERROR, FAIL, PASS, SKIPPED, Outcome
 from checks.audit.rules import Context, check
+from checks.audit.rules.common import all_env_vars
 from checks.audit.rules.sec import literal_secrets
-from checks.change.walk import _DIR_FLAGS, primary_gids, shared_dir
+from checks.core.errors import InputError
 from checks.core.mediaroot import media_root_problem
+from checks.core.mediarule import DIR_FLAGS, EXEC_OFF, FILE_OFF, WRITE_OFF, WRITE_OFF_SHARED, primary_gids, shared_dir
+from checks.core.secrets import is_credential_key, is_flag_value, url_userinfo
+from checks.core.textio import read_source
 from checks.install.model import Installation, Mount, Service, Where
 
 
@@ -85,7 +91,7 @@ def fs_004(ctx: Context) -> Outcome:
     mounts = media_mounts(ctx.inst)
     if not mounts:
         return Outcome(SKIPPED, reason=f"no media bind mount found (container path {ctx.inst.media_path})")
-    ev = [ctx.ev(m.where, svc.name, "media mounted read-write") for svc, m in mounts if not m.read_only]
+    ev = [ctx.ev(m.where, svc.name, "media mounted read-write", target=m) for svc, m in mounts if not m.read_only]
     return Outcome(FAIL if ev else PASS, ev)
 
 
@@ -116,7 +122,7 @@ def scan_media(top: str, keep_examples: int = 5) -> MediaScan:
     order is the one a stack of paths gives (each directory's subdirectories
     last-listed first), so the examples are the first offenders in that
     order. Group write in a shared group library is not counted (the fix's
-    rule, :func:`checks.change.walk.shared_dir`). ``top`` unreadable raises
+    rule, :func:`checks.core.mediarule.shared_dir`). ``top`` unreadable raises
     PermissionError; anything unreadable below it is counted.
     """
     result = MediaScan()
@@ -124,13 +130,13 @@ def scan_media(top: str, keep_examples: int = 5) -> MediaScan:
     op, close, listdir, lstat = os.open, os.close, os.listdir, os.lstat
     primary = primary_gids()
     entries = dirs_w = files_w = files_x = unreadable = 0
-    top_fd = op(top, _DIR_FLAGS)
+    top_fd = op(top, DIR_FLAGS)
     try:
         tst = os.fstat(top_fd)
     except BaseException:
         close(top_fd)
         raise
-    stack = [(top_fd, top, [])]
+    stack: list[tuple[int, str, list[tuple[str, int]]]] = [(top_fd, top, [])]
     fd, path, subs = stack[0]
     sgid = tst.st_gid if shared_dir(tst, primary) else -1  # the directory's group when a shared library's
     try:
@@ -151,21 +157,21 @@ def scan_media(top: str, keep_examples: int = 5) -> MediaScan:
                     unreadable += 1
                     continue
                 m = st.st_mode
-                if m & 0o6133:  # write, exec or set-id bits somewhere: look closer
+                if m & FILE_OFF:  # write, exec or set-id bits somewhere: look closer
                     t = m & 0o170000
                     if t == 0o040000:
                         shared = shared_dir(st, primary)
                         subs.append((name, st.st_gid if shared else -1))
-                        if m & (0o002 if shared else 0o022):
+                        if m & (WRITE_OFF_SHARED if shared else WRITE_OFF):
                             dirs_w += 1
                             if len(examples) < keep_examples:
                                 examples.append((os.path.join(path, name), m & 0o7777))
                     elif t == 0o100000:
                         bad = False
-                        if m & (0o002 if st.st_gid == sgid else 0o022):
+                        if m & (WRITE_OFF_SHARED if st.st_gid == sgid else WRITE_OFF):
                             files_w += 1
                             bad = True
-                        if m & 0o6111:  # exec or set-id bits: what the fix's rule takes off (walk.target_mode)
+                        if m & EXEC_OFF:  # exec or set-id bits: what the rule takes off (mediarule.target_mode)
                             files_x += 1
                             bad = True
                         if bad and len(examples) < keep_examples:
@@ -181,7 +187,7 @@ def scan_media(top: str, keep_examples: int = 5) -> MediaScan:
                 pfd, ppath, psubs = stack[-1]
                 name, sgid = psubs.pop()
                 try:
-                    fd = op(name, _DIR_FLAGS, dir_fd=pfd)
+                    fd = op(name, DIR_FLAGS, dir_fd=pfd)
                 except OSError:  # unreadable, or removed or replaced by a symlink meanwhile
                     unreadable += 1
                     continue
@@ -223,7 +229,7 @@ def fs_005(ctx: Context) -> Outcome:
             res = scan_media(top)
         except PermissionError:
             return Outcome(ERROR, reason=f"media directory {top} is not readable (permission denied); run with sudo")
-        if st.st_mode & (0o002 if shared_dir(st, primary_gids()) else 0o022):
+        if st.st_mode & (WRITE_OFF_SHARED if shared_dir(st, primary_gids()) else WRITE_OFF):
             res.dirs_writable += 1
             res.examples.insert(0, (top, stat.S_IMODE(st.st_mode)))
         if res.offending:
@@ -271,11 +277,75 @@ def stray_copies(inst: Installation) -> list[str]:
     return found
 
 
+def passwords_in_use(inst: Installation) -> set[str]:
+    """The values the installation's credential variables hold now (URL passwords decoded)."""
+    out: set[str] = set()
+    for _svc, var in all_env_vars(inst):
+        value = var.value
+        if not value:
+            continue
+        if is_credential_key(var.key) and not is_flag_value(value):
+            out.add(value)
+        userinfo = url_userinfo(value)
+        if userinfo and userinfo[1]:
+            out.add(unquote(userinfo[1]))
+    return out
+
+
+_ASSIGNMENT = re.compile(r"^\s*(?:-\s*)?(?:export\s+)?[\"']?[A-Za-z_][\w.-]*\s*[=:]\s*(.*?)\s*$")
+
+
+def held_values(text: str) -> set[str]:
+    """The values a copy assigns (``KEY=value``, ``KEY: value``, ``- KEY=value``), unquoted,
+    with the password of each URL among them (decoded)."""
+    out: set[str] = set()
+    for line in text.splitlines():
+        m = _ASSIGNMENT.match(line)
+        if not m:
+            continue
+        value = m.group(1)
+        if value[:1] in "\"'" and value[-1:] == value[:1] and len(value) >= 2:
+            value = value[1:-1]
+        elif value.endswith(("'", '"')) and value[:-1].count(value[-1]) == 0:
+            value = value[:-1]  # `- "KEY=value"`: the quote opened before KEY
+        if not value:
+            continue
+        out.add(value)
+        userinfo = url_userinfo(value)
+        if userinfo and userinfo[1]:
+            out.add(unquote(userinfo[1]))
+    return out
+
+
+def _holds_password_in_use(path: str, display: str, in_use: set[str]) -> bool | None:
+    """Whether the copy at ``path`` assigns a password the installation uses now (None: unreadable)."""
+    try:
+        text = read_source(path, display, "stray copy").text
+    except InputError:
+        return None
+    return not in_use.isdisjoint(held_values(text))
+
+
 @check("FS-006")
 def fs_006(ctx: Context) -> Outcome:
     ev = []
+    in_use: set[str] | None = None
     for path in stray_copies(ctx.inst):
         mode, uid = ctx.inst.lstat(path)
         if mode & 0o077:
-            ev.append(ctx.ev(_mode_where(ctx.inst.display(path), mode, uid), None, "a copy of a file with secrets, readable by others"))
+            if in_use is None:
+                in_use = passwords_in_use(ctx.inst)
+            display = ctx.inst.display(path)
+            holds = _holds_password_in_use(path, display, in_use)
+            note = "a copy of a file with secrets, readable by others"
+            severity = None
+            if holds:
+                # The same exposure as the .env itself (FS-001): a copy of a password that still opens the database.
+                note += "; it holds a password still in use"
+                severity = BY_ID["FS-001"].severity_for(ctx.profile)
+            elif holds is None:
+                note += "; it could not be read to tell whether it holds a password still in use"
+            e = ctx.ev(_mode_where(display, mode, uid), None, note)
+            e.severity = severity
+            ev.append(e)
     return Outcome(FAIL if ev else PASS, ev)

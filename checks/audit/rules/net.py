@@ -7,12 +7,13 @@ import ipaddress
 from checks.audit.findings import FAIL, PASS, SKIPPED, Outcome
 from checks.audit.rules import Context, check
 from checks.audit.rules.common import api_port, api_service, db_ports
+from checks.install.model import Port
 
 _TAILNET_V4 = ipaddress.ip_network("100.64.0.0/10")
 _TAILNET_V6 = ipaddress.ip_network("fd7a:115c:a1e0::/48")
 
 
-def _ip_shown(port) -> str:
+def _ip_shown(port: Port) -> str:
     return port.host_ip or "all interfaces"
 
 
@@ -22,7 +23,8 @@ def net_001(ctx: Context) -> Outcome:
     for svc in ctx.inst.services:
         for port in db_ports(svc):
             if port.all_interfaces:
-                ev.append(ctx.ev(port.where, svc.name, f"port {port.published or '(random)'} -> {port.target} on {_ip_shown(port)}"))
+                ev.append(ctx.ev(port.where, svc.name, f"port {port.published or '(random)'} -> {port.target} on {_ip_shown(port)}",
+                                 target=port))
     return Outcome(FAIL if ev else PASS, ev)
 
 
@@ -35,7 +37,8 @@ def net_002(ctx: Context) -> Outcome:
     return Outcome(FAIL if ev else PASS, ev)
 
 
-def _allowed(host_ip: str | None, profile: str) -> bool:
+def allowed_on(host_ip: str | None, profile: str) -> bool:
+    """Whether the API may answer on ``host_ip`` under ``profile`` (NET-003's rule, and its fix's)."""
     if profile == "local":
         return True
     if not host_ip:
@@ -63,8 +66,9 @@ def net_003(ctx: Context) -> Outcome:
     for port in svc.ports:
         if port_no not in port.target_ports and port_no not in port.published_ports:
             continue
-        if not _allowed(port.host_ip, ctx.profile):
-            ev.append(ctx.ev(port.where, svc.name, f"bound to {_ip_shown(port)}; the {ctx.profile} profile allows {allowed}"))
+        if not allowed_on(port.host_ip, ctx.profile):
+            ev.append(ctx.ev(port.where, svc.name, f"bound to {_ip_shown(port)}; the {ctx.profile} profile allows {allowed}",
+                             target=port))
     return Outcome(FAIL if ev else PASS, ev)
 
 
@@ -98,12 +102,12 @@ def net_005(ctx: Context) -> Outcome:
         mode = svc.opt("network_mode")
         if mode is not None and mode.value not in (None, "bridge"):
             continue  # host is NET-004's; none and service:x need no network
-        node = svc.opt("networks")
+        on = svc.opt("networks")
         names: list[str] = []
-        if node is not None and node.is_seq():
-            names = [str(n.value) for n in node.value if n.value is not None]
-        elif node is not None and node.is_map():
-            names = [k for k, _ in node.items()]
+        if on is not None and on.is_seq():
+            names = [str(n.value) for n in on.value if n.value is not None]
+        elif on is not None and on.is_map():
+            names = [k for k, _ in on.items()]
         if not names or names == ["default"]:
             ev.append(ctx.svc_ev(svc, "on the default network only"))
         elif not any(declared.get(n, "bridge") in ("bridge", "external") for n in names):

@@ -84,7 +84,7 @@ def sec_002(ctx: Context) -> Outcome:
     return Outcome(FAIL if ev else PASS, ev)
 
 
-def _literal_secret_note(var: EnvVar, project_env: dict[str, str]) -> str | None:
+def literal_secret_note(var: EnvVar, project_env: dict[str, str]) -> str | None:
     """Why a compose ``environment`` entry counts as a literal secret, or None."""
     raw = var.raw
     if raw is None or raw == "":
@@ -100,9 +100,9 @@ def _literal_secret_note(var: EnvVar, project_env: dict[str, str]) -> str | None
                 return None
             return f"{var.key} is set to a literal value"
         # ${VAR:-default}: the default ships in the file and is used when VAR is unset.
-        if s is not None and ships_default(s.defaults) and any(r not in project_env for r in s.refs):
-            if not (is_knob_key(var.key) and is_quantity(value)) and not is_flag_value(value):
-                return f"{var.key} falls back to a default written in the file"
+        if (s is not None and ships_default(s.defaults) and any(r not in project_env for r in s.refs)
+                and not (is_knob_key(var.key) and is_quantity(value)) and not is_flag_value(value)):
+            return f"{var.key} falls back to a default written in the file"
         return None
     parts = url_parts(raw)
     if parts is not None:
@@ -151,7 +151,7 @@ def literal_secrets(inst: Installation) -> list[tuple[Service, Where, str]]:
     for svc in inst.services:
         # Written, not effective: the text of an overridden entry is still in its file.
         for var in svc.compose_env_written:
-            note = _literal_secret_note(var, inst.env_for(var.where.file))
+            note = literal_secret_note(var, inst.env_for(var.where.file))
             if note:
                 out.append((svc, var.where, note))
         for arg, node in requirepass_args(svc):
@@ -181,7 +181,8 @@ def sec_003(ctx: Context) -> Outcome:
 _ENCODED = re.compile(r"(?:[A-Za-z0-9\-._~]|%[0-9A-Fa-f]{2})*")
 
 
-def _needs_encoding(password: str) -> bool:
+def needs_encoding(password: str) -> bool:
+    """Whether a URL password has characters that must be percent-encoded (SEC-004)."""
     return _ENCODED.fullmatch(password) is None
 
 
@@ -194,13 +195,13 @@ def sec_004(ctx: Context) -> Outcome:
         parts = url_parts(var.value)
         if parts is None or not parts[1]:
             continue
-        if _needs_encoding(parts[1]):
+        if needs_encoding(parts[1]):
             ev.append(ctx.ev(var.where, svc.name if svc else None,
                              f"the password in {var.key} has URL-reserved characters that are not percent-encoded"))
     return Outcome(FAIL if ev else PASS, ev)
 
 
-def _redis_password(svc: Service) -> bool:
+def requires_password(svc: Service) -> bool:
     """Whether Redis requires a password."""
     args = requirepass_args(svc)
     if args:
@@ -220,7 +221,7 @@ def sec_005(ctx: Context) -> Outcome:
     for svc in ctx.inst.services:
         if not is_redis(svc) or not svc.ports:
             continue
-        if not _redis_password(svc):
+        if not requires_password(svc):
             for port in svc.ports:
                 ip = port.host_ip or "0.0.0.0"
                 ev.append(ctx.ev(port.where, svc.name, f"no requirepass; published on {ip}:{port.published or port.target}"))
@@ -236,7 +237,8 @@ def sec_006(ctx: Context) -> Outcome:
     return Outcome(FAIL if ev else PASS, ev)
 
 
-_DEFAULT_SECRET = re.compile(
+#: An application secret as published in examples (SEC-007): the rule and its fix match it.
+DEFAULT_SECRET = re.compile(
     r"^(change[-_ ]?(this|me)([-_ ].*)?|changeme.*|your[-_ ].*(secret|key|token).*|(super)?secret(key)?|"
     r"my[-_]?secret.*|jwt[-_]?secret|replace[-_]?me.*|please[-_]?change.*|insecure[-_].*|default[-_]?secret.*)$",
     re.I)
@@ -251,7 +253,7 @@ def sec_007(ctx: Context) -> Outcome:
             continue
         if "PASSWORD" in var.key.upper() or var.key.upper().endswith(("_PASS", "_PWD")):
             continue  # passwords are SEC-001's
-        if _DEFAULT_SECRET.match(var.value.strip()) and (var.where.file, var.where.line) not in seen:
+        if DEFAULT_SECRET.match(var.value.strip()) and (var.where.file, var.where.line) not in seen:
             seen.add((var.where.file, var.where.line))
             ev.append(ctx.ev(var.where, svc.name if svc else None, f"{var.key} is a published default"))
     return Outcome(FAIL if ev else PASS, ev)

@@ -11,6 +11,7 @@ environment), each opened without following a last-moment link and capped.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fnmatch
 import glob
@@ -107,7 +108,7 @@ def parse_caddy(text: str, file: str, port: int) -> list[Proxy]:
             status = next((w for w in words if w.isdigit()), "")
             if m.group(1) == "respond" and status and not status.startswith(("4", "5")):
                 continue
-            pats = []
+            pats: list[str] = []
             for w in words:
                 pats += matchers.get(w, []) if w.startswith("@") else ([w] if w.startswith("/") else [])
             blocked |= {t for t in PROTECTED for p in pats if _covered(p, t)}
@@ -141,7 +142,8 @@ def parse_nginx(text: str, file: str, port: int) -> list[Proxy]:
         if not any(hits(p) for p in passes):
             continue
         listens = re.findall(r"^\s*listen\s+([^;]+);", body, re.M)
-        https = any(re.search(r"\bssl\b|\bquic\b", l) or re.search(r"(^|:)443\b", l.split()[0]) for l in listens)
+        https = any(re.search(r"\bssl\b|\bquic\b", line) or re.search(r"(^|:)443\b", line.split()[0])
+                    for line in listens)
         auth = bool(re.search(r"^\s*auth_basic\s+(?!off\b)[^;]+;", body, re.M) or re.search(r"^\s*auth_request\s", body, re.M))
         blocked = set()
         for m in re.finditer(r"location\s+(=|~\*?|\^~)?\s*([^\s{]+)\s*\{([^}]*)\}", body):
@@ -207,10 +209,8 @@ _PSEUDO = ("proc", "sys", "dev")
 def _pseudo_devices() -> set[int]:
     out = set()
     for top in ("/proc", "/sys"):
-        try:
+        with contextlib.suppress(OSError):
             out.add(os.stat(top).st_dev)
-        except OSError:
-            pass
     return out
 
 
