@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import PROJECT, need_venv_tool
 
@@ -49,6 +52,16 @@ def test_mypy_passes_on_the_whole_project():
     assert proc.returncode == 0, "mypy found problems:\n" + proc.stdout[-6000:] + proc.stderr[-2000:]
     checked = re.search(r"in (\d+) source files?", proc.stdout)
     assert checked and int(checked.group(1)) >= len(_python_files()), proc.stdout[-500:]
+
+
+def test_a_missing_tool_skips_but_fails_under_ci(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="not installed"):
+        need_venv_tool("no-such-linter")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"\.ci/run installs it"):
+        need_venv_tool("no-such-linter")
+    assert need_venv_tool("python") == str(Path(sys.executable).parent / "python")
 
 
 def test_mypy_is_strict_on_checks():
