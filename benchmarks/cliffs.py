@@ -109,20 +109,21 @@ def main() -> None:
         host = os.path.join(tmp, "host")
         os.makedirs(host)
         print("audit of one long value (dester-harden audit --format json, fresh process):")
-        res = {}
+        by_size = {}
         for label, size in (("0.5 MB", 512 * 1024), ("2 MB", 2 * 1024 * 1024)):
             root = big_value_install(os.path.join(tmp, f"value{size}"), size)
-            res[label] = wall(cli + ["audit", "--dir", root, "--format", "json", "--fail-on", "never"], args.runs, args.timeout, cwd)
-            print(f"  {label:>7}  median {fmt(res[label], args.timeout)}  ({args.runs} runs)")
-        print(f"  growth 0.5 MB -> 2 MB: {ratio(res['2 MB'], res['0.5 MB'])}  (linear: <= 4x)")
+            by_size[label] = wall(cli + ["audit", "--dir", root, "--format", "json", "--fail-on", "never"],
+                                  args.runs, args.timeout, cwd)
+            print(f"  {label:>7}  median {fmt(by_size[label], args.timeout)}  ({args.runs} runs)")
+        print(f"  growth 0.5 MB -> 2 MB: {ratio(by_size['2 MB'], by_size['0.5 MB'])}  (linear: <= 4x)")
         print()
         print("fix --dry-run (fresh process):")
-        res = {}
+        by_count = {}
         for n in (50, 200):
             root = many_services_install(os.path.join(tmp, f"svc{n}"), n)
-            res[n] = wall(cli + ["fix", "--dry-run", "--dir", root], args.runs, args.timeout, cwd)
-            print(f"  {n:>4} services  median {fmt(res[n], args.timeout)}  ({args.runs} runs)")
-        print(f"  growth 50 -> 200 services: {ratio(res[200], res[50])}  (linear: <= 4x)")
+            by_count[n] = wall(cli + ["fix", "--dry-run", "--dir", root], args.runs, args.timeout, cwd)
+            print(f"  {n:>4} services  median {fmt(by_count[n], args.timeout)}  ({args.runs} runs)")
+        print(f"  growth 50 -> 200 services: {ratio(by_count[200], by_count[50])}  (linear: <= 4x)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -51,7 +52,10 @@ sys.path.insert(0, REPO)
 
 # -- the generated tree ---------------------------------------------------------
 
-_WORDS = ["the", "silent", "river", "night", "last", "city", "dark", "blue", "road", "home", "winter", "summer", "king", "lost", "star", "fire", "stone", "garden", "ghost", "empire", "shadow", "secret", "golden", "iron", "red", "black", "white", "ocean", "storm", "wild", "heart", "moon", "sun", "edge", "dream", "glass", "paper", "broken", "second", "first"]
+_WORDS = ["the", "silent", "river", "night", "last", "city", "dark", "blue", "road", "home", "winter", "summer",
+          "king", "lost", "star", "fire", "stone", "garden", "ghost", "empire", "shadow", "secret", "golden", "iron",
+          "red", "black", "white", "ocean", "storm", "wild", "heart", "moon", "sun", "edge", "dream", "glass",
+          "paper", "broken", "second", "first"]
 _SUBS = ("en", "en.forced", "de", "fr", "es", "it", "pt-BR", "ja")
 
 # (name, weight, directory mode, file mode): modes as real libraries have them.
@@ -81,10 +85,11 @@ class _Gen:
 
     def profile(self) -> None:
         r = self.rng.random() * sum(p[1] for p in _PROFILES)
-        for _name, weight, dmode, fmode in _PROFILES:
-            r -= weight
+        for chosen in _PROFILES:
+            r -= chosen[1]
             if r < 0:
                 break
+        dmode, fmode = chosen[2], chosen[3]
         self.mixed = dmode is None
         self.dmode, self.fmode = (dmode or 0o755), (fmode or 0o644)
 
@@ -244,8 +249,16 @@ def _downloads(g: _Gen, top: int, used: set[str]) -> None:
         os.close(fd)
 
 
-_CATEGORIES = (("Movies", 30, _movie), ("TV Shows", 25, _show), ("Music", 25, _album),
-               ("Photos", 15, _photos), ("Downloads", 5, _downloads))
+#: Fills one top directory of the library: (generator, its descriptor, names already used there).
+Filler = Callable[[_Gen, int, set[str]], None]
+_CATEGORIES: tuple[tuple[str, int, Filler], ...] = (
+    ("Movies", 30, _movie), ("TV Shows", 25, _show), ("Music", 25, _album),
+    ("Photos", 15, _photos), ("Downloads", 5, _downloads),
+)
+
+
+#: What modes_digest returns: (digest, entries, entries the fix changes, FS-005's three counts).
+Digest = tuple[str, int, int, tuple[int, int, int]]
 
 
 def generate(root: str, entries: int, seed: int = 2024) -> dict[str, int]:
@@ -257,7 +270,7 @@ def generate(root: str, entries: int, seed: int = 2024) -> dict[str, int]:
         os.mkdir(root, 0o755)
         g.counts["dirs"] += 1
         root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        tops = []
+        tops: list[tuple[int, int, Filler, set[str]]] = []
         try:
             for name, weight, fn in _CATEGORIES:
                 fd = g.mkdir(root_fd, name, 0o777 if name == "Downloads" else 0o755)
@@ -277,7 +290,7 @@ def generate(root: str, entries: int, seed: int = 2024) -> dict[str, int]:
     return g.counts
 
 
-def modes_digest(root: str) -> tuple[str, int, int, tuple[int, int, int]]:
+def modes_digest(root: str) -> Digest:
     """(digest of every (path, mode), entries, entries the fix changes, FS-005's three counts).
 
     Straightforward on purpose: it checks the scan, the fix and the undo.
@@ -292,7 +305,7 @@ def modes_digest(root: str) -> tuple[str, int, int, tuple[int, int, int]]:
         with os.scandir(d) as it:
             items = sorted((e.name, e.path, e.stat(follow_symlinks=False).st_mode, e.is_dir(follow_symlinks=False))
                            for e in it)
-        for name, path, mode, is_dir in items:
+        for _name, path, mode, is_dir in items:
             n += 1
             bad += target_mode(mode) is not None
             if stat.S_ISDIR(mode):
@@ -362,7 +375,7 @@ print(json.dumps(out))
 def timed(cmd: list[str]) -> tuple[float, str]:
     t0 = time.perf_counter()
     proc = subprocess.run(["/bin/sh", "-c", '"$@"; exit $?', "sh", *cmd],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False)
+                          capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - t0
     if proc.returncode not in (0, 1) or (cmd[0] == sys.executable and proc.returncode):
         raise SystemExit(f"{' '.join(cmd[:4])}... failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -417,11 +430,11 @@ def bench_scan(tree: str, runs: int) -> dict:
         p_times.append(t)
         p_in.append(pinfo["op_s"])
     return {"find": med(f_times), "ours": med(o_times), "in": med(o_in), "rss_kb": max(rss), "hwm_kb": max(hwm),
-            "preview": med(p_times), "preview_in": med(p_in), "import": info["import_s"], "offending": info["offending"], "entries": info["entries"],
-            "counts": tuple(info["counts"])}
+            "preview": med(p_times), "preview_in": med(p_in), "import": info["import_s"],
+            "offending": info["offending"], "entries": info["entries"], "counts": tuple(info["counts"])}
 
 
-def bench_fix(tmp: str, entries: int, runs: int, seed: int, original: tuple[str, int, int]) -> dict:
+def bench_fix(tmp: str, entries: int, runs: int, seed: int, original: Digest) -> dict:
     c_times, f_times, f_in, u_times, u_in = [], [], [], [], []
     rss_fix, rss_undo, per_entry, per_entry_total, undo_per_entry, hwm = [], [], [], [], [], []
     changed = 0
@@ -488,15 +501,19 @@ def report(entries: int, counts: dict, scan: dict, fix: dict, runs: int) -> bool
     print(f"       (the fix's plan, walk.preview: fresh process {ms(scan['preview']).strip()}, in-process "
           f"{ms(scan['preview_in']).strip()}; {scan['preview'] / scan['find']:.2f}x find)")
     print(f"fix    chmod -R u=rwX,go=rX                     median {ms(fix['chmod'])}")
-    print(f"       Engine.apply(TreeChmod), fresh process   median {ms(fix['fix'])}  (in-process {ms(fix['fix_in']).strip()})")
+    print(f"       Engine.apply(TreeChmod), fresh process   median {ms(fix['fix'])}  "
+          f"(in-process {ms(fix['fix_in']).strip()})")
     r = fix["fix"] / fix["chmod"]
-    print(f"       ratio {r:.2f}x   (target <= 2.0x: {verdict(r <= 2.0)}; in-process {fix['fix_in'] / fix['chmod']:.2f}x)")
-    print(f"undo   Engine.apply(undo plan), fresh process   median {ms(fix['undo'])}  (in-process {ms(fix['undo_in']).strip()}; "
-          f"{fix['undo'] / fix['chmod']:.2f}x chmod -R)")
-    print(f"journal  {fix['per_entry']:.2f} bytes of records per changed entry (target <= 32: {verdict(fix['per_entry'] <= 32)}); "
-          f"whole transaction {fix['per_entry_total']:.2f}; undo's records {fix['undo_per_entry']:.2f}")
-    print(f"peak RSS  scan {scan['rss_kb'] / 1024:.1f} MB, fix {fix['rss_fix_kb'] / 1024:.1f} MB, undo {fix['rss_undo_kb'] / 1024:.1f} MB "
-          f"(getrusage in the child; VmHWM at most {max(scan['hwm_kb'], fix['hwm_kb']) / 1024:.1f} MB)")
+    print(f"       ratio {r:.2f}x   (target <= 2.0x: {verdict(r <= 2.0)}; "
+          f"in-process {fix['fix_in'] / fix['chmod']:.2f}x)")
+    print(f"undo   Engine.apply(undo plan), fresh process   median {ms(fix['undo'])}  "
+          f"(in-process {ms(fix['undo_in']).strip()}; {fix['undo'] / fix['chmod']:.2f}x chmod -R)")
+    print(f"journal  {fix['per_entry']:.2f} bytes of records per changed entry "
+          f"(target <= 32: {verdict(fix['per_entry'] <= 32)}); whole transaction {fix['per_entry_total']:.2f}; "
+          f"undo's records {fix['undo_per_entry']:.2f}")
+    print(f"peak RSS  scan {scan['rss_kb'] / 1024:.1f} MB, fix {fix['rss_fix_kb'] / 1024:.1f} MB, "
+          f"undo {fix['rss_undo_kb'] / 1024:.1f} MB (getrusage in the child; "
+          f"VmHWM at most {max(scan['hwm_kb'], fix['hwm_kb']) / 1024:.1f} MB)")
     return ok
 
 

@@ -84,6 +84,7 @@ if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--_exec":
     os.execve(_argv[0], _argv, _env)
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -163,12 +164,14 @@ class Tmux:
             subprocess.run(self.base + ["set-option", "-g", *opt], check=True)
         self.proc = subprocess.Popen(self.base + ["-C", "attach-session", "-t", "bench"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, bufsize=0)
+        if self.proc.stdin is None or self.proc.stdout is None:  # never: both are pipes
+            raise TmuxError("tmux control client has no pipes")
+        self.stdin = self.proc.stdin
         self.out = os.fdopen(self.proc.stdout.fileno(), "rb", buffering=65536, closefd=False)
         self._skip_to_block()  # the attach command's own reply
-        try:
+        # Older tmux has no such flag: %output lines are skipped as notifications anyway.
+        with contextlib.suppress(TmuxError):
             self.cmd("refresh-client -f no-output")
-        except TmuxError:
-            pass  # older tmux: %output lines are skipped as notifications anyway
 
     def _skip_to_block(self) -> list[str]:
         lines: list[str] = []
@@ -189,7 +192,7 @@ class Tmux:
             lines.append(line)
 
     def send(self, command: str) -> None:
-        self.proc.stdin.write(command.encode() + b"\n")
+        self.stdin.write(command.encode() + b"\n")
 
     def cmd(self, command: str) -> list[str]:
         self.send(command)
@@ -203,10 +206,8 @@ class Tmux:
             sock = self.cmd("display-message -p '#{socket_path}'")[0].strip()
         except (TmuxError, IndexError, OSError):
             sock = ""
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            self.stdin.close()
         try:
             self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
@@ -214,10 +215,8 @@ class Tmux:
             self.proc.wait()
         subprocess.run(self.base + ["kill-server"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if sock and os.path.basename(sock).startswith("dh-bench-"):
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(sock)  # tmux leaves the socket file of a killed server behind
-            except OSError:
-                pass
 
 
 class Poller:
@@ -496,7 +495,7 @@ def main() -> int:
             print("  await pilot.press(key), poll until app.screen is the new screen, await pilot.pause():")
             print("  (press and pause wait until the *process* is idle -- wall vs CPU clock --, so this")
             print("  includes the new screen's worker threads, e.g. the network step's plan)")
-            for idx, ((key, screen), (_k, label, _p)) in enumerate(zip(PILOT_KEYS, KEYS)):
+            for idx, ((key, screen), (_k, label, _p)) in enumerate(zip(PILOT_KEYS, KEYS, strict=True)):
                 xs = [p[f"{idx}:{key}"] for p in pil]
                 print(line(f"{key:<7}-> {screen}", xs))
                 # Not a redraw figure (it waits for the new screen's workers too): no target.

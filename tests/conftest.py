@@ -6,6 +6,7 @@ Tests never see the developer's own HOME, DESTERLIB_DIR, colours or keyring.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -28,6 +29,22 @@ def need_shared(path: Path = SHARED) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: it exists in CI and next to a developer checkout, not in a user's clone")
     return path
+
+
+def need_venv_tool(name: str) -> str:
+    """The path of the executable ``name`` installed next to this Python (the test extras put it there).
+
+    Absent, the test skips, visibly; under ``CI=true`` it fails, since ``.ci/run`` installs it.
+    """
+    local = Path(sys.executable).parent / name
+    if local.is_file() and os.access(local, os.X_OK):
+        return str(local)
+    found = shutil.which(name)
+    why = (f"{name} is not installed in this virtual environment (pip install -e '.[test]')"
+           + (f"; the one at {found} belongs to another environment" if found else ""))
+    if os.environ.get("CI") == "true":
+        pytest.fail(why + ", and .ci/run installs it")
+    pytest.skip(why)
 
 
 @pytest.fixture(autouse=True)

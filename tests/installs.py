@@ -700,7 +700,8 @@ services:
 
 
 def control_plan_install(tmp: Path | str) -> Path:
-    """Plannable (Docker Compose accepts it): ESC, \\r and a bidi override in .env, markup and a newline in a file name."""
+    """Plannable (Docker Compose accepts it): ESC, \\r and a bidi override in .env, markup and a newline in a
+    file name."""
     root = Path(tmp)
     root.mkdir(parents=True, exist_ok=True)
     _write(root / "docker-compose.yml", """\

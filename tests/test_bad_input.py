@@ -72,7 +72,8 @@ def write(path: Path, data: str | bytes, mode: int = 0o600) -> None:
     os.chmod(path, mode)
 
 
-def make_install(root: Path, compose: str | bytes = COMPOSE, env: str | bytes = ENV, api_env: str | bytes = API_ENV) -> Path:
+def make_install(root: Path, compose: str | bytes = COMPOSE, env: str | bytes = ENV,
+                 api_env: str | bytes = API_ENV) -> Path:
     root.mkdir(parents=True)
     os.chmod(root, 0o755)
     write(root / "docker-compose.yml", compose, 0o644)
@@ -108,20 +109,23 @@ class Sandbox:
         self.tmpdir.mkdir()
         self.root = tmp_path / "install"
 
-    def run(self, *args: str, prefix: tuple[str, ...] = (), timeout: float = 60, extra_roots: tuple[Path, ...] = ()) -> Run:
+    def run(self, *args: str, prefix: tuple[str, ...] = (), timeout: float = 60,
+            extra_roots: tuple[Path, ...] = ()) -> Run:
         roots = (self.tmp, self.home, *extra_roots)
         before = snapshot(*roots)
         env = dict(os.environ, TMPDIR=str(self.tmpdir))
         proc = subprocess.run([*prefix, sys.executable, "-m", "tui", *args], capture_output=True, text=True, env=env,
                               cwd=str(PROJECT), timeout=timeout, stdin=subprocess.DEVNULL)
         after = snapshot(*roots)
-        changed = sorted(set(before) ^ set(after)) + sorted(p for p in set(before) & set(after) if before[p] != after[p])
+        changed = (sorted(set(before) ^ set(after))
+                   + sorted(p for p in set(before) & set(after) if before[p] != after[p]))
         assert not changed, f"the CLI wrote to disk: {changed[:5]}"
         assert list(self.tmpdir.iterdir()) == []
         return Run(proc.returncode, proc.stdout, proc.stderr)
 
     def audit(self, *extra: str, directory: Path | None = None, **kw) -> Run:
-        return self.run("audit", "--dir", str(directory or self.root), "--host-root", str(self.tmp / "host"), *extra, **kw)
+        return self.run("audit", "--dir", str(directory or self.root), "--host-root", str(self.tmp / "host"),
+                        *extra, **kw)
 
 
 @pytest.fixture
@@ -202,7 +206,8 @@ def test_yaml_syntax_error_mid_file_names_its_line(box):
 
 
 def test_duplicate_key(box):
-    broken = COMPOSE.replace("    image: desterlib/api:1.0.0\n", "    image: desterlib/api:1.0.0\n    image: desterlib/api:2.0.0\n")
+    broken = COMPOSE.replace("    image: desterlib/api:1.0.0\n",
+                             "    image: desterlib/api:1.0.0\n    image: desterlib/api:2.0.0\n")
     make_install(box.root, broken)
     msg = assert_input_error(box.audit(), "docker-compose.yml", 10)
     assert "duplicate" in msg
@@ -232,7 +237,9 @@ def test_alias_bomb(box):
     make_install(box.root, BOMB)
     r = box.audit(timeout=60)
     msg = assert_input_error(r, "docker-compose.yml", has_line=True)
-    line = int(re.search(r"docker-compose\.yml:(\d+):", msg).group(1))
+    found = re.search(r"docker-compose\.yml:(\d+):", msg)
+    assert found is not None, msg
+    line = int(found.group(1))
     assert 1 <= line <= 14
     assert "alias" in msg
 
@@ -514,7 +521,9 @@ def test_bom_and_crlf_text_output(tmp_path):
     (tmp_path / "host").mkdir()
     root = make_install(tmp_path / "odd", b"\xef\xbb\xbf" + COMPOSE.replace("\n", "\r\n").encode(),
                         b"\xef\xbb\xbf" + ENV.replace("\n", "\r\n").encode())
-    proc = subprocess.run([sys.executable, "-m", "tui", "audit", "--dir", str(root), "--host-root", str(tmp_path / "host")],
+    proc = subprocess.run([sys.executable, "-m", "tui", "audit", "--dir", str(root),
+                           "--host-root", str(tmp_path / "host")],
+
                           capture_output=True, text=True, cwd=str(PROJECT), timeout=60)
     assert proc.returncode == 1, proc.stderr
     assert "docker-compose.yml:7 [postgres]" in proc.stdout

@@ -71,7 +71,7 @@ API = "services:\n  api:\n    image: desterlib/api:1.0.0\n"
     ("docker-compose.yml", []),
 ])
 def test_compose_file_precedence(tmp_path, winner, losers):
-    files = {winner: "services:\n  winner:\n    image: alpine:3\n"}
+    files: dict[str, str | bytes] = {winner: "services:\n  winner:\n    image: alpine:3\n"}
     for name in losers:
         files[name] = "services:\n  loser:\n    image: alpine:3\n"
     inst = disc(tmp_path, files)
@@ -89,7 +89,8 @@ def test_root_compose_file_wins_over_docker_dir(tmp_path):
 
 def test_docker_subdirectory_and_root_env(tmp_path):
     inst = disc(tmp_path, {
-        "docker/docker-compose.yml": API + "    env_file: ../.env\n    environment:\n      TAG: ${TAG}\n    volumes:\n      - ../media:/media:ro\n",
+        "docker/docker-compose.yml": (API + "    env_file: ../.env\n    environment:\n      TAG: ${TAG}\n"
+                                      "    volumes:\n      - ../media:/media:ro\n"),
         ".env": "TAG=from-root\n",
     })
     assert [s.display for s in inst.compose_files] == ["docker/docker-compose.yml"]
@@ -176,7 +177,8 @@ def test_override_file_is_merged(tmp_path, name):
     assert api.opt("cap_add") is None
     assert api.opt("command").plain() == ["node", "override.js"]
     pg = svc(inst, "postgres")
-    assert [(p.host_ip, p.where.file, p.where.line) for p in pg.ports] == [("127.0.0.1", name, line_of(OVERRIDE, "127.0.0.1:5432"))]
+    assert [(p.host_ip, p.where.file, p.where.line) for p in pg.ports] == [
+        ("127.0.0.1", name, line_of(OVERRIDE, "127.0.0.1:5432"))]
 
 
 def test_override_reset_of_an_environment_key(tmp_path):
@@ -295,7 +297,8 @@ def test_missing_required_env_file_is_a_note_not_a_crash(tmp_path):
 
 
 def test_missing_optional_env_file_gives_no_note(tmp_path):
-    inst = disc(tmp_path, {"docker-compose.yml": API + "    env_file:\n      - path: ./opt.env\n        required: false\n"})
+    inst = disc(tmp_path, {"docker-compose.yml": (API + "    env_file:\n      - path: ./opt.env\n"
+                                                  "        required: false\n")})
     assert inst.notes == []
     assert svc(inst, "api").env_files[0].required is False
 
@@ -365,14 +368,17 @@ def test_compose_interpolation_from_dot_env(tmp_path):
 
 
 def test_non_string_scalars_become_strings(tmp_path):
-    inst = disc(tmp_path, {"docker-compose.yml": API + "    environment:\n      PORT: 3001\n      DEBUG: false\n      RATIO: 0.5\n      NOTHING:\n"})
+    inst = disc(tmp_path, {"docker-compose.yml": (API + "    environment:\n      PORT: 3001\n      DEBUG: false\n"
+                                                  "      RATIO: 0.5\n      NOTHING:\n")})
     env = svc(inst, "api").environment
-    assert (env["PORT"].value, env["DEBUG"].value, env["RATIO"].value, env["NOTHING"].value) == ("3001", "false", "0.5", None)
+    assert (env["PORT"].value, env["DEBUG"].value, env["RATIO"].value, env["NOTHING"].value) == (
+        "3001", "false", "0.5", None)
 
 
 def test_yaml_1_2_scalars_stay_strings(tmp_path):
     # Compose reads YAML 1.2: `on`, `yes` and `22:22` are strings, not booleans or sexagesimal ints.
-    inst = disc(tmp_path, {"docker-compose.yml": API + "    environment:\n      A: on\n      B: yes\n    ports:\n      - 22:22\n"})
+    inst = disc(tmp_path, {"docker-compose.yml": (API + "    environment:\n      A: on\n      B: yes\n"
+                                                  "    ports:\n      - 22:22\n")})
     api = svc(inst, "api")
     assert (api.environment["A"].value, api.environment["B"].value) == ("on", "yes")
     assert (api.ports[0].published, api.ports[0].target) == ("22", "22")
@@ -429,16 +435,21 @@ def test_dotenv_semantics(tmp_path):
     # lines are the real lines, also after a multi-line value
     for entry in env.entries:
         assert entry.line == line_of(DOTENV, entry.text.split("\n")[0]), entry.key
-    assert env.get("AFTER").line == line_of(DOTENV, "AFTER=last")
-    assert env.get("MULTI").text == 'MULTI="first\nsecond"'
+    after, multi = env.get("AFTER"), env.get("MULTI")
+    assert after is not None and multi is not None
+    assert after.line == line_of(DOTENV, "AFTER=last")
+    assert multi.text == 'MULTI="first\nsecond"'
     # BARE has no value: not part of the interpolation environment
     assert "BARE" not in inst.project_env
 
 
 def test_dotenv_later_definition_wins(tmp_path):
-    inst = disc(tmp_path, {"docker-compose.yml": API + "    environment:\n      X: ${X}\n", ".env": "X=first\nX=second\n"})
+    inst = disc(tmp_path, {"docker-compose.yml": API + "    environment:\n      X: ${X}\n",
+                           ".env": "X=first\nX=second\n"})
     assert env_value(inst, "api", "X") == "second"
-    assert inst.env_files[0].get("X").line == 2
+    x = inst.env_files[0].get("X")
+    assert x is not None
+    assert x.line == 2
 
 
 def test_dotenv_syntax_error_names_the_line(tmp_path):
@@ -591,7 +602,8 @@ volumes:
 def test_volumes_short_and_long_syntax(tmp_path):
     inst = disc(tmp_path, {"docker-compose.yml": VOLUMES})
     root = str(tmp_path / "install")
-    got = [(m.kind, m.source, m.target, m.read_only, m.host_path, m.via_volume, m.long) for m in svc(inst, "api").mounts]
+    got = [(m.kind, m.source, m.target, m.read_only, m.host_path, m.via_volume, m.long)
+           for m in svc(inst, "api").mounts]
     assert got == [
         ("bind", "./media", "/media", True, root + "/media", None, False),
         ("bind", "/srv/rw", "/rw", False, "/srv/rw", None, False),
@@ -657,7 +669,8 @@ volumes:
 
 
 def test_media_mount_default_path(tmp_path):
-    inst = disc(tmp_path, {"docker-compose.yml": API + "    volumes:\n      - ./media:/media\n      - ./other:/other\n"})
+    inst = disc(tmp_path, {"docker-compose.yml": API + "    volumes:\n      - ./media:/media\n"
+                                                 "      - ./other:/other\n"})
     assert inst.media_path == "/media"
     assert [m.target for _, m in media_mounts(inst)] == ["/media"]
 
@@ -665,7 +678,8 @@ def test_media_mount_default_path(tmp_path):
 def test_media_mount_follows_container_media_path(tmp_path):
     inst = disc(tmp_path, {
         "docker-compose.yml": API + "    environment:\n      CONTAINER_MEDIA_PATH: ${MEDIA_IN:-/library/}\n"
-        "    volumes:\n      - ./media:/media\n      - type: bind\n        source: /srv/films\n        target: /library\n",
+        "    volumes:\n      - ./media:/media\n"
+        "      - type: bind\n        source: /srv/films\n        target: /library\n",
     })
     assert inst.media_path == "/library"
     assert [(m.target, m.host_path) for _, m in media_mounts(inst)] == [("/library", "/srv/films")]
@@ -734,12 +748,15 @@ def _check_positions(inst: Installation, compose: str, env_text: str) -> None:
     for s in inst.services:
         assert s.where.line == line_of(compose, f"  {s.name}:")
         for port in s.ports:
+            assert port.where.line is not None
             assert lines[port.where.line - 1] == port.where.text
             seen += 1
         for mount in s.mounts:
+            assert mount.where.line is not None
             assert lines[mount.where.line - 1] == mount.where.text
             seen += 1
         for var in s.environment.values():
+            assert var.where.line is not None
             if var.origin == "compose":
                 assert lines[var.where.line - 1] == var.where.text
                 assert var.key in var.where.text
@@ -774,8 +791,9 @@ def _summary(inst: Installation) -> list:
     def lf(text: str) -> str:
         return text.replace("\r\n", "\n")
 
-    out = []
+    out: list[tuple[object, ...]] = []
     for s in inst.services:
+
         out.append((s.name, s.where.line, s.where.text))
         out += [(p.host_ip, p.published, p.target, p.where.line, p.where.text) for p in s.ports]
         out += [(m.kind, m.source, m.target, m.read_only, m.where.line, m.where.text) for m in s.mounts]

@@ -100,7 +100,8 @@ OWN = {
     "own-setup-script": Install("own-setup-script", lambda tmp: installs.setup_script_install(tmp)),
     "own-newer": Install("own-newer", lambda tmp: installs.newer_install(tmp)),
     "own-cli-hardened": Install("own-cli-hardened", lambda tmp: installs.cli_install(tmp, hardened=True)),
-    "own-setup-script-hardened": Install("own-setup-script-hardened", lambda tmp: installs.setup_script_install(tmp, hardened=True)),
+    "own-setup-script-hardened": Install("own-setup-script-hardened",
+                                         lambda tmp: installs.setup_script_install(tmp, hardened=True)),
     "own-newer-hardened": Install("own-newer-hardened", lambda tmp: installs.newer_install(tmp, hardened=True)),
 }
 
@@ -172,7 +173,8 @@ def check_fix(tmp: Path, inst: Install, only: set[str] | None) -> None:
         assert r.reason.strip() and r.manual.strip(), f"{r.check}: a refusal needs a reason and what to do by hand"
     wanted = set(only) if only is not None else set(plan.checks)
     if only is not None:
-        assert plan.changes or wanted <= refused, f"{sorted(wanted)}: fails, yet the plan neither changes nor refuses anything"
+        assert plan.changes or wanted <= refused, (
+            f"{sorted(wanted)}: fails, yet the plan neither changes nor refuses anything")
 
     Engine(str(root)).apply(plan)
 
@@ -182,7 +184,9 @@ def check_fix(tmp: Path, inst: Install, only: set[str] | None) -> None:
             continue
         assert after[cid] != FAIL, f"{cid} still fails after its own fix on {inst.name}"
     regressed = sorted(cid for cid, st in after.items() if st == FAIL and before.get(cid) != FAIL)
-    assert not regressed, f"{inst.name}: the fix for {sorted(wanted) if only else 'the default plan'} made {regressed} fail"
+    assert not regressed, (
+        f"{inst.name}: the fix for {sorted(wanted) if only else 'the default plan'} made {regressed} fail")
+
 
     if compose_before is None:
         pytest.skip("`docker compose version` fails here: the Compose v2 plugin is not installed, so "

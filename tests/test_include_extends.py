@@ -20,8 +20,8 @@ import pytest
 
 from checks.audit.findings import ERROR, FAIL, PASS
 from checks.audit.run import run_audit
-from checks.change.journal import JOURNAL_DIR
 from checks.core.errors import InputError
+from checks.core.names import JOURNAL_DIR
 from checks.install.discovery import discover
 
 from .conftest import FIXED_NOW, run_cli
@@ -209,12 +209,16 @@ def test_extended_service_problems_are_found_and_fixed_in_the_base_file(tmp_path
     base = "common/base.yml"
     sock, priv = line_of(root, base, "docker.sock"), line_of(root, base, "privileged")
     # Both services extend base (worker through api); unrelated is not part of the model.
-    assert {(e["file"], e["line"], e["service"]) for e in f["DKR-001"]["evidence"]} == {(base, sock, "api"), (base, sock, "worker")}
-    assert {(e["file"], e["line"], e["service"]) for e in f["DKR-002"]["evidence"]} == {(base, priv, "api"), (base, priv, "worker")}
+    assert {(e["file"], e["line"], e["service"]) for e in f["DKR-001"]["evidence"]} == {(base, sock, "api"),
+                                                                                        (base, sock, "worker")}
+    assert {(e["file"], e["line"], e["service"]) for e in f["DKR-002"]["evidence"]} == {(base, priv, "api"),
+                                                                                        (base, priv, "worker")}
     assert f["DKR-003"]["status"] == PASS  # security_opt inherited
     inst = discover(str(root), now=FIXED_NOW)
     assert [s.name for s in inst.services] == ["api", "worker"]
-    assert inst.service("worker").ports == []  # !reset [] in the extending service
+    worker = inst.service("worker")
+    assert worker is not None
+    assert worker.ports == []  # !reset [] in the extending service
     before = tree_snapshot(root, skip=(JOURNAL_DIR,))
     r = run_cli("fix", "--dir", str(root), "--yes", "--only", "DKR-001,DKR-002")
     assert r.code in (0, 1), r.out + r.err
@@ -231,8 +235,9 @@ def test_extended_service_problems_are_found_and_fixed_in_the_base_file(tmp_path
 
 # -- docker compose config is the oracle ----------------------------------------------------------
 
-def _compose_json(root: Path) -> dict | None:
-    if shutil.which("docker") is None or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode:
+def _compose_json(root: Path) -> dict:
+    if (shutil.which("docker") is None
+            or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode):
         if os.environ.get("CI") == "true":
             pytest.fail("docker compose is missing under CI (.ci/run installs it)")
         pytest.skip("docker compose is not installed (.ci/run installs it)")
@@ -251,7 +256,8 @@ def _theirs(s: dict) -> dict:
         "command": s.get("command"),
         "ports": sorted((p.get("host_ip"), str(p["published"]) if p.get("published") else None, str(p["target"]))
                         for p in s.get("ports", [])),
-        "volumes": sorted((v["type"], v.get("source"), v["target"], bool(v.get("read_only"))) for v in s.get("volumes", [])),
+        "volumes": sorted((v["type"], v.get("source"), v["target"], bool(v.get("read_only")))
+                          for v in s.get("volumes", [])),
         "environment": dict(s.get("environment") or {}),
         "cap_add": sorted(s.get("cap_add", [])),
         "security_opt": sorted(s.get("security_opt", [])),
@@ -275,7 +281,8 @@ def _ours(svc) -> dict:
         "user": text("user"),
         "command": cmd.plain() if cmd is not None else None,
         "ports": sorted((p.host_ip, p.published, p.target) for p in svc.ports),
-        "volumes": sorted((m.kind, m.host_path if m.kind == "bind" else m.source, m.target, m.read_only) for m in svc.mounts),
+        "volumes": sorted((m.kind, m.host_path if m.kind == "bind" else m.source, m.target, m.read_only)
+                          for m in svc.mounts),
         "environment": {k: v.value for k, v in svc.environment.items()},
         "cap_add": seq("cap_add"),
         "security_opt": seq("security_opt"),
@@ -296,7 +303,8 @@ def _nested(tmp: Path) -> Path:
         "compose.yaml": ("include:\n  - path: [a/one.yml, a/one.override.yml]\n    env_file: [a/x.env, a/y.env]\n"
                          "services:\n" + API +
                          "  tool:\n    extends:\n      file: b/base.yml\n      service: b\n"
-                         "    environment:\n      - MODE=override\n    cap_add: [SYS_ADMIN]\n    command: [\"run\", \"--fast\"]\n"
+                         "    environment:\n      - MODE=override\n    cap_add: [SYS_ADMIN]\n"
+                         "    command: [\"run\", \"--fast\"]\n"
                          "    volumes:\n      - ./cfg:/etc/tool:ro\n"),
         "a/one.yml": ("include:\n  - ../c/deep.yml\nservices:\n  redis:\n    image: redis:${REDIS_TAG}\n"
                       "    environment:\n      LEVEL: ${LEVEL}\n    volumes:\n      - ./r:/data\n"),
@@ -304,7 +312,8 @@ def _nested(tmp: Path) -> Path:
         "a/x.env": "REDIS_TAG=6\nLEVEL=x\n",
         "a/y.env": "LEVEL=y\n",
         "c/deep.yml": "services:\n  deep:\n    image: alpine:3.20\n    read_only: true\n    volumes:\n      - ./d:/d\n",
-        "b/base.yml": ("services:\n  b:\n    image: busybox:1.36\n    environment:\n      MODE: base\n      KEEP: \"1\"\n"
+        "b/base.yml": ("services:\n  b:\n    image: busybox:1.36\n"
+                       "    environment:\n      MODE: base\n      KEEP: \"1\"\n"
                        "    cap_add: [NET_ADMIN]\n    command: [\"run\"]\n    volumes:\n      - ./data:/data\n"
                        "      - ./cfg-base:/etc/tool\n    ports:\n      - \"8080:80\"\n"),
     })
@@ -323,7 +332,8 @@ def _extends_paths(tmp: Path) -> Path:
         "sub/inc.yml": "services:\n  y:\n    extends:\n      file: base.yml\n      service: b\n",
         "sub/base.yml": "services:\n  b:\n    image: wrong:1\n",
         "other/base.yml": "services:\n  b:\n    image: right:1\n    volumes: [./v:/v]\n",
-        "lib/base.yml": "services:\n  b:\n    extends:\n      file: base2.yml\n      service: c\n    volumes: [./v:/v]\n",
+        "lib/base.yml": ("services:\n  b:\n    extends:\n      file: base2.yml\n      service: c\n"
+                         "    volumes: [./v:/v]\n"),
         "lib/base2.yml": "services:\n  c:\n    image: right:2\n",
         "base2.yml": "services:\n  c:\n    image: wrong:2\n",
     })
@@ -352,11 +362,13 @@ UNFOLLOWABLE = {
     "cycle": ("include:\n  - db/a.yml\n", {"db/a.yml": "include:\n  - ../docker-compose.yml\n"}, "cycle"),
     "unknown-form": ("include:\n  - 42\n", {}, "an entry must be"),
     "unknown-key": ("include:\n  - path: db/a.yml\n    profiles: [x]\n", {"db/a.yml": "services: {}\n"}, "unknown key"),
-    "missing-env-file": ("include:\n  - path: db/a.yml\n    env_file: db/none.env\n", {"db/a.yml": "services: {}\n"}, "not found"),
+    "missing-env-file": ("include:\n  - path: db/a.yml\n    env_file: db/none.env\n", {"db/a.yml": "services: {}\n"},
+                         "not found"),
     "not-a-list": ("include: db/a.yml\n", {"db/a.yml": "services: {}\n"}, "must be a list"),
     "home": ("include:\n  - ~/stack/compose.yaml\n", {}, "~"),
-    "fan-out": ("include:\n  - f0.yml\n", {f"f{i}.yml": f"include:\n  - f{i + 1}.yml\n  - f{i + 1}.yml\nservices: {{}}\n"
-                                             for i in range(19)} | {"f19.yml": "services: {}\n"}, "more than 200"),
+    "fan-out": ("include:\n  - f0.yml\n",
+                {f"f{i}.yml": f"include:\n  - f{i + 1}.yml\n  - f{i + 1}.yml\nservices: {{}}\n" for i in range(19)}
+                | {"f19.yml": "services: {}\n"}, "more than 200"),
     "extends-missing-service": ("", {}, "defines no service"),
     "extends-missing-file": ("", {}, "not found"),
     "extends-cycle": ("", {}, "cycle"),
@@ -366,7 +378,8 @@ UNFOLLOWABLE = {
 _EXTENDS = {
     "extends-missing-service": "  side:\n    image: busybox:1.36\n    extends: {service: nope}\n",
     "extends-missing-file": "  side:\n    image: busybox:1.36\n    extends: {file: gone.yml, service: x}\n",
-    "extends-cycle": "  side:\n    image: busybox:1.36\n    extends: other\n  other:\n    image: busybox:1.36\n    extends: side\n",
+    "extends-cycle": ("  side:\n    image: busybox:1.36\n    extends: other\n"
+                      "  other:\n    image: busybox:1.36\n    extends: side\n"),
     # Deeper than the stack: without a bound this was a RecursionError (exit 3).
     "extends-deep": "".join(f"  s{i}:\n    image: busybox:1.36\n    extends: s{i + 1}\n" for i in range(3000)) +
                     "  s3000:\n    image: busybox:1.36\n",
@@ -418,7 +431,7 @@ def test_an_included_file_owned_by_another_user_keeps_its_owner(tmp_path):
         pytest.skip("needs root to give the install to uid 65534")
     root = included_install(tmp_path)
     victim = write(tmp_path / "victim", {"compose.yaml": "services:\n  x:\n    image: busybox\n    privileged: true\n"})
-    for d, dirs, names in os.walk(root):
+    for d, _dirs, names in os.walk(root):
         for p in [d] + [os.path.join(d, n) for n in names]:
             os.lchown(p, NOBODY, NOBODY)
     victim_before, before = tree_snapshot(victim, skip=(JOURNAL_DIR,)), tree_snapshot(root, skip=(JOURNAL_DIR,))
@@ -428,7 +441,8 @@ def test_an_included_file_owned_by_another_user_keeps_its_owner(tmp_path):
     assert (st.st_uid, st.st_gid) == (NOBODY, NOBODY)
     assert "privileged" not in (root / "db/compose.yaml").read_text()
     assert run_cli("undo", "--dir", str(root), "--last", "--yes").code == 0
-    assert tree_snapshot(root, skip=(JOURNAL_DIR,)) == before and tree_snapshot(victim, skip=(JOURNAL_DIR,)) == victim_before
+    assert tree_snapshot(root, skip=(JOURNAL_DIR,)) == before
+    assert tree_snapshot(victim, skip=(JOURNAL_DIR,)) == victim_before
 
 
 def test_unfollowed_reason_counts_in_the_audit_report(tmp_path):
@@ -445,7 +459,9 @@ def test_a_path_built_from_a_secret_is_never_shown(tmp_path):
     secret = "Zq8xV3pLw9TbN2rKc7YdF4hJm6sQa1Ue"
     root = write(tmp_path / "inst", {
         "docker-compose.yml": "include:\n  - db/${DB_PASSWORD}.yml\nservices:\n" + API +
-                              "  postgres:\n    image: postgres:16\n    environment:\n      POSTGRES_PASSWORD: ${DB_PASSWORD}\n",
+                              "  postgres:\n    image: postgres:16\n"
+                              "    environment:\n      POSTGRES_PASSWORD: ${DB_PASSWORD}\n",
+
         ".env": f"DB_PASSWORD={secret}\n"})
     r = audit(root)
     assert r.code == 2 and "cannot follow include: the file it names not found" in r.err, r.err

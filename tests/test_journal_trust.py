@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from checks.change import treerecords as _records
-from checks.change.journal import JOURNAL_DIR
+from checks.core.names import JOURNAL_DIR
 
 from .conftest import run_cli
 from .installs import cli_install, tree_snapshot
@@ -523,7 +523,7 @@ def test_a_failing_commit_rolls_back_and_says_so(tmp_path, monkeypatch):
     import errno
 
     from checks.change import journal as J
-    from checks.change.engine import EngineError
+    from checks.core.errors import EngineError
 
     root, engine, plan = _engine_and_plan(tmp_path)
     before = content(root.parent)
@@ -599,8 +599,9 @@ def test_secrets_gone_message_never_says_to_delete_the_journal_and_resolve_works
 
 
 def test_forced_undo_of_an_older_transaction_then_undo_of_the_later_one_is_refused(tmp_path):
-    from checks.change.engine import Engine, EngineError
+    from checks.change.engine import Engine
     from checks.change.plan import FileEdit, Plan
+    from checks.core.errors import EngineError
 
     (tmp_path / "opt").mkdir(exist_ok=True)
     root = cli_install(tmp_path / "opt")

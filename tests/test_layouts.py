@@ -264,7 +264,8 @@ def test_cli_media_executable_files(audited):
 def test_cli_image_latest(audited):
     a = audited["cli"]
     f = a.f("DKR-004")
-    assert _ev(f) == [("docker-compose.yml", installs.line_no(a.lines("docker-compose.yml"), "image: desterlib/api"), "api")]
+    assert _ev(f) == [
+        ("docker-compose.yml", installs.line_no(a.lines("docker-compose.yml"), "image: desterlib/api"), "api")]
     assert f.evidence[0].note == "tag latest"
 
 
@@ -368,7 +369,8 @@ def test_hardened_fails_nothing_high(audited, name):
 def test_hardened_cli_loopback_postgres(audited):
     a = audited["cli-hardened"]
     f = a.f("NET-002")
-    assert _ev(f) == [("docker-compose.yml", installs.line_no(a.lines("docker-compose.yml"), "127.0.0.1:5432:5432"), "postgres")]
+    assert _ev(f) == [
+        ("docker-compose.yml", installs.line_no(a.lines("docker-compose.yml"), "127.0.0.1:5432:5432"), "postgres")]
     assert f.evidence[0].note == "container port 5432 published on 127.0.0.1"
 
 
@@ -455,7 +457,8 @@ def test_written_defaults_in_use_are_literal_secrets(tmp_path):
     assert f.evidence[1].note == "Redis password falls back to a default written in the command"
     assert f.evidence[2].note == "a connection URL whose password falls back to a default written in the file"
     assert report.by_id("SEC-005").status == PASS  # Redis has a password, if a published one
-    assert "a well-known default password" in report.by_id("SEC-001").evidence[0].note
+    note = report.by_id("SEC-001").evidence[0].note
+    assert note is not None and "a well-known default password" in note
     text = render_text(report) + render_json(report)
     assert "dester_password" not in text and "redis_password" not in text
 
@@ -481,7 +484,10 @@ def test_overridden_literal_password_is_still_in_its_file(tmp_path):
     report = _audit_dir(root, tmp_path)
     inst = report.installation
     assert [s.display for s in inst.compose_files] == ["docker-compose.yml", "docker-compose.override.yml"]
-    assert inst.service("api").environment["DATABASE_URL"].where.file == "docker-compose.override.yml"
+    api = inst.service("api")
+    assert api is not None
+    assert api.environment["DATABASE_URL"].where.file == "docker-compose.override.yml"
+
     compose = (root / "docker-compose.yml").read_text()
     assert [(e.file, e.line, e.service) for e in report.by_id("SEC-003").evidence] == [
         ("docker-compose.yml", installs.line_no(compose, "POSTGRES_PASSWORD:"), "postgres"),

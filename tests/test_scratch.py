@@ -39,6 +39,7 @@ with scratch.validation_dir() as d:
 def holder(tmpdir: Path) -> tuple[subprocess.Popen, Path]:
     proc = subprocess.Popen([sys.executable, "-c", HOLDER], stdout=subprocess.PIPE, text=True, cwd=str(PROJECT),
                             env={**os.environ, "TMPDIR": str(tmpdir)})
+    assert proc.stdout is not None  # stdout=PIPE
     path = Path(proc.stdout.readline().strip())
     assert path.parent == tmpdir and path.name.startswith(scratch.PREFIX), path
     return proc, path
@@ -47,6 +48,7 @@ def holder(tmpdir: Path) -> tuple[subprocess.Popen, Path]:
 def kill(proc: subprocess.Popen) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert proc.stdout is not None  # every holder is started with stdout=PIPE
     proc.stdout.close()
 
 
@@ -77,7 +79,9 @@ def test_a_killed_runs_copies_are_removed_by_the_next_run(tmp_path):
     assert (left / "docker-compose.yml").exists()  # what a killed run leaves behind
     root = tmp_path / "install"
     root.mkdir()
-    (root / "docker-compose.yml").write_text('services:\n  db:\n    image: postgres:16.4\n    ports:\n      - "5432:5432"\n')
+    (root / "docker-compose.yml").write_text('services:\n  db:\n    image: postgres:16.4\n'
+                                             '    ports:\n      - "5432:5432"\n')
+
     r = run_cli("fix", "--dry-run", "--dir", str(root), "--only", "NET-001", env={"TMPDIR": str(tmpdir)})
     assert r.code in (0, 1), r.err
     assert "127.0.0.1:5432:5432" in r.out

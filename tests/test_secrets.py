@@ -525,11 +525,14 @@ def test_the_forms_install_is_what_it_says(tmp_path):
 
     secret_forms(tmp_path)
     inst = discover(str(tmp_path))
-    pg = inst.service("postgres").environment
+    postgres, redis = inst.service("postgres"), inst.service("redis")
+    app_password = inst.env_files[0].get("APP_PASSWORD")
+    assert postgres is not None and redis is not None and app_password is not None
+    pg = postgres.environment
     assert pg["POSTGRES_PASSWORD"].value == ESC_DQ and pg["MYSQL_PASSWORD"].value == ESC_SQ
     assert pg["SIGNING_SECRET"].value == f"{FOLD_1} {FOLD_2}\n" and pg["PRIVATE_KEY"].value == f"{BLOCK_1}\n{BLOCK_2}\n"
-    assert inst.service("redis").environment["REDIS_PASSWORD"].value == SHORT
-    assert inst.env_files[0].get("APP_PASSWORD").value == ENV_ESC
+    assert redis.environment["REDIS_PASSWORD"].value == SHORT
+    assert app_password.value == ENV_ESC
 
 
 @pytest.mark.parametrize("fmt", ["text", "json", "sarif"])
@@ -597,7 +600,9 @@ def test_short_secrets_are_masked_as_words_only():
     from checks.core.secrets import Masker
 
     m = Masker({"x7", "postgres"}, "****")
-    assert m.text('test: ["CMD", "redis-cli", "-a", "x7", "ping"]') == 'test: ["CMD", "redis-cli", "-a", "****", "ping"]'
+    assert m.text('test: ["CMD", "redis-cli", "-a", "x7", "ping"]') == (
+        'test: ["CMD", "redis-cli", "-a", "****", "ping"]')
+
     assert m.text("KEY=x7 and x7") == "KEY=**** and ****"
     # Inside other words, hashes and numbers it is not the secret: those stay readable.
     assert m.text("image: 0x7f, xx7, x7y, sha256:ab0x7") == "image: 0x7f, xx7, x7y, sha256:ab0x7"
