@@ -3,6 +3,7 @@ notice, F1 help text, and (for the guided steps) Back and Next."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import work
@@ -13,8 +14,11 @@ from textual.widgets import Footer, Header
 from checks.core.textio import shown
 from tui.widgets import TooSmallNotice
 
+from ._results import StepAnswer
+
 if TYPE_CHECKING:
     from checks.assistant.session import Session
+    from tui.app import DesterApp
 
 
 class DesterScreen(Screen):
@@ -28,8 +32,18 @@ class DesterScreen(Screen):
     """A secret may be on screen: the palette drops its Screenshot command."""
 
     @property
+    def dester_app(self) -> DesterApp:
+        """The assistant this screen belongs to (typed: its flows, its session)."""
+        from tui.app import DesterApp
+
+        app = self.app
+        if not isinstance(app, DesterApp):
+            raise TypeError(f"{type(self).__name__} runs inside the dester-harden assistant, not {type(app).__name__}")
+        return app
+
+    @property
     def session(self) -> Session:
-        return self.app.session  # type: ignore[attr-defined]
+        return self.dester_app.session
 
     def compose_header(self):
         yield Header(icon="")
@@ -40,7 +54,7 @@ class DesterScreen(Screen):
 
 
 class StepScreen(DesterScreen):
-    """One step of the guided setup. Dismisses with ``"next"`` or ``"back"``."""
+    """One step of the guided setup. Answers :class:`StepAnswer` NEXT or BACK."""
 
     STEP: ClassVar[str] = ""
 
@@ -49,10 +63,10 @@ class StepScreen(DesterScreen):
         Binding("b,escape", "back", "Back", id="step.back", tooltip="Go back to the previous step"),
     ]
 
-    answer = None
-    """The flow's future for this step's answer ("next" or "back"); set by the app's flow."""
+    answer: asyncio.Future[StepAnswer] | None = None
+    """The flow's future for this step's answer; set by the app's flow."""
 
-    def _answer(self, what: str) -> None:
+    def _answer(self, what: StepAnswer) -> None:
         if self.answer is not None:
             if not self.answer.done():
                 self.answer.set_result(what)
@@ -60,10 +74,10 @@ class StepScreen(DesterScreen):
             self.dismiss(what)
 
     def action_next(self) -> None:
-        self._answer("next")
+        self._answer(StepAnswer.NEXT)
 
     def action_back(self) -> None:
-        self._answer("back")
+        self._answer(StepAnswer.BACK)
 
 
 class FixStepScreen(StepScreen):
@@ -116,7 +130,7 @@ class FixStepScreen(StepScreen):
     def fill_fixes(self) -> None:
         from rich.text import Text
 
-        from checks.assistant.session import remaining_reason
+        from checks.assistant.checklist import remaining_reason
         from checks.audit.catalog import BY_ID
         from tui.widgets import ChoiceList
 
@@ -252,7 +266,7 @@ class InfoStepScreen(StepScreen):
         from rich.text import Text
         from textual.widgets import Static
 
-        from checks.assistant.session import STEP_BY_ID
+        from checks.assistant.steps import STEP_BY_ID
         from checks.audit.findings import FAIL, PASS, SKIPPED
 
         self.sub_title = self.NAME

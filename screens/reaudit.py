@@ -11,7 +11,8 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
-from checks.assistant.session import STEP_BY_ID, drift
+from checks.assistant.baseline import drift
+from checks.assistant.steps import STEP_BY_ID, STEP_OF_CHECK
 from tui.widgets import clip, score_text
 
 from ._base import DesterScreen
@@ -75,7 +76,7 @@ class ReauditScreen(DesterScreen):
         self.app.call_from_thread(self.show, report, recovered)
 
     def show(self, report, recovered) -> None:
-        self.app.preload_screens()  # type: ignore[attr-defined]
+        self.dester_app.preload_screens()
         base = self.session.baseline
         head = Text()
         for m in recovered:
@@ -112,9 +113,7 @@ class ReauditScreen(DesterScreen):
             return
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or ""
         kind, cid = key.split(":", 1)
-        from checks.assistant.session import STEP_OF_CHECK
-
-        self.app.fix_one(STEP_OF_CHECK[cid])  # type: ignore[attr-defined]
+        self.dester_app.fix_one(STEP_OF_CHECK[cid])
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_open()

@@ -70,13 +70,13 @@ class WelcomeScreen(DesterScreen):
         self.query_one("#welcome-next", Static).update("Press r to read the files again, Ctrl+Q to quit.")
 
     def show(self, report, summary, recovered) -> None:
-        self.app.preload_screens()  # type: ignore[attr-defined]
+        self.dester_app.preload_screens()
         self.query_one("#welcome-score", Static).update(score_text(report))
         t = Text()
         for m in recovered:
             t.append(shown(m) + "\n", style="yellow")
         t.append("Installation ", style="bold")
-        t.append(f"{shown(summary.root)}  ({summary.layout} layout)\n")
+        t.append(f"{self.session.shown_root}  ({summary.layout} layout)\n")
         t.append("Services     ", style="bold")
         t.append(", ".join(shown(s) for s in summary.services) or "none found")
         t.append("\nFiles        ", style="bold")
@@ -104,4 +104,4 @@ class WelcomeScreen(DesterScreen):
         if self.session.report is None:
             self.notify("The installation could not be read yet: see the message above.", severity="warning")
             return
-        self.app.start_guided()  # type: ignore[attr-defined]
+        self.dester_app.start_guided()

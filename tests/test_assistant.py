@@ -1,4 +1,4 @@
-"""checks/assistant/session.py without Textual: steps, passwords, the baseline, drift, the checklist."""
+"""checks/assistant/ without Textual: steps, passwords, the session, the baseline, drift, the checklist."""
 
 from __future__ import annotations
 
@@ -8,19 +8,11 @@ import stat
 
 import pytest
 
-from checks.assistant.session import (
-    APPLY_STEPS,
-    STEP_OF_CHECK,
-    STEPS,
-    Session,
-    checklist,
-    drift,
-    generate_password,
-    load_baseline,
-    password_strength,
-    remaining_reason,
-    save_baseline,
-)
+from checks.assistant.baseline import drift, load_baseline, save_baseline
+from checks.assistant.checklist import checklist, remaining_reason
+from checks.assistant.passwords import password_strength
+from checks.assistant.session import Session
+from checks.assistant.steps import APPLY_STEPS, STEP_OF_CHECK, STEPS
 from checks.audit.catalog import CATALOG
 from checks.demo import materialize
 from tests.apphelpers import seeded_secrets
@@ -33,16 +25,17 @@ def test_every_check_belongs_to_exactly_one_step():
     assert STEP_OF_CHECK["FS-001"] == "permissions" and STEP_OF_CHECK["NET-001"] == "network"
 
 
-def test_generated_password_comes_from_secrets_and_is_url_safe(monkeypatch):
+def test_the_sessions_generated_password_comes_from_secrets_and_is_url_safe(tmp_path, monkeypatch):
     import secrets
 
     calls = []
     real = secrets.token_urlsafe
     monkeypatch.setattr(secrets, "token_urlsafe", lambda n: calls.append(n) or real(n))
-    pw = generate_password()
-    assert calls == [32]
+    s = Session(str(tmp_path), hostname="h")
+    pw = s.generate_password()
+    assert calls == [32] and s.choices.db_password == pw
     assert len(pw) == 43 and re.fullmatch(r"[A-Za-z0-9_-]+", pw)
-    assert generate_password() != pw
+    assert s.generate_password() != pw
 
 
 def test_password_strength():
@@ -63,7 +56,7 @@ def test_plan_writes_the_chosen_password_to_every_place_that_must_agree(tmp_path
     step = s.plan("password", {"SEC-001"})
     assert step.plan.checks == ["SEC-001"]
     assert pw in step.plan.secrets
-    result, report = s.apply(step)
+    report = s.apply(step).report
     env = open(os.path.join(root, ".env"), encoding="utf-8").read()
     compose = open(os.path.join(root, "docker-compose.yml"), encoding="utf-8").read()
     assert env.count(pw) + compose.count(pw) >= 2  # POSTGRES_PASSWORD and DATABASE_URL agree
@@ -155,12 +148,14 @@ def test_history_and_undo_through_the_session(tmp_path):
     s = Session(root, hostname="h")
     s.audit()
     s.choices.selected["network"] = {"NET-001"}
-    result, _ = s.apply(s.plan("network"))
+    done = s.apply(s.plan("network"))
+    assert done.files == ["docker-compose.yml"] and s.baseline is not None and s.baseline.txn == done.txn_id
     txns = s.transactions()
     assert [(t.kind, t.state, t.step, t.undoable) for t in txns] == [("fix", "applied", "network", True)]
-    plan, conflicts = s.undo_preview(result.txn.id)
-    assert not conflicts and plan.changes
-    s.undo(result.txn.id)
+    preview = s.undo_preview(done.txn_id)
+    assert not preview.conflicts and preview.plan.changes and preview.checks == ["NET-001"]
+    undone = s.undo(preview)
+    assert s.baseline is not None and s.baseline.txn == undone.txn_id
     assert open(os.path.join(root, "docker-compose.yml"), "rb").read() == before
     assert [t.state for t in s.transactions()] == ["undone", "applied"]
     assert not s.transactions()[0].undoable and not s.transactions()[1].undoable
@@ -193,14 +188,13 @@ def test_the_undo_preview_counts_the_media_entries_it_puts_back(tmp_path):
     step = s.plan("permissions", {"FS-005"})
     changed = sum(t.changes for t in step.plan.changes if hasattr(t, "transitions"))
     assert changed == 5
-    result, _ = s.apply(step)
-    plan, conflicts = s.undo_preview(result.txn.id)
-    text = render(plan, root)
+    done = s.apply(step)
+    text = render(s.undo_preview(done.txn_id).plan, root)
     assert f"FS-005 undo: {os.path.realpath(os.path.join(root, 'media'))}: {changed} entries get the mode recorded before the fix back" in text
 
 
 def test_a_forced_undo_overwrites_only_the_hand_edits_that_were_shown(tmp_path):
-    from checks.assistant.session import conflict_marks
+    from checks.assistant.usecases import ConflictKind
     from checks.change.engine import EngineError
 
     root = materialize(str(tmp_path))
@@ -208,17 +202,18 @@ def test_a_forced_undo_overwrites_only_the_hand_edits_that_were_shown(tmp_path):
     s = Session(root, hostname="h")
     s.audit()
     s.choices.selected["network"] = {"NET-001"}
-    result, _ = s.apply(s.plan("network"))
+    done = s.apply(s.plan("network"))
     with open(compose, "a", encoding="utf-8") as fh:
         fh.write("# edit one\n")
-    _, conflicts = s.undo_preview(result.txn.id)
-    seen = conflict_marks(conflicts)
+    preview = s.undo_preview(done.txn_id)
+    assert [(c.path, c.kind) for c in preview.conflicts] == [(compose, ConflictKind.EDITED)]
+    with pytest.raises(EngineError, match="edited since the transaction"):
+        s.undo(preview)  # not forced: a hand edit is never overwritten
     with open(compose, "a", encoding="utf-8") as fh:  # edited again while the preview is on screen
         fh.write("# edit two, never shown\n")
     edited = open(compose, "rb").read()
     with pytest.raises(EngineError, match="changed again since the undo preview"):
-        s.undo(result.txn.id, force=True, seen=seen)
+        s.undo(preview, force=True)
     assert open(compose, "rb").read() == edited
-    _, conflicts = s.undo_preview(result.txn.id)
-    s.undo(result.txn.id, force=True, seen=conflict_marks(conflicts))
+    s.undo(s.undo_preview(done.txn_id), force=True)
     assert b"# edit two" not in open(compose, "rb").read()

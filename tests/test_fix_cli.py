@@ -190,7 +190,8 @@ def test_on_a_terminal_fix_asks_and_yes_applies(cli_box):
 
 def test_fix_and_undo_save_the_baseline_so_the_next_run_is_the_reaudit(cli_box):
     """Whichever face applied it: after `fix --yes` the assistant opens in re-audit, not as a first run."""
-    from checks.assistant.session import Session, drift, load_baseline
+    from checks.assistant.baseline import drift, load_baseline
+    from checks.assistant.session import Session
 
     root, host, tmp = cli_box
     assert Session(str(root)).first_run

@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from checks.assistant.session import APPLY_STEPS, Session
+from checks.assistant.session import Session
+from checks.assistant.steps import APPLY_STEPS
 from checks.demo import materialize
 from tests.apphelpers import (
     STEP_SCREENS,

@@ -3,7 +3,7 @@
 The app holds a :class:`checks.assistant.session.Session`; screens ask it for audits,
 plans and transactions in worker threads. Flows (the guided setup, fixing one
 step from the re-audit) run in one async worker each, every step awaited with
-``push_screen_wait`` and answered with "next" or "back".
+``push_screen_wait`` and answered with a typed result (:mod:`screens._results`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,15 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from checks.assistant.session import APPLY_STEPS, STEP_BY_ID, STEPS, Session
+from typing import TYPE_CHECKING
+
+from checks.assistant.session import Session
+from checks.assistant.steps import APPLY_STEPS, STEP_BY_ID, STEPS
+from screens._results import ReviewResult, StepAnswer
+
+if TYPE_CHECKING:
+    from checks.assistant.session import StepPlan
+    from checks.assistant.usecases import Applied, UndoPreview
 
 #: Step id -> (module, class) of its screen, imported when first shown.
 STEP_SCREENS = {
@@ -81,7 +89,7 @@ class DesterApp(App[int]):
         """Notes of the applied plans (what to do before restarting), for the summary."""
         from checks.core.textio import shown
 
-        self.sub_title = shown(f"{session.hostname} · {session.root}")
+        self.sub_title = shown(session.hostname) + " · " + session.shown_root
 
     # -- start --------------------------------------------------------------
     def on_mount(self) -> None:
@@ -169,14 +177,16 @@ class DesterApp(App[int]):
             if self.hangup:
                 self.exit(self.hangup_code)
 
-    async def apply_plan(self, step_plan):
+    async def apply_plan(self, step_plan: StepPlan) -> Applied:
         """Apply a previewed step plan as one transaction (then the baseline is saved)."""
-        result, report = await self._run_engine(self.session.apply, step_plan)
+        done: Applied = await self._run_engine(self.session.apply, step_plan)
         self.applied_notes += [n for n in step_plan.plan.notes if n not in self.applied_notes]
-        return result, report
+        return done
 
-    async def apply_undo(self, txn_id: str, force: bool = False, seen: frozenset | None = None):
-        return await self._run_engine(self.session.undo, txn_id, force, seen)
+    async def apply_undo(self, preview: UndoPreview, force: bool = False) -> Applied:
+        """Undo a previewed transaction; ``force`` overwrites only the hand edits the preview showed."""
+        done: Applied = await self._run_engine(self.session.undo, preview, force)
+        return done
 
     # -- flows ------------------------------------------------------------------
     def start_guided(self, start: str | None = None) -> None:
@@ -230,10 +240,10 @@ class DesterApp(App[int]):
             from screens.review import ReviewScreen
 
             review = ReviewScreen(pending)
-            answer = await self.push_screen_wait(review)
-            if isinstance(answer, tuple):
+            answer: ReviewResult = await self.push_screen_wait(review)
+            if answer.went_back:
                 steps = self.steps_for_profile()
-                i = steps.index(answer[1]) if answer[1] in steps else len(steps) - 1
+                i = steps.index(answer.back_to) if answer.back_to in steps else len(steps) - 1
                 continue
             break
         from screens.summary import SummaryScreen
@@ -254,8 +264,8 @@ class DesterApp(App[int]):
             pending = [step] if step in APPLY_STEPS and self.session.choices.selected.get(step) else []
             from screens.review import ReviewScreen
 
-            answer = await self.push_screen_wait(ReviewScreen(pending))
-            if isinstance(answer, tuple):
+            answer: ReviewResult = await self.push_screen_wait(ReviewScreen(pending))
+            if answer.went_back:
                 continue
             break
         self._back_home()
@@ -278,7 +288,7 @@ class DesterApp(App[int]):
                     await self.switch_screen(screen)
                 current = screen
                 answer = await screen.answer
-                if answer == "back":
+                if answer is StepAnswer.BACK:
                     i -= 1
                 else:
                     i += 1

@@ -12,6 +12,8 @@ import os
 import sys
 
 from checks import __version__
+from tui.output import COLOR_SYSTEMS
+from tui.output import mask_for_stdout as _mask_for_stdout
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -96,6 +98,21 @@ def build_parser() -> argparse.ArgumentParser:
     undo.add_argument("--resolved", metavar="TXN",
                       help="record that an interrupted transaction whose secrets are gone was put back by hand")
 
+    reaudit = sub.add_parser(
+        "reaudit", help="what drifted since the last hardening (for cron): regressed, new, fixed",
+        description="Audit the installation and compare it with the baseline saved by the last applied change or "
+                    "undo (dester-harden fix, undo, or the assistant). Exit 0 when nothing regressed or fails "
+                    "somewhere new at or above --fail-on, 1 when something did, 2 when there is no baseline yet "
+                    "(nothing was applied here) or for usage and input errors.")
+    reaudit.add_argument("--dir", metavar="D", help="the DesterLib install directory (default: $DESTERLIB_DIR, else ~/.desterlib)")
+    reaudit.add_argument("-f", "--file", metavar="FILE", action="append", help="compose file to read (repeatable)")
+    reaudit.add_argument("--profile", choices=("local", "tailscale", "internet"), default=None,
+                         help="exposure profile (default: the one of the last hardening)")
+    reaudit.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    reaudit.add_argument("--fail-on", choices=("critical", "high", "medium", "low", "never"), default="high",
+                         help="exit 1 when a check regressed at or above this severity (default: high)")
+    reaudit.add_argument("--host-root", default="/", help=argparse.SUPPRESS)
+
     def terminal_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--color-system", choices=COLOR_SYSTEMS, default=None,
                        help="colours to draw with: auto (default), 16, 256, truecolor, or none (as NO_COLOR); "
@@ -122,11 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--audit", action="store_true", help="print the audit report instead of opening the assistant")
     terminal_options(demo)
     return parser
-
-
-#: --color-system values -> TEXTUAL_COLOR_SYSTEM (None: NO_COLOR).
-COLOR_SYSTEMS = ("auto", "16", "256", "truecolor", "none")
-_TEXTUAL_COLOR = {"auto": "auto", "16": "standard", "256": "256", "truecolor": "truecolor"}
 
 
 def _on_terminal() -> bool:
@@ -234,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stdout = stdout
 
 
-_COMMANDS = ("audit", "explain", "fix", "history", "undo", "demo", "assistant")
+_COMMANDS = ("audit", "explain", "fix", "history", "undo", "reaudit", "demo", "assistant")
 
 
 def _main(argv: list[str] | None) -> int:
@@ -264,7 +276,7 @@ def _main(argv: list[str] | None) -> int:
             return run_assistant(args)
         if args.command is None:
             args = parser.parse_args(["audit"])
-        if args.command in ("fix", "history", "undo"):
+        if args.command in ("fix", "history", "undo", "reaudit"):
             from tui import changes
 
             return changes.run(args)
@@ -285,16 +297,15 @@ def _recover_if_needed(args) -> None:
         return  # nothing to recover; the audit says in one line that it is missing
     if not has_unfinished(directory):
         return  # the common case: a directory listing, no import of the engine
-    from checks.change.engine import EngineError
-    from checks.core.errors import InputError
-    from tui.changes import recover
+    from checks.assistant.usecases import recover
 
-    try:
-        recover(directory, wait=False)
-    except (EngineError, InputError) as exc:  # the audit only reads: warn and go on
-        # InputError: a journal another user could write (UntrustedJournal) or
-        # one the engine would not have written (BadJournal): never acted on.
-        print(f"dester-harden: warning: {_one_line(str(exc))}", file=sys.stderr)
+    # The audit only reads: a rollback that cannot be done, or a journal another
+    # user could write (never acted on), is a warning and the audit goes on.
+    done = recover(directory)
+    for m in done.messages:
+        print(f"dester-harden: {_one_line(m)}", file=sys.stderr)
+    if done.warning:
+        print(f"dester-harden: warning: {_one_line(done.warning)}", file=sys.stderr)
 
 
 def _one_line(text: str) -> str:
@@ -327,29 +338,6 @@ def _write(text: str, binary_utf8: bool) -> None:
         text = text.encode(enc, errors="replace").decode(enc)
     sys.stdout.write(text)
     sys.stdout.flush()
-
-
-def _mask_for_stdout(fmt: str) -> str:
-    from checks.core.secrets import MASK
-
-    if fmt != "text":
-        return MASK
-    enc = getattr(sys.stdout, "encoding", None) or "utf-8"
-    try:
-        MASK.encode(enc)
-    except (UnicodeEncodeError, LookupError):
-        return "****"
-    # Under LC_ALL=C Python's UTF-8 mode makes stdout UTF-8, but the locale says
-    # the terminal shows ASCII: "••••" would print as mojibake there.
-    import locale
-
-    try:
-        codeset = locale.nl_langinfo(locale.CODESET)
-    except (AttributeError, ValueError):
-        return MASK
-    if codeset.replace("-", "").replace("_", "").lower() in ("ansix3.41968", "ascii", "usascii"):
-        return "****"
-    return MASK
 
 
 def run_and_render(directory: str, args) -> int:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 
 def one_line(exc: BaseException) -> str:
-    from checks.change.engine import EngineError
-    from checks.core.errors import InputError
+    from checks.core.errors import EngineError, InputError
     from checks.core.textio import shown_line
     from checks.fix.planner import PlanError
 

@@ -12,12 +12,12 @@ def apply_terminal_options(color_system: str | None) -> None:
     sudo drops NO_COLOR and TEXTUAL_* from the environment, which is why these
     are flags as well.
     """
-    from tui.cli import _TEXTUAL_COLOR
+    from tui.output import TEXTUAL_COLOR
 
     if color_system == "none":
         os.environ["NO_COLOR"] = "1"
     elif color_system:
-        os.environ["TEXTUAL_COLOR_SYSTEM"] = _TEXTUAL_COLOR[color_system]
+        os.environ["TEXTUAL_COLOR_SYSTEM"] = TEXTUAL_COLOR[color_system]
 
 
 def build_app(root: str, *, profile: str | None = None, files=None, host_root: str = "/", theme: str | None = None,
