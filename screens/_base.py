@@ -4,7 +4,7 @@ notice, F1 help text, and (for the guided steps) Back and Next."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 from textual import work
 from textual.binding import Binding
@@ -33,13 +33,13 @@ class DesterScreen(Screen):
 
     @property
     def dester_app(self) -> DesterApp:
-        """The assistant this screen belongs to (typed: its flows, its session)."""
-        from tui.app import DesterApp
+        """The assistant this screen belongs to (typed: its flows, its session).
 
-        app = self.app
-        if not isinstance(app, DesterApp):
-            raise TypeError(f"{type(self).__name__} runs inside the dester-harden assistant, not {type(app).__name__}")
-        return app
+        Every screen of screens/ is pushed by :class:`tui.app.DesterApp` only;
+        the name is imported for the type checker alone, so screens/ and
+        tui/app.py do not import each other at run time.
+        """
+        return cast("DesterApp", self.app)
 
     @property
     def session(self) -> Session:

@@ -129,8 +129,13 @@ def test_history_and_undo_on_a_fresh_install_write_nothing(cli_box):
 # -- on a terminal: it asks ---------------------------------------------------------------
 
 
-def run_on_pty(args: list[str], answer: str | None, timeout: float = 60) -> tuple[int, str]:
-    """Run ``python -m tui ARGS`` on a pseudo-terminal; type ``answer`` at the question."""
+def run_on_pty(args: list[str], answer: str | None, timeout: float = 60,
+               before_answer=None) -> tuple[int, str]:
+    """Run ``python -m tui ARGS`` on a pseudo-terminal; type ``answer`` at the question.
+
+    ``before_answer`` runs once the question is asked, before the answer is typed
+    (while the plan is on screen).
+    """
     pid, fd = pty.fork()
     if pid == 0:  # the child: stdin, stdout and stderr are the pty
         os.chdir(PROJECT)
@@ -153,6 +158,8 @@ def run_on_pty(args: list[str], answer: str | None, timeout: float = 60) -> tupl
                     break
                 out += chunk
             if not asked and b"[y/N]" in out and answer is not None:
+                if before_answer is not None:
+                    before_answer()
                 os.write(fd, answer.encode() + b"\r")
                 asked = True
         else:
@@ -183,6 +190,30 @@ def test_on_a_terminal_fix_asks_and_yes_applies(cli_box):
     assert code == 0 and "Traceback" not in out
     assert CLI_PASSWORD not in (root / ".env").read_text()
     assert new_password(root / ".env") not in out
+
+
+def test_a_file_changed_after_the_shown_plan_is_refused_at_the_confirmation(cli_box):
+    """What is previewed is exactly what is applied: an edit between the plan and the "y" writes nothing."""
+    root, host, tmp = cli_box
+    compose = root / "docker-compose.yml"
+    edited = {}
+
+    def edit_while_the_plan_is_shown() -> None:
+        with open(compose, "a", encoding="utf-8") as fh:
+            fh.write("# edited by hand while the plan was on screen\n")
+        edited.update(snapshot(tmp))
+
+    code, out = run_on_pty(["fix", "--dir", str(root), "--host-root", str(host)], "y",
+                           before_answer=edit_while_the_plan_is_shown)
+    assert "Apply these changes? [y/N]" in out
+    assert code != 0 and "Applied as transaction" not in out, out
+    assert "Traceback" not in out and "internal error" not in out
+    after_question = out.split("[y/N]", 1)[1]
+    errors = [line for line in after_question.splitlines() if "dester-harden: error:" in line]
+    assert len(errors) == 1 and "changed" in errors[0], out
+    # Nothing was written: every file, mode and owner as right after the hand edit (the journal aside).
+    assert snapshot(tmp) == edited
+    assert "edited by hand" in compose.read_text() and CLI_PASSWORD in (root / ".env").read_text()
 
 
 # -- fix --yes ------------------------------------------------------------------------------
