@@ -66,6 +66,9 @@ async def test_first_run_applies_everything_then_undoes_everything_byte_for_byte
         # Where the old secrets went (the tests' keyring), as `fix` says it; never the secrets.
         # keyrings.alt's PlaintextKeyring is named as the plaintext file it is.
         assert any("a plaintext keyring file (" in m for m in said), said
+        # The four applied steps' notices stack into one toast (not four overlapping ones), each line once.
+        applied = [m for m in said if "old secrets" in m]
+        assert len(applied) == 1 and applied[0].count("old secrets") == 1, said
 
         # On disk: the choices were applied.
         pw = app.session.choices.db_password
