@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, ClassVar, cast
 from textual import work
 from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Header
+from textual.widgets import Footer, Header, Static
 
 from checks.core.textio import shown
 from tui.widgets import TooSmallNotice
@@ -124,7 +124,7 @@ class FixStepScreen(StepScreen):
         self.fill_fixes()
         self.query_one("#step-fixes").focus()
         # Plan after the first frame: the screen appears at once, the effect follows.
-        self.query_one("#step-effect").update("Working out what changes…")
+        self.query_one("#step-effect", Static).update("Working out what changes…")
         self.call_after_refresh(self.refresh_effect)
 
     def fill_fixes(self) -> None:
@@ -142,7 +142,7 @@ class FixStepScreen(StepScreen):
         chosen = session.choices.selected[self.STEP]
         sel = self.query_one("#step-fixes", ChoiceList)
         offered = [cid for cid in session.fixable(self.STEP) if cid in failing]
-        items = []
+        items: list[tuple[str, Text, str | None]] = []
         for cid in offered:
             f = failing[cid]
             label = Text()
@@ -152,7 +152,7 @@ class FixStepScreen(StepScreen):
             items.append((cid, label, None))
         sel.set_items(items, chosen & set(offered))
         sel.display = bool(offered)
-        status = self.query_one("#step-status")
+        status = self.query_one("#step-status", Static)
         others = [f for cid, f in failing.items() if cid not in offered]
         lines = Text()
         if offered:
@@ -160,7 +160,8 @@ class FixStepScreen(StepScreen):
         else:
             lines.append("Nothing to fix on this step: every check it covers passes or cannot be fixed from the files.")
         for f in others:
-            lines.append(f"\n{f.id} fails but is not changed here: {shown(remaining_reason(f, set(), {}))}", style="dim")
+            lines.append(f"\n{f.id} fails but is not changed here: {shown(remaining_reason(f, set(), {}))}",
+                         style="dim")
         status.update(lines)
 
     def on_choice_list_changed(self, event) -> None:
@@ -170,7 +171,7 @@ class FixStepScreen(StepScreen):
         self.refresh_effect()
 
     def refresh_effect(self) -> None:
-        self.query_one("#step-effect").update("Working out what changes…")
+        self.query_one("#step-effect", Static).update("Working out what changes…")
         self.plan_effect(set(self.session.choices.selected.get(self.STEP, set())))
 
     @work(thread=True, exclusive=True, group="step-effect", exit_on_error=False)
@@ -189,7 +190,7 @@ class FixStepScreen(StepScreen):
                 from tui.widgets import plain
 
                 text = plain(text)
-            self.query_one("#step-effect").update(text)
+            self.query_one("#step-effect", Static).update(text)
 
     def edit_lines(self, plan):
         """The changed lines of each file edit (secrets masked), cut to the screen's width."""

@@ -127,7 +127,7 @@ class HistoryScreen(DesterScreen):
                 if c.kind is ConflictKind.MODE_CHANGED:
                     lines.append(f"{session.display(c.path)}: mode changed since")
                     continue
-                lines += file_diff(FileEdit(c.path, c.expected, c.current), session.root, masker)
+                lines += file_diff(FileEdit(c.path, c.expected, c.current or b""), session.root, masker)
             text = "\n".join(lines) + "\n\n" + text
         ok = await self.app.push_screen_wait(UndoModal(txn_id, text, bool(preview.conflicts)))
         if not ok:

@@ -19,7 +19,8 @@ class PreviewModal(DiffModal):
             "the media tree as counts. **a** applies it as one transaction (all of it or nothing, journaled first, "
             "undoable from History), **s** skips this step, **b** or Esc goes back to change your choices.")
     BINDINGS = [
-        Binding("a", "choose('apply')", "Apply", id="preview.apply", tooltip="Apply these changes (one undoable transaction)"),
+        Binding("a", "choose('apply')", "Apply", id="preview.apply",
+                tooltip="Apply these changes (one undoable transaction)"),
         Binding("s", "choose('skip')", "Skip", id="preview.skip", tooltip="Leave these files as they are"),
         Binding("b,escape", "choose('back')", "Back", id="preview.back", tooltip="Go back and change the choices"),
     ]

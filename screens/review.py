@@ -60,7 +60,8 @@ class ReviewScreen(DesterScreen):
             fixes = ", ".join(sorted(self.session.choices.selected.get(s, ())))
             table.add_row(self.state[s], clip(STEP_BY_ID[s].title, 29), clip(fixes, 29), key=s)
         if not self.steps:
-            self.query_one("#review-status", Static).update("No fixes were chosen: nothing to apply. Press n for the summary.")
+            self.query_one("#review-status", Static).update(
+                "No fixes were chosen: nothing to apply. Press n for the summary.")
             self.done = True
             return
         self.walk()
@@ -113,7 +114,8 @@ class ReviewScreen(DesterScreen):
                 notices.append(Notice(Level.WARNING, "The baseline for the re-audit was not saved: "
                                                      + done.baseline_error))
         self.tell(notices)
-        status.update(Text(f"Done. Score now {session.report.score}/100. Press n for the summary.", style="bold"))
+        score = f" Score now {session.report.score}/100." if session.report is not None else ""
+        status.update(Text(f"Done.{score} Press n for the summary.", style="bold"))
         self.done = True
 
     def tell(self, notices: list[Notice]) -> None:
@@ -122,8 +124,8 @@ class ReviewScreen(DesterScreen):
         if not notices:
             return
         warn = any(n.level is Level.WARNING for n in notices)
-        self.notify("\n".join(shown(n.text) for n in notices), markup=False, severity="warning" if warn else "information",
-                    title="Applied", timeout=12 if warn else 8)
+        self.notify("\n".join(shown(n.text) for n in notices), markup=False,
+                    severity="warning" if warn else "information", title="Applied", timeout=12 if warn else 8)
 
     def action_next(self) -> None:
         if self.done:

@@ -52,6 +52,9 @@ class SummaryScreen(DesterScreen):
         self.sub_title = self.NAME
         session = self.session
         report = session.report
+        if report is None:  # the flows audit before they show the summary
+            self.query_one("#summary-score", Static).update("Not audited yet.")
+            return
         score = score_text(report, "Score now")
         if self.start_score is not None:
             score.append(f"   (was {self.start_score}/100)")

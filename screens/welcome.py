@@ -63,7 +63,8 @@ class WelcomeScreen(DesterScreen):
         self.app.call_from_thread(self.show, report, summary, recovered)
 
     def show_error(self, message: str) -> None:
-        self.query_one("#welcome-score", Static).update(Text("Cannot audit this installation: " + message, style="bold red"))
+        self.query_one("#welcome-score", Static).update(
+            Text("Cannot audit this installation: " + message, style="bold red"))
         self.query_one("#welcome-found", Static).update(
             "Nothing was changed. Fix the file named above (or point --dir at the right directory), then press r.")
         self.query_one("#welcome-top", Static).update("")
@@ -97,7 +98,8 @@ class WelcomeScreen(DesterScreen):
         if len(failing) > 6:
             top.append(f"  … and {len(failing) - 6} more\n", style="dim")
         if not failing:
-            top = Text("Nothing fails in the files. The guided setup still walks through firewall, HTTPS and backups.\n")
+            top = Text("Nothing fails in the files. The guided setup still walks through firewall, HTTPS and "
+                       "backups.\n")
         self.query_one("#welcome-top", Static).update(top)
 
     def action_start(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -28,9 +29,14 @@ def test_every_check_belongs_to_exactly_one_step():
 def test_the_sessions_generated_password_comes_from_secrets_and_is_url_safe(tmp_path, monkeypatch):
     import secrets
 
-    calls = []
+    calls: list[int] = []
     real = secrets.token_urlsafe
-    monkeypatch.setattr(secrets, "token_urlsafe", lambda n: calls.append(n) or real(n))
+
+    def token(n: int) -> str:
+        calls.append(n)
+        return real(n)
+
+    monkeypatch.setattr(secrets, "token_urlsafe", token)
     s = Session(str(tmp_path), hostname="h")
     pw = s.generate_password()
     assert calls == [32] and s.choices.db_password == pw
@@ -57,8 +63,9 @@ def test_plan_writes_the_chosen_password_to_every_place_that_must_agree(tmp_path
     assert step.plan.checks == ["SEC-001"]
     assert pw in step.plan.secrets
     report = s.apply(step).report
-    env = open(os.path.join(root, ".env"), encoding="utf-8").read()
-    compose = open(os.path.join(root, "docker-compose.yml"), encoding="utf-8").read()
+    assert report is not None
+    env = Path(os.path.join(root, ".env")).read_text(encoding="utf-8")
+    compose = Path(os.path.join(root, "docker-compose.yml")).read_text(encoding="utf-8")
     assert env.count(pw) + compose.count(pw) >= 2  # POSTGRES_PASSWORD and DATABASE_URL agree
     assert report.by_id("SEC-001").status == "pass" and report.by_id("SEC-002").status != "fail"
 
@@ -74,9 +81,10 @@ def test_apply_saves_a_private_baseline_without_secrets(tmp_path):
         s.apply(s.plan(step))
     path = os.path.join(root, ".dester-harden", "baseline.json")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    data = open(path, encoding="utf-8").read()
+    data = Path(path).read_text(encoding="utf-8")
     assert pw not in data and "postgres:postgres" not in data
     base = load_baseline(root)
+    assert base is not None and s.report is not None
     assert base.score == s.report.score and base.status["FS-001"] == "pass"
     assert not Session(root).first_run
 
@@ -144,7 +152,7 @@ def test_remaining_reasons_say_why(tmp_path):
 
 def test_history_and_undo_through_the_session(tmp_path):
     root = materialize(str(tmp_path))
-    before = open(os.path.join(root, "docker-compose.yml"), "rb").read()
+    before = Path(os.path.join(root, "docker-compose.yml")).read_bytes()
     s = Session(root, hostname="h")
     s.audit()
     s.choices.selected["network"] = {"NET-001"}
@@ -156,7 +164,7 @@ def test_history_and_undo_through_the_session(tmp_path):
     assert not preview.conflicts and preview.plan.changes and preview.checks == ["NET-001"]
     undone = s.undo(preview)
     assert s.baseline is not None and s.baseline.txn == undone.txn_id
-    assert open(os.path.join(root, "docker-compose.yml"), "rb").read() == before
+    assert Path(os.path.join(root, "docker-compose.yml")).read_bytes() == before
     assert [t.state for t in s.transactions()] == ["undone", "applied"]
     assert not s.transactions()[0].undoable and not s.transactions()[1].undoable
 
@@ -175,7 +183,8 @@ def test_a_preview_plan_skips_compose_validation_and_is_never_applied(tmp_path, 
         s.apply(preview)
     real = s.plan("network", {"NET-001"})
     assert ran == [True] and not real.preview
-    assert [c.after for c in real.plan.changes] == [c.after for c in preview.plan.changes]
+    assert [getattr(c, "after", None) for c in real.plan.changes] == [getattr(c, "after", None)
+                                                                      for c in preview.plan.changes]
     s.apply(real)
 
 
@@ -186,16 +195,19 @@ def test_the_undo_preview_counts_the_media_entries_it_puts_back(tmp_path):
     s = Session(root, hostname="h")
     s.audit()
     step = s.plan("permissions", {"FS-005"})
-    changed = sum(t.changes for t in step.plan.changes if hasattr(t, "transitions"))
+    from checks.change.plan import TreeChmod
+
+    changed = sum(t.changes for t in step.plan.changes if isinstance(t, TreeChmod))
     assert changed == 5
     done = s.apply(step)
     text = render(s.undo_preview(done.txn_id).plan, root)
-    assert f"FS-005 undo: {os.path.realpath(os.path.join(root, 'media'))}: {changed} entries get the mode recorded before the fix back" in text
+    media = os.path.realpath(os.path.join(root, "media"))
+    assert f"FS-005 undo: {media}: {changed} entries get the mode recorded before the fix back" in text
 
 
 def test_a_forced_undo_overwrites_only_the_hand_edits_that_were_shown(tmp_path):
     from checks.assistant.usecases import ConflictKind
-    from checks.change.engine import EngineError
+    from checks.core.errors import EngineError
 
     root = materialize(str(tmp_path))
     compose = os.path.join(root, "docker-compose.yml")
@@ -211,9 +223,9 @@ def test_a_forced_undo_overwrites_only_the_hand_edits_that_were_shown(tmp_path):
         s.undo(preview)  # not forced: a hand edit is never overwritten
     with open(compose, "a", encoding="utf-8") as fh:  # edited again while the preview is on screen
         fh.write("# edit two, never shown\n")
-    edited = open(compose, "rb").read()
+    edited = Path(compose).read_bytes()
     with pytest.raises(EngineError, match="changed again since the undo preview"):
         s.undo(preview, force=True)
-    assert open(compose, "rb").read() == edited
+    assert Path(compose).read_bytes() == edited
     s.undo(s.undo_preview(done.txn_id), force=True)
-    assert b"# edit two" not in open(compose, "rb").read()
+    assert b"# edit two" not in Path(compose).read_bytes()

@@ -23,7 +23,7 @@ from urllib.parse import quote
 import pytest
 
 from checks.audit.run import exit_code
-from checks.change.journal import JOURNAL_DIR
+from checks.core.names import JOURNAL_DIR
 from checks.fix.planner import plan_fixes
 
 from .conftest import PROJECT, run_cli
@@ -47,13 +47,15 @@ def snapshot(top: Path, times: bool = False, skip: tuple[str, ...] = (JOURNAL_DI
         paths = ([d] if d == str(top) else []) + [os.path.join(d, n) for n in dirs + files]
         for p in paths:
             st = os.lstat(p)
+            data: bytes | str | None
             if stat.S_ISREG(st.st_mode):
                 data = Path(p).read_bytes()
             elif stat.S_ISLNK(st.st_mode):
                 data = os.readlink(p)
             else:
                 data = None
-            out[os.path.relpath(p, top)] = (st.st_mode, st.st_uid, st.st_gid, data) + ((st.st_mtime_ns,) if times else ())
+            out[os.path.relpath(p, top)] = ((st.st_mode, st.st_uid, st.st_gid, data)
+                                            + ((st.st_mtime_ns,) if times else ()))
     return out
 
 
@@ -237,7 +239,9 @@ def test_fix_and_undo_save_the_baseline_so_the_next_run_is_the_reaudit(cli_box):
     assert not d.regressions and not d.new, "nothing drifted right after the fix"
     u = cli("undo", "--last", "--yes", "--dir", str(root))
     assert u.code == 0, u.out + u.err
-    undo_txn = re.search(r"recorded as (\S+)\)", u.out).group(1)
+    m = re.search(r"recorded as (\S+)\)", u.out)
+    assert m, u.out
+    undo_txn = m.group(1)
     after = load_baseline(str(root))
     assert after is not None and after.txn == undo_txn and after.score < base.score
 
@@ -307,6 +311,7 @@ def test_a_second_instance_is_refused_and_told_who_holds_the_lock(cli_box):
     root, host, tmp = cli_box
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(root)], cwd=PROJECT, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdin is not None
     try:
         assert holder.stdout.readline().strip() == "locked"
         before = snapshot(tmp)
@@ -424,7 +429,7 @@ def test_the_journal_never_holds_a_secret_in_plaintext(cli_box, keyring_works, p
         assert stat.S_IMODE(os.lstat(secrets_file).st_mode) == 0o600
         kept = json.loads(secrets_file.read_text())
         assert password in kept.values() and new in kept.values()
-    for d, dirs, files in os.walk(journal):
+    for d, _dirs, files in os.walk(journal):
         assert stat.S_IMODE(os.lstat(d).st_mode) == 0o700, d
         for name in files:
             path = Path(d) / name
@@ -481,7 +486,9 @@ def test_undoing_an_undo_puts_the_fix_back(cli_box):
     fixed = snapshot(tmp)
     undo = cli("undo", "--yes", "--dir", str(root))
     assert undo.code == 0
-    undo_id = re.search(r"recorded as (\S+)\)", undo.out).group(1)
+    m = re.search(r"recorded as (\S+)\)", undo.out)
+    assert m, undo.out
+    undo_id = m.group(1)
     redo = cli("undo", undo_id, "--yes", "--dir", str(root))
     assert redo.code == 0, redo.out + redo.err
     assert snapshot(tmp) == fixed

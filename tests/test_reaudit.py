@@ -64,7 +64,8 @@ def test_after_the_assistant_applied_reaudit_reports_no_drift(hardened):
 def test_a_reopened_port_is_a_regression_exit_1_named_in_text_and_json(hardened):
     root, session = hardened
     compose = os.path.join(root, "docker-compose.yml")
-    text = open(compose, encoding="utf-8").read()
+    with open(compose, encoding="utf-8") as fh:
+        text = fh.read()
     assert '"127.0.0.1:5432:5432"' in text
     with open(compose, "w", encoding="utf-8") as fh:
         fh.write(text.replace('"127.0.0.1:5432:5432"', '"5432:5432"'))
@@ -109,3 +110,21 @@ def test_reaudit_is_in_the_help_with_its_exit_codes():
     assert r.code == 0
     flat = " ".join(r.out.split())
     assert "--fail-on" in flat and "Exit 0" in flat and "1 when" in flat and "2 when there is no baseline" in flat
+
+
+def test_a_baseline_that_cannot_be_saved_is_told_and_the_change_stays(tmp_path, monkeypatch):
+    from checks.assistant import baseline, usecases
+
+    root = materialize(str(tmp_path))
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(usecases, "save_baseline", refuse)
+    planned = usecases.plan(root, "local", only={"NET-001"})
+    done = usecases.apply(root, planned.plan, command="fix", profile="local")
+    assert done.baseline is None and done.baseline_error == "Permission denied"
+    assert done.report is not None and done.report.by_id("NET-001").status == "pass"
+    assert done.files == ["docker-compose.yml"]
+    assert [t.id for t in usecases.history(root).txns] == [done.txn_id]
+    assert baseline.load_baseline(root) is None  # so the next run is still a first run, as the face warns

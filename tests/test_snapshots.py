@@ -45,7 +45,8 @@ def install(tmp_path, monkeypatch):
     time.tzset()
     counter = itertools.count(1)
     # Transaction ids carry the wall clock and random digits: fixed here.
-    monkeypatch.setattr("checks.change.engine.new_txn_id", lambda: f"20261118T12{next(counter):02d}00-00000{next(counter) % 10}")
+    monkeypatch.setattr("checks.change.engine.new_txn_id",
+                        lambda: f"20261118T12{next(counter):02d}00-00000{next(counter) % 10}")
     yield root
     monkeypatch.delenv("TZ")
     time.tzset()

@@ -13,13 +13,13 @@ import os
 import signal
 import threading
 from collections.abc import Iterable
+from pathlib import PurePath
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-
-from typing import TYPE_CHECKING
 
 from checks.assistant.session import Session
 from checks.assistant.steps import APPLY_STEPS, STEP_BY_ID, STEPS
@@ -59,8 +59,10 @@ class DesterApp(App[int]):
     TITLE = "dester-harden"
     #: Every screen's styles (each beside its screen) are read once at start: a
     #: screen's first appearance then needs no re-parse of the whole stylesheet.
-    CSS_PATH = ["app.tcss"] + [os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "screens",
-                                            f"{name}.tcss") for name in SCREEN_STYLES]
+    CSS_PATH: ClassVar[list[str | PurePath]] = [
+        "app.tcss",
+        *(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "screens", f"{name}.tcss")
+          for name in SCREEN_STYLES)]
     ENABLE_COMMAND_PALETTE = True
     HORIZONTAL_BREAKPOINTS = [(0, "-too-narrow"), (80, "-wide-enough")]
     VERTICAL_BREAKPOINTS = [(0, "-too-short"), (24, "-tall-enough")]
@@ -86,6 +88,8 @@ class DesterApp(App[int]):
         """The exit code for that: 128 + the signal (SIGHUP 129, SIGTERM 143)."""
         self.start_score: int | None = None
         self.applied_notes: list[str] = []
+        self._home: Screen | None = None
+        """The base screen: the welcome, or the re-audit once there is a baseline."""
         """Notes of the applied plans (what to do before restarting), for the summary."""
         from checks.core.textio import shown
 
@@ -122,7 +126,8 @@ class DesterApp(App[int]):
             for module, _ in STEP_SCREENS.values():
                 importlib.import_module(module)
             for module in ("screens.review", "screens.preview", "screens.summary", "screens.reaudit",
-                           "screens.history", "screens.undo", "screens.help", "checks.fix.planner", "checks.change.preview"):
+                           "screens.history", "screens.undo", "screens.help", "checks.fix.planner",
+                           "checks.change.preview"):
                 importlib.import_module(module)
 
         self.run_worker(load, thread=True, group="preload", exit_on_error=False)
@@ -204,7 +209,7 @@ class DesterApp(App[int]):
 
     def _pop_home(self) -> None:
         """Pop screens down to the home screen (the welcome, or the re-audit once there is a baseline)."""
-        home = getattr(self, "_home", None)
+        home = self._home
         while len(self.screen_stack) > 1 and self.screen is not home:
             self.pop_screen()
 
@@ -221,14 +226,15 @@ class DesterApp(App[int]):
         except Exception as exc:  # noqa: BLE001 - never a traceback
             from tui.errors import one_line
 
-            self.notify(one_line(exc), markup=False, title="Cannot audit this installation", severity="error", timeout=10)
+            self.notify(one_line(exc), markup=False, title="Cannot audit this installation", severity="error",
+                        timeout=10)
             return False
 
     @work(exclusive=True, group="flow", exit_on_error=False)
     async def guided_flow(self, start: str | None = None) -> None:
         if not await self._ensure_report():
             return
-        if self.start_score is None:
+        if self.start_score is None and self.session.report is not None:
             self.start_score = self.session.report.score
         steps = self.steps_for_profile()
         i = steps.index(start) if start in steps else (len(steps) if start == "review" else 0)

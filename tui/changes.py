@@ -119,7 +119,8 @@ def run(args) -> int:
         # disk, a file where the journal goes. Names the path and the reason,
         # never file content.
         where = exc.filename or ""
-        hint = "; run dester-harden as the installation's owner or with sudo" if isinstance(exc, PermissionError) else ""
+        hint = ("; run dester-harden as the installation's owner or with sudo"
+                if isinstance(exc, PermissionError) else "")
         return _err(f"{where + ': ' if where else ''}{exc.strerror or exc}{hint}; nothing more was changed")
 
 
@@ -149,7 +150,8 @@ def _fix(args) -> int:
         return exit_code(planned.after, args.fail_on)
     ok = _confirm("Apply these changes?", args.yes)
     if ok is None:
-        return _err("refusing to change files without --yes when not on a terminal (see the plan above, or use --dry-run)")
+        return _err("refusing to change files without --yes when not on a terminal "
+                    "(see the plan above, or use --dry-run)")
     if not ok:
         print("Nothing was changed.")
         return EXIT_OK
@@ -168,8 +170,8 @@ def _fix(args) -> int:
 def _warn_baseline(done: usecases.Applied) -> None:
     """A baseline not saved is a warning: the change itself is done and journaled."""
     if done.baseline_error and done.report is not None:
-        print(f"dester-harden: warning: the baseline for the re-audit was not saved ({shown_line(done.baseline_error)})",
-              file=sys.stderr)
+        print("dester-harden: warning: the baseline for the re-audit was not saved "
+              f"({shown_line(done.baseline_error)})", file=sys.stderr)
 
 
 def _history(args) -> int:
@@ -222,7 +224,7 @@ def _undo(args) -> int:
                 print(f"  {shown(c.path)}: mode changed since")
                 continue
             print(f"  {shown(c.path)}:")
-            for line in file_diff(FileEdit(c.path, c.expected, c.current), root, masker):
+            for line in file_diff(FileEdit(c.path, c.expected, c.current or b""), root, masker):
                 print("    " + line)
         if not args.force:
             return _err("files were edited since the transaction; undo refused (use --force to overwrite them)")

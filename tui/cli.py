@@ -34,7 +34,8 @@ def _ids(text: str) -> set[str]:
     ids = {t.strip().upper() for t in text.split(",") if t.strip()}
     unknown = sorted(ids - set(BY_ID))
     if unknown:
-        raise argparse.ArgumentTypeError("unknown check id " + ", ".join(unknown) + " (dester-harden explain lists them)")
+        raise argparse.ArgumentTypeError("unknown check id " + ", ".join(unknown)
+                                         + " (dester-harden explain lists them)")
     return ids
 
 
@@ -49,18 +50,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     def audit_options(p: argparse.ArgumentParser, with_dir: bool = True) -> None:
         if with_dir:
-            p.add_argument("--dir", metavar="D", help="the DesterLib install directory (default: $DESTERLIB_DIR, else ~/.desterlib)")
+            p.add_argument("--dir", metavar="D",
+                           help="the DesterLib install directory (default: $DESTERLIB_DIR, else ~/.desterlib)")
             p.add_argument("-f", "--file", metavar="FILE", action="append",
-                           help="compose file to read instead of discovering them (repeatable, like docker compose -f); "
+                           help="compose file to read instead of discovering them (repeatable, like docker "
+                                "compose -f); "
                                 "fix changes a file named here even outside --dir (the plan says so), and never "
                                 "any other file outside --dir")
         p.add_argument("--profile", choices=("local", "tailscale", "internet"), default="local",
                        help="exposure profile: local (LAN only, default), tailscale, internet (behind HTTPS)")
-        p.add_argument("--format", choices=("text", "json", "sarif"), default="text", help="output format (default: text)")
+        p.add_argument("--format", choices=("text", "json", "sarif"), default="text",
+                       help="output format (default: text)")
         p.add_argument("--fail-on", choices=("critical", "high", "medium", "low", "never"), default="high",
                        help="exit 1 when a check fails at or above this severity (default: high)")
         p.add_argument("--only", type=_ids, metavar="ID,...", help="run only these checks")
-        p.add_argument("--skip", type=_ids, metavar="ID,...", help="do not run these checks (e.g. FS-005 on a huge library)")
+        p.add_argument("--skip", type=_ids, metavar="ID,...",
+                       help="do not run these checks (e.g. FS-005 on a huge library)")
         p.add_argument("--host-root", default="/", help=argparse.SUPPRESS)
 
     audit = sub.add_parser("audit", help="report every exposure, ranked, with why and how to fix it",
@@ -104,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "undo (dester-harden fix, undo, or the assistant). Exit 0 when nothing regressed or fails "
                     "somewhere new at or above --fail-on, 1 when something did, 2 when there is no baseline yet "
                     "(nothing was applied here) or for usage and input errors.")
-    reaudit.add_argument("--dir", metavar="D", help="the DesterLib install directory (default: $DESTERLIB_DIR, else ~/.desterlib)")
+    reaudit.add_argument("--dir", metavar="D",
+                         help="the DesterLib install directory (default: $DESTERLIB_DIR, else ~/.desterlib)")
     reaudit.add_argument("-f", "--file", metavar="FILE", action="append", help="compose file to read (repeatable)")
     reaudit.add_argument("--profile", choices=("local", "tailscale", "internet"), default=None,
                          help="exposure profile (default: the one of the last hardening)")
@@ -124,16 +130,19 @@ def build_parser() -> argparse.ArgumentParser:
                                description="Walk through hardening screen by screen: network exposure, database "
                                            "password, permissions, containers, TLS, firewall; every change previewed "
                                            "and undoable. On later runs: what drifted since the last hardening.")
-    assistant.add_argument("--dir", metavar="D", help="the DesterLib install directory (default: $DESTERLIB_DIR, else ~/.desterlib)")
+    assistant.add_argument("--dir", metavar="D",
+                           help="the DesterLib install directory (default: $DESTERLIB_DIR, else ~/.desterlib)")
     assistant.add_argument("-f", "--file", metavar="FILE", action="append", help="compose file to read (repeatable)")
     assistant.add_argument("--profile", choices=("local", "tailscale", "internet"), default=None,
                            help="start with this exposure profile (default: the last one chosen, else local)")
     assistant.add_argument("--host-root", default="/", help=argparse.SUPPRESS)
     terminal_options(assistant)
 
-    demo = sub.add_parser("demo", help="try it on a bundled, deliberately insecure installation in a temporary directory",
+    demo = sub.add_parser("demo",
+                          help="try it on a bundled, deliberately insecure installation in a temporary directory",
                           description="Copy a deliberately insecure installation to a temporary directory and open the "
-                                      "assistant on it (on a terminal), or print its audit (otherwise, or with --audit).")
+                                      "assistant on it (on a terminal), or print its audit (otherwise, or with "
+                                      "--audit).")
     audit_options(demo, with_dir=False)
     demo.add_argument("--keep", action="store_true", help="keep the temporary installation and print its path")
     demo.add_argument("--audit", action="store_true", help="print the audit report instead of opening the assistant")
@@ -235,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("DESTER_HARDEN_DEBUG"):
             raise
         # The message is not printed: it could quote file content.
-        print(f"dester-harden: internal error ({type(exc).__name__}); set DESTER_HARDEN_DEBUG=1 for details and please report it",
+        print(f"dester-harden: internal error ({type(exc).__name__}); set DESTER_HARDEN_DEBUG=1 for details "
+              "and please report it",
               file=sys.stderr)
         return EXIT_INTERNAL
     finally:
@@ -412,13 +422,16 @@ def _explain(args, parser) -> int:
             print(f"{chk.id:<8} {chk.title}{kind}")
         print("\nRun 'dester-harden explain ID' for why a check matters and how it is fixed.")
         return EXIT_OK
-    chk = BY_ID.get(args.id.strip().upper())
-    if chk is None:
-        print(f"dester-harden: error: unknown check id {args.id!r} (run 'dester-harden explain' for the list)", file=sys.stderr)
+    found = BY_ID.get(args.id.strip().upper())
+    if found is None:
+        print(f"dester-harden: error: unknown check id {args.id!r} (run 'dester-harden explain' for the list)",
+              file=sys.stderr)
         return EXIT_USAGE
+    chk = found
     import textwrap
 
-    sev = chk.severity[0] if len(set(chk.severity)) == 1 else f"{chk.severity[0]} (local) / {chk.severity[1]} (tailscale) / {chk.severity[2]} (internet)"
+    sev = chk.severity[0] if len(set(chk.severity)) == 1 else (
+        f"{chk.severity[0]} (local) / {chk.severity[1]} (tailscale) / {chk.severity[2]} (internet)")
     out = [f"{chk.id}: {chk.title}", f"Severity: {sev}"]
     if chk.live:
         out.append("Kind: live check (reads the running system)")

@@ -120,7 +120,11 @@ def drift(base: Baseline, report: Report) -> Drift:
     out = Drift()
     for f in report.findings:
         was = base.status.get(f.id)
-        item = lambda kind, f=f: DriftItem(f, kind, STEP_OF_CHECK.get(f.id, "network"))  # noqa: E731
+        step = STEP_OF_CHECK.get(f.id, "network")
+
+        def item(kind: str, f: Finding = f, step: str = step) -> DriftItem:
+            return DriftItem(f, kind, step)
+
         if f.status == FAIL:
             if was == PASS:
                 out.regressions.append(item("regression"))

@@ -367,8 +367,9 @@ def reaudit(root: str, *, profile: str | None = None, files: list[str] | None = 
     if base is None:
         raise NoBaseline("no baseline yet: it is saved when 'dester-harden fix' or the assistant applies a change",
                          root)
-    kwargs = {"mask": mask} if mask is not None else {}
-    report = run_audit(discover(root, files, host_root, now), profile or base.profile, **kwargs)
+    from checks.core.secrets import MASK
+
+    report = run_audit(discover(root, files, host_root, now), profile or base.profile, mask=mask or MASK)
     return Reaudit(base, report, drift(base, report))
 
 
