@@ -18,7 +18,7 @@ from tui.widgets import clip, score_text
 from ._base import DesterScreen
 
 KIND_TEXT = {"regression": ("regressed", "bold red"), "new": ("new", "yellow"), "fixed": ("fixed", "green"),
-             "still": ("still failing", "dim")}
+             "still": ("still failing", "dim"), "unchecked": ("not checked", "yellow")}
 
 
 class ReauditScreen(DesterScreen):
@@ -91,7 +91,9 @@ class ReauditScreen(DesterScreen):
             head.append(f" · {len(d.new)} new", style="yellow" if d.new else "")
             head.append(f" · {len(d.fixed)} fixed", style="green" if d.fixed else "")
             head.append(f" · {len(d.still)} still failing")
-            items = d.regressions + d.new + d.fixed + d.still
+            if d.unchecked:  # passed or failed then, could not be checked now: never shown as passing
+                head.append(f" · {len(d.unchecked)} not checked now", style="yellow")
+            items = d.regressions + d.new + d.fixed + d.unchecked + d.still
         else:
             items = []
         self.query_one("#reaudit-head", Static).update(head)

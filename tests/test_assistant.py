@@ -229,3 +229,17 @@ def test_a_forced_undo_overwrites_only_the_hand_edits_that_were_shown(tmp_path):
     assert Path(compose).read_bytes() == edited
     s.undo(s.undo_preview(done.txn_id), force=True)
     assert b"# edit two" not in Path(compose).read_bytes()
+
+
+def test_drift_never_counts_a_check_that_could_not_run_now_as_passing(tmp_path):
+    from checks.assistant.baseline import Baseline
+
+    root = materialize(str(tmp_path))
+    report = Session(root, hostname="h").audit()
+    skipped = [f.id for f in report.findings if f.status == "skipped"]
+    assert skipped, "the demo has checks that need the live system"
+    cid = skipped[0]
+    base = Baseline(0.0, "local", 100, {f.id: f.status for f in report.findings} | {cid: "pass"}, {})
+    d = drift(base, report)
+    assert [i.finding.id for i in d.unchecked] == [cid]
+    assert cid not in {i.finding.id for i in d.fixed + d.still + d.regressions + d.new}

@@ -176,11 +176,14 @@ def _warn_baseline(done: usecases.Applied) -> None:
 
 def _history(args) -> int:
     root = _root(args)
-    recover(root, strict=False)
+    done = usecases.recover(root)
+    for m in done.messages:
+        print(f"dester-harden: {shown_line(m)}", file=sys.stderr)
     found = usecases.history(root)
-    if found.warning:
+    warning = done.warning or found.warning  # the same journal: said once
+    if warning:
         # Only reading, as the audit: say why the journal is not shown, and show nothing of it.
-        print(f"dester-harden: warning: {shown_line(found.warning)}", file=sys.stderr)
+        print(f"dester-harden: warning: {shown_line(warning)}", file=sys.stderr)
     if not found.txns:
         print("No transactions yet: 'dester-harden fix' records each change here.")
         return EXIT_OK
