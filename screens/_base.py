@@ -3,18 +3,22 @@ notice, F1 help text, and (for the guided steps) Back and Next."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+import asyncio
+from typing import TYPE_CHECKING, ClassVar, cast
 
 from textual import work
 from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Header
+from textual.widgets import Footer, Header, Static
 
 from checks.core.textio import shown
 from tui.widgets import TooSmallNotice
 
+from ._results import StepAnswer
+
 if TYPE_CHECKING:
     from checks.assistant.session import Session
+    from tui.app import DesterApp
 
 
 class DesterScreen(Screen):
@@ -28,8 +32,18 @@ class DesterScreen(Screen):
     """A secret may be on screen: the palette drops its Screenshot command."""
 
     @property
+    def dester_app(self) -> DesterApp:
+        """The assistant this screen belongs to (typed: its flows, its session).
+
+        Every screen of screens/ is pushed by :class:`tui.app.DesterApp` only;
+        the name is imported for the type checker alone, so screens/ and
+        tui/app.py do not import each other at run time.
+        """
+        return cast("DesterApp", self.app)
+
+    @property
     def session(self) -> Session:
-        return self.app.session  # type: ignore[attr-defined]
+        return self.dester_app.session
 
     def compose_header(self):
         yield Header(icon="")
@@ -40,7 +54,7 @@ class DesterScreen(Screen):
 
 
 class StepScreen(DesterScreen):
-    """One step of the guided setup. Dismisses with ``"next"`` or ``"back"``."""
+    """One step of the guided setup. Answers :class:`StepAnswer` NEXT or BACK."""
 
     STEP: ClassVar[str] = ""
 
@@ -49,10 +63,10 @@ class StepScreen(DesterScreen):
         Binding("b,escape", "back", "Back", id="step.back", tooltip="Go back to the previous step"),
     ]
 
-    answer = None
-    """The flow's future for this step's answer ("next" or "back"); set by the app's flow."""
+    answer: asyncio.Future[StepAnswer] | None = None
+    """The flow's future for this step's answer; set by the app's flow."""
 
-    def _answer(self, what: str) -> None:
+    def _answer(self, what: StepAnswer) -> None:
         if self.answer is not None:
             if not self.answer.done():
                 self.answer.set_result(what)
@@ -60,10 +74,10 @@ class StepScreen(DesterScreen):
             self.dismiss(what)
 
     def action_next(self) -> None:
-        self._answer("next")
+        self._answer(StepAnswer.NEXT)
 
     def action_back(self) -> None:
-        self._answer("back")
+        self._answer(StepAnswer.BACK)
 
 
 class FixStepScreen(StepScreen):
@@ -110,13 +124,13 @@ class FixStepScreen(StepScreen):
         self.fill_fixes()
         self.query_one("#step-fixes").focus()
         # Plan after the first frame: the screen appears at once, the effect follows.
-        self.query_one("#step-effect").update("Working out what changes…")
+        self.query_one("#step-effect", Static).update("Working out what changes…")
         self.call_after_refresh(self.refresh_effect)
 
     def fill_fixes(self) -> None:
         from rich.text import Text
 
-        from checks.assistant.session import remaining_reason
+        from checks.assistant.checklist import remaining_reason
         from checks.audit.catalog import BY_ID
         from tui.widgets import ChoiceList
 
@@ -128,7 +142,7 @@ class FixStepScreen(StepScreen):
         chosen = session.choices.selected[self.STEP]
         sel = self.query_one("#step-fixes", ChoiceList)
         offered = [cid for cid in session.fixable(self.STEP) if cid in failing]
-        items = []
+        items: list[tuple[str, Text, str | None]] = []
         for cid in offered:
             f = failing[cid]
             label = Text()
@@ -138,7 +152,7 @@ class FixStepScreen(StepScreen):
             items.append((cid, label, None))
         sel.set_items(items, chosen & set(offered))
         sel.display = bool(offered)
-        status = self.query_one("#step-status")
+        status = self.query_one("#step-status", Static)
         others = [f for cid, f in failing.items() if cid not in offered]
         lines = Text()
         if offered:
@@ -146,7 +160,8 @@ class FixStepScreen(StepScreen):
         else:
             lines.append("Nothing to fix on this step: every check it covers passes or cannot be fixed from the files.")
         for f in others:
-            lines.append(f"\n{f.id} fails but is not changed here: {shown(remaining_reason(f, set(), {}))}", style="dim")
+            lines.append(f"\n{f.id} fails but is not changed here: {shown(remaining_reason(f, set(), {}))}",
+                         style="dim")
         status.update(lines)
 
     def on_choice_list_changed(self, event) -> None:
@@ -156,7 +171,7 @@ class FixStepScreen(StepScreen):
         self.refresh_effect()
 
     def refresh_effect(self) -> None:
-        self.query_one("#step-effect").update("Working out what changes…")
+        self.query_one("#step-effect", Static).update("Working out what changes…")
         self.plan_effect(set(self.session.choices.selected.get(self.STEP, set())))
 
     @work(thread=True, exclusive=True, group="step-effect", exit_on_error=False)
@@ -175,7 +190,7 @@ class FixStepScreen(StepScreen):
                 from tui.widgets import plain
 
                 text = plain(text)
-            self.query_one("#step-effect").update(text)
+            self.query_one("#step-effect", Static).update(text)
 
     def edit_lines(self, plan):
         """The changed lines of each file edit (secrets masked), cut to the screen's width."""
@@ -252,7 +267,7 @@ class InfoStepScreen(StepScreen):
         from rich.text import Text
         from textual.widgets import Static
 
-        from checks.assistant.session import STEP_BY_ID
+        from checks.assistant.steps import STEP_BY_ID
         from checks.audit.findings import FAIL, PASS, SKIPPED
 
         self.sub_title = self.NAME

@@ -10,7 +10,8 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
-from checks.assistant.session import STEP_BY_ID, conflict_marks
+from checks.assistant.steps import STEP_BY_ID
+from checks.assistant.usecases import ConflictKind
 from checks.core.textio import shown
 from tui.errors import one_line
 from tui.widgets import clip, plain
@@ -63,7 +64,7 @@ class HistoryScreen(DesterScreen):
             style = "dim" if t.state != "applied" else ""
             table.add_row(plain(t.when), plain(clip(what, 17), style), plain(clip(", ".join(t.checks), 23), style),
                           plain(clip(t.state, 9), style), key=t.id)
-        head = (f"{len(txns)} transaction(s) in {self.session.root}/.dester-harden; "
+        head = (f"{len(txns)} transaction(s) in {self.session.shown_root}/.dester-harden; "
                 "Enter or u previews an undo.") if txns else \
             "No transactions yet: each change you apply is recorded here, ready to undo."
         self.query_one("#history-head", Static).update(plain(head))
@@ -114,27 +115,28 @@ class HistoryScreen(DesterScreen):
 
         session = self.session
         try:
-            plan, conflicts = await asyncio.to_thread(session.undo_preview, txn_id)
+            preview = await asyncio.to_thread(session.undo_preview, txn_id)
         except Exception as exc:  # noqa: BLE001
             self.notify(one_line(exc), markup=False, title="Cannot undo", severity="error", timeout=10)
             return
-        text = render(plan, session.root)
-        if conflicts:
-            masker = Masker(plan.secrets)
+        text = render(preview.plan, session.root)
+        if preview.conflicts:
+            masker = Masker(preview.plan.secrets)
             lines = ["Edited by hand since the transaction: undo would overwrite these changes.", ""]
-            for c in conflicts:
-                if c.expected is None and c.current is None:
+            for c in preview.conflicts:
+                if c.kind is ConflictKind.MODE_CHANGED:
                     lines.append(f"{session.display(c.path)}: mode changed since")
                     continue
-                lines += file_diff(FileEdit(c.path, c.expected, c.current), session.root, masker)
+                lines += file_diff(FileEdit(c.path, c.expected, c.current or b""), session.root, masker)
             text = "\n".join(lines) + "\n\n" + text
-        ok = await self.app.push_screen_wait(UndoModal(txn_id, text, bool(conflicts)))
+        ok = await self.app.push_screen_wait(UndoModal(txn_id, text, bool(preview.conflicts)))
         if not ok:
             return
         try:
-            await self.app.apply_undo(txn_id, force=bool(conflicts), seen=conflict_marks(conflicts))  # type: ignore[attr-defined]
+            done = await self.dester_app.apply_undo(preview, force=bool(preview.conflicts))
         except Exception as exc:  # noqa: BLE001
             self.notify(one_line(exc), markup=False, title="Nothing was changed", severity="error", timeout=10)
             return
-        self.notify(f"Undone: {txn_id}. Score now {session.report.score}/100.")
+        score = f" Score now {done.report.score}/100." if done.report is not None else ""
+        self.notify(f"Undone: {txn_id}.{score}")
         self.load()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from checks.assistant.session import PROFILES
+from checks.assistant.steps import PROFILES
 from tui.widgets import ChoiceList
 
 from ._base import FixStepScreen

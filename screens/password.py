@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import Static
 
-from checks.assistant.session import DEFAULT_PASSWORD_BYTES, password_strength
+from checks.assistant.passwords import DEFAULT_PASSWORD_BYTES, password_strength
 from checks.core.secrets import MASK
 from checks.core.textio import shown
 

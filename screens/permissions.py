@@ -43,7 +43,8 @@ class PermissionsScreen(FixStepScreen):
         if plan.empty:
             parts.append(Text("No change selected." if not plan.refusals else "Nothing can be changed automatically."))
         else:
-            parts.append(Text(f"This step alone: score {step_plan.score_before} -> {step_plan.score_after}", style="bold"))
+            parts.append(Text(f"This step alone: score {step_plan.score_before} -> {step_plan.score_after}",
+                              style="bold"))
         modes = [c for c in plan.changes if isinstance(c, ModeChange)]
         if modes:
             table = Table(box=None, padding=(0, 2, 0, 0), show_edge=False, header_style="bold")
@@ -52,12 +53,14 @@ class PermissionsScreen(FixStepScreen):
             table.add_column("after")
             for m in modes:
                 # Text, not str: a Rich table reads a str cell as markup ("[x]" in a file name).
-                table.add_row(Text(session.display(m.path)), f"{m.before:04o} {_rwx(m.before)}", f"{m.after:04o} {_rwx(m.after)}")
+                table.add_row(Text(session.display(m.path)), f"{m.before:04o} {_rwx(m.before)}",
+                              f"{m.after:04o} {_rwx(m.after)}")
             parts.append(table)
         if any(isinstance(c, FileEdit) for c in plan.changes):
             parts.append(self.edit_lines(plan))
         for tree in (c for c in plan.changes if isinstance(c, TreeChmod)):
-            t = Text(f"Media {session.display(tree.root)}: {tree.entries:,} entries, {tree.changes:,} to change\n", style="bold")
+            t = Text(f"Media {session.display(tree.root)}: {tree.entries:,} entries, {tree.changes:,} to change\n",
+                     style="bold")
             for (kind, before, after), n in sorted(tree.transitions.items(), key=lambda kv: (-kv[1], kv[0])):
                 noun = ("folder" if n == 1 else "folders") if kind == "dir" else ("file" if n == 1 else "files")
                 t.append(f"  {n:>9,} {noun:<7} {before:04o} -> {after:04o}\n")

@@ -7,10 +7,11 @@ from textual.binding import Binding
 from textual.widgets import Button
 
 from ._base import DiffModal
+from ._results import PreviewChoice
 
 
 class PreviewModal(DiffModal):
-    """Every change of a plan as a masked diff. Dismisses with "apply", "skip" or "back"."""
+    """Every change of a plan as a masked diff. Dismisses with a :class:`PreviewChoice`."""
 
     NAME = "Preview"
     CSS_PATH = "preview.tcss"
@@ -18,7 +19,8 @@ class PreviewModal(DiffModal):
             "the media tree as counts. **a** applies it as one transaction (all of it or nothing, journaled first, "
             "undoable from History), **s** skips this step, **b** or Esc goes back to change your choices.")
     BINDINGS = [
-        Binding("a", "choose('apply')", "Apply", id="preview.apply", tooltip="Apply these changes (one undoable transaction)"),
+        Binding("a", "choose('apply')", "Apply", id="preview.apply",
+                tooltip="Apply these changes (one undoable transaction)"),
         Binding("s", "choose('skip')", "Skip", id="preview.skip", tooltip="Leave these files as they are"),
         Binding("b,escape", "choose('back')", "Back", id="preview.back", tooltip="Go back and change the choices"),
     ]
@@ -43,7 +45,9 @@ class PreviewModal(DiffModal):
     def action_choose(self, what: str) -> None:
         self.choose(what)
 
-    def choose(self, answer) -> None:
-        if answer == "apply" and not self._can_apply:
+    def choose(self, answer: str | None) -> None:
+        """``answer``: a button id or a key's action argument ("apply", "skip", "back")."""
+        choice = PreviewChoice(answer) if answer in {c.value for c in PreviewChoice} else PreviewChoice.BACK
+        if choice is PreviewChoice.APPLY and not self._can_apply:
             return
-        self.dismiss(answer or "back")
+        self.dismiss(choice)

@@ -11,14 +11,15 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
-from checks.assistant.session import STEP_BY_ID, drift
+from checks.assistant.baseline import drift
+from checks.assistant.steps import STEP_BY_ID, STEP_OF_CHECK
 from checks.core.textio import shown
 from tui.widgets import clip, score_text
 
 from ._base import DesterScreen
 
 KIND_TEXT = {"regression": ("regressed", "bold red"), "new": ("new", "yellow"), "fixed": ("fixed", "green"),
-             "still": ("still failing", "dim")}
+             "still": ("still failing", "dim"), "unchecked": ("not checked", "yellow")}
 
 
 class ReauditScreen(DesterScreen):
@@ -80,7 +81,7 @@ class ReauditScreen(DesterScreen):
         self.app.call_from_thread(self.show, report, recovered)
 
     def show(self, report, recovered) -> None:
-        self.app.preload_screens()  # type: ignore[attr-defined]
+        self.dester_app.preload_screens()
         base = self.session.baseline
         head = Text()
         for m in recovered:
@@ -95,7 +96,9 @@ class ReauditScreen(DesterScreen):
             head.append(f" · {len(d.new)} new", style="yellow" if d.new else "")
             head.append(f" · {len(d.fixed)} fixed", style="green" if d.fixed else "")
             head.append(f" · {len(d.still)} still failing")
-            items = d.regressions + d.new + d.fixed + d.still
+            if d.unchecked:  # passed or failed then, could not be checked now: never shown as passing
+                head.append(f" · {len(d.unchecked)} not checked now", style="yellow")
+            items = d.regressions + d.new + d.fixed + d.unchecked + d.still
         else:
             items = []
         for w in report.warnings:  # the settings' own: untrusted file, unknown or unused suppressions
@@ -121,9 +124,7 @@ class ReauditScreen(DesterScreen):
             return
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or ""
         kind, cid = key.split(":", 1)
-        from checks.assistant.session import STEP_OF_CHECK
-
-        self.app.fix_one(STEP_OF_CHECK[cid])  # type: ignore[attr-defined]
+        self.dester_app.fix_one(STEP_OF_CHECK[cid])
 
     def action_suppress(self) -> None:
         """Open the suppression modal for the selected failing row; re-audit once one is added."""

@@ -11,17 +11,19 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
-from checks.assistant.session import STEP_BY_ID
+from checks.assistant.steps import STEP_BY_ID
+from checks.assistant.usecases import Level, Notice
 from checks.core.textio import shown
 from tui.errors import one_line
 from tui.widgets import clip
 
 from ._base import DesterScreen
+from ._results import PreviewChoice, ReviewResult
 from .preview import PreviewModal
 
 
 class ReviewScreen(DesterScreen):
-    """Walks the pending steps in order; dismisses with "next" or ("back", step id)."""
+    """Walks the pending steps in order; dismisses with a :class:`ReviewResult`."""
 
     NAME = "Review"
     CSS_PATH = "review.tcss"
@@ -58,7 +60,8 @@ class ReviewScreen(DesterScreen):
             fixes = ", ".join(sorted(self.session.choices.selected.get(s, ())))
             table.add_row(self.state[s], clip(STEP_BY_ID[s].title, 29), clip(fixes, 29), key=s)
         if not self.steps:
-            self.query_one("#review-status", Static).update("No fixes were chosen: nothing to apply. Press n for the summary.")
+            self.query_one("#review-status", Static).update(
+                "No fixes were chosen: nothing to apply. Press n for the summary.")
             self.done = True
             return
         self.walk()
@@ -74,6 +77,7 @@ class ReviewScreen(DesterScreen):
 
         session = self.session
         status = self.query_one("#review-status", Static)
+        notices: list[Notice] = []
         for i, step in enumerate(self.steps):
             if self.state[step] != "pending":
                 continue
@@ -88,42 +92,46 @@ class ReviewScreen(DesterScreen):
             title = f"{STEP_BY_ID[step].title} ({i + 1} of {len(self.steps)})"
             choice = await self.app.push_screen_wait(
                 PreviewModal(title, preview, step_plan.score_before, step_plan.score_after, not step_plan.plan.empty))
-            if choice == "back":
-                self.dismiss(("back", step))
+            if choice is PreviewChoice.BACK:
+                self.tell(notices)
+                self.dismiss(ReviewResult.back(step))
                 return
-            if choice == "skip":
+            if choice is PreviewChoice.SKIP:
                 self.set_state(step, "skipped")
                 continue
             status.update(f"Applying {STEP_BY_ID[step].title}…")
             self.set_state(step, "applying")
             try:
-                result, report = await self.app.apply_plan(step_plan)  # type: ignore[attr-defined]
+                done = await self.dester_app.apply_plan(step_plan)
             except Exception as exc:  # noqa: BLE001
                 self.set_state(step, "failed")
                 self.notify(one_line(exc), markup=False, title="Nothing was changed", severity="error", timeout=10)
                 continue
             self.set_state(step, "applied")
             self.app.sub_title = self.NAME
-            self.tell_where_secrets_went(result)
-        status.update(Text(f"Done. Score now {session.report.score}/100. Press n for the summary.", style="bold"))
+            notices += [n for n in done.notices if n not in notices]
+            if done.baseline_error:
+                notices.append(Notice(Level.WARNING, "The baseline for the re-audit was not saved: "
+                                                     + done.baseline_error))
+        self.tell(notices)
+        score = f" Score now {session.report.score}/100." if session.report is not None else ""
+        status.update(Text(f"Done.{score} Press n for the summary.", style="bold"))
         self.done = True
 
-    def tell_where_secrets_went(self, result) -> None:
-        """Say where the old secrets needed for undo are kept, as `fix` does (never the secrets)."""
-        if result.secret_store == "keyring":
-            self.notify(f"The old secrets needed to undo this step are in {shown(result.secret_where)}.", timeout=8, markup=False)
-        elif result.secret_store:
-            self.notify(f"No keyring here: the old secrets needed to undo this step are in {shown(result.secret_where)}.",
-                        severity="warning", timeout=12, markup=False)
-        if result.tree_skipped:
-            self.notify(f"{len(result.tree_skipped)} media entries were left alone (changed or unreadable during "
-                        "the walk).", severity="warning", timeout=12)
+    def tell(self, notices: list[Notice]) -> None:
+        """The applied steps' notices (where the old secrets went, media left alone...) as one toast,
+        not one per step stacked over each other; never a secret, never markup."""
+        if not notices:
+            return
+        warn = any(n.level is Level.WARNING for n in notices)
+        self.notify("\n".join(shown(n.text) for n in notices), markup=False,
+                    severity="warning" if warn else "information", title="Applied", timeout=12 if warn else 8)
 
     def action_next(self) -> None:
         if self.done:
-            self.dismiss("next")
+            self.dismiss(ReviewResult.next())
         else:
             self.notify("Finish the previews first (or press b to go back).")
 
     def action_back(self) -> None:
-        self.dismiss(("back", self.steps[-1] if self.steps else None))
+        self.dismiss(ReviewResult.back(self.steps[-1] if self.steps else None))

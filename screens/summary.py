@@ -8,7 +8,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from checks.assistant.session import checklist, remaining_reason
+from checks.assistant.checklist import checklist, remaining_reason
 from checks.audit.findings import FAIL
 from checks.core.textio import shown
 from tui.widgets import SEVERITY_STYLE, score_text
@@ -52,11 +52,14 @@ class SummaryScreen(DesterScreen):
         self.sub_title = self.NAME
         session = self.session
         report = session.report
+        if report is None:  # the flows audit before they show the summary
+            self.query_one("#summary-score", Static).update("Not audited yet.")
+            return
         score = score_text(report, "Score now")
         if self.start_score is not None:
             score.append(f"   (was {self.start_score}/100)")
         self.query_one("#summary-score", Static).update(score)
-        notes = getattr(self.app, "applied_notes", [])
+        notes = self.dester_app.applied_notes
         before = self.query_one("#summary-before", Static)
         if notes:
             b = Text()
@@ -88,4 +91,4 @@ class SummaryScreen(DesterScreen):
         self.query_one("#summary-body").focus()
 
     def action_finish(self) -> None:
-        self.dismiss("done")
+        self.dismiss(None)

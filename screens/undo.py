@@ -38,7 +38,7 @@ class UndoModal(DiffModal):
         yield Button("Keep (Esc)", id="no")
 
     def action_choose(self, yes: bool) -> None:
-        self.dismiss(yes)
+        self.dismiss(bool(yes))
 
-    def choose(self, answer) -> None:
+    def choose(self, answer: str | None) -> None:
         self.dismiss(answer == "yes")

@@ -63,20 +63,21 @@ class WelcomeScreen(DesterScreen):
         self.app.call_from_thread(self.show, report, summary, recovered)
 
     def show_error(self, message: str) -> None:
-        self.query_one("#welcome-score", Static).update(Text("Cannot audit this installation: " + message, style="bold red"))
+        self.query_one("#welcome-score", Static).update(
+            Text("Cannot audit this installation: " + message, style="bold red"))
         self.query_one("#welcome-found", Static).update(
             "Nothing was changed. Fix the file named above (or point --dir at the right directory), then press r.")
         self.query_one("#welcome-top", Static).update("")
         self.query_one("#welcome-next", Static).update("Press r to read the files again, Ctrl+Q to quit.")
 
     def show(self, report, summary, recovered) -> None:
-        self.app.preload_screens()  # type: ignore[attr-defined]
+        self.dester_app.preload_screens()
         self.query_one("#welcome-score", Static).update(score_text(report))
         t = Text()
         for m in recovered:
             t.append(shown(m) + "\n", style="yellow")
         t.append("Installation ", style="bold")
-        t.append(f"{shown(summary.root)}  ({summary.layout} layout)\n")
+        t.append(f"{self.session.shown_root}  ({summary.layout} layout)\n")
         t.append("Services     ", style="bold")
         t.append(", ".join(shown(s) for s in summary.services) or "none found")
         t.append("\nFiles        ", style="bold")
@@ -97,11 +98,12 @@ class WelcomeScreen(DesterScreen):
         if len(failing) > 6:
             top.append(f"  … and {len(failing) - 6} more\n", style="dim")
         if not failing:
-            top = Text("Nothing fails in the files. The guided setup still walks through firewall, HTTPS and backups.\n")
+            top = Text("Nothing fails in the files. The guided setup still walks through firewall, HTTPS and "
+                       "backups.\n")
         self.query_one("#welcome-top", Static).update(top)
 
     def action_start(self) -> None:
         if self.session.report is None:
             self.notify("The installation could not be read yet: see the message above.", severity="warning")
             return
-        self.app.start_guided()  # type: ignore[attr-defined]
+        self.dester_app.start_guided()

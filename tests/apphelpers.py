@@ -138,6 +138,7 @@ async def answer_previews(app, pilot, key: str):
     for step in review.steps:
         await wait_screen(app, pilot, "PreviewModal")
         await pilot.press(key)
-        await wait_until(pilot, lambda: review.state[step] not in ("pending", "applying"), what=f"{step} answered")
+        await wait_until(pilot, lambda step=step: review.state[step] not in ("pending", "applying"),
+                         what=f"{step} answered")
     await wait_until(pilot, lambda: review.done, what="the review to finish")
     return review

@@ -45,6 +45,7 @@ anything about timing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import re
@@ -135,9 +136,10 @@ class Tmux:
         cwd: str | os.PathLike[str] | None = None,
         history: int = 5000,
     ) -> None:
-        self._tmux = shutil.which("tmux")
-        if self._tmux is None:
+        tmux = shutil.which("tmux")
+        if tmux is None:
             pytest.skip("tmux is not installed (apt-get install tmux): the real-terminal tests need it")
+        self._tmux: str = tmux
         self._dir = tempfile.mkdtemp(prefix="termharness-")  # short: sockets have a ~100-byte path limit
         self.socket = os.path.join(self._dir, "tmux.sock")
         self._closed = False
@@ -306,10 +308,8 @@ class Tmux:
     def _poke_server(self) -> None:
         if not self.server_pid or self.server_pid <= 1:  # never kill(-1) or kill(0)
             return
-        try:
+        with contextlib.suppress(OSError, ValueError):
             os.kill(self.server_pid, signal.SIGCHLD)
-        except (OSError, ValueError):
-            pass
 
     def wait_exit(self, timeout: float = 20) -> int:
         """Wait for the program to exit; return its status (``-N`` for signal N)."""
@@ -348,10 +348,8 @@ class Tmux:
         self.close()
 
     def __del__(self) -> None:  # a forgotten close() must not leak a server
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass
 
 
 def _free_port() -> int:

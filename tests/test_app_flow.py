@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
-from checks.assistant.session import APPLY_STEPS, Session
+from checks.assistant.session import Session
+from checks.assistant.steps import APPLY_STEPS
 from checks.demo import materialize
 from tests.apphelpers import (
     answer_previews,
@@ -65,13 +67,16 @@ async def test_first_run_applies_everything_then_undoes_everything_byte_for_byte
         # Where the old secrets went (the tests' keyring), as `fix` says it; never the secrets.
         # keyrings.alt's PlaintextKeyring is named as the plaintext file it is.
         assert any("a plaintext keyring file (" in m for m in said), said
+        # The four applied steps' notices stack into one toast (not four overlapping ones), each line once.
+        applied = [m for m in said if "old secrets" in m]
+        assert len(applied) == 1 and applied[0].count("old secrets") == 1, said
 
         # On disk: the choices were applied.
         pw = app.session.choices.db_password
         assert pw and len(pw) == 43
-        env = open(os.path.join(root, ".env"), encoding="utf-8").read()
+        env = Path(os.path.join(root, ".env")).read_text(encoding="utf-8")
         assert f"POSTGRES_PASSWORD={pw}" in env and f":{pw}@postgres" in env
-        compose = open(os.path.join(root, "docker-compose.yml"), encoding="utf-8").read()
+        compose = Path(os.path.join(root, "docker-compose.yml")).read_text(encoding="utf-8")
         assert '"127.0.0.1:5432:5432"' in compose and pw not in compose
         assert _mode(os.path.join(root, ".env")) == 0o600
         assert _mode(os.path.join(root, "media", "Movies")) == 0o755
@@ -96,7 +101,8 @@ async def test_first_run_applies_everything_then_undoes_everything_byte_for_byte
             assert "edited since" not in screen_text(app)
             await pilot.press("u")
             await wait_screen(app, pilot, "HistoryScreen")
-            await wait_until(pilot, lambda: history.txns.get(target) and history.txns[target].state == "undone",
+            await wait_until(pilot, lambda target=target: (history.txns.get(target)
+                                                           and history.txns[target].state == "undone"),
                              what=f"{target} undone")
             await settle(app, pilot)
     assert snapshot_tree(root) == before
@@ -167,7 +173,7 @@ async def test_reaudit_shows_a_regression_and_jumps_to_the_screen_that_fixes_it(
 
 async def test_history_undo_shows_hand_edits_and_overwrites_only_when_confirmed(tmp_path):
     root = materialize(str(tmp_path))
-    original = open(os.path.join(root, "docker-compose.yml"), "rb").read()
+    original = Path(os.path.join(root, "docker-compose.yml")).read_bytes()
     s = Session(root, hostname="h", new_secret=seeded_secrets())
     s.audit()
     s.choices.selected["network"] = {"NET-001"}
@@ -175,7 +181,7 @@ async def test_history_undo_shows_hand_edits_and_overwrites_only_when_confirmed(
     compose = os.path.join(root, "docker-compose.yml")
     with open(compose, "a", encoding="utf-8") as fh:
         fh.write("# edited by hand\n")
-    edited = open(compose, "rb").read()
+    edited = Path(compose).read_bytes()
     app = make_app(root)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_screen(app, pilot, "ReauditScreen")
@@ -188,16 +194,17 @@ async def test_history_undo_shows_hand_edits_and_overwrites_only_when_confirmed(
         assert "edited since" in text and "+# edited by hand" in text
         await pilot.press("escape")
         await wait_screen(app, pilot, "HistoryScreen")
-        assert open(compose, "rb").read() == edited
+        assert Path(compose).read_bytes() == edited
         await pilot.press("u")
         await wait_screen(app, pilot, "UndoModal")
         await pilot.press("u")
         history = await wait_screen(app, pilot, "HistoryScreen")
         await wait_until(pilot, lambda: any(t.state == "undone" for t in history.txns.values()), what="undone")
-    assert open(compose, "rb").read() == original
+    assert Path(compose).read_bytes() == original
 
 
-async def test_the_password_is_masked_until_revealed_and_never_in_title_notifications_or_screenshots(tmp_path, monkeypatch):
+async def test_the_password_is_masked_until_revealed_and_never_in_title_notifications_or_screenshots(tmp_path,
+                                                                                                    monkeypatch):
     root = materialize(str(tmp_path))
     app = make_app(root)
     copied = []
@@ -210,7 +217,8 @@ async def test_the_password_is_masked_until_revealed_and_never_in_title_notifica
         await pilot.press("n")
         screen = await wait_screen(app, pilot, "PasswordScreen")
         pw = app.session.choices.db_password
-        assert pw and len(pw) >= 43 and set(pw) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+        assert pw and len(pw) >= 43
+        assert set(pw) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
         text = screen_text(app)
         assert pw not in text and "•" * 43 in text and "256 random bits" in text
         assert not any(c.title == "Screenshot" for c in app.get_system_commands(screen))
@@ -327,7 +335,7 @@ def test_every_binding_has_an_id_and_a_tooltip():
     import tui.app
     import tui.widgets
 
-    classes = [tui.app.DesterApp, tui.widgets.ChoiceList]
+    classes: list[type] = [tui.app.DesterApp, tui.widgets.ChoiceList]
     for mod in pkgutil.iter_modules(screens.__path__):
         m = importlib.import_module(f"screens.{mod.name}")
         classes += [c for _, c in inspect.getmembers(m, inspect.isclass) if c.__module__ == m.__name__]
@@ -360,7 +368,7 @@ async def test_every_layout_walks_through_and_a_hardened_install_has_nothing_to_
             else:
                 assert review.steps  # the insecure one has changes to preview
                 await answer_previews(app, pilot, "s")
-            await wait_until(pilot, lambda: review.done, what="the review to finish")
+            await wait_until(pilot, lambda review=review: review.done, what="the review to finish")
             await pilot.press("n")
             await wait_screen(app, pilot, "SummaryScreen")
             if hardened:
@@ -441,7 +449,7 @@ async def test_steps_and_previews_show_control_characters_and_brackets_as_writte
             await wait_screen(app, pilot, "PreviewModal")
             seen.append(displayed(app) + "\n" + screen_text(app))
             await pilot.press("s")
-            await wait_until(pilot, lambda: review.state[step] != "pending", what=f"{step} skipped")
+            await wait_until(pilot, lambda step=step: review.state[step] != "pending", what=f"{step} skipped")
     preview = "\n".join(seen)
     assert 'NODE_ENV="production\\x1b[2J\\x1b[H\\rfake line"' in preview  # a context line of the .env diff
     assert not RAW_CONTROL.search(preview), RAW_CONTROL.findall(preview)

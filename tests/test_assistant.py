@@ -1,26 +1,19 @@
-"""checks/assistant/session.py without Textual: steps, passwords, the baseline, drift, the checklist."""
+"""checks/assistant/ without Textual: steps, passwords, the session, the baseline, drift, the checklist."""
 
 from __future__ import annotations
 
 import os
 import re
 import stat
+from pathlib import Path
 
 import pytest
 
-from checks.assistant.session import (
-    APPLY_STEPS,
-    STEP_OF_CHECK,
-    STEPS,
-    Session,
-    checklist,
-    drift,
-    generate_password,
-    load_baseline,
-    password_strength,
-    remaining_reason,
-    save_baseline,
-)
+from checks.assistant.baseline import drift, load_baseline, save_baseline
+from checks.assistant.checklist import checklist, remaining_reason
+from checks.assistant.passwords import password_strength
+from checks.assistant.session import Session
+from checks.assistant.steps import APPLY_STEPS, STEP_OF_CHECK, STEPS
 from checks.audit.catalog import CATALOG
 from checks.demo import materialize
 from tests.apphelpers import seeded_secrets
@@ -33,16 +26,22 @@ def test_every_check_belongs_to_exactly_one_step():
     assert STEP_OF_CHECK["FS-001"] == "permissions" and STEP_OF_CHECK["NET-001"] == "network"
 
 
-def test_generated_password_comes_from_secrets_and_is_url_safe(monkeypatch):
+def test_the_sessions_generated_password_comes_from_secrets_and_is_url_safe(tmp_path, monkeypatch):
     import secrets
 
-    calls = []
+    calls: list[int] = []
     real = secrets.token_urlsafe
-    monkeypatch.setattr(secrets, "token_urlsafe", lambda n: calls.append(n) or real(n))
-    pw = generate_password()
-    assert calls == [32]
+
+    def token(n: int) -> str:
+        calls.append(n)
+        return real(n)
+
+    monkeypatch.setattr(secrets, "token_urlsafe", token)
+    s = Session(str(tmp_path), hostname="h")
+    pw = s.generate_password()
+    assert calls == [32] and s.choices.db_password == pw
     assert len(pw) == 43 and re.fullmatch(r"[A-Za-z0-9_-]+", pw)
-    assert generate_password() != pw
+    assert s.generate_password() != pw
 
 
 def test_password_strength():
@@ -63,9 +62,10 @@ def test_plan_writes_the_chosen_password_to_every_place_that_must_agree(tmp_path
     step = s.plan("password", {"SEC-001"})
     assert step.plan.checks == ["SEC-001"]
     assert pw in step.plan.secrets
-    result, report = s.apply(step)
-    env = open(os.path.join(root, ".env"), encoding="utf-8").read()
-    compose = open(os.path.join(root, "docker-compose.yml"), encoding="utf-8").read()
+    report = s.apply(step).report
+    assert report is not None
+    env = Path(os.path.join(root, ".env")).read_text(encoding="utf-8")
+    compose = Path(os.path.join(root, "docker-compose.yml")).read_text(encoding="utf-8")
     assert env.count(pw) + compose.count(pw) >= 2  # POSTGRES_PASSWORD and DATABASE_URL agree
     assert report.by_id("SEC-001").status == "pass" and report.by_id("SEC-002").status != "fail"
 
@@ -81,9 +81,10 @@ def test_apply_saves_a_private_baseline_without_secrets(tmp_path):
         s.apply(s.plan(step))
     path = os.path.join(root, ".dester-harden", "baseline.json")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    data = open(path, encoding="utf-8").read()
+    data = Path(path).read_text(encoding="utf-8")
     assert pw not in data and "postgres:postgres" not in data
     base = load_baseline(root)
+    assert base is not None and s.report is not None
     assert base.score == s.report.score and base.status["FS-001"] == "pass"
     assert not Session(root).first_run
 
@@ -151,17 +152,19 @@ def test_remaining_reasons_say_why(tmp_path):
 
 def test_history_and_undo_through_the_session(tmp_path):
     root = materialize(str(tmp_path))
-    before = open(os.path.join(root, "docker-compose.yml"), "rb").read()
+    before = Path(os.path.join(root, "docker-compose.yml")).read_bytes()
     s = Session(root, hostname="h")
     s.audit()
     s.choices.selected["network"] = {"NET-001"}
-    result, _ = s.apply(s.plan("network"))
+    done = s.apply(s.plan("network"))
+    assert done.files == ["docker-compose.yml"] and s.baseline is not None and s.baseline.txn == done.txn_id
     txns = s.transactions()
     assert [(t.kind, t.state, t.step, t.undoable) for t in txns] == [("fix", "applied", "network", True)]
-    plan, conflicts = s.undo_preview(result.txn.id)
-    assert not conflicts and plan.changes
-    s.undo(result.txn.id)
-    assert open(os.path.join(root, "docker-compose.yml"), "rb").read() == before
+    preview = s.undo_preview(done.txn_id)
+    assert not preview.conflicts and preview.plan.changes and preview.checks == ["NET-001"]
+    undone = s.undo(preview)
+    assert s.baseline is not None and s.baseline.txn == undone.txn_id
+    assert Path(os.path.join(root, "docker-compose.yml")).read_bytes() == before
     assert [t.state for t in s.transactions()] == ["undone", "applied"]
     assert not s.transactions()[0].undoable and not s.transactions()[1].undoable
 
@@ -180,7 +183,8 @@ def test_a_preview_plan_skips_compose_validation_and_is_never_applied(tmp_path, 
         s.apply(preview)
     real = s.plan("network", {"NET-001"})
     assert ran == [True] and not real.preview
-    assert [c.after for c in real.plan.changes] == [c.after for c in preview.plan.changes]
+    assert [getattr(c, "after", None) for c in real.plan.changes] == [getattr(c, "after", None)
+                                                                      for c in preview.plan.changes]
     s.apply(real)
 
 
@@ -191,34 +195,51 @@ def test_the_undo_preview_counts_the_media_entries_it_puts_back(tmp_path):
     s = Session(root, hostname="h")
     s.audit()
     step = s.plan("permissions", {"FS-005"})
-    changed = sum(t.changes for t in step.plan.changes if hasattr(t, "transitions"))
+    from checks.change.plan import TreeChmod
+
+    changed = sum(t.changes for t in step.plan.changes if isinstance(t, TreeChmod))
     assert changed == 5
-    result, _ = s.apply(step)
-    plan, conflicts = s.undo_preview(result.txn.id)
-    text = render(plan, root)
-    assert f"FS-005 undo: {os.path.realpath(os.path.join(root, 'media'))}: {changed} entries get the mode recorded before the fix back" in text
+    done = s.apply(step)
+    text = render(s.undo_preview(done.txn_id).plan, root)
+    media = os.path.realpath(os.path.join(root, "media"))
+    assert f"FS-005 undo: {media}: {changed} entries get the mode recorded before the fix back" in text
 
 
 def test_a_forced_undo_overwrites_only_the_hand_edits_that_were_shown(tmp_path):
-    from checks.assistant.session import conflict_marks
-    from checks.change.engine import EngineError
+    from checks.assistant.usecases import ConflictKind
+    from checks.core.errors import EngineError
 
     root = materialize(str(tmp_path))
     compose = os.path.join(root, "docker-compose.yml")
     s = Session(root, hostname="h")
     s.audit()
     s.choices.selected["network"] = {"NET-001"}
-    result, _ = s.apply(s.plan("network"))
+    done = s.apply(s.plan("network"))
     with open(compose, "a", encoding="utf-8") as fh:
         fh.write("# edit one\n")
-    _, conflicts = s.undo_preview(result.txn.id)
-    seen = conflict_marks(conflicts)
+    preview = s.undo_preview(done.txn_id)
+    assert [(c.path, c.kind) for c in preview.conflicts] == [(compose, ConflictKind.EDITED)]
+    with pytest.raises(EngineError, match="edited since the transaction"):
+        s.undo(preview)  # not forced: a hand edit is never overwritten
     with open(compose, "a", encoding="utf-8") as fh:  # edited again while the preview is on screen
         fh.write("# edit two, never shown\n")
-    edited = open(compose, "rb").read()
+    edited = Path(compose).read_bytes()
     with pytest.raises(EngineError, match="changed again since the undo preview"):
-        s.undo(result.txn.id, force=True, seen=seen)
-    assert open(compose, "rb").read() == edited
-    _, conflicts = s.undo_preview(result.txn.id)
-    s.undo(result.txn.id, force=True, seen=conflict_marks(conflicts))
-    assert b"# edit two" not in open(compose, "rb").read()
+        s.undo(preview, force=True)
+    assert Path(compose).read_bytes() == edited
+    s.undo(s.undo_preview(done.txn_id), force=True)
+    assert b"# edit two" not in Path(compose).read_bytes()
+
+
+def test_drift_never_counts_a_check_that_could_not_run_now_as_passing(tmp_path):
+    from checks.assistant.baseline import Baseline
+
+    root = materialize(str(tmp_path))
+    report = Session(root, hostname="h").audit()
+    skipped = [f.id for f in report.findings if f.status == "skipped"]
+    assert skipped, "the demo has checks that need the live system"
+    cid = skipped[0]
+    base = Baseline(0.0, "local", 100, {f.id: f.status for f in report.findings} | {cid: "pass"}, {})
+    d = drift(base, report)
+    assert [i.finding.id for i in d.unchecked] == [cid]
+    assert cid not in {i.finding.id for i in d.fixed + d.still + d.regressions + d.new}

@@ -80,14 +80,17 @@ networks:
 VARIANTS = {
     "clean": ([], None),
     "low": ([("desterlib/api:1.2.3", "desterlib/api:latest")], "low"),                        # DKR-004
-    "medium": ([("    image: prodrigestivill/postgres-backup-local:16\n", "    image: alpine:3.20\n")], "medium"),  # OPS-001
+    "medium": ([("    image: prodrigestivill/postgres-backup-local:16\n", "    image: alpine:3.20\n")],  # OPS-001
+               "medium"),
     "high": ([("./media:/media:ro", "./media:/media")], "high"),                              # FS-004
-    "critical": ([("    volumes:\n      - postgres_data", '    ports:\n      - "5432:5432"\n    volumes:\n      - postgres_data')],
+    "critical": ([("    volumes:\n      - postgres_data",
+                   '    ports:\n      - "5432:5432"\n    volumes:\n      - postgres_data')],
                  "critical"),                                                                    # NET-001
 }
 
 
-def write_install(root: Path, compose: str = CLEAN_COMPOSE, env: str = "POSTGRES_PASSWORD=Hx7-Lq2_vW9-pR4_tY6-zN3_kM8-bJ5-cD0\n") -> Path:
+def write_install(root: Path, compose: str = CLEAN_COMPOSE,
+                  env: str = "POSTGRES_PASSWORD=Hx7-Lq2_vW9-pR4_tY6-zN3_kM8-bJ5-cD0\n") -> Path:
     """A CLI-layout install with the right modes (git does not keep them)."""
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)
@@ -228,7 +231,8 @@ def test_desterlib_dir_beats_home_and_dir_beats_both(tmp_path, host_root):
     assert r.code == 0, r.err
     assert json.loads(r.out)["install"]["dir"] == str(clean)
     other = variant(tmp_path / "other", "high")
-    r = run_cli("audit", "--dir", str(other), "--host-root", host_root, "--format", "json", env={"DESTERLIB_DIR": str(clean)})
+    r = run_cli("audit", "--dir", str(other), "--host-root", host_root, "--format", "json",
+                env={"DESTERLIB_DIR": str(clean)})
     assert json.loads(r.out)["install"]["dir"] == str(other)
     assert r.code == 1
 
@@ -652,8 +656,8 @@ def test_checks_md_generator_is_the_module_main():
 def _many_services(root: Path, n: int = 300) -> Path:
     lines = ["services:"]
     for i in range(n):
-        lines += [f"  db{i}:", "    image: postgres:latest", "    environment:", f"      POSTGRES_PASSWORD: weak{i:04d}",
-                  "    ports:", f'      - "{10000 + i}:5432"']
+        lines += [f"  db{i}:", "    image: postgres:latest", "    environment:",
+                  f"      POSTGRES_PASSWORD: weak{i:04d}", "    ports:", f'      - "{10000 + i}:5432"']
     root.mkdir(parents=True, exist_ok=True)
     (root / "docker-compose.yml").write_text("\n".join(lines) + "\n")
     return root
@@ -672,13 +676,14 @@ def _run_into_closed_pipe(args: list[str], read_first_line: bool, env: dict) -> 
         finally:
             os.close(w)
         return proc.returncode, proc.stderr.decode("utf-8", "replace")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=str(PROJECT),
-                            env=env)
-    assert proc.stdout.readline()
-    proc.stdout.close()
-    err = proc.stderr.read().decode("utf-8", "replace")
-    proc.wait(timeout=120)
-    return proc.returncode, err
+    popen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                             cwd=str(PROJECT), env=env)
+    assert popen.stdout is not None and popen.stderr is not None
+    assert popen.stdout.readline()
+    popen.stdout.close()
+    err = popen.stderr.read().decode("utf-8", "replace")
+    popen.wait(timeout=120)
+    return popen.returncode, err
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import signal
 import stat
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -74,7 +75,7 @@ def test_the_installed_assistant_in_tmux_applies_one_step_and_the_file_changes_o
         screen = t.wait_for("Press n for the summary")
         assert re.search(r"applied +Network exposure", screen), screen
         # On disk, now: the port is bound to loopback; the skipped steps left .env alone.
-        text = open(compose, encoding="utf-8").read()
+        text = Path(compose).read_text(encoding="utf-8")
         assert '- "127.0.0.1:5432:5432"' in text and '- "5432:5432"' not in text
         assert _mode(env_file) == 0o644
         t.send("n")
@@ -111,8 +112,10 @@ def test_through_a_real_ssh_session(install, home):
         seen.append(t.wait_for("Security checklist"))
         t.send("C-q")
         assert t.wait_exit(timeout=30) == 0, sshd.log_text()
-    env_text = open(os.path.join(install, ".env"), encoding="utf-8").read()
-    password = re.search(r"^POSTGRES_PASSWORD=(.+)$", env_text, re.M).group(1)
+    env_text = Path(os.path.join(install, ".env")).read_text(encoding="utf-8")
+    m = re.search(r"^POSTGRES_PASSWORD=(.+)$", env_text, re.M)
+    assert m, "POSTGRES_PASSWORD is in .env"
+    password = m.group(1)
     assert len(password) == 43 and re.fullmatch(r"[A-Za-z0-9_-]+", password)
     assert f"desterlib:{password}@postgres" in env_text
     # The secret never reached the terminal: masked on every screen seen on the way.

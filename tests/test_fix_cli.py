@@ -23,7 +23,7 @@ from urllib.parse import quote
 import pytest
 
 from checks.audit.run import exit_code
-from checks.change.journal import JOURNAL_DIR
+from checks.core.names import JOURNAL_DIR
 from checks.fix.planner import plan_fixes
 
 from .conftest import PROJECT, run_cli
@@ -47,13 +47,15 @@ def snapshot(top: Path, times: bool = False, skip: tuple[str, ...] = (JOURNAL_DI
         paths = ([d] if d == str(top) else []) + [os.path.join(d, n) for n in dirs + files]
         for p in paths:
             st = os.lstat(p)
+            data: bytes | str | None
             if stat.S_ISREG(st.st_mode):
                 data = Path(p).read_bytes()
             elif stat.S_ISLNK(st.st_mode):
                 data = os.readlink(p)
             else:
                 data = None
-            out[os.path.relpath(p, top)] = (st.st_mode, st.st_uid, st.st_gid, data) + ((st.st_mtime_ns,) if times else ())
+            out[os.path.relpath(p, top)] = ((st.st_mode, st.st_uid, st.st_gid, data)
+                                            + ((st.st_mtime_ns,) if times else ()))
     return out
 
 
@@ -129,8 +131,13 @@ def test_history_and_undo_on_a_fresh_install_write_nothing(cli_box):
 # -- on a terminal: it asks ---------------------------------------------------------------
 
 
-def run_on_pty(args: list[str], answer: str | None, timeout: float = 60) -> tuple[int, str]:
-    """Run ``python -m tui ARGS`` on a pseudo-terminal; type ``answer`` at the question."""
+def run_on_pty(args: list[str], answer: str | None, timeout: float = 60,
+               before_answer=None) -> tuple[int, str]:
+    """Run ``python -m tui ARGS`` on a pseudo-terminal; type ``answer`` at the question.
+
+    ``before_answer`` runs once the question is asked, before the answer is typed
+    (while the plan is on screen).
+    """
     pid, fd = pty.fork()
     if pid == 0:  # the child: stdin, stdout and stderr are the pty
         os.chdir(PROJECT)
@@ -153,6 +160,8 @@ def run_on_pty(args: list[str], answer: str | None, timeout: float = 60) -> tupl
                     break
                 out += chunk
             if not asked and b"[y/N]" in out and answer is not None:
+                if before_answer is not None:
+                    before_answer()
                 os.write(fd, answer.encode() + b"\r")
                 asked = True
         else:
@@ -185,12 +194,37 @@ def test_on_a_terminal_fix_asks_and_yes_applies(cli_box):
     assert new_password(root / ".env") not in out
 
 
+def test_a_file_changed_after_the_shown_plan_is_refused_at_the_confirmation(cli_box):
+    """What is previewed is exactly what is applied: an edit between the plan and the "y" writes nothing."""
+    root, host, tmp = cli_box
+    compose = root / "docker-compose.yml"
+    edited = {}
+
+    def edit_while_the_plan_is_shown() -> None:
+        with open(compose, "a", encoding="utf-8") as fh:
+            fh.write("# edited by hand while the plan was on screen\n")
+        edited.update(snapshot(tmp))
+
+    code, out = run_on_pty(["fix", "--dir", str(root), "--host-root", str(host)], "y",
+                           before_answer=edit_while_the_plan_is_shown)
+    assert "Apply these changes? [y/N]" in out
+    assert code != 0 and "Applied as transaction" not in out, out
+    assert "Traceback" not in out and "internal error" not in out
+    after_question = out.split("[y/N]", 1)[1]
+    errors = [line for line in after_question.splitlines() if "dester-harden: error:" in line]
+    assert len(errors) == 1 and "changed" in errors[0], out
+    # Nothing was written: every file, mode and owner as right after the hand edit (the journal aside).
+    assert snapshot(tmp) == edited
+    assert "edited by hand" in compose.read_text() and CLI_PASSWORD in (root / ".env").read_text()
+
+
 # -- fix --yes ------------------------------------------------------------------------------
 
 
 def test_fix_and_undo_save_the_baseline_so_the_next_run_is_the_reaudit(cli_box):
     """Whichever face applied it: after `fix --yes` the assistant opens in re-audit, not as a first run."""
-    from checks.assistant.session import Session, drift, load_baseline
+    from checks.assistant.baseline import drift, load_baseline
+    from checks.assistant.session import Session
 
     root, host, tmp = cli_box
     assert Session(str(root)).first_run
@@ -205,7 +239,9 @@ def test_fix_and_undo_save_the_baseline_so_the_next_run_is_the_reaudit(cli_box):
     assert not d.regressions and not d.new, "nothing drifted right after the fix"
     u = cli("undo", "--last", "--yes", "--dir", str(root))
     assert u.code == 0, u.out + u.err
-    undo_txn = re.search(r"recorded as (\S+)\)", u.out).group(1)
+    m = re.search(r"recorded as (\S+)\)", u.out)
+    assert m, u.out
+    undo_txn = m.group(1)
     after = load_baseline(str(root))
     assert after is not None and after.txn == undo_txn and after.score < base.score
 
@@ -275,6 +311,7 @@ def test_a_second_instance_is_refused_and_told_who_holds_the_lock(cli_box):
     root, host, tmp = cli_box
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(root)], cwd=PROJECT, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdin is not None
     try:
         assert holder.stdout.readline().strip() == "locked"
         before = snapshot(tmp)
@@ -392,7 +429,7 @@ def test_the_journal_never_holds_a_secret_in_plaintext(cli_box, keyring_works, p
         assert stat.S_IMODE(os.lstat(secrets_file).st_mode) == 0o600
         kept = json.loads(secrets_file.read_text())
         assert password in kept.values() and new in kept.values()
-    for d, dirs, files in os.walk(journal):
+    for d, _dirs, files in os.walk(journal):
         assert stat.S_IMODE(os.lstat(d).st_mode) == 0o700, d
         for name in files:
             path = Path(d) / name
@@ -449,7 +486,9 @@ def test_undoing_an_undo_puts_the_fix_back(cli_box):
     fixed = snapshot(tmp)
     undo = cli("undo", "--yes", "--dir", str(root))
     assert undo.code == 0
-    undo_id = re.search(r"recorded as (\S+)\)", undo.out).group(1)
+    m = re.search(r"recorded as (\S+)\)", undo.out)
+    assert m, undo.out
+    undo_id = m.group(1)
     redo = cli("undo", undo_id, "--yes", "--dir", str(root))
     assert redo.code == 0, redo.out + redo.err
     assert snapshot(tmp) == fixed

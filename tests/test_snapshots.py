@@ -1,7 +1,8 @@
 """Snapshot tests of every screen: 80x24, the main ones also at 120x40 and under NO_COLOR.
 
 The SVGs live in snapshots/test_snapshots/ (see conftest). Everything that
-could change between runs is fixed: the install path, the host name, the
+could change between runs is fixed: the install path as shown (each test
+installs into its own temporary directory), the host name, the
 clock, the time zone, the generated password (masked anyway: no secret is
 ever in a snapshot), transaction ids, cursor blink.
 Review a failure with the HTML report pytest prints, then run
@@ -12,12 +13,12 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import time
 
 import pytest
 
-from checks.assistant.session import APPLY_STEPS, Session
+from checks.assistant.session import Session
+from checks.assistant.steps import APPLY_STEPS
 from checks.demo import materialize
 from tests.apphelpers import (
     STEP_SCREENS,
@@ -29,25 +30,24 @@ from tests.apphelpers import (
     walk_to_review,
 )
 
-#: A fixed place, so the path on screen never changes.
-FIXED_PARENT = "/tmp/dester-harden-snapshot"
+#: How the screens name the install directory: each test has its own temporary
+#: one, shown as this fixed path (as the host name and the clock are fixed).
+SHOWN_ROOT = "/tmp/dester-harden-snapshot/.desterlib"
 
 MAIN = (80, 24)
 BIG = (120, 40)
 
 
 @pytest.fixture
-def install(monkeypatch):
-    shutil.rmtree(FIXED_PARENT, ignore_errors=True)
-    os.makedirs(FIXED_PARENT)
-    root = materialize(FIXED_PARENT)
+def install(tmp_path, monkeypatch):
+    root = materialize(str(tmp_path))
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     counter = itertools.count(1)
     # Transaction ids carry the wall clock and random digits: fixed here.
-    monkeypatch.setattr("checks.change.engine.new_txn_id", lambda: f"20261118T12{next(counter):02d}00-00000{next(counter) % 10}")
+    monkeypatch.setattr("checks.change.engine.new_txn_id",
+                        lambda: f"20261118T12{next(counter):02d}00-00000{next(counter) % 10}")
     yield root
-    shutil.rmtree(FIXED_PARENT, ignore_errors=True)
     monkeypatch.delenv("TZ")
     time.tzset()
 
@@ -156,7 +156,7 @@ def test_screen(name, size, no_color, install, snap_compare, monkeypatch):
         _harden(install)
     if no_color:
         monkeypatch.setenv("NO_COLOR", "1")
-    app = make_app(install, profile=profile)
+    app = make_app(install, profile=profile, shown_root=SHOWN_ROOT)
     assert snap_compare(app, terminal_size=size, run_before=_without_toasts(run_before))
 
 
@@ -170,4 +170,4 @@ def _without_toasts(run_before):
 
 
 def test_too_small_notice(install, snap_compare):
-    assert snap_compare(make_app(install), terminal_size=(70, 20), run_before=_on_welcome)
+    assert snap_compare(make_app(install, shown_root=SHOWN_ROOT), terminal_size=(70, 20), run_before=_on_welcome)

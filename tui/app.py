@@ -3,7 +3,7 @@
 The app holds a :class:`checks.assistant.session.Session`; screens ask it for audits,
 plans and transactions in worker threads. Flows (the guided setup, fixing one
 step from the re-audit) run in one async worker each, every step awaited with
-``push_screen_wait`` and answered with "next" or "back".
+``push_screen_wait`` and answered with a typed result (:mod:`screens._results`).
 """
 
 from __future__ import annotations
@@ -13,13 +13,21 @@ import os
 import signal
 import threading
 from collections.abc import Iterable
+from pathlib import PurePath
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from checks.assistant.session import APPLY_STEPS, STEP_BY_ID, STEPS, Session
+from checks.assistant.session import Session
+from checks.assistant.steps import APPLY_STEPS, STEP_BY_ID, STEPS
+from screens._results import ReviewResult, StepAnswer
+
+if TYPE_CHECKING:
+    from checks.assistant.session import StepPlan
+    from checks.assistant.usecases import Applied, UndoPreview
 
 #: Step id -> (module, class) of its screen, imported when first shown.
 STEP_SCREENS = {
@@ -52,8 +60,10 @@ class DesterApp(App[int]):
     TITLE = "dester-harden"
     #: Every screen's styles (each beside its screen) are read once at start: a
     #: screen's first appearance then needs no re-parse of the whole stylesheet.
-    CSS_PATH = ["app.tcss"] + [os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "screens",
-                                            f"{name}.tcss") for name in SCREEN_STYLES]
+    CSS_PATH: ClassVar[list[str | PurePath]] = [
+        "app.tcss",
+        *(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "screens", f"{name}.tcss")
+          for name in SCREEN_STYLES)]
     ENABLE_COMMAND_PALETTE = True
     HORIZONTAL_BREAKPOINTS = [(0, "-too-narrow"), (80, "-wide-enough")]
     VERTICAL_BREAKPOINTS = [(0, "-too-short"), (24, "-tall-enough")]
@@ -79,10 +89,12 @@ class DesterApp(App[int]):
         """The exit code for that: 128 + the signal (SIGHUP 129, SIGTERM 143)."""
         self.start_score: int | None = None
         self.applied_notes: list[str] = []
+        self._home: Screen | None = None
+        """The base screen: the welcome, or the re-audit once there is a baseline."""
         """Notes of the applied plans (what to do before restarting), for the summary."""
         from checks.core.textio import shown
 
-        self.sub_title = shown(f"{session.hostname} · {session.root}")
+        self.sub_title = shown(session.hostname) + " · " + session.shown_root
 
     # -- start --------------------------------------------------------------
     def on_mount(self) -> None:
@@ -115,7 +127,8 @@ class DesterApp(App[int]):
             for module, _ in STEP_SCREENS.values():
                 importlib.import_module(module)
             for module in ("screens.review", "screens.preview", "screens.summary", "screens.reaudit",
-                           "screens.history", "screens.undo", "screens.help", "checks.fix.planner", "checks.change.preview"):
+                           "screens.history", "screens.undo", "screens.help", "checks.fix.planner",
+                           "checks.change.preview"):
                 importlib.import_module(module)
 
         self.run_worker(load, thread=True, group="preload", exit_on_error=False)
@@ -170,14 +183,16 @@ class DesterApp(App[int]):
             if self.hangup:
                 self.exit(self.hangup_code)
 
-    async def apply_plan(self, step_plan):
+    async def apply_plan(self, step_plan: StepPlan) -> Applied:
         """Apply a previewed step plan as one transaction (then the baseline is saved)."""
-        result, report = await self._run_engine(self.session.apply, step_plan)
+        done: Applied = await self._run_engine(self.session.apply, step_plan)
         self.applied_notes += [n for n in step_plan.plan.notes if n not in self.applied_notes]
-        return result, report
+        return done
 
-    async def apply_undo(self, txn_id: str, force: bool = False, seen: frozenset | None = None):
-        return await self._run_engine(self.session.undo, txn_id, force, seen)
+    async def apply_undo(self, preview: UndoPreview, force: bool = False) -> Applied:
+        """Undo a previewed transaction; ``force`` overwrites only the hand edits the preview showed."""
+        done: Applied = await self._run_engine(self.session.undo, preview, force)
+        return done
 
     # -- flows ------------------------------------------------------------------
     def start_guided(self, start: str | None = None) -> None:
@@ -195,7 +210,7 @@ class DesterApp(App[int]):
 
     def _pop_home(self) -> None:
         """Pop screens down to the home screen (the welcome, or the re-audit once there is a baseline)."""
-        home = getattr(self, "_home", None)
+        home = self._home
         while len(self.screen_stack) > 1 and self.screen is not home:
             self.pop_screen()
 
@@ -212,14 +227,15 @@ class DesterApp(App[int]):
         except Exception as exc:  # noqa: BLE001 - never a traceback
             from tui.errors import one_line
 
-            self.notify(one_line(exc), markup=False, title="Cannot audit this installation", severity="error", timeout=10)
+            self.notify(one_line(exc), markup=False, title="Cannot audit this installation", severity="error",
+                        timeout=10)
             return False
 
     @work(exclusive=True, group="flow", exit_on_error=False)
     async def guided_flow(self, start: str | None = None) -> None:
         if not await self._ensure_report():
             return
-        if self.start_score is None:
+        if self.start_score is None and self.session.report is not None:
             self.start_score = self.session.report.score
         steps = self.steps_for_profile()
         i = steps.index(start) if start in steps else (len(steps) if start == "review" else 0)
@@ -231,10 +247,10 @@ class DesterApp(App[int]):
             from screens.review import ReviewScreen
 
             review = ReviewScreen(pending)
-            answer = await self.push_screen_wait(review)
-            if isinstance(answer, tuple):
+            answer: ReviewResult = await self.push_screen_wait(review)
+            if answer.went_back:
                 steps = self.steps_for_profile()
-                i = steps.index(answer[1]) if answer[1] in steps else len(steps) - 1
+                i = steps.index(answer.back_to) if answer.back_to in steps else len(steps) - 1
                 continue
             break
         from screens.summary import SummaryScreen
@@ -255,8 +271,8 @@ class DesterApp(App[int]):
             pending = [step] if step in APPLY_STEPS and self.session.choices.selected.get(step) else []
             from screens.review import ReviewScreen
 
-            answer = await self.push_screen_wait(ReviewScreen(pending))
-            if isinstance(answer, tuple):
+            answer: ReviewResult = await self.push_screen_wait(ReviewScreen(pending))
+            if answer.went_back:
                 continue
             break
         self._back_home()
@@ -279,7 +295,7 @@ class DesterApp(App[int]):
                     await self.switch_screen(screen)
                 current = screen
                 answer = await screen.answer
-                if answer == "back":
+                if answer is StepAnswer.BACK:
                     i -= 1
                 else:
                     i += 1

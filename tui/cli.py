@@ -12,6 +12,8 @@ import os
 import sys
 
 from checks import __version__
+from tui.output import COLOR_SYSTEMS
+from tui.output import mask_for_stdout as _mask_for_stdout
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -32,7 +34,8 @@ def _ids(text: str) -> set[str]:
     ids = {t.strip().upper() for t in text.split(",") if t.strip()}
     unknown = sorted(ids - set(BY_ID))
     if unknown:
-        raise argparse.ArgumentTypeError("unknown check id " + ", ".join(unknown) + " (dester-harden explain lists them)")
+        raise argparse.ArgumentTypeError("unknown check id " + ", ".join(unknown)
+                                         + " (dester-harden explain lists them)")
     return ids
 
 
@@ -47,19 +50,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     def audit_options(p: argparse.ArgumentParser, with_dir: bool = True) -> None:
         if with_dir:
-            p.add_argument("--dir", metavar="D", help="the DesterLib install directory (default: $DESTERLIB_DIR, else ~/.desterlib)")
+            p.add_argument("--dir", metavar="D",
+                           help="the DesterLib install directory (default: $DESTERLIB_DIR, else ~/.desterlib)")
             p.add_argument("-f", "--file", metavar="FILE", action="append",
-                           help="compose file to read instead of discovering them (repeatable, like docker compose -f); "
+                           help="compose file to read instead of discovering them (repeatable, like docker "
+                                "compose -f); "
                                 "fix changes a file named here even outside --dir (the plan says so), and never "
                                 "any other file outside --dir")
         p.add_argument("--profile", choices=("local", "tailscale", "internet"), default=None,
                        help="exposure profile: local (LAN only), tailscale, internet (behind HTTPS); default: the "
                             "settings file's (dester-harden settings), else local")
-        p.add_argument("--format", choices=("text", "json", "sarif"), default="text", help="output format (default: text)")
+        p.add_argument("--format", choices=("text", "json", "sarif"), default="text",
+                       help="output format (default: text)")
         p.add_argument("--fail-on", choices=("critical", "high", "medium", "low", "never"), default="high",
                        help="exit 1 when a check fails at or above this severity (default: high)")
         p.add_argument("--only", type=_ids, metavar="ID,...", help="run only these checks")
-        p.add_argument("--skip", type=_ids, metavar="ID,...", help="do not run these checks (e.g. FS-005 on a huge library)")
+        p.add_argument("--skip", type=_ids, metavar="ID,...",
+                       help="do not run these checks (e.g. FS-005 on a huge library)")
         p.add_argument("--host-root", default="/", help=argparse.SUPPRESS)
 
     audit = sub.add_parser("audit", help="report every exposure, ranked, with why and how to fix it",
@@ -97,6 +104,22 @@ def build_parser() -> argparse.ArgumentParser:
     undo.add_argument("--resolved", metavar="TXN",
                       help="record that an interrupted transaction whose secrets are gone was put back by hand")
 
+    reaudit = sub.add_parser(
+        "reaudit", help="what drifted since the last hardening (for cron): regressed, new, fixed",
+        description="Audit the installation and compare it with the baseline saved by the last applied change or "
+                    "undo (dester-harden fix, undo, or the assistant). Exit 0 when nothing regressed or fails "
+                    "somewhere new at or above --fail-on, 1 when something did, 2 when there is no baseline yet "
+                    "(nothing was applied here) or for usage and input errors.")
+    reaudit.add_argument("--dir", metavar="D",
+                         help="the DesterLib install directory (default: $DESTERLIB_DIR, else ~/.desterlib)")
+    reaudit.add_argument("-f", "--file", metavar="FILE", action="append", help="compose file to read (repeatable)")
+    reaudit.add_argument("--profile", choices=("local", "tailscale", "internet"), default=None,
+                         help="exposure profile (default: the one of the last hardening)")
+    reaudit.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    reaudit.add_argument("--fail-on", choices=("critical", "high", "medium", "low", "never"), default="high",
+                         help="exit 1 when a check regressed at or above this severity (default: high)")
+    reaudit.add_argument("--host-root", default="/", help=argparse.SUPPRESS)
+
     def terminal_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--color-system", choices=COLOR_SYSTEMS, default=None,
                        help="colours to draw with: auto (default), 16, 256, truecolor, or none (as NO_COLOR); "
@@ -108,16 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
                                description="Walk through hardening screen by screen: network exposure, database "
                                            "password, permissions, containers, TLS, firewall; every change previewed "
                                            "and undoable. On later runs: what drifted since the last hardening.")
-    assistant.add_argument("--dir", metavar="D", help="the DesterLib install directory (default: $DESTERLIB_DIR, else ~/.desterlib)")
+    assistant.add_argument("--dir", metavar="D",
+                           help="the DesterLib install directory (default: $DESTERLIB_DIR, else ~/.desterlib)")
     assistant.add_argument("-f", "--file", metavar="FILE", action="append", help="compose file to read (repeatable)")
     assistant.add_argument("--profile", choices=("local", "tailscale", "internet"), default=None,
                            help="start with this exposure profile (default: the last one chosen, else local)")
     assistant.add_argument("--host-root", default="/", help=argparse.SUPPRESS)
     terminal_options(assistant)
 
-    demo = sub.add_parser("demo", help="try it on a bundled, deliberately insecure installation in a temporary directory",
+    demo = sub.add_parser("demo",
+                          help="try it on a bundled, deliberately insecure installation in a temporary directory",
                           description="Copy a deliberately insecure installation to a temporary directory and open the "
-                                      "assistant on it (on a terminal), or print its audit (otherwise, or with --audit).")
+                                      "assistant on it (on a terminal), or print its audit (otherwise, or with "
+                                      "--audit).")
     audit_options(demo, with_dir=False)
     demo.add_argument("--keep", action="store_true", help="keep the temporary installation and print its path")
     demo.add_argument("--audit", action="store_true", help="print the audit report instead of opening the assistant")
@@ -126,11 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     settingscli.add_parsers(sub)
     return parser
-
-
-#: --color-system values -> TEXTUAL_COLOR_SYSTEM (None: NO_COLOR).
-COLOR_SYSTEMS = ("auto", "16", "256", "truecolor", "none")
-_TEXTUAL_COLOR = {"auto": "auto", "16": "standard", "256": "256", "truecolor": "truecolor"}
 
 
 def _on_terminal() -> bool:
@@ -227,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("DESTER_HARDEN_DEBUG"):
             raise
         # The message is not printed: it could quote file content.
-        print(f"dester-harden: internal error ({type(exc).__name__}); set DESTER_HARDEN_DEBUG=1 for details and please report it",
+        print(f"dester-harden: internal error ({type(exc).__name__}); set DESTER_HARDEN_DEBUG=1 for details "
+              "and please report it",
               file=sys.stderr)
         return EXIT_INTERNAL
     finally:
@@ -238,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stdout = stdout
 
 
-_COMMANDS = ("audit", "explain", "fix", "history", "undo", "demo", "assistant", "suppress", "settings")
+_COMMANDS = ("audit", "explain", "fix", "history", "undo", "reaudit", "demo", "assistant", "suppress", "settings")
 
 
 def _main(argv: list[str] | None) -> int:
@@ -272,7 +294,7 @@ def _main(argv: list[str] | None) -> int:
             return run_assistant(args)
         if args.command is None:
             args = parser.parse_args(["audit"])
-        if args.command in ("fix", "history", "undo"):
+        if args.command in ("fix", "history", "undo", "reaudit"):
             from tui import changes
 
             if args.command == "fix":
@@ -306,16 +328,15 @@ def _recover_if_needed(args) -> None:
         return  # nothing to recover; the audit says in one line that it is missing
     if not has_unfinished(directory):
         return  # the common case: a directory listing, no import of the engine
-    from checks.change.engine import EngineError
-    from checks.core.errors import InputError
-    from tui.changes import recover
+    from checks.assistant.usecases import recover
 
-    try:
-        recover(directory, wait=False)
-    except (EngineError, InputError) as exc:  # the audit only reads: warn and go on
-        # InputError: a journal another user could write (UntrustedJournal) or
-        # one the engine would not have written (BadJournal): never acted on.
-        print(f"dester-harden: warning: {_one_line(str(exc))}", file=sys.stderr)
+    # The audit only reads: a rollback that cannot be done, or a journal another
+    # user could write (never acted on), is a warning and the audit goes on.
+    done = recover(directory)
+    for m in done.messages:
+        print(f"dester-harden: {_one_line(m)}", file=sys.stderr)
+    if done.warning:
+        print(f"dester-harden: warning: {_one_line(done.warning)}", file=sys.stderr)
 
 
 def _one_line(text: str) -> str:
@@ -348,29 +369,6 @@ def _write(text: str, binary_utf8: bool) -> None:
         text = text.encode(enc, errors="replace").decode(enc)
     sys.stdout.write(text)
     sys.stdout.flush()
-
-
-def _mask_for_stdout(fmt: str) -> str:
-    from checks.core.secrets import MASK
-
-    if fmt != "text":
-        return MASK
-    enc = getattr(sys.stdout, "encoding", None) or "utf-8"
-    try:
-        MASK.encode(enc)
-    except (UnicodeEncodeError, LookupError):
-        return "****"
-    # Under LC_ALL=C Python's UTF-8 mode makes stdout UTF-8, but the locale says
-    # the terminal shows ASCII: "••••" would print as mojibake there.
-    import locale
-
-    try:
-        codeset = locale.nl_langinfo(locale.CODESET)
-    except (AttributeError, ValueError):
-        return MASK
-    if codeset.replace("-", "").replace("_", "").lower() in ("ansix3.41968", "ascii", "usascii"):
-        return "****"
-    return MASK
 
 
 def run_and_render(directory: str, args) -> int:
@@ -467,13 +465,16 @@ def _explain(args, parser) -> int:
             print(f"{chk.id:<8} {chk.title}{kind}")
         print("\nRun 'dester-harden explain ID' for why a check matters and how it is fixed.")
         return EXIT_OK
-    chk = BY_ID.get(args.id.strip().upper())
-    if chk is None:
-        print(f"dester-harden: error: unknown check id {args.id!r} (run 'dester-harden explain' for the list)", file=sys.stderr)
+    found = BY_ID.get(args.id.strip().upper())
+    if found is None:
+        print(f"dester-harden: error: unknown check id {args.id!r} (run 'dester-harden explain' for the list)",
+              file=sys.stderr)
         return EXIT_USAGE
+    chk = found
     import textwrap
 
-    sev = chk.severity[0] if len(set(chk.severity)) == 1 else f"{chk.severity[0]} (local) / {chk.severity[1]} (tailscale) / {chk.severity[2]} (internet)"
+    sev = chk.severity[0] if len(set(chk.severity)) == 1 else (
+        f"{chk.severity[0]} (local) / {chk.severity[1]} (tailscale) / {chk.severity[2]} (internet)")
     out = [f"{chk.id}: {chk.title}", f"Severity: {sev}"]
     if chk.live:
         out.append("Kind: live check (reads the running system)")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 
 def one_line(exc: BaseException) -> str:
-    from checks.change.engine import EngineError
-    from checks.core.errors import InputError
+    from checks.core.errors import EngineError, InputError
     from checks.core.textio import shown_line
     from checks.fix.planner import PlanError
 
@@ -13,7 +12,8 @@ def one_line(exc: BaseException) -> str:
         return shown_line(str(exc))
     if isinstance(exc, OSError):
         where = f"{shown_line(str(exc.filename))}: " if exc.filename else ""
-        hint = "; run dester-harden as the installation's owner or with sudo" if isinstance(exc, PermissionError) else ""
+        hint = ("; run dester-harden as the installation's owner or with sudo"
+                if isinstance(exc, PermissionError) else "")
         return f"{where}{exc.strerror or type(exc).__name__}{hint}"
     # Internal errors: the message could quote file content, so only the type.
     return f"internal error ({type(exc).__name__}); run 'dester-harden fix --dry-run' for details"

@@ -12,22 +12,24 @@ def apply_terminal_options(color_system: str | None) -> None:
     sudo drops NO_COLOR and TEXTUAL_* from the environment, which is why these
     are flags as well.
     """
-    from tui.cli import _TEXTUAL_COLOR
+    from tui.output import TEXTUAL_COLOR
 
     if color_system == "none":
         os.environ["NO_COLOR"] = "1"
     elif color_system:
-        os.environ["TEXTUAL_COLOR_SYSTEM"] = _TEXTUAL_COLOR[color_system]
+        os.environ["TEXTUAL_COLOR_SYSTEM"] = TEXTUAL_COLOR[color_system]
 
 
 def build_app(root: str, *, profile: str | None = None, files=None, host_root: str = "/", theme: str | None = None,
-              now=None, hostname: str | None = None, new_secret=None, cursor_blink: bool = True):
-    """The app for one installation (the tests build theirs here too)."""
+              now=None, hostname: str | None = None, new_secret=None, cursor_blink: bool = True,
+              shown_root: str | None = None):
+    """The app for one installation (the tests build theirs here too; ``shown_root``: how the
+    screens name the install directory, fixed by the snapshot tests)."""
     from checks.assistant.session import Session
     from tui.app import DesterApp
 
     session = Session(root, profile=profile, files=files, host_root=host_root, now=now, hostname=hostname,
-                      new_secret=new_secret)
+                      new_secret=new_secret, shown_root=shown_root)
     return DesterApp(session, theme=theme, cursor_blink=cursor_blink)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.text import Text
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -51,7 +53,8 @@ def score_text(report: Report | None, label: str = "Score") -> Text:
             counts[f.severity] = counts.get(f.severity, 0) + 1
     t = Text()
     t.append(f"{label} {report.score}/100", style="bold")
-    parts = [(f"{counts[s]} {s}", SEVERITY_STYLE[s]) for s in ("critical", "high", "medium", "low", "info") if counts.get(s)]
+    parts = [(f"{counts[s]} {s}", SEVERITY_STYLE[s]) for s in ("critical", "high", "medium", "low", "info")
+             if counts.get(s)]
     if parts:
         t.append("  ·  failing: ")
         for i, (txt, style) in enumerate(parts):
@@ -123,7 +126,8 @@ class ChoiceList(OptionList):
     ChoiceList { height: auto; max-height: 12; border: round $primary; padding: 0; }
     ChoiceList:focus { border: round $accent; }
     """
-    BINDINGS = [Binding("space,enter", "toggle", "Toggle", id="choice.toggle", tooltip="Choose or un-choose this item")]
+    BINDINGS = [Binding("space,enter", "toggle_choice", "Toggle", id="choice.toggle",
+                        tooltip="Choose or un-choose this item")]
 
     class Changed(Message):
         def __init__(self, choice_list: ChoiceList) -> None:
@@ -134,7 +138,7 @@ class ChoiceList(OptionList):
         def control(self) -> ChoiceList:
             return self.choice_list
 
-    def __init__(self, items: list[tuple[str, Text, str | None]] | None = None, *, multiple: bool = True,
+    def __init__(self, items: Sequence[tuple[str, Text, str | None]] | None = None, *, multiple: bool = True,
                  chosen: set[str] | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.multiple = multiple
@@ -143,7 +147,7 @@ class ChoiceList(OptionList):
         if items:
             self.set_items(items, self.chosen)
 
-    def set_items(self, items: list[tuple[str, Text, str | None]], chosen: set[str]) -> None:
+    def set_items(self, items: Sequence[tuple[str, Text, str | None]], chosen: set[str]) -> None:
         """(key, label, detail line or None) per item."""
         highlighted = self.highlighted
         self._items = list(items)
@@ -166,7 +170,7 @@ class ChoiceList(OptionList):
         for i, (k, label, detail) in enumerate(self._items):
             self.replace_option_prompt_at_index(i, self._prompt(k, label, detail))
 
-    def action_toggle(self) -> None:
+    def action_toggle_choice(self) -> None:
         if self.highlighted is None or not self._items:
             return
         key = self._items[self.highlighted][0]
@@ -181,4 +185,4 @@ class ChoiceList(OptionList):
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()  # a click or Enter: the same as Space
-        self.action_toggle()
+        self.action_toggle_choice()
