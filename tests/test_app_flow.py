@@ -58,10 +58,11 @@ async def test_first_run_applies_everything_then_undoes_everything_byte_for_byte
         await pilot.press("n")
         summary = await wait_screen(app, pilot, "SummaryScreen")
         text = screen_text(app)
-        assert "Score now 85/100" in text and "(was 5/100)" in text
+        # 4, not 5: the demo's stray .env copy holds the password in use, so FS-006 counts as high.
+        assert "Score now 85/100" in text and "(was 4/100)" in text
         assert "[✓] Strong database password" in text and "[✓] .env readable" in text
         assert "[✗] Database backups" in text  # not automated: says so, with the reason
-        assert summary.start_score == 5
+        assert summary.start_score == 4
         # What must happen before the restart (PostgreSQL still has the old password), said on the summary.
         assert "Before `docker compose up -d`" in text and "\\password desterlib" in text
         # Where the old secrets went (the tests' keyring), as `fix` says it; never the secrets.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from checks.assistant.session import APPLY_STEPS, Session
+from checks.assistant.session import Session
+from checks.assistant.steps import APPLY_STEPS
 from checks.audit.settings import load_settings
 from checks.demo import materialize
 from tests.apphelpers import make_app, screen_text, settle, wait_screen, wait_until

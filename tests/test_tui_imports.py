@@ -13,7 +13,7 @@ import ast
 from pathlib import Path
 
 from tests.conftest import PROJECT
-from tests.test_architecture import _imports
+from tests.test_architecture import _imports, _package
 
 PACKAGES = ("tui", "screens")
 
@@ -30,7 +30,8 @@ def import_graph() -> dict[str, set[str]]:
     for name, path in files.items():
         targets = set()
         type_only = _type_checking_lines(path)
-        for line, imported in _imports(path):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for line, imported in _imports(tree, _package(path)):
             if line in type_only:
                 continue
             # "tui.output.mask_for_stdout" -> tui.output; "tui.changes" -> tui.changes.
