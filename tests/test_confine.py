@@ -277,7 +277,7 @@ def test_a_directory_swapped_mid_apply_redirects_nothing_and_rolls_back(conf_sit
 
     def apply_then_swap(self, entry, *a, **k):
         real(self, entry, *a, **k)
-        done.append(entry["path"])
+        done.append(entry.path)
         if len(done) == 1:
             swap_conf(root, victim)
 

@@ -8,7 +8,10 @@ install dir, or the effective uid's own place outside it (:mod:`checks.change.st
       txn/<id>/intent.json  what the transaction changes and how to undo it
       txn/<id>/b<N>, a<N>   file contents before/after, secrets replaced by tokens
       txn/<id>/tree<N>.bin  bulk chmod records (only entries that changed)
-      txn/<id>/state        prepared -> applied | rolled-back | resolved (16 bytes, space-padded)
+      txn/<id>/state        prepared -> [applied-tentative ->] applied | rolled-back | resolved
+                            (24 bytes, space-padded; 16 in older releases)
+      txn/<id>/progress     started / done / failed / reverted per entry (checks.change.progress)
+      txn/<id>/actions      the programs it ran, argv masked, exit codes (checks.change.executor)
       txn/<id>/undone-by    the id of the transaction that undid this one
       baseline.json         the assistant's last audit
       install.json          (outside the install only) which installation this is
@@ -36,15 +39,20 @@ import secrets as _secrets
 import socket
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from checks.change.pending import JOURNAL_DIR, has_unfinished  # noqa: F401  (re-exported)
 from checks.change.statedir import ensure_dir, journal_dir
 from checks.change.trust import read_checked, verify_journal
 from checks.core.atomic import fsync_dir, write_private  # noqa: F401  (re-exported)
 
+if TYPE_CHECKING:
+    from checks.change.executor import Action
+
 TOKEN = "@@dester-harden-secret-{}@@"
 #: The state file's size: every state fits, padded with spaces, so it is overwritten in place.
-STATE_SIZE = 16
+STATE_SIZE = 24
+"""(Older releases: 16; such a file is replaced whole when a longer state, applied-tentative, comes.)"""
 
 
 def ensure_private_dir(path: str) -> None:
@@ -319,8 +327,10 @@ class Txn:
             write_private(path, data)
             return
         try:
-            # One pwrite of 16 bytes inside the file's first block: all or nothing.
-            if os.fstat(fd).st_size == len(data) and os.pwrite(fd, data, 0) == len(data):
+            # One pwrite of a few bytes inside the file's first block: all or nothing.
+            size = os.fstat(fd).st_size
+            data = state.encode("ascii").ljust(size)  # an older release's 16-byte file too, when it fits
+            if size >= len(state) and os.pwrite(fd, data, 0) == len(data):
                 os.fsync(fd)
                 return
         finally:
@@ -333,7 +343,13 @@ class Txn:
         return raw.decode("ascii", "replace").strip() or None if raw is not None else None
 
     def blob(self, name: str) -> bytes:
-        return read_checked(os.path.join(self.dir, name), missing_ok=False)
+        data = read_checked(os.path.join(self.dir, name), missing_ok=False)
+        assert data is not None
+        return data
+
+    def blob_or_none(self, name: str) -> bytes | None:
+        """A file of the transaction (checked like the rest of the journal), None when absent."""
+        return read_checked(os.path.join(self.dir, name))
 
 
 @dataclass(frozen=True)
@@ -353,6 +369,10 @@ class TxnSummary:
     """Paths of changed files and modes, relative to the install root where inside it."""
     media: list[str]
     """Roots of media trees."""
+    actions: list[Action] = field(default_factory=list)
+    """The programs the transaction ran (argv masked), with exit codes and times."""
+    deadline: float | None = None
+    """For an ``applied-tentative`` one: when it is rolled back unless confirmed (seconds since the epoch)."""
 
     @property
     def undoable(self) -> bool:
@@ -370,12 +390,22 @@ def summarize(txn: Txn, install_root: str) -> TxnSummary:
     except ValueError:
         when = None
     try:
-        entries = [e for e in intent.get("entries", []) if isinstance(e, dict)]
+        from checks.change.executor import ACTIONS, read_actions
+        from checks.change.handlers import for_entry
+
+        files: set[str] = set()
+        media: list[str] = []
+        for e in intent.get("entries", []):
+            handler = for_entry(e.get("type")) if isinstance(e, dict) else None
+            if handler is not None:
+                f, m = handler.history(e)
+                files.update(display(str(p)) for p in f)
+                media += [display(str(p)) for p in m]
+        deadline = intent.get("deadline")
         return TxnSummary(
             txn.id, when, str(intent.get("kind", "?")), txn.state or "incomplete", txn.undone_by,
-            [str(c) for c in intent.get("checks", [])], intent.get("undoes"),
-            sorted({display(str(e["path"])) for e in entries if e.get("type") in ("file", "mode")}),
-            [display(str(e["root"])) for e in entries if e.get("type") in ("tree", "tree-restore")])
+            [str(c) for c in intent.get("checks", [])], intent.get("undoes"), sorted(files), media,
+            read_actions(txn.blob_or_none(ACTIONS)), float(deadline) if isinstance(deadline, (int, float)) else None)
     except (AttributeError, KeyError, TypeError, ValueError):
         # Only shown, never acted on (the engine validates before it acts): say it is malformed.
         return TxnSummary(txn.id, when, "?", "malformed", txn.undone_by, [], None, [], [])
