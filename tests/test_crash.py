@@ -43,7 +43,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 import pytest
@@ -381,10 +381,8 @@ class Driver:
             word, _, rest = line.strip().partition(" ")
             if word == "go" and delay is not None:
                 time.sleep(delay)
-                try:
+                with suppress(ProcessLookupError):
                     os.kill(int(rest), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             elif word == "done":
                 duration = float(rest)
             elif word == "error":
@@ -545,7 +543,7 @@ def template(tmp_path_factory) -> Iterator[Template]:
 
     def calibrate(mode: str, kill: str | None = None, then_recover: bool = False) -> tuple[dict, float]:
         times, states = [], []
-        for i in range(2):
+        for _i in range(2):
             with installs.get() as slot:
                 r = slot.root
                 run = drive(slot, mode, kill=kill)

@@ -156,8 +156,8 @@ def test_a_tentative_transaction_past_its_deadline_is_rolled_back_by_recover(tmp
     tentative_fix(root, 60)
     assert recover_install(str(root)) == []  # before the deadline it stays
     assert (root / ".env").read_bytes() == b"A=2\n"
-    now = engine_mod.time.time()
-    monkeypatch.setattr(engine_mod.time, "time", lambda: now + 61)
+    now = engine_mod._now()
+    monkeypatch.setattr(engine_mod, "_now", lambda: now + 61)
     messages = recover_install(str(root))
     assert messages and "not confirmed before its deadline" in messages[0]
     assert (root / ".env").read_bytes() == b"A=1\n"
@@ -179,8 +179,8 @@ def test_confirm_makes_a_tentative_transaction_permanent(tmp_path, monkeypatch):
     txn = tentative_fix(root, 60)
     assert Engine(str(root)).find(None).id != txn if any(t.state == "applied" for t in list_txns(str(root))) else True
     Engine(str(root)).confirm(txn)
-    now = engine_mod.time.time()
-    monkeypatch.setattr(engine_mod.time, "time", lambda: now + 3600)
+    now = engine_mod._now()
+    monkeypatch.setattr(engine_mod, "_now", lambda: now + 3600)
     assert recover_install(str(root)) == []
     assert (root / ".env").read_bytes() == b"A=2\n"
     assert Engine(str(root)).find(None).id == txn

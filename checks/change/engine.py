@@ -20,10 +20,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -31,7 +30,6 @@ from checks.change.confined import Confined
 from checks.change.executor import ActionLog
 from checks.change.handlers import Context, Entry, StaleError, UndoConflict, for_change, for_entry
 from checks.change.intent import FORMAT, TXN_ID, checked_entries, named_outside, reapplies
-from checks.change.lock import LockedError, hold
 from checks.change.journal import (
     Redactor,
     SecretStore,
@@ -44,12 +42,12 @@ from checks.change.journal import (
     txn_root,
     write_private,
 )
-from checks.change.plan import FileDelete, TreeRestore  # noqa: F401  (re-exported: TreeRestore lived here)
-from checks.change.plan import Plan
+from checks.change.lock import LockedError, hold
+from checks.change.plan import FileDelete, Plan, TreeRestore  # noqa: F401  (re-exported: TreeRestore lived here)
 from checks.change.progress import NAME as PROGRESS
 from checks.change.progress import Progress
 from checks.change.statedir import journal_dir
-from checks.change.trust import UntrustedJournal, verify_journal
+from checks.change.trust import verify_journal
 from checks.core.errors import EngineError
 
 if TYPE_CHECKING:
@@ -99,10 +97,8 @@ def _read(path: str) -> bytes | None:
 
 
 def _unlink_quiet(path: str) -> None:
-    try:
+    with suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 class Engine:
@@ -312,7 +308,7 @@ class Engine:
                       "named": named_outside(touched, self.root), "progress": True,
                       "entries": [e.to_json() for e in entries]}
         if tentative is not None:
-            txn.intent["deadline"] = time.time() + tentative
+            txn.intent["deadline"] = _now() + tentative
         write_private(os.path.join(tdir, "intent.json"), json.dumps(txn.intent, indent=1).encode())
         # The state file is made at its final size now, so that the commit
         # overwrites it in place and cannot fail for want of disk space.
@@ -409,7 +405,7 @@ class Engine:
             conflicts += found
         return plan, conflicts
 
-    def _refuse_reapplying(self, txn: Txn, entries: list[dict]) -> None:
+    def _refuse_reapplying(self, txn: Txn, entries: list[Entry]) -> None:
         """Refuse an undo that would write back a change a later forced undo took back (see intent.reapplies)."""
         why = reapplies(txn, entries, list_txns(self.root), self.entries)
         if why:
@@ -441,7 +437,8 @@ class Engine:
         for t in list_txns(self.root):
             if t.id == txn_id or (len(txn_id) >= 6 and t.id.endswith(txn_id)):
                 if t.state != "applied":
-                    raise EngineError(f"transaction {t.id} is {t.state or 'incomplete'}; only applied ones can be undone")
+                    raise EngineError(f"transaction {t.id} is {t.state or 'incomplete'}; "
+                                      "only applied ones can be undone")
                 if t.undone_by:
                     raise EngineError(f"transaction {t.id} was already undone by {t.undone_by}")
                 return t
@@ -477,4 +474,9 @@ def _past_deadline(txn: Txn) -> bool:
     deadline = txn.intent.get("deadline")
     if not isinstance(deadline, (int, float)) or isinstance(deadline, bool):
         return True  # a tentative transaction without a readable deadline is not kept
-    return time.time() >= deadline
+    return _now() >= deadline
+
+
+def _now() -> float:
+    """The clock the deadlines are judged by (tests move it)."""
+    return time.time()

@@ -37,14 +37,17 @@ import os
 import re
 import secrets as _secrets
 import socket
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from checks.change.pending import JOURNAL_DIR, has_unfinished  # noqa: F401  (re-exported)
+from checks.change.pending import JOURNAL_DIR as JOURNAL_DIR  # re-exported
+from checks.change.pending import has_unfinished as has_unfinished  # re-exported
 from checks.change.statedir import ensure_dir, journal_dir
 from checks.change.trust import read_checked, verify_journal
-from checks.core.atomic import fsync_dir, write_private  # noqa: F401  (re-exported)
+from checks.core.atomic import fsync_dir as fsync_dir  # re-exported
+from checks.core.atomic import write_private as write_private  # re-exported
 
 if TYPE_CHECKING:
     from checks.change.executor import Action
@@ -66,7 +69,7 @@ def new_txn_id() -> str:
     return now.strftime("%Y%m%dT%H%M%S") + "-" + _secrets.token_hex(3)
 
 
-def holder_info(command: str) -> dict:
+def holder_info(command: str) -> dict[str, Any]:
     try:
         user = getpass.getuser()
     except Exception:  # noqa: BLE001 - no passwd entry in a container
@@ -124,7 +127,7 @@ def _one_pass(data: bytes, mapping: dict[bytes, bytes]) -> bytes:
 
 
 @contextmanager
-def _keyring_change(kr, commit: bool = True):
+def _keyring_change(kr: Any, commit: bool = True) -> Iterator[None]:
     """Change a keyring so that a kill midway cannot lose what it already holds.
 
     keyrings.alt's file keyrings rewrite their one file in place on every
@@ -178,10 +181,8 @@ def _keyring_change(kr, commit: bool = True):
 
 
 def _unlink_missing_ok(path: str) -> None:
-    try:
+    with suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 class SecretStore:
@@ -196,10 +197,10 @@ class SecretStore:
 
     def __init__(self, journal_root: str) -> None:
         self.root = journal_root
-        self._keyring = None
+        self._keyring: Any = None
         self._checked = False
 
-    def _backend(self):
+    def _backend(self) -> Any:
         if not self._checked:
             self._checked = True
             try:
@@ -213,10 +214,8 @@ class SecretStore:
                     with _keyring_change(kr, commit=False):
                         kr.set_password(self.SERVICE, probe, "1")
                         ok = kr.get_password(self.SERVICE, probe) == "1"
-                        try:
+                        with suppress(Exception):  # a keyring that cannot delete is still usable
                             kr.delete_password(self.SERVICE, probe)
-                        except Exception:  # noqa: BLE001
-                            pass
                     if ok:
                         self._keyring = kr
             except Exception:  # noqa: BLE001 - any keyring trouble means: use the file
@@ -288,14 +287,14 @@ class SecretStore:
             # recorded directory may be gone with a moved installation (older releases).
             if os.path.basename(where) != f"{txn}.json" or os.path.basename(os.path.dirname(where)) != "secrets":
                 raise ValueError(f"secrets file {where} is not where dester-harden keeps them")
-            raw = None
+            blob: bytes | None = None
             for d in (secrets_dir(), os.path.join(self.root, "secrets")):
-                raw = read_checked(os.path.join(d, f"{txn}.json"))
-                if raw is not None:
+                blob = read_checked(os.path.join(d, f"{txn}.json"))
+                if blob is not None:
                     break
-            if raw is None:
+            if blob is None:
                 raise FileNotFoundError(2, "No such file or directory", where)
-            data = json.loads(raw)
+            data = json.loads(blob)
         if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
             raise ValueError("malformed secrets")
         return data
@@ -310,7 +309,7 @@ class Txn:
 
     id: str
     dir: str
-    intent: dict = field(default_factory=dict)
+    intent: dict[str, Any] = field(default_factory=dict)
 
     @property
     def state(self) -> str | None:

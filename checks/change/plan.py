@@ -66,7 +66,7 @@ class FileDelete(FileEdit):
     """Remove an existing file (``before`` is its content now). A kind of :class:`FileEdit`, so
     code that lists a plan's files sees it too."""
 
-    after: bytes | None = None
+    after: bytes | None = None  # type: ignore[assignment]  # a deletion has no content after
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,10 +46,11 @@ def file_diff(change: FileEdit, root: str, masker: Masker | None) -> list[str]:
     head_a = "/dev/null" if change.before is None else f"a/{name}"
     head_b = "/dev/null" if change.after is None else f"b/{name}"
     # Diff the real text (a changed password is a changed line), then mask what is shown.
-    out = [l.rstrip("\n") for l in difflib.unified_diff(before, after, head_a, head_b, n=2)]
+    out = [ln.rstrip("\n") for ln in difflib.unified_diff(before, after, head_a, head_b, n=2)]
     if masker is not None:
-        out = [l[:1] + masker.line(l[1:]) if l[:1] in " +-" and not l.startswith(("--- ", "+++ ")) else l for l in out]
-    out = [shown(l) for l in out]
+        out = [ln[:1] + masker.line(ln[1:]) if ln[:1] in " +-" and not ln.startswith(("--- ", "+++ ")) else ln
+               for ln in out]
+    out = [shown(ln) for ln in out]
     if change.before is None:
         out.insert(0, f"new file {name} (mode {oct(change.mode or 0o600)[2:].zfill(4)})")
     elif change.after is None:
@@ -112,4 +113,5 @@ def list_tree(tree: TreeChmod) -> Iterator[str]:
         new = walk.target_mode(st.st_mode, ok)
         if new is not None:
             kind = "d" if stat.S_ISDIR(st.st_mode) else "f"
-            yield f"{kind} {stat.S_IMODE(st.st_mode):04o} -> {new:04o}  {shown(os.path.join(tree.root, e.rel) if e.rel else tree.root)}"
+            where = os.path.join(tree.root, e.rel) if e.rel else tree.root
+            yield f"{kind} {stat.S_IMODE(st.st_mode):04o} -> {new:04o}  {shown(where)}"

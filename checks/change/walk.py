@@ -13,6 +13,7 @@ at all is :mod:`checks.core.mediaroot`'s judgement; the undo is
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import pwd
@@ -162,7 +163,8 @@ def chmod_entry(entry: Entry, mode: int) -> bool:
         raise
     try:
         now = os.fstat(fd)
-        if (now.st_dev, now.st_ino) != (entry.st.st_dev, entry.st.st_ino) or stat.S_IFMT(now.st_mode) != stat.S_IFMT(entry.st.st_mode):
+        if ((now.st_dev, now.st_ino) != (entry.st.st_dev, entry.st.st_ino)
+                or stat.S_IFMT(now.st_mode) != stat.S_IFMT(entry.st.st_mode)):
             return False
         if stat.S_ISDIR(now.st_mode):
             os.fchmod(fd, mode)
@@ -281,10 +283,8 @@ def _forget_proc_fd() -> None:
     """In a forked child the inherited descriptor is the parent's /proc/PID/fd: drop it."""
     global _PROC_FD
     if _PROC_FD >= 0:
-        try:
+        with contextlib.suppress(OSError):
             os.close(_PROC_FD)
-        except OSError:
-            pass
         _PROC_FD = -1
 
 

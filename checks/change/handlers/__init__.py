@@ -146,7 +146,8 @@ def _builtin() -> None:
         _LOADED.append(True)
         from checks.change.handlers import command, files, tree
 
-        for i, h in enumerate((files.FILES, files.MODES, tree.TREE, tree.RESTORE, command.COMMANDS)):
+        builtin: tuple[Handler, ...] = (files.FILES, files.MODES, tree.TREE, tree.RESTORE, command.COMMANDS)
+        for i, h in enumerate(builtin):
             register(h)
             _ORDER.insert(i, _ORDER.pop())  # before any a test registered first
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Sequence
@@ -275,10 +276,9 @@ def _clean_temp(ctx: Context, path: str, tag: str, named: bool = False) -> None:
     # Both the apply's temp and the one of a rollback killed before its rename.
     d, name = os.path.split(path)
     for t in (tag, tag + "r"):
-        try:
+        # No directory of the installation there: no temp of ours either.
+        with contextlib.suppress(ConfinementError, FileNotFoundError, NotADirectoryError):
             ctx.fs.unlink(os.path.join(d, f".{name}.dh-{t}.tmp"), named)
-        except (ConfinementError, FileNotFoundError, NotADirectoryError):
-            pass  # no directory of the installation there: no temp of ours either
 
 
 FILES = FileHandler()

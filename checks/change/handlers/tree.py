@@ -99,7 +99,8 @@ class TreeHandler:
 
         out: list[str] = []
         for tree in changes:
-            out += ["", tree_summary(tree, root), "  (dester-harden fix --only FS-005 --dry-run --list shows every entry)"]
+            out += ["", tree_summary(tree, root),
+                    "  (dester-harden fix --only FS-005 --dry-run --list shows every entry)"]
         return out
 
     def history(self, raw: dict[str, Any]) -> tuple[list[str], list[str]]:
