@@ -6,8 +6,9 @@ and media trees) and undoes them: every byte, mode and owner comes back.
 Targeted cases cover the media walk's symlink safety, symlinked env files,
 owners and modes kept by rewrites, and the journal's own permissions.
 
-The tests run as root (CI and the developer machines do), so files can be
-given to uid/gid 65534 to check that owners survive a rewrite.
+As root (CI), drawn files are given to uid/gid 65534 to check that owners
+survive a rewrite; as another user the same tests run with every file the
+developer's own, and only the owner tests are skipped.
 """
 
 from __future__ import annotations
@@ -36,9 +37,17 @@ from checks.fix.planner import FIXERS, plan_fixes
 
 from .installs import CLI_PASSWORD, cli_install, newer_install, setup_script_install
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give files to uid 65534")
+#: Only the tests of owners need root; the others (the property test too) run for any developer.
+ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not ROOT, reason="needs root to give files to uid 65534")
 
 NOBODY = 65534
+
+
+def give_to_nobody(path: str | Path) -> None:
+    """Drawn owners: uid 65534 as root; as another user every file stays the developer's own."""
+    if ROOT:
+        os.chown(path, NOBODY, NOBODY)
 FIX_IDS = sorted(f.id for f in FIXERS)
 
 
@@ -202,7 +211,7 @@ def materialize_case(case: dict, tmp: Path) -> tuple[Path, Path, Path]:
             data = b"\xef\xbb\xbf" + data
         path.write_bytes(data)
         if mod["nobody"]:
-            os.chown(path, NOBODY, NOBODY)
+            give_to_nobody(path)
         os.chmod(path, mod["mode"])
     media.mkdir(exist_ok=True)
     for i, (parts, kind, dmode, fmode, nobody) in enumerate(case["media"]):
@@ -214,12 +223,12 @@ def materialize_case(case: dict, tmp: Path) -> tuple[Path, Path, Path]:
         if kind == "dir":
             target.mkdir()
             if nobody:
-                os.chown(target, NOBODY, NOBODY)
+                give_to_nobody(target)
             os.chmod(target, dmode)
         elif kind == "file":
             target.write_bytes(b"\x00video%d" % i)
             if nobody:
-                os.chown(target, NOBODY, NOBODY)
+                give_to_nobody(target)
             os.chmod(target, fmode)
         elif kind == "link-outside":
             os.symlink(outside, target)
@@ -470,6 +479,7 @@ def test_fixing_an_install_whose_env_is_a_symlink_never_writes_through_it(tmp_pa
 
 
 @pytest.mark.parametrize("with_fs001", [False, True])
+@needs_root
 def test_a_rewritten_env_keeps_its_owner_and_its_mode_unless_fs001_changes_it(tmp_path, with_fs001):
     root = cli_install(tmp_path)
     env = root / ".env"
@@ -494,6 +504,7 @@ def test_a_rewritten_env_keeps_its_owner_and_its_mode_unless_fs001_changes_it(tm
     assert (st_env.st_uid, st_env.st_gid, stat.S_IMODE(st_env.st_mode)) == (NOBODY, NOBODY, 0o640)
 
 
+@needs_root
 def test_an_env_file_created_by_the_fixes_is_0600_from_the_start(tmp_path):
     root = setup_script_install(tmp_path)
     os.chown(root, NOBODY, NOBODY)

@@ -323,9 +323,11 @@ class Confined:
         else:
             dfd, name = self.parent(path, named)
             try:
-                fd = self._open(dfd, name, path, named)
+                opened = self._open(dfd, name, path, named)
             finally:
                 os.close(dfd)
+            assert opened is not None  # missing_ok is False: a missing entry raised
+            fd = opened
         try:
             try:
                 rfd = self._reopen(fd)

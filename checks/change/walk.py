@@ -9,6 +9,10 @@ mount point below it is entered or changed), and leave group write on a
 shared group library (:func:`shared_dir`). Whether a directory may be a root
 at all is :mod:`checks.core.mediaroot`'s judgement; the undo is
 :mod:`checks.change.walkundo`, the journal's format :mod:`checks.change.treerecords`.
+
+About 600 lines: the walk, the fence, the apply and the preview share the
+descriptor discipline above and must change together; split, each half
+would re-state it (the undo's walk already lives apart, in walkundo).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import re
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from checks.change.treerecords import HEADER, RECORD, fingerprint  # noqa: F401  (HEADER, RECORD: re-exported)
 
@@ -93,7 +98,8 @@ def walk(root: str, on_error: Callable[[str, OSError], None] | None = None,
         os.close(root_fd)
 
 
-def _walk_dir(dir_fd: int, rel: str, key: tuple[int, int], on_error, before_close, fence) -> Iterator[Entry]:
+def _walk_dir(dir_fd: int, rel: str, key: tuple[int, int], on_error: Any, before_close: Any,
+              fence: Any) -> Iterator[Entry]:
     try:
         it = os.scandir(dir_fd)
     except OSError as exc:
@@ -211,7 +217,7 @@ def primary_gids() -> frozenset[int]:
         return frozenset()
 
 
-def shared_dir(st, primary: frozenset[int]) -> bool:
+def shared_dir(st: os.stat_result, primary: frozenset[int]) -> bool:
     """A shared group library's directory: setgid, and its group nobody's primary group.
 
     ``chmod 2775`` with a ``media`` group is how a household or a Plex and a
@@ -318,17 +324,18 @@ class Fence:
 
     __slots__ = ("dev", "mounts", "crossed")
 
-    def __init__(self, root_fd: int, root_st) -> None:
+    def __init__(self, root_fd: int, root_st: os.stat_result) -> None:
         self.dev = root_st.st_dev
         self.mounts = mount_points(root_fd)
         self.crossed: list[str] = []
 
-    def outside(self, st) -> bool:
+    def outside(self, st: os.stat_result) -> bool:
         """``st`` (an lstat/fstat) is another filesystem's, or a mount point's: not ours to walk or change."""
         return st.st_dev != self.dev or (bool(self.mounts) and (st.st_dev, st.st_ino) in self.mounts)
 
 
-def _depth_first(root_fd: int, root_st: os.stat_result, visit, enter, skipped: list[str] | None,
+def _depth_first(root_fd: int, root_st: os.stat_result, visit: Callable[..., list[Any]],
+                 enter: Callable[..., None] | None, skipped: list[str] | None,
                  fence: Fence | None = None) -> None:
     """``visit`` root_fd's directory, then every directory under it, depth first.
 
@@ -376,6 +383,7 @@ def _depth_first(root_fd: int, root_st: os.stat_result, visit, enter, skipped: l
                     fence.crossed.append(crel)
                     continue
                 if arg is not None:
+                    assert enter is not None  # a visit that gives arguments has an enter
                     enter(fd, (st.st_dev, st.st_ino), name, crel, lst, cst, cfd, arg)
                 csubs = visit(cfd, crel, cst)
             except BaseException:
@@ -456,7 +464,7 @@ def apply_rule(root: str, journal: Callable[[bytes], None], skipped: list[str], 
         finally:
             _close_all(opened)
 
-    def visit(fd: int, rel: str, st: os.stat_result) -> list:
+    def visit(fd: int, rel: str, st: os.stat_result) -> list[Any]:
         try:
             it = scandir(fd)
         except OSError:
@@ -465,7 +473,7 @@ def apply_rule(root: str, journal: Callable[[bytes], None], skipped: list[str], 
         key = (st.st_dev, st.st_ino)
         sgid = st.st_gid if shared_dir(st, primary) else -1
         files: list[str] = []
-        subs: list = []
+        subs: list[Any] = []
         recs: list[bytes] = []  # the subdirectories' records, journaled with the next group
         with it:
             for de in it:
@@ -513,6 +521,7 @@ def apply_rule(root: str, journal: Callable[[bytes], None], skipped: list[str], 
     own = root_fd is None
     if own:
         root_fd = open_root(root)
+    assert root_fd is not None
     try:
         st = fstat(root_fd)
         fence = Fence(root_fd, st)
@@ -544,7 +553,7 @@ def preview(root: str, mounts: list[str] | None = None) -> tuple[int, dict[tuple
     primary = primary_gids()
     fence: Fence
 
-    def visit(fd: int, rel: str, st: os.stat_result) -> list:
+    def visit(fd: int, rel: str, st: os.stat_result) -> list[Any]:
         nonlocal entries
         try:
             names = listdir(fd)
@@ -593,6 +602,8 @@ def preview(root: str, mounts: list[str] | None = None) -> tuple[int, dict[tuple
         mounts.extend(fence.crossed)
     transitions: dict[tuple[str, int, int], int] = {}
     for (m, ok), n in sorted(counts.items()):
-        key = ("dir" if stat.S_ISDIR(m) else "file", m & 0o7777, target_mode(m, ok))
+        after = target_mode(m, ok)
+        assert after is not None  # counted only when it changes
+        key = ("dir" if stat.S_ISDIR(m) else "file", m & 0o7777, after)
         transitions[key] = transitions.get(key, 0) + n
     return entries, transitions
