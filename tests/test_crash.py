@@ -295,7 +295,7 @@ def temp_files(root: str) -> list[str]:
 def journal_problems(root: str) -> list[str]:
     """Transactions left unfinished (no state, or prepared) after a command ran."""
     tdir = os.path.join(root, JOURNAL_DIR, "txn")
-    problems = []
+    problems: list[str] = []
     if not os.path.isdir(tdir):
         return problems
     for name in sorted(os.listdir(tdir)):
@@ -369,9 +369,11 @@ class Driver:
         self.planned: set[str] = set()
 
     def run(self, mode: str, root: str, env: dict, delay: float | None) -> Run:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write((json.dumps({"mode": mode, "root": root, "env": env}) + "\n").encode())
         self.proc.stdin.flush()
-        lines, err, duration = [], "", None
+        lines: list[str] = []
+        err, duration = "", None
         while True:
             line = self.proc.stdout.readline().decode()
             if not line:
@@ -391,7 +393,8 @@ class Driver:
                 return Run(int(rest), "".join(lines), err, duration)
 
     def close(self) -> None:
-        self.proc.stdin.close()
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
         self.proc.wait(timeout=30)
 
 

@@ -65,6 +65,7 @@ def snapshot(top: str | Path, skip: tuple[str, ...] = (JOURNAL_DIR,)) -> dict[st
         for name in dirs + files:
             p = os.path.join(d, name)
             st = os.lstat(p)
+            data: bytes | str | None
             if stat.S_ISREG(st.st_mode):
                 with open(p, "rb") as fh:
                     data = fh.read()
@@ -128,7 +129,7 @@ def secret_forms(secret: str) -> set[bytes]:
 def assert_journal_hides(root: Path, secrets: set[str]) -> None:
     """No secret, raw or percent-encoded, in any journal file but the keyring fallback's."""
     journal = Path(root) / JOURNAL_DIR
-    for d, dirs, files in os.walk(journal):
+    for d, _dirs, files in os.walk(journal):
         for name in files:
             path = Path(d) / name
             if path.parent.name == "secrets" and path.parent.parent == journal:
@@ -183,7 +184,8 @@ def installations(draw):
         "only": draw(st.none() | st.sets(st.sampled_from(FIX_IDS), min_size=1)),
         "seed": draw(st.integers(0, 2**32)),
         # The CLI install's own password: some collide with the journal's token text, some need URL encoding.
-        "password": draw(st.sampled_from([CLI_PASSWORD, "secret", "dester", "harden-secret-0", "p@ss w/rd!", "Zq%41x:y"])),
+        "password": draw(st.sampled_from([CLI_PASSWORD, "secret", "dester", "harden-secret-0", "p@ss w/rd!",
+                                          "Zq%41x:y"])),
     }
 
 
@@ -199,7 +201,7 @@ def materialize_case(case: dict, tmp: Path) -> tuple[Path, Path, Path]:
     outside = tmp / "outside-secret.txt"
     outside.write_text("not part of the media library\n")
     os.chmod(outside, 0o666)
-    for path, mod in zip(text_files(root), case["text"]):
+    for path, mod in zip(text_files(root), case["text"], strict=False):  # more files than drawn edits: fine
         data = path.read_bytes()
         if mod["comment"] == "top":
             data = b"# added by hand\n" + data
@@ -254,7 +256,8 @@ def test_apply_then_undo_restores_every_byte_mode_and_owner(case):
         before = snapshot(tmp, skip=(JOURNAL_DIR, "host"))
         plan, planner = plan_fixes(str(root), only=case["only"], host_root=str(tmp / "host"),
                                    new_secret=secret_maker(case["seed"]))
-        event(f"{case['layout']}: {len(plan.changes)} change(s)" + (", media" if any(isinstance(c, TreeChmod) for c in plan.changes) else ""))
+        tree = ", media" if any(isinstance(c, TreeChmod) for c in plan.changes) else ""
+        event(f"{case['layout']}: {len(plan.changes)} change(s)" + tree)
         engine = Engine(str(root))
         engine.apply(plan)
         applied = snapshot(tmp, skip=(JOURNAL_DIR, "host"))
@@ -278,7 +281,8 @@ def test_apply_then_undo_restores_every_byte_mode_and_owner(case):
             assert stat.S_IMODE(applied[rel][0]) == 0o600, rel
 
         secrets = set(planner.generated)
-        if case["layout"] == "cli" and not case["hardened"] and case["password"] in (CLI_PASSWORD, "p@ss w/rd!", "Zq%41x:y"):
+        if (case["layout"] == "cli" and not case["hardened"]
+                and case["password"] in (CLI_PASSWORD, "p@ss w/rd!", "Zq%41x:y")):
             secrets.add(case["password"])
         assert_journal_hides(root, secrets)
 
@@ -301,7 +305,8 @@ TOKENISH = st.text(alphabet="@dester-harden-secret-0123456789%", min_size=1, max
 
 
 @settings(max_examples=300, deadline=None, database=None)
-@given(secrets=st.sets(TOKENISH | st.sampled_from(["secret", "harden", "dester", "0@@", "postgres", "p@ss w/rd"]), max_size=6),
+@given(secrets=st.sets(TOKENISH | st.sampled_from(["secret", "harden", "dester", "0@@", "postgres", "p@ss w/rd"]),
+                      max_size=6),
        pieces=st.lists(TOKENISH | st.sampled_from(["secret", "postgres", "p%40ss%20w%2Frd", "\n"]), max_size=20))
 def test_redaction_is_reversible_and_hides_every_secret(secrets, pieces):
     data = "".join(pieces).encode()
@@ -320,7 +325,8 @@ def test_redaction_is_reversible_and_hides_every_secret(secrets, pieces):
 
 def test_redaction_hides_percent_encoded_forms():
     redactor = Redactor({"p@ss w/rd!"})
-    data = b"POSTGRES_PASSWORD=p@ss w/rd!\nDATABASE_URL=postgresql://u:p%40ss%20w%2Frd%21@db/x\nlower: p%40ss%20w%2frd%21\n"
+    data = (b"POSTGRES_PASSWORD=p@ss w/rd!\nDATABASE_URL=postgresql://u:p%40ss%20w%2Frd%21@db/x\n"
+            b"lower: p%40ss%20w%2frd%21\n")
     hidden = redactor.redact(data)
     for form in (b"p@ss w/rd!", b"p%40ss%20w%2Frd%21", b"p%40ss%20w%2frd%21", b"p%40ss+w%2Frd%21"):
         assert form not in hidden
@@ -379,7 +385,7 @@ def test_a_directory_swapped_for_a_symlink_mid_walk_redirects_no_chmod(cli_media
     plan = _media_plan(root, host)
     before = _modes(outside)
     real_open = os.open
-    swapped = []
+    swapped: list[object] = []
 
     def open_and_swap(path, flags, mode=0o777, *, dir_fd=None):
         if path == "Movies" and dir_fd is not None and not swapped:
@@ -388,14 +394,15 @@ def test_a_directory_swapped_for_a_symlink_mid_walk_redirects_no_chmod(cli_media
             swapped.append(flags)
         return real_open(path, flags, mode, dir_fd=dir_fd)
 
-    monkeypatch.setattr(walk.os, "open", open_and_swap)
+    monkeypatch.setattr(os, "open", open_and_swap)
     result = Engine(str(root)).apply(plan)
     monkeypatch.undo()
     assert swapped, "the walk never opened Movies"
     assert _modes(outside) == before
     assert "Movies" in result.tree_skipped
     # The rest of the library was still fixed.
-    assert stat.S_IMODE(os.stat(media / "TV Shows" / "Severance" / "Season 01" / "Severance S01E01.mkv").st_mode) == 0o644
+    episode = media / "TV Shows" / "Severance" / "Season 01" / "Severance S01E01.mkv"
+    assert stat.S_IMODE(os.stat(episode).st_mode) == 0o644
 
 
 def test_a_file_swapped_for_a_symlink_before_its_chmod_is_skipped(cli_media, monkeypatch):
@@ -403,7 +410,7 @@ def test_a_file_swapped_for_a_symlink_before_its_chmod_is_skipped(cli_media, mon
     plan = _media_plan(root, host)
     victim = media / "Movies" / "Heat (1995)" / "Heat (1995).mkv"
     real_open = os.open
-    swapped = []
+    swapped: list[object] = []
 
     def open_and_swap(path, flags, mode=0o777, *, dir_fd=None):
         if path == victim.name and not swapped:
@@ -412,7 +419,7 @@ def test_a_file_swapped_for_a_symlink_before_its_chmod_is_skipped(cli_media, mon
             swapped.append(flags)
         return real_open(path, flags, mode, dir_fd=dir_fd)
 
-    monkeypatch.setattr(walk.os, "open", open_and_swap)
+    monkeypatch.setattr(os, "open", open_and_swap)
     result = Engine(str(root)).apply(plan)
     monkeypatch.undo()
     assert swapped
@@ -433,7 +440,7 @@ def test_an_entry_removed_mid_walk_is_skipped_not_fatal(cli_media, monkeypatch):
             victim.unlink()
         return real_open(path, flags, mode, dir_fd=dir_fd)
 
-    monkeypatch.setattr(walk.os, "open", open_and_delete)
+    monkeypatch.setattr(os, "open", open_and_delete)
     result = Engine(str(root)).apply(plan)
     monkeypatch.undo()
     assert "Movies/Alien (1979)/Alien (1979).mp4" in result.tree_skipped
