@@ -82,7 +82,8 @@ def add_env_file(root: Path, ref: str) -> None:
     """``env_file: ref`` in the API service of the CLI install's compose file."""
     compose = root / "docker-compose.yml"
     text = compose.read_text()
-    compose.write_text(text.replace("    image: desterlib/api:latest\n", f"    image: desterlib/api:latest\n    env_file: {ref}\n", 1))
+    image = "    image: desterlib/api:latest\n"
+    compose.write_text(text.replace(image, f"{image}    env_file: {ref}\n", 1))
 
 
 # Each attack plants its files and returns the words its refusal must say.
@@ -277,7 +278,7 @@ def test_a_directory_swapped_mid_apply_redirects_nothing_and_rolls_back(conf_sit
 
     def apply_then_swap(self, entry, *a, **k):
         real(self, entry, *a, **k)
-        done.append(entry["path"])
+        done.append(entry.path)
         if len(done) == 1:
             swap_conf(root, victim)
 
@@ -299,7 +300,7 @@ def test_a_swap_after_the_directory_was_verified_cannot_redirect_the_rename(conf
     root, victim, plan = conf_site
     before = tree_snapshot(victim)
     real = Confined.parent
-    swapped = []
+    swapped: list[object] = []
 
     def parent_then_swap(self, path, named=False):
         out = real(self, path, named)
@@ -459,8 +460,8 @@ def _fix_on_pty(root: Path, host: Path, before_yes, timeout: float = 90) -> tupl
     if pid == 0:
         os.chdir(PROJECT)
         try:
-            os.execvpe(sys.executable, [sys.executable, "-m", "tui", "fix", "--dir", str(root), "--host-root", str(host)],
-                       dict(os.environ))
+            argv = [sys.executable, "-m", "tui", "fix", "--dir", str(root), "--host-root", str(host)]
+            os.execvpe(sys.executable, argv, dict(os.environ))
         finally:
             os._exit(127)
     out, asked = b"", False

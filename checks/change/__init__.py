@@ -1,1 +1,4 @@
-"""Plans, the change engine, its handlers, the journal, trust checks, the media walk; imports nothing from install, audit or fix."""
+"""Plans, the change engine, its handlers, the journal, trust checks, the media walk.
+
+Imports nothing from install, audit or fix.
+"""

@@ -20,6 +20,7 @@ planned, so a preview never shows a change the engine will refuse.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -126,11 +127,13 @@ def problem(root: str, path: str, named: Iterable[str] = (), write: bool = False
     except FileNotFoundError:
         return None  # a file the plan creates
     if stat.S_ISLNK(st.st_mode):
-        return f"{shown} is a symbolic link (to {_target(path)}); change its target by hand if it is part of the installation"
+        return (f"{shown} is a symbolic link (to {_target(path)}); "
+                "change its target by hand if it is part of the installation")
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
         return f"{shown} is not a regular file"
     if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and path not in set(named):
-        return f"{shown} has {st.st_nlink} hard links: another name for the same file may be outside the installation directory"
+        return (f"{shown} has {st.st_nlink} hard links: "
+                "another name for the same file may be outside the installation directory")
     word = _flag_word(_path_flags(path))
     if word:
         return f"{shown} is {word}; remove the flag first (chattr -i / chattr -a) if it should be changed"
@@ -168,10 +171,8 @@ class Confined:
             self._fd = None
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.close()
-        except OSError:
-            pass
 
     def parent(self, path: str, named: bool = False) -> tuple[int, str]:
         """(a new descriptor of ``path``'s directory, its last component); the caller closes it.
@@ -284,7 +285,8 @@ class Confined:
                         os.close(fd)
             tmp = f".{name}.dh-{tag}.tmp"
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                fd = os.open(tmp, flags, 0o600, dir_fd=dfd)
             except PermissionError:
                 self._refuse_flagged(dfd, os.path.dirname(path))
                 raise
@@ -321,9 +323,11 @@ class Confined:
         else:
             dfd, name = self.parent(path, named)
             try:
-                fd = self._open(dfd, name, path, named)
+                opened = self._open(dfd, name, path, named)
             finally:
                 os.close(dfd)
+            assert opened is not None  # missing_ok is False: a missing entry raised
+            fd = opened
         try:
             try:
                 rfd = self._reopen(fd)
@@ -375,7 +379,5 @@ def _kept_xattrs(fd: int | str) -> list[tuple[str, bytes]]:
 
 
 def _unlink_at(dfd: int, name: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(name, dir_fd=dfd)
-    except FileNotFoundError:
-        pass

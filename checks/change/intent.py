@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING, Any
 
 from checks.core.errors import InputError
-from checks.core.mediaroot import system_problem
 
-FORMAT = 2
-"""Intents of format 2 record ``install`` and ``named``; older ones (no ``format``) are still read."""
+if TYPE_CHECKING:
+    from checks.change.handlers import Entry
+
+FORMAT = 3
+"""Intents of format 2 record ``install`` and ``named``; format 3 has typed entries (each with its own
+``"format": 1``), the progress log and the tentative deadline. Older ones (no ``format``, 2) are still read."""
 
 _BLOB = re.compile(r"[ab][0-9]{1,6}\Z")
 _RECORDS = re.compile(r"tree[0-9]{1,6}\.bin\Z")
@@ -39,7 +43,7 @@ def inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def _abs_norm(value, what: str, where: str) -> str:
+def _abs_norm(value: object, what: str, where: str) -> str:
     if not isinstance(value, str) or not value.startswith("/") or "\0" in value:
         raise BadJournal(where, f"{what} {value!r} is not an absolute path")
     if os.path.normpath(value) != value or "//" in value:
@@ -47,13 +51,13 @@ def _abs_norm(value, what: str, where: str) -> str:
     return value
 
 
-def _mode(value, what: str, where: str) -> int:
+def _mode(value: object, what: str, where: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0o7777:
         raise BadJournal(where, f"{what} {value!r} is not a mode")
     return value
 
 
-def _name(value, pattern: re.Pattern, what: str, where: str, optional: bool = False):
+def _name(value: object, pattern: re.Pattern[str], what: str, where: str, optional: bool = False) -> str | None:
     if optional and value is None:
         return None
     if not isinstance(value, str) or not pattern.match(value):
@@ -61,7 +65,7 @@ def _name(value, pattern: re.Pattern, what: str, where: str, optional: bool = Fa
     return value
 
 
-def _sha(value, where: str, optional: bool = True):
+def _sha(value: object, where: str, optional: bool = True) -> str | None:
     if optional and value is None:
         return None
     if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
@@ -69,13 +73,97 @@ def _sha(value, where: str, optional: bool = True):
     return value
 
 
-def checked_entries(intent: dict, txn_id: str, txn_dir: str, install_root: str, txn_root: str) -> list[dict]:
-    """The intent's entries, validated, with paths rebased onto where the installation is now."""
+class Loader:
+    """The checks a handler's ``load`` applies to one transaction's entries (:mod:`checks.change.handlers`)."""
+
+    def __init__(self, where: str, root: str, old_root: str | None, named: set[str], undoes: str | None,
+                 txn_root: str) -> None:
+        self.where = where
+        self.root = root
+        self.real = os.path.realpath(root)
+        self.old_root = old_root
+        self.named_paths = named
+        self.undoes = undoes
+        self.txn_root = txn_root
+
+    def bad(self, why: str) -> BadJournal:
+        return BadJournal(self.where, why)
+
+    def rebase(self, path: str) -> str:
+        old = self.old_root
+        if old and old != self.root and inside(path, old):
+            return self.root + path[len(old.rstrip("/")):] if path != old else self.root
+        return path
+
+    def path(self, value: object, what: str) -> str:
+        """An absolute normalised path, as written."""
+        return _abs_norm(value, what, self.where)
+
+    def absolute(self, value: object, what: str) -> str:
+        """An absolute normalised path, rebased onto where the installation is now."""
+        return self.rebase(_abs_norm(value, what, self.where))
+
+    def confined(self, value: object, what: str) -> str:
+        """A path inside the installation (not it, not its journal) or one the user named."""
+        path = self.absolute(value, what)
+        if inside(path, self.root) or inside(path, self.real) or path in self.named_paths:
+            if path == self.root or inside(path, os.path.join(self.root, ".dester-harden")):
+                raise self.bad(f"{what} {path} is the install directory or its journal")
+            return path
+        raise self.bad(f"{what} {path} is outside the installation and was not named by the user")
+
+    def is_named(self, raw: dict[str, Any]) -> bool:
+        """Reached by its own path (not confined to the install) only when the intent names it."""
+        return bool(raw.get("named")) and self.rebase(str(raw.get("path"))) in self.named_paths
+
+    def mode(self, value: object, what: str = "mode") -> int:
+        return _mode(value, what, self.where)
+
+    def blob(self, value: object) -> str | None:
+        return _name(value, _BLOB, "blob", self.where, optional=True)
+
+    def records(self, value: object) -> str:
+        name = _name(value, _RECORDS, "records file", self.where)
+        assert name is not None
+        return name
+
+    def sha(self, value: object) -> str | None:
+        return _sha(value, self.where)
+
+    def txn_id(self, value: object, what: str) -> str:
+        name = _name(value, TXN_ID, what, self.where)
+        assert name is not None
+        return name
+
+    def id_number(self, value: object, what: str) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32 - 1:
+            raise self.bad(f"{what} {value!r} is not an id")
+        return value
+
+    def argv(self, value: object, what: str, optional: bool = False) -> tuple[str, ...] | None:
+        if optional and value is None:
+            return None
+        if (not isinstance(value, list) or not value
+                or not all(isinstance(a, str) and "\0" not in a for a in value)):
+            raise self.bad(f"{what} is not a list of arguments")
+        return tuple(value)
+
+    def text(self, value: object, what: str) -> str:
+        if not isinstance(value, str):
+            raise self.bad(f"{what} is not text")
+        return value
+
+
+def checked_entries(intent: dict[str, Any], txn_id: str, txn_dir: str, install_root: str,
+                    txn_root: str) -> list[Entry]:
+    """The intent's entries, validated by their handlers, with paths rebased onto where the installation is now."""
+    from checks.change.handlers import ENTRY_FORMAT, for_entry
+
     where = txn_dir
     if not isinstance(intent, dict) or intent.get("invalid"):
         raise BadJournal(where, "its intent.json is not a JSON object")
     fmt = intent.get("format", 1)
-    if fmt not in (1, FORMAT):
+    if fmt not in (1, 2, FORMAT):
         raise BadJournal(where, f"unknown journal format {fmt!r}")
     if intent.get("kind", "fix") not in _KINDS:
         raise BadJournal(where, f"unknown transaction kind {intent.get('kind')!r}")
@@ -86,87 +174,37 @@ def checked_entries(intent: dict, txn_id: str, txn_dir: str, install_root: str, 
     if not isinstance(entries, list):
         raise BadJournal(where, "its entries are not a list")
     root = os.path.abspath(install_root)
-    real = os.path.realpath(root)
     old_root = intent.get("install")
     if old_root is not None:
         old_root = _abs_norm(old_root, "the install directory", where)
-
-    def rebase(path: str) -> str:
-        if old_root and old_root != root and inside(path, old_root):
-            return root + path[len(old_root.rstrip("/")):] if path != old_root else root
-        return path
-
     # Before format 2 the files a user named outside the install were not
     # recorded: such an old entry is refused (history still shows it).
     named_raw = intent.get("named", [] if fmt == 1 else None)
     if not isinstance(named_raw, list):
         raise BadJournal(where, "the files named by the user are not a list")
     named = {_abs_norm(p, "a named file", where) for p in named_raw}
-
-    def confined(path: str, what: str) -> str:
-        path = rebase(_abs_norm(path, what, where))
-        if inside(path, root) or inside(path, real) or path in named:
-            if path == root or inside(path, os.path.join(root, ".dester-harden")):
-                raise BadJournal(where, f"{what} {path} is the install directory or its journal")
-            return path
-        raise BadJournal(where, f"{what} {path} is outside the installation and was not named by the user")
-
+    loader = Loader(where, root, old_root, named, undoes, txn_root)
     out = []
     for raw in entries:
         if not isinstance(raw, dict):
             raise BadJournal(where, "an entry is not a JSON object")
-        e = dict(raw)
-        kind = e.get("type")
-        if kind in ("file", "mode"):
-            # Reached by its own path (not confined to the install) only when the intent names it.
-            e["named"] = bool(e.get("named")) and rebase(str(e.get("path"))) in named
-        if kind == "file":
-            e["path"] = confined(e.get("path"), "file")
-            e["before"] = _name(e.get("before"), _BLOB, "blob", where, optional=True)
-            e["after"] = _name(e.get("after"), _BLOB, "blob", where, optional=True)
-            e["before_sha"] = _sha(e.get("before_sha"), where)
-            e["after_sha"] = _sha(e.get("after_sha"), where)
-            if (e["before"] is None) != (e["before_sha"] is None) or (e["after"] is None) != (e["after_sha"] is None):
-                raise BadJournal(where, f"the entry of {e['path']} has a checksum without its blob")
-            _mode(e.get("mode"), "mode", where)
-            for key in ("uid", "gid"):
-                v = e.get(key)
-                if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 2**32 - 1:
-                    raise BadJournal(where, f"{key} {v!r} of {e['path']} is not an id")
-        elif kind == "mode":
-            e["path"] = confined(e.get("path"), "path")
-            _mode(e.get("before"), "mode", where)
-            _mode(e.get("after"), "mode", where)
-        elif kind in ("tree", "tree-restore"):
-            tree = rebase(_abs_norm(e.get("root"), "media root", where))
-            why = system_problem(tree)  # the path alone: the media fix's own judgement of where it is
-            if why:
-                raise BadJournal(where, f"media root {tree}: {why}")
-            e["root"] = tree
-            e["records"] = _name(e.get("records"), _RECORDS, "records file", where)
-            if kind == "tree-restore":
-                src = e.get("source")
-                _abs_norm(src, "records source", where)
-                src_txn = os.path.basename(os.path.dirname(src))
-                _name(src_txn, TXN_ID, "records source transaction", where)
-                _name(os.path.basename(src), _RECORDS, "records source", where)
-                if src_txn != undoes:
-                    raise BadJournal(where, f"records source {src} is not of the undone transaction")
-                # Where that journal is now (it moves with a moved installation).
-                e["source"] = os.path.join(txn_root, src_txn, os.path.basename(src))
-        else:
-            raise BadJournal(where, f"unknown entry type {kind!r}")
-        out.append(e)
+        efmt = raw.get("format", 1)  # entries of older releases carry no format
+        if efmt != ENTRY_FORMAT or isinstance(efmt, bool):
+            raise BadJournal(where, f"unknown entry format {efmt!r}")
+        handler = for_entry(raw.get("type"))
+        if handler is None:
+            raise BadJournal(where, f"unknown entry type {raw.get('type')!r}")
+        out.append(handler.load(raw, loader))
     return out
 
 
-def named_outside(paths, install_root: str) -> list[str]:
+def named_outside(paths: list[str], install_root: str) -> list[str]:
     """The paths (of a plan's files and modes) outside the installation: the ones the user named."""
     root, real = os.path.abspath(install_root), os.path.realpath(install_root)
     return sorted({p for p in paths if not inside(p, root) and not inside(p, real)})
 
 
-def reapplies(txn, entries: list[dict], txns: list, entries_of) -> str | None:
+def reapplies(txn: Any, entries: list[Entry], txns: list[Any], entries_of: Any) -> str | None:
     """Why undoing ``txn`` would write back a change a later forced undo already took back, or None.
 
     A changes X v0->v1, B v1->v2; a forced undo of A (U) puts v0 back. Undoing B
@@ -174,7 +212,7 @@ def reapplies(txn, entries: list[dict], txns: list, entries_of) -> str | None:
     transaction older than ``txn`` that touched the same paths is such a U.
     ``txns`` are all transactions oldest first; ``entries_of`` validates one's entries.
     """
-    mine = {e["path"] for e in entries if e["type"] in ("file", "mode")}
+    mine = {p for e in entries for p in e.paths()}
     if not mine:
         return None
     order = {t.id: i for i, t in enumerate(txns)}
@@ -186,7 +224,7 @@ def reapplies(txn, entries: list[dict], txns: list, entries_of) -> str | None:
         if target not in order or order[target] >= me:
             continue
         try:
-            theirs = {e["path"] for e in entries_of(later) if e["type"] in ("file", "mode")}
+            theirs = {p for e in entries_of(later) for p in e.paths()}
         except (InputError, ValueError):
             continue
         both = sorted(mine & theirs)

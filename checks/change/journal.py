@@ -8,7 +8,10 @@ install dir, or the effective uid's own place outside it (:mod:`checks.change.st
       txn/<id>/intent.json  what the transaction changes and how to undo it
       txn/<id>/b<N>, a<N>   file contents before/after, secrets replaced by tokens
       txn/<id>/tree<N>.bin  bulk chmod records (only entries that changed)
-      txn/<id>/state        prepared -> applied | rolled-back | resolved (16 bytes, space-padded)
+      txn/<id>/state        prepared -> [applied-tentative ->] applied | rolled-back | resolved
+                            (24 bytes, space-padded; 16 in older releases)
+      txn/<id>/progress     started / done / failed / reverted per entry (checks.change.progress)
+      txn/<id>/actions      the programs it ran, argv masked, exit codes (checks.change.executor)
       txn/<id>/undone-by    the id of the transaction that undid this one
       baseline.json         the assistant's last audit
       install.json          (outside the install only) which installation this is
@@ -34,17 +37,25 @@ import os
 import re
 import secrets as _secrets
 import socket
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from checks.change.pending import JOURNAL_DIR, has_unfinished  # noqa: F401  (re-exported)
+from checks.change.pending import JOURNAL_DIR as JOURNAL_DIR  # re-exported
+from checks.change.pending import has_unfinished as has_unfinished  # re-exported
 from checks.change.statedir import ensure_dir, journal_dir
 from checks.change.trust import read_checked, verify_journal
-from checks.core.atomic import fsync_dir, write_private  # noqa: F401  (re-exported)
+from checks.core.atomic import fsync_dir as fsync_dir  # re-exported
+from checks.core.atomic import write_private as write_private  # re-exported
+
+if TYPE_CHECKING:
+    from checks.change.executor import Action
 
 TOKEN = "@@dester-harden-secret-{}@@"
 #: The state file's size: every state fits, padded with spaces, so it is overwritten in place.
-STATE_SIZE = 16
+STATE_SIZE = 24
+"""(Older releases: 16; such a file is replaced whole when a longer state, applied-tentative, comes.)"""
 
 
 def ensure_private_dir(path: str) -> None:
@@ -58,7 +69,7 @@ def new_txn_id() -> str:
     return now.strftime("%Y%m%dT%H%M%S") + "-" + _secrets.token_hex(3)
 
 
-def holder_info(command: str) -> dict:
+def holder_info(command: str) -> dict[str, Any]:
     try:
         user = getpass.getuser()
     except Exception:  # noqa: BLE001 - no passwd entry in a container
@@ -116,7 +127,7 @@ def _one_pass(data: bytes, mapping: dict[bytes, bytes]) -> bytes:
 
 
 @contextmanager
-def _keyring_change(kr, commit: bool = True):
+def _keyring_change(kr: Any, commit: bool = True) -> Iterator[None]:
     """Change a keyring so that a kill midway cannot lose what it already holds.
 
     keyrings.alt's file keyrings rewrite their one file in place on every
@@ -170,10 +181,8 @@ def _keyring_change(kr, commit: bool = True):
 
 
 def _unlink_missing_ok(path: str) -> None:
-    try:
+    with suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 class SecretStore:
@@ -188,10 +197,10 @@ class SecretStore:
 
     def __init__(self, journal_root: str) -> None:
         self.root = journal_root
-        self._keyring = None
+        self._keyring: Any = None
         self._checked = False
 
-    def _backend(self):
+    def _backend(self) -> Any:
         if not self._checked:
             self._checked = True
             try:
@@ -205,10 +214,8 @@ class SecretStore:
                     with _keyring_change(kr, commit=False):
                         kr.set_password(self.SERVICE, probe, "1")
                         ok = kr.get_password(self.SERVICE, probe) == "1"
-                        try:
+                        with suppress(Exception):  # a keyring that cannot delete is still usable
                             kr.delete_password(self.SERVICE, probe)
-                        except Exception:  # noqa: BLE001
-                            pass
                     if ok:
                         self._keyring = kr
             except Exception:  # noqa: BLE001 - any keyring trouble means: use the file
@@ -280,14 +287,14 @@ class SecretStore:
             # recorded directory may be gone with a moved installation (older releases).
             if os.path.basename(where) != f"{txn}.json" or os.path.basename(os.path.dirname(where)) != "secrets":
                 raise ValueError(f"secrets file {where} is not where dester-harden keeps them")
-            raw = None
+            blob: bytes | None = None
             for d in (secrets_dir(), os.path.join(self.root, "secrets")):
-                raw = read_checked(os.path.join(d, f"{txn}.json"))
-                if raw is not None:
+                blob = read_checked(os.path.join(d, f"{txn}.json"))
+                if blob is not None:
                     break
-            if raw is None:
+            if blob is None:
                 raise FileNotFoundError(2, "No such file or directory", where)
-            data = json.loads(raw)
+            data = json.loads(blob)
         if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
             raise ValueError("malformed secrets")
         return data
@@ -302,7 +309,7 @@ class Txn:
 
     id: str
     dir: str
-    intent: dict = field(default_factory=dict)
+    intent: dict[str, Any] = field(default_factory=dict)
 
     @property
     def state(self) -> str | None:
@@ -319,8 +326,10 @@ class Txn:
             write_private(path, data)
             return
         try:
-            # One pwrite of 16 bytes inside the file's first block: all or nothing.
-            if os.fstat(fd).st_size == len(data) and os.pwrite(fd, data, 0) == len(data):
+            # One pwrite of a few bytes inside the file's first block: all or nothing.
+            size = os.fstat(fd).st_size
+            data = state.encode("ascii").ljust(size)  # an older release's 16-byte file too, when it fits
+            if size >= len(state) and os.pwrite(fd, data, 0) == len(data):
                 os.fsync(fd)
                 return
         finally:
@@ -333,7 +342,13 @@ class Txn:
         return raw.decode("ascii", "replace").strip() or None if raw is not None else None
 
     def blob(self, name: str) -> bytes:
-        return read_checked(os.path.join(self.dir, name), missing_ok=False)
+        data = read_checked(os.path.join(self.dir, name), missing_ok=False)
+        assert data is not None
+        return data
+
+    def blob_or_none(self, name: str) -> bytes | None:
+        """A file of the transaction (checked like the rest of the journal), None when absent."""
+        return read_checked(os.path.join(self.dir, name))
 
 
 @dataclass(frozen=True)
@@ -353,6 +368,10 @@ class TxnSummary:
     """Paths of changed files and modes, relative to the install root where inside it."""
     media: list[str]
     """Roots of media trees."""
+    actions: list[Action] = field(default_factory=list)
+    """The programs the transaction ran (argv masked), with exit codes and times."""
+    deadline: float | None = None
+    """For an ``applied-tentative`` one: when it is rolled back unless confirmed (seconds since the epoch)."""
 
     @property
     def undoable(self) -> bool:
@@ -370,12 +389,22 @@ def summarize(txn: Txn, install_root: str) -> TxnSummary:
     except ValueError:
         when = None
     try:
-        entries = [e for e in intent.get("entries", []) if isinstance(e, dict)]
+        from checks.change.executor import ACTIONS, read_actions
+        from checks.change.handlers import for_entry
+
+        files: set[str] = set()
+        media: list[str] = []
+        for e in intent.get("entries", []):
+            handler = for_entry(e.get("type")) if isinstance(e, dict) else None
+            if handler is not None:
+                f, m = handler.history(e)
+                files.update(display(str(p)) for p in f)
+                media += [display(str(p)) for p in m]
+        deadline = intent.get("deadline")
         return TxnSummary(
             txn.id, when, str(intent.get("kind", "?")), txn.state or "incomplete", txn.undone_by,
-            [str(c) for c in intent.get("checks", [])], intent.get("undoes"),
-            sorted({display(str(e["path"])) for e in entries if e.get("type") in ("file", "mode")}),
-            [display(str(e["root"])) for e in entries if e.get("type") in ("tree", "tree-restore")])
+            [str(c) for c in intent.get("checks", [])], intent.get("undoes"), sorted(files), media,
+            read_actions(txn.blob_or_none(ACTIONS)), float(deadline) if isinstance(deadline, (int, float)) else None)
     except (AttributeError, KeyError, TypeError, ValueError):
         # Only shown, never acted on (the engine validates before it acts): say it is malformed.
         return TxnSummary(txn.id, when, "?", "malformed", txn.undone_by, [], None, [], [])

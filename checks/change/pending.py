@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 
-from checks.change.statedir import JOURNAL_DIR, journal_dir  # noqa: F401  (JOURNAL_DIR re-exported)
+from checks.change.statedir import JOURNAL_DIR as JOURNAL_DIR  # re-exported
+from checks.change.statedir import journal_dir
 from checks.change.trust import UntrustedJournal, verify_journal
 
 FINISHED = ("applied", "rolled-back", "resolved")

@@ -61,7 +61,52 @@ class TreeChmod:
         return sum(self.transitions.values())
 
 
-Change = FileEdit | ModeChange | TreeChmod
+@dataclass(frozen=True, slots=True)
+class FileDelete(FileEdit):
+    """Remove an existing file (``before`` is its content now). A kind of :class:`FileEdit`, so
+    code that lists a plan's files sees it too."""
+
+    after: bytes | None = None  # type: ignore[assignment]  # a deletion has no content after
+
+
+@dataclass(frozen=True, slots=True)
+class TreeRestore:
+    """Undo of a bulk chmod: put back the modes recorded in ``records``."""
+
+    root: str
+    records: str
+
+    def count(self) -> int:
+        """How many entries the records say were changed (the most this undo puts back)."""
+        from checks.change import treerecords
+
+        return treerecords.load(self.records).count()
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """Run a program, with the program that takes it back.
+
+    ``argv`` is a list, never a shell string. Secrets reach the program only on
+    stdin or in its environment, named here and looked up in :attr:`Plan.named_secrets`
+    (stored with the transaction's other secrets, never in the journal's plaintext).
+    """
+
+    argv: tuple[str, ...]
+    inverse: tuple[str, ...]
+    """Required: a command that cannot be taken back is refused."""
+    description: str
+    check: tuple[str, ...] | None = None
+    """Exit status 0 when the command's effect is in place: asked by recovery after a crash mid-command."""
+    stdin_secret: str | None = None
+    """The name of the secret written to the program's stdin."""
+    env_secrets: tuple[tuple[str, str], ...] = ()
+    """(environment variable, secret name) pairs set for the program."""
+    host: bool = False
+    """Changes the host outside the installation (/etc, timers, the firewall): takes the host lock too."""
+
+
+Change = FileEdit | FileDelete | ModeChange | TreeChmod | TreeRestore | Command
 
 
 @dataclass(slots=True)
@@ -84,6 +129,8 @@ class Plan:
     secrets: set[str] = field(default_factory=set)
     """Secrets in the before/after contents (old and generated): masked in
     previews, kept out of the journal's plaintext."""
+    named_secrets: dict[str, str] = field(default_factory=dict)
+    """Secrets :class:`Command` changes refer to by name (``stdin_secret``, ``env_secrets``)."""
     named: list[str] = field(default_factory=list)
     """Files the user named on the command line (``--file``): the only files the
     engine changes outside the installation directory (see checks.change.confined)."""
@@ -93,6 +140,7 @@ class Plan:
         return not self.changes
 
     def files(self) -> list[str]:
+        """Paths of the files the plan edits, creates or deletes."""
         return [c.path for c in self.changes if isinstance(c, FileEdit)]
 
     def merge_edit(self, path: str, before: bytes | None, after: bytes, mode: int | None = None) -> None:

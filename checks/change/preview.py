@@ -13,7 +13,8 @@ import os
 import stat
 from collections.abc import Iterator
 
-from checks.change.plan import FileEdit, ModeChange, Plan, TreeChmod
+from checks.change.handlers import for_change
+from checks.change.plan import FileEdit, Plan, TreeChmod
 from checks.core.secrets import MASK, Masker
 from checks.core.textio import shown
 
@@ -45,10 +46,11 @@ def file_diff(change: FileEdit, root: str, masker: Masker | None) -> list[str]:
     head_a = "/dev/null" if change.before is None else f"a/{name}"
     head_b = "/dev/null" if change.after is None else f"b/{name}"
     # Diff the real text (a changed password is a changed line), then mask what is shown.
-    out = [l.rstrip("\n") for l in difflib.unified_diff(before, after, head_a, head_b, n=2)]
+    out = [ln.rstrip("\n") for ln in difflib.unified_diff(before, after, head_a, head_b, n=2)]
     if masker is not None:
-        out = [l[:1] + masker.line(l[1:]) if l[:1] in " +-" and not l.startswith(("--- ", "+++ ")) else l for l in out]
-    out = [shown(l) for l in out]
+        out = [ln[:1] + masker.line(ln[1:]) if ln[:1] in " +-" and not ln.startswith(("--- ", "+++ ")) else ln
+               for ln in out]
+    out = [shown(ln) for ln in out]
     if change.before is None:
         out.insert(0, f"new file {name} (mode {oct(change.mode or 0o600)[2:].zfill(4)})")
     elif change.after is None:
@@ -70,33 +72,16 @@ def tree_summary(tree: TreeChmod, root: str) -> str:
 def render(plan: Plan, root: str, reveal: bool = False, mask: str = MASK) -> str:
     masker = None if reveal else Masker(plan.secrets, mask)
     out: list[str] = []
-    edits = [c for c in plan.changes if isinstance(c, FileEdit)]
-    modes = [c for c in plan.changes if isinstance(c, ModeChange)]
-    trees = [c for c in plan.changes if isinstance(c, TreeChmod)]
+    from checks.change.handlers import handlers
+
+    groups = [(h, [c for c in plan.changes if for_change(c) is h]) for h in handlers()]
     if plan.empty:
         out.append("Nothing to change." + (" (See the refusals below.)" if plan.refusals else ""))
     else:
-        out.append(f"Plan for {', '.join(plan.checks)}: {len(edits)} file edit(s), {len(modes)} mode change(s)"
-                   + (f", {sum(t.changes for t in trees):,} media entries" if trees else "") + ".")
-    for change in edits:
-        out.append("")
-        out += file_diff(change, root, masker)
-    if modes:
-        out.append("")
-        width = max(len(_display(m.path, root)) for m in modes)
-        out.append(f"{'path':<{width}}  before  after")
-        for m in modes:
-            out.append(f"{_display(m.path, root):<{width}}  {m.before:04o}    {m.after:04o}")
-    for tree in trees:
-        out.append("")
-        out.append(tree_summary(tree, root))
-        out.append("  (dester-harden fix --only FS-005 --dry-run --list shows every entry)")
-    for restore in (c for c in plan.changes if hasattr(c, "records") and hasattr(c, "count")):
-        # An undo's media part (checks.change.engine.TreeRestore): the modes recorded when it was applied.
-        n = restore.count()
-        out.append("")
-        out.append(f"FS-005 undo: {restore.root}: {n:,} {'entry gets' if n == 1 else 'entries get'} "
-                   "the mode recorded before the fix back (an entry changed since keeps its mode)")
+        parts = [p for h, cs in groups if (p := h.headline(cs))]
+        out.append(f"Plan for {', '.join(plan.checks)}: " + ", ".join(parts) + ".")
+    for handler, changes in groups:
+        out += handler.describe(changes, root, masker)
     if plan.refusals:
         out.append("")
         out.append("Not changed (do these by hand):")
@@ -128,4 +113,5 @@ def list_tree(tree: TreeChmod) -> Iterator[str]:
         new = walk.target_mode(st.st_mode, ok)
         if new is not None:
             kind = "d" if stat.S_ISDIR(st.st_mode) else "f"
-            yield f"{kind} {stat.S_IMODE(st.st_mode):04o} -> {new:04o}  {shown(os.path.join(tree.root, e.rel) if e.rel else tree.root)}"
+            where = os.path.join(tree.root, e.rel) if e.rel else tree.root
+            yield f"{kind} {stat.S_IMODE(st.st_mode):04o} -> {new:04o}  {shown(where)}"

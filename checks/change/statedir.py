@@ -19,11 +19,12 @@ docs/adr/0001-journal-location-and-trust.md. Imported on every audit start:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
 from checks.change.trust import UntrustedJournal, check_ancestors, closed_to_others, open_checked, read_checked
-from checks.core.names import JOURNAL_DIR  # noqa: F401  (re-exported)
+from checks.core.names import JOURNAL_DIR as JOURNAL_DIR  # re-exported
 
 STATE_ENV = "DESTER_HARDEN_STATE_DIR"
 INSTALL_RECORD = "install.json"
@@ -72,16 +73,13 @@ def journal_dir(install_root: str, create: bool = False) -> str:
         ensure_dir(secrets_dir())
     check_ancestors(installs)
     by_inode = os.path.join(installs, f"{st.st_dev}-{st.st_ino}")
-    if os.path.lexists(by_inode):
-        path = by_inode
-    else:
-        path = _by_recorded_path(installs, real) or by_inode
+    path = by_inode if os.path.lexists(by_inode) else _by_recorded_path(installs, real) or by_inode
     if create:
         ensure_dir(path)
         record = os.path.join(path, INSTALL_RECORD)
         data = json.dumps({"path": real, "dev": st.st_dev, "ino": st.st_ino}).encode()
         if read_checked(record) != data:
-            from checks.change.journal import write_private
+            from checks.core.atomic import write_private
 
             write_private(record, data)
     return path
@@ -109,10 +107,8 @@ def ensure_dir(path: str, parents: bool = False) -> None:
     if parents and not os.path.isdir(parent):
         os.makedirs(parent, mode=0o755, exist_ok=True)
     check_ancestors(parent)
-    try:
+    with contextlib.suppress(FileExistsError):
         os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
     pfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fd = open_checked(os.path.basename(path), pfd, path, True)

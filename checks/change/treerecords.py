@@ -19,6 +19,7 @@ that made it to the file; none of its chmods had started.
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from array import array
@@ -35,7 +36,7 @@ _FP = struct.Struct("<qqII")
 _BIG_GROUP = 16384  # records of one directory above which they stay packed
 
 
-def fingerprint(st) -> int:
+def fingerprint(st: os.stat_result) -> int:
     """32 bits of what a chmod leaves alone and a new file would not share: mtime, size, owner, group.
 
     Not the ctime: the chmod itself changes it. A different file matches only
@@ -68,7 +69,7 @@ class Records:
         """How many changes the file records."""
         return sum(n for spans in self.index.values() for _, n in spans)
 
-    def group(self, key: tuple[int, int]):
+    def group(self, key: tuple[int, int]) -> dict[int, tuple[int, int, int | None]] | SortedRecords | None:  # noqa: E501
         """One directory's records: inode -> (before, after, fingerprint or None for v1).
 
         A dict, or for a huge directory a :class:`SortedRecords` (16 bytes a
@@ -137,7 +138,8 @@ class SortedRecords:
         self.modes = array("I", [k[1] for k in keyed])
         self.fps = array("I", [k[2] for k in keyed])
 
-    def get(self, ino: int, default=None):
+    def get(self, ino: int,
+            default: tuple[int, int, int | None] | None = None) -> tuple[int, int, int | None] | None:
         i = bisect_left(self.inos, ino)
         if i < len(self.inos) and self.inos[i] == ino:
             m = self.modes[i]

@@ -9,16 +9,22 @@ mount point below it is entered or changed), and leave group write on a
 shared group library (:func:`shared_dir`). Whether a directory may be a root
 at all is :mod:`checks.core.mediaroot`'s judgement; the undo is
 :mod:`checks.change.walkundo`, the journal's format :mod:`checks.change.treerecords`.
+
+About 600 lines: the walk, the fence, the apply and the preview share the
+descriptor discipline above and must change together; split, each half
+would re-state it (the undo's walk already lives apart, in walkundo).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from checks.change.treerecords import HEADER, RECORD, fingerprint  # noqa: F401  (HEADER, RECORD: re-exported)
 from checks.core.mediarule import DIR_FLAGS as _DIR_FLAGS
@@ -91,7 +97,8 @@ def walk(root: str, on_error: Callable[[str, OSError], None] | None = None,
         os.close(root_fd)
 
 
-def _walk_dir(dir_fd: int, rel: str, key: tuple[int, int], on_error, before_close, fence) -> Iterator[Entry]:
+def _walk_dir(dir_fd: int, rel: str, key: tuple[int, int], on_error: Any, before_close: Any,
+              fence: Any) -> Iterator[Entry]:
     try:
         it = os.scandir(dir_fd)
     except OSError as exc:
@@ -161,7 +168,8 @@ def chmod_entry(entry: Entry, mode: int) -> bool:
         raise
     try:
         now = os.fstat(fd)
-        if (now.st_dev, now.st_ino) != (entry.st.st_dev, entry.st.st_ino) or stat.S_IFMT(now.st_mode) != stat.S_IFMT(entry.st.st_mode):
+        if ((now.st_dev, now.st_ino) != (entry.st.st_dev, entry.st.st_ino)
+                or stat.S_IFMT(now.st_mode) != stat.S_IFMT(entry.st.st_mode)):
             return False
         if stat.S_ISDIR(now.st_mode):
             os.fchmod(fd, mode)
@@ -234,10 +242,8 @@ def _forget_proc_fd() -> None:
     """In a forked child the inherited descriptor is the parent's /proc/PID/fd: drop it."""
     global _PROC_FD
     if _PROC_FD >= 0:
-        try:
+        with contextlib.suppress(OSError):
             os.close(_PROC_FD)
-        except OSError:
-            pass
         _PROC_FD = -1
 
 
@@ -271,17 +277,18 @@ class Fence:
 
     __slots__ = ("dev", "mounts", "crossed")
 
-    def __init__(self, root_fd: int, root_st) -> None:
+    def __init__(self, root_fd: int, root_st: os.stat_result) -> None:
         self.dev = root_st.st_dev
         self.mounts = mount_points(root_fd)
         self.crossed: list[str] = []
 
-    def outside(self, st) -> bool:
+    def outside(self, st: os.stat_result) -> bool:
         """``st`` (an lstat/fstat) is another filesystem's, or a mount point's: not ours to walk or change."""
         return st.st_dev != self.dev or (bool(self.mounts) and (st.st_dev, st.st_ino) in self.mounts)
 
 
-def _depth_first(root_fd: int, root_st: os.stat_result, visit, enter, skipped: list[str] | None,
+def _depth_first(root_fd: int, root_st: os.stat_result, visit: Callable[..., list[Any]],
+                 enter: Callable[..., None] | None, skipped: list[str] | None,
                  fence: Fence | None = None) -> None:
     """``visit`` root_fd's directory, then every directory under it, depth first.
 
@@ -329,6 +336,7 @@ def _depth_first(root_fd: int, root_st: os.stat_result, visit, enter, skipped: l
                     fence.crossed.append(crel)
                     continue
                 if arg is not None:
+                    assert enter is not None  # a visit that gives arguments has an enter
                     enter(fd, (st.st_dev, st.st_ino), name, crel, lst, cst, cfd, arg)
                 csubs = visit(cfd, crel, cst)
             except BaseException:
@@ -409,7 +417,7 @@ def apply_rule(root: str, journal: Callable[[bytes], None], skipped: list[str], 
         finally:
             _close_all(opened)
 
-    def visit(fd: int, rel: str, st: os.stat_result) -> list:
+    def visit(fd: int, rel: str, st: os.stat_result) -> list[Any]:
         try:
             it = scandir(fd)
         except OSError:
@@ -418,7 +426,7 @@ def apply_rule(root: str, journal: Callable[[bytes], None], skipped: list[str], 
         key = (st.st_dev, st.st_ino)
         sgid = st.st_gid if shared_dir(st, primary) else -1
         files: list[str] = []
-        subs: list = []
+        subs: list[Any] = []
         recs: list[bytes] = []  # the subdirectories' records, journaled with the next group
         with it:
             for de in it:
@@ -466,6 +474,7 @@ def apply_rule(root: str, journal: Callable[[bytes], None], skipped: list[str], 
     own = root_fd is None
     if own:
         root_fd = open_root(root)
+    assert root_fd is not None
     try:
         st = fstat(root_fd)
         fence = Fence(root_fd, st)
@@ -497,7 +506,7 @@ def preview(root: str, mounts: list[str] | None = None) -> tuple[int, dict[tuple
     primary = primary_gids()
     fence: Fence
 
-    def visit(fd: int, rel: str, st: os.stat_result) -> list:
+    def visit(fd: int, rel: str, st: os.stat_result) -> list[Any]:
         nonlocal entries
         try:
             names = listdir(fd)
@@ -546,6 +555,8 @@ def preview(root: str, mounts: list[str] | None = None) -> tuple[int, dict[tuple
         mounts.extend(fence.crossed)
     transitions: dict[tuple[str, int, int], int] = {}
     for (m, ok), n in sorted(counts.items()):
-        key = ("dir" if stat.S_ISDIR(m) else "file", m & 0o7777, target_mode(m, ok))
+        after = target_mode(m, ok)
+        assert after is not None  # counted only when it changes
+        key = ("dir" if stat.S_ISDIR(m) else "file", m & 0o7777, after)
         transitions[key] = transitions.get(key, 0) + n
     return entries, transitions

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 from checks.change import walk as _w
 from checks.change.treerecords import HEADER, RECORD, fingerprint
@@ -16,7 +17,7 @@ from checks.change.treerecords import HEADER, RECORD, fingerprint
 _S_IFMT, _S_IFDIR, _S_IFREG = _w._S_IFMT, _w._S_IFDIR, _w._S_IFREG
 
 
-def restore_modes(root: str, lookup: Callable[[tuple[int, int]], dict | None],
+def restore_modes(root: str, lookup: Callable[[tuple[int, int]], Any],
                   journal: Callable[[bytes], None] | None, *, root_fd: int | None = None) -> int:
     """Undo :func:`checks.change.walk.apply_rule`: put back each recorded mode whose entry is still as the fix left it.
 
@@ -37,7 +38,7 @@ def restore_modes(root: str, lookup: Callable[[tuple[int, int]], dict | None],
     restored = 0
     fence: _w.Fence
 
-    def files_chunk(fd: int, rel: str, key: tuple[int, int], want, cands: list[tuple[str, int]],
+    def files_chunk(fd: int, rel: str, key: tuple[int, int], want: Any, cands: list[tuple[str, int]],
                     recs: list[bytes]) -> None:
         """Up to _CHUNK recorded files of one directory: open, journal (with ``recs``), chmod."""
         nonlocal restored
@@ -71,14 +72,14 @@ def restore_modes(root: str, lookup: Callable[[tuple[int, int]], dict | None],
         finally:
             _w._close_all(opened)
 
-    def visit(fd: int, rel: str, st: os.stat_result) -> list:
+    def visit(fd: int, rel: str, st: os.stat_result) -> list[Any]:
         key = (st.st_dev, st.st_ino)
         want = lookup(key)
         try:
             it = scandir(fd)
         except OSError:
             return []
-        subs: list = []
+        subs: list[Any] = []
         recs: list[bytes] = []  # the subdirectories' records, journaled with the next group
         cands: list[tuple[str, int]] = []
         found = 0
@@ -113,10 +114,12 @@ def restore_modes(root: str, lookup: Callable[[tuple[int, int]], dict | None],
             # Records the listing's inode numbers did not match: entries removed
             # since, or a filesystem whose d_ino is not st_ino. Look closer.
             cands = []
+            listing: Any
             try:
-                it = scandir(fd)
+                listing = scandir(fd)
             except OSError:
-                it = None
+                listing = None
+            it = listing
             if it is not None:
                 with it:
                     for de in it:
@@ -135,7 +138,7 @@ def restore_modes(root: str, lookup: Callable[[tuple[int, int]], dict | None],
         return subs
 
     def enter(pfd: int, pkey: tuple[int, int], name: str, rel: str, lst: os.stat_result,
-              now: os.stat_result, fd: int, rec: tuple) -> None:
+              now: os.stat_result, fd: int, rec: tuple[Any, ...]) -> None:
         nonlocal restored
         if (now.st_mode == lst.st_mode and fp(now) == fp(lst)
                 and chmod(_w.Entry(pfd, name, rel, now, pkey, fd), rec[0])):
@@ -144,6 +147,7 @@ def restore_modes(root: str, lookup: Callable[[tuple[int, int]], dict | None],
     own = root_fd is None
     if own:
         root_fd = _w.open_root(root)
+    assert root_fd is not None
     try:
         st = fstat(root_fd)
         fence = _w.Fence(root_fd, st)
