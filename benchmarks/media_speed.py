@@ -295,7 +295,7 @@ def modes_digest(root: str) -> Digest:
 
     Straightforward on purpose: it checks the scan, the fix and the undo.
     """
-    from checks.change.walk import target_mode
+    from checks.core.mediarule import target_mode
 
     h = hashlib.blake2b(digest_size=16)
     n = bad = dw = fw = fx = 0

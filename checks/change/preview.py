@@ -99,18 +99,19 @@ def render(plan: Plan, root: str, reveal: bool = False, mask: str = MASK) -> str
 def list_tree(tree: TreeChmod) -> Iterator[str]:
     """Every entry the media rule would change, as ``before -> after path``."""
     from checks.change import walk
+    from checks.core import mediarule
 
-    primary = walk.primary_gids()
+    primary = mediarule.primary_gids()
     shared: dict[tuple[int, int], int] = {}  # shared library directory (dev, inode) -> its group
     for e in walk.walk(tree.root):
         st = e.st
         if stat.S_ISDIR(st.st_mode):
-            ok = walk.shared_dir(st, primary)
+            ok = mediarule.shared_dir(st, primary)
             if ok:
                 shared[(st.st_dev, st.st_ino)] = st.st_gid
         else:
             ok = shared.get(e.parent, -1) == st.st_gid
-        new = walk.target_mode(st.st_mode, ok)
+        new = mediarule.target_mode(st.st_mode, ok)
         if new is not None:
             kind = "d" if stat.S_ISDIR(st.st_mode) else "f"
             where = os.path.join(tree.root, e.rel) if e.rel else tree.root
