@@ -221,7 +221,10 @@ def child(mode, root):
             engine.recover()
     else:
         raise ValueError("unknown mode " + mode)
-    print("done %.6f" % (time.perf_counter() - t0), flush=True)
+    # One write: killed between "done ..." and its newline, the driver's own
+    # "exit -9" line would run on behind it.
+    sys.stdout.write("done %.6f\n" % (time.perf_counter() - t0))
+    sys.stdout.flush()
 
 for line in sys.stdin:
     req = json.loads(line)
@@ -386,7 +389,11 @@ class Driver:
                 with suppress(ProcessLookupError):
                     os.kill(int(rest), signal.SIGKILL)
             elif word == "done":
+                # Killed right after "done" was written: the "exit" line follows on the same line.
+                rest, _, exited = rest.partition("exit ")
                 duration = float(rest)
+                if exited:
+                    return Run(int(exited), "".join(lines), err, duration)
             elif word == "error":
                 err = json.loads(rest)
             elif word == "exit":
