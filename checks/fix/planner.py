@@ -320,7 +320,8 @@ class Planner:
                     self.overlay.modes.clear()
                     self.overlay.modes.update(before[1])
                     reason = str(exc) if isinstance(exc, EditRefused) else (
-                        f"the edit would leave a file unreadable ({exc}); this is a dester-harden bug, please report it")
+                        f"the edit would leave a file unreadable ({exc}); "
+                        "this is a dester-harden bug, please report it")
                     self.refuse(check, reason, key)
                     continue
                 if (dict(self.overlay.contents), dict(self.overlay.modes)) == before:
@@ -370,7 +371,8 @@ class Planner:
                     self.restore(start)  # the loop words this refusal
                     return False
                 if (dict(self.overlay.contents), dict(self.overlay.modes)) == before:
-                    refused.append((idx, key, f"{_key_text(key)}: the planned edit would change nothing; fix it by hand"))
+                    nothing = f"{_key_text(key)}: the planned edit would change nothing; fix it by hand"
+                    refused.append((idx, key, nothing))
                     continue
                 applied += 1
         finally:
@@ -439,7 +441,8 @@ class Planner:
         and in .env at once): refusing only the file that is outside the
         installation would leave the others disagreeing with it.
         """
-        saved = dict(self.overlay.contents), dict(self.overlay.modes), len(self.refusals), len(self.notes), set(self._refused)
+        saved = (dict(self.overlay.contents), dict(self.overlay.modes), len(self.refusals), len(self.notes),
+                 set(self._refused))
         self._fixing = fixer.id
         try:
             fixer.run(self)
