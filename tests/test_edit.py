@@ -141,7 +141,8 @@ def test_net001_rebind_keeps_quoting_and_the_trailing_comment(tmp_path, item, wa
 
 def test_net001_long_syntax_gets_host_ip_at_its_keys_indentation(tmp_path):
     ports = "      - target: 5432\n        published: 5432   # psql\n        protocol: tcp\n"
-    root, host = make(tmp_path, DB.format(ports=ports.rstrip("\n")) + "volumes:\n  data:\n", f"POSTGRES_PASSWORD={STRONG}\n")
+    root, host = make(tmp_path, DB.format(ports=ports.rstrip("\n")) + "volumes:\n  data:\n",
+                      f"POSTGRES_PASSWORD={STRONG}\n")
     before, now = fixed(root, host, {"NET-001"})
     removed, added = diff(before, now)
     assert removed == [] and added == ["        host_ip: 127.0.0.1\n"]
@@ -157,7 +158,8 @@ def test_net001_long_syntax_replaces_a_wide_host_ip(tmp_path):
 
 def test_net001_in_flow_sequences_and_flow_mappings(tmp_path):
     compose = DB.format(ports='      - {target: 5432, published: 5432}').replace(
-        "services:\n", "services:\n  cache:\n    image: redis:7.2\n    command: [\"redis-server\", \"--requirepass\", \"${REDIS_PASSWORD}\"]\n"
+        "services:\n", "services:\n  cache:\n    image: redis:7.2\n"
+                       "    command: [\"redis-server\", \"--requirepass\", \"${REDIS_PASSWORD}\"]\n"
                        "    ports: [\"6379:6379\", '127.0.0.1:9121:9121']  # exporter\n")
     root, host = make(tmp_path, compose, f"POSTGRES_PASSWORD={STRONG}\nREDIS_PASSWORD={STRONG}\n")
     before, now = fixed(root, host, {"NET-001"})
@@ -252,7 +254,8 @@ services:
 """
 
 
-@pytest.mark.parametrize("text,key,dash", [(TWO, "    ", "      "), (FOUR, "        ", "            "), (FLUSH, "    ", "    ")],
+@pytest.mark.parametrize("text,key,dash",
+                         [(TWO, "    ", "      "), (FOUR, "        ", "            "), (FLUSH, "    ", "    ")],
                          ids=["2-spaces", "4-spaces", "dash-at-key-column"])
 def test_dkr003_inserts_security_opt_with_the_files_indentation(tmp_path, text, key, dash):
     root, host = make(tmp_path, text)
@@ -264,7 +267,11 @@ def test_dkr003_inserts_security_opt_with_the_files_indentation(tmp_path, text, 
     # Each lands at the end of its own service, before the comment that introduces the next one.
     if services == 2:
         assert now.index("no-new-privileges") < now.index("# the database") < now.rindex("no-new-privileges")
-    assert parse_yaml(now, "x").get("services").get("api").get("security_opt").plain() == ["no-new-privileges:true"]
+    node = parse_yaml(now, "x")
+    for key in ("services", "api", "security_opt"):
+        assert node is not None
+        node = node.get(key)
+    assert node is not None and node.plain() == ["no-new-privileges:true"]
 
 
 def test_dkr003_after_a_block_scalar_whose_lines_look_like_comments(tmp_path):
@@ -284,7 +291,8 @@ def test_dkr003_appends_to_an_existing_list_or_fixes_a_false_item(tmp_path):
     root, host = make(tmp_path, text)
     before, now = fixed(root, host, {"DKR-003"})
     assert diff(before, now) == (["    security_opt: ['no-new-privileges:false']\n"],
-                                 ['      - "no-new-privileges:true"\n', "    security_opt: ['no-new-privileges:true']\n"])
+                                 ['      - "no-new-privileges:true"\n',
+                                  "    security_opt: ['no-new-privileges:true']\n"])
 
 
 # -- SEC-003: a literal secret becomes ${VAR} and moves to .env -----------------------------------------
@@ -321,7 +329,8 @@ def test_sec003_replaces_the_value_by_a_reference_and_appends_to_env(tmp_path, n
         ['      POSTGRES_PASSWORD: "${POSTGRES_PASSWORD}"   # keep in sync with the API' + nl,
          "      - DATABASE_URL=postgresql://desterlib:${POSTGRES_PASSWORD}@db:5432/desterlib" + nl])
     env_after = after(p, root, ".env").decode()
-    assert env_after == env.replace("\n", nl) + f"# moved out of the compose file by dester-harden (SEC-003){nl}POSTGRES_PASSWORD={STRONG}{nl}"
+    moved = f"# moved out of the compose file by dester-harden (SEC-003){nl}POSTGRES_PASSWORD={STRONG}{nl}"
+    assert env_after == env.replace("\n", nl) + moved
 
 
 def test_sec003_creates_env_0600_when_there_is_none(tmp_path):
@@ -399,23 +408,27 @@ def test_default_plan_changes_only_its_lines(tmp_path):
     assert added == [
         "      - '127.0.0.1:5432:5432'    # psql\n",
         "    security_opt:\n", '      - "no-new-privileges:true"\n',
-        "    logging:\n", "      driver: json-file\n", "      options:\n", '        max-size: "10m"\n', '        max-file: "3"\n',
+        "    logging:\n", "      driver: json-file\n", "      options:\n", '        max-size: "10m"\n',
+        '        max-file: "3"\n',
         "      - /srv/media:/media:ro   # the library\n",
         "    cap_add: [CHOWN]\n",
         "    security_opt:\n", '      - "no-new-privileges:true"\n',
-        "    logging:\n", "      driver: json-file\n", "      options:\n", '        max-size: "10m"\n', '        max-file: "3"\n',
+        "    logging:\n", "      driver: json-file\n", "      options:\n", '        max-size: "10m"\n',
+        '        max-file: "3"\n',
     ]
     # Comments, the unrelated anchor and its alias, key order and quoting: untouched.
     for line in before.splitlines():
         if line.lstrip().startswith("#") or "&default-logging" in line or "*default-logging" in line:
             assert line in now.splitlines()
     assert list(yaml.safe_load(now)["services"]) == ["proxy", "postgres", "api"]
-    assert list(yaml.safe_load(now)["services"]["postgres"]) == ["image", "environment", "ports", "networks", "security_opt", "logging"]
+    assert list(yaml.safe_load(now)["services"]["postgres"]) == ["image", "environment", "ports", "networks",
+                                                                 "security_opt", "logging"]
 
 
 def test_crlf_and_bom_survive_every_edit(tmp_path):
     compose = b"\xef\xbb\xbf" + RICH.replace("\n", "\r\n").encode()
-    env = b"\xef\xbb\xbf# secrets\r\nexport POSTGRES_PASSWORD='postgres'  # weak\r\nPOSTGRES_HOST_AUTH_METHOD=trust\r\nTZ=UTC\r\n"
+    env = (b"\xef\xbb\xbf# secrets\r\nexport POSTGRES_PASSWORD='postgres'  # weak\r\n"
+           b"POSTGRES_HOST_AUTH_METHOD=trust\r\nTZ=UTC\r\n")
     root, host = make(tmp_path, compose, env)
     p, _ = plan(root, host)
     new_compose = after(p, root, "docker-compose.yml")
@@ -423,7 +436,8 @@ def test_crlf_and_bom_survive_every_edit(tmp_path):
     for data in (new_compose, new_env):
         assert data.startswith(b"\xef\xbb\xbf") and b"\xef\xbb\xbf" not in data[3:]
         assert data.count(b"\n") == data.count(b"\r\n") > 0
-    assert new_env[3:].decode().splitlines() == ["# secrets", f"export POSTGRES_PASSWORD='Gen01{TAIL}'  # weak", "TZ=UTC"]
+    assert new_env[3:].decode().splitlines() == ["# secrets", f"export POSTGRES_PASSWORD='Gen01{TAIL}'  # weak",
+                                                 "TZ=UTC"]
 
 
 # -- .env edits -----------------------------------------------------------------------------------------
@@ -528,7 +542,8 @@ services:
 """
 
 
-@pytest.mark.parametrize("text,phrase", [(MERGED, "anchor, alias or merge key"), (ALIASED, "anchor, alias or merge key"),
+@pytest.mark.parametrize("text,phrase", [(MERGED, "anchor, alias or merge key"),
+                                         (ALIASED, "anchor, alias or merge key"),
                                          (INTERPOLATED, "interpolation")], ids=["merge-key", "alias", "interpolation"])
 def test_refused_targets_have_a_reason_and_manual_steps(tmp_path, text, phrase):
     root, host = make(tmp_path, text, f"POSTGRES_PASSWORD={STRONG}\n")
@@ -606,7 +621,8 @@ def test_edits_with_an_override_file_are_placed_in_the_right_file(tmp_path):
     assert not p.refusals, [r.reason for r in p.refusals]
     base = after(p, root, "docker-compose.yml").decode()
     over = after(p, root, "docker-compose.override.yml").decode()
-    assert diff(OVERRIDE, over) == (['      - "5433:5432"\n', "    privileged: true\n"], ['      - "127.0.0.1:5433:5432"\n'])
+    assert diff(OVERRIDE, over) == (['      - "5433:5432"\n', "    privileged: true\n"],
+                                    ['      - "127.0.0.1:5433:5432"\n'])
     removed, _ = diff(BASE, base)
     assert removed == ['      - "5432:5432"\n']
     assert yaml.safe_load(base)["services"]["api"]["security_opt"] == ["no-new-privileges:true"]
@@ -620,7 +636,8 @@ def test_edits_with_an_override_file_are_placed_in_the_right_file(tmp_path):
 
 
 def test_net005_replaces_network_mode_bridge(tmp_path):
-    text = "services:\n  api:\n    image: desterlib/api:0.2.0\n    network_mode: bridge   # the default\n    restart: always\n"
+    text = ("services:\n  api:\n    image: desterlib/api:0.2.0\n    network_mode: bridge   # the default\n"
+            "    restart: always\n")
     root, host = make(tmp_path, text)
     before, now = fixed(root, host, {"NET-005"})
     doc = yaml.safe_load(now)
@@ -661,8 +678,10 @@ def test_preview_shows_only_the_changed_lines(tmp_path):
     root, host = make(tmp_path, text, f"POSTGRES_PASSWORD={STRONG}\n")
     p, _ = plan(root, host, {"NET-001", "NET-005"})
     shown = preview.render(p, str(root))
-    changed = [l for l in shown.splitlines() if l[:1] and l[0] in "+-" and not l.startswith(("+++", "---"))]
-    assert changed == ['-      - "5432:5432"', '+      - "127.0.0.1:5432:5432"', "+    networks:", "+      - desterlib-net",
+    changed = [line for line in shown.splitlines()
+               if line[:1] and line[0] in "+-" and not line.startswith(("+++", "---"))]
+    assert changed == ['-      - "5432:5432"', '+      - "127.0.0.1:5432:5432"', "+    networks:",
+                       "+      - desterlib-net",
                        "+networks:", "+  desterlib-net:", "+    driver: bridge"]
     assert after(p, root, "docker-compose.yml").decode().endswith("driver: bridge")  # still no final newline
 
@@ -719,7 +738,8 @@ def compose_docs(draw):
         if chosen:
             if draw(st.booleans()):
                 # In a flow sequence ${...} must be quoted: { and } are flow indicators.
-                lines.append(f"{i2}ports: [{', '.join(_scalar(draw, p, quotable='$' not in p) if '$' not in p else repr(p) for p in chosen)}]{comment()}")
+                flow = ", ".join(_scalar(draw, p, quotable="$" not in p) if "$" not in p else repr(p) for p in chosen)
+                lines.append(f"{i2}ports: [{flow}]{comment()}")
             else:
                 lines.append(f"{i2}ports:")
                 for p in chosen:
@@ -737,7 +757,9 @@ def compose_docs(draw):
             if draw(st.integers(0, 4)) == 0:
                 env.append(("POSTGRES_HOST_AUTH_METHOD", "trust"))
         if kind == "api":
-            pw = draw(st.sampled_from([STRONG, "postgres", "${POSTGRES_PASSWORD}", STRONG[:10] + "/" + STRONG[10:20] + "+" + STRONG[20:]]))
+            passwords = [STRONG, "postgres", "${POSTGRES_PASSWORD}",
+                         STRONG[:10] + "/" + STRONG[10:20] + "+" + STRONG[20:]]
+            pw = draw(st.sampled_from(passwords))
             env += [("DATABASE_URL", f"postgresql://postgres:{pw}@db:5432/desterlib"), ("NODE_ENV", "production")]
             if draw(st.booleans()):
                 env.append(("JWT_SECRET", draw(st.sampled_from(["change-me-in-production", STRONG]))))
@@ -746,7 +768,8 @@ def compose_docs(draw):
         if env:
             form = draw(st.sampled_from(["map", "list", "flow"]))
             if form == "flow":
-                lines.append(f"{i2}environment: {{{', '.join(f'{k}: {chr(34)}{v}{chr(34)}' for k, v in env)}}}{comment()}")
+                pairs = ", ".join(f"{k}: {chr(34)}{v}{chr(34)}" for k, v in env)
+                lines.append(f"{i2}environment: {{{pairs}}}{comment()}")
                 env = []
             else:
                 lines.append(f"{i2}environment:{comment()}")
@@ -756,7 +779,8 @@ def compose_docs(draw):
                 else:
                     lines.append(f"{item}- {_scalar(draw, k + '=' + v)}")
         if kind == "redis" and draw(st.booleans()):
-            lines.append(f"{i2}command: {draw(st.sampled_from(['redis-server --appendonly yes', '[redis-server, --appendonly, yes]']))}")
+            command = draw(st.sampled_from(["redis-server --appendonly yes", "[redis-server, --appendonly, yes]"]))
+            lines.append(f"{i2}command: {command}")
         vols = []
         if kind == "api":
             vols.append(draw(st.sampled_from(["/srv/media:/media", "/srv/media:/media:ro", "/srv/media:/media:rw"])))
@@ -805,7 +829,8 @@ def _allowed_lines(lines: list[str], cid: str, evidence: set[int]) -> set[int]:
         # The whole entry the evidence points at (a long-syntax item spans lines).
         base = _indent(lines[i]) + (2 if lines[i].lstrip().startswith("- ") else 1)
         j = i + 1
-        while j < len(lines) and (not lines[j].strip() or _indent(lines[j]) >= base and not lines[j].lstrip().startswith("- ")):
+        while j < len(lines) and (not lines[j].strip()
+                                  or _indent(lines[j]) >= base and not lines[j].lstrip().startswith("- ")):
             allowed.add(j)
             j += 1
         if cid in REMOVES:
@@ -833,7 +858,8 @@ def test_every_planned_fix_on_random_compose_files(doc):
     text, env_text = doc
     # docker compose itself validates the real installations (test_fixes_real.py); here
     # it would run hundreds of times, so the planner's re-parse and re-audit stand alone.
-    with tempfile.TemporaryDirectory() as tmp, mock.patch("checks.fix.composecheck.compose_available", return_value=False):
+    no_compose = mock.patch("checks.fix.composecheck.compose_available", return_value=False)
+    with tempfile.TemporaryDirectory() as tmp, no_compose:
         root, host = make(Path(tmp), text, env_text)
         report = run_audit(discover(str(root), host_root=str(host), now=FIXED_NOW), "local")
         failing = [f for f in report.findings if f.status == FAIL and f.id in FIXABLE]
@@ -866,20 +892,22 @@ def test_every_planned_fix_on_random_compose_files(doc):
         p, planner = plan(root, host)
         refused = {r.check for r in p.refusals}
         assert refused <= {"NET-001"}, sorted(refused)
-        final = {x.id: x.status for x in run_audit(planner.inst(), "local").findings}
+        final_status = {x.id: x.status for x in run_audit(planner.inst(), "local").findings}
         before = {x.id: x.status for x in report.findings}
-        assert not [c for c in p.checks if c not in refused and c != "FS-005" and final[c] == FAIL]
-        assert not [c for c, st_ in final.items() if st_ == FAIL and before[c] != FAIL]
+        assert not [c for c in p.checks if c not in refused and c != "FS-005" and final_status[c] == FAIL]
+        assert not [c for c, st_ in final_status.items() if st_ == FAIL and before[c] != FAIL]
 
 
 def test_a_reference_written_into_a_flow_mapping_is_quoted(tmp_path):
     """``${VAR}`` is plain in a block but would break ``{...}``: quoted only there."""
-    text = ("services:\n  db:\n    image: postgres:16.4\n    environment: {POSTGRES_USER: desterlib, POSTGRES_PASSWORD: "
+    text = ("services:\n  db:\n    image: postgres:16.4\n"
+            "    environment: {POSTGRES_USER: desterlib, POSTGRES_PASSWORD: "
             f"{STRONG}}}\n  api:\n    image: desterlib/api:0.2.0\n    environment:\n      JWT_SECRET: {STRONG}x\n")
     root, host = make(tmp_path, text)
     before, now = fixed(root, host, {"SEC-003"})
     assert diff(before, now) == (
-        [f"    environment: {{POSTGRES_USER: desterlib, POSTGRES_PASSWORD: {STRONG}}}\n", f"      JWT_SECRET: {STRONG}x\n"],
+        [f"    environment: {{POSTGRES_USER: desterlib, POSTGRES_PASSWORD: {STRONG}}}\n",
+         f"      JWT_SECRET: {STRONG}x\n"],
         ['    environment: {POSTGRES_USER: desterlib, POSTGRES_PASSWORD: "${POSTGRES_PASSWORD}"}\n',
          "      JWT_SECRET: ${JWT_SECRET}\n"])
 
@@ -888,7 +916,8 @@ def test_fs004_in_a_flow_mapping_mount(tmp_path):
     item = "      - {type: bind, source: /srv/media, target: /media}"
     root, host = make(tmp_path, API.format(media=item))
     before, now = fixed(root, host, {"FS-004"})
-    assert diff(before, now) == ([item + "\n"], ["      - {type: bind, source: /srv/media, target: /media, read_only: true}\n"])
+    assert diff(before, now) == ([item + "\n"],
+                                 ["      - {type: bind, source: /srv/media, target: /media, read_only: true}\n"])
 
 
 @pytest.mark.parametrize("env,want", [
@@ -927,7 +956,8 @@ def test_sec004_encodes_a_referenced_password_in_env(tmp_path):
 
 
 def test_sec004_refuses_to_encode_a_password_that_is_used_raw_too(tmp_path):
-    text = ("services:\n  db:\n    image: postgres:16.4\n    environment:\n      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD}\n"
+    text = ("services:\n  db:\n    image: postgres:16.4\n    environment:\n"
+            "      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD}\n"
             "  api:\n    image: desterlib/api:0.2.0\n    environment:\n"
             "      DATABASE_URL: postgresql://postgres:${POSTGRES_PASSWORD}@db:5432/desterlib\n")
     root, host = make(tmp_path, text, f"POSTGRES_PASSWORD={SLASHED}\n")
@@ -980,7 +1010,8 @@ def _compose_config_json(tmp: Path, text: bytes) -> dict | None:
     return json.loads(proc.stdout)
 
 
-@pytest.mark.parametrize("default", ["  default:\n    external: true\n    name: proxy\n", "  default:\n    name: dester\n"],
+@pytest.mark.parametrize("default",
+                         ["  default:\n    external: true\n    name: proxy\n", "  default:\n    name: dester\n"],
                          ids=["external", "named"])
 def test_net005_never_takes_a_service_off_a_customised_default_network(tmp_path, default):
     """The reverse-proxy layout: the default network is the proxy's. Every service stays on
@@ -1024,4 +1055,5 @@ def test_net005_on_the_plain_default_network_moves_all_services(tmp_path):
     assert doc["services"]["api"]["networks"] == doc["services"]["db"]["networks"] == ["desterlib-net"]
     config = _compose_config_json(tmp_path, new)
     if config is not None:
-        assert set(config["services"]["api"]["networks"]) == set(config["services"]["db"]["networks"]) == {"desterlib-net"}
+        networks = config["services"]["api"]["networks"]
+        assert set(networks) == set(config["services"]["db"]["networks"]) == {"desterlib-net"}

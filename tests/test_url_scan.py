@@ -62,9 +62,8 @@ def _reference_parts(text: str):
     span = _reference_span(text)
     if span is None:
         return None
-    m = None
-    for m in _SCHEME.finditer(text[: span[0]]):
-        pass
+    schemes = list(_SCHEME.finditer(text[: span[0]]))
+    m = schemes[-1] if schemes else None  # the last scheme before the password
     user_start = m.end() if m else 0
     return text[user_start: span[0] - 1], text[span[0]: span[1]], text[span[1] + 1:]
 
@@ -132,5 +131,6 @@ def test_an_install_with_a_2_mb_value_audits(tmp_path):
     report = run_audit(inst, "local")
     by_id = {f.id: f for f in report.findings}
     assert by_id["SEC-004"].status == "fail"  # the unencoded password in the 1 MB URL was read
-    assert url_parts(url)[1] == "p@ss/" * 200_000 + "word"
+    parts = url_parts(url)
+    assert parts is not None and parts[1] == "p@ss/" * 200_000 + "word"
     assert url_password_span(big) is None

@@ -271,7 +271,8 @@ def url_userinfo(text: str) -> tuple[str, str] | None:
 
 _KV = re.compile(
     r"""^(?P<pre>\s*(?:-\s*)?(?:export\s+)?["']?)(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<sep>["']?\s*[:=]\s*)(?P<val>.*)$""")
-_REQUIREPASS = re.compile(r"(?P<pre>--requirepass[\"',]?\s+[\"']?|^\s*requirepass\s+[\"']?)(?P<pw>[^\s\"',\]]+)", re.I | re.M)
+_REQUIREPASS = re.compile(
+    r"(?P<pre>--requirepass[\"',]?\s+[\"']?|^\s*requirepass\s+[\"']?)(?P<pw>[^\s\"',\]]+)", re.I | re.M)
 
 
 #: Below this length a value is masked only as a whole word: replacing every
@@ -353,7 +354,8 @@ class Masker:
             val = m.group("val")
             if val.strip() and not val.strip().startswith("#"):
                 text = m.group("pre") + m.group("key") + m.group("sep") + self._mask_value(val)
-        text = _REQUIREPASS.sub(lambda m: m.group("pre") + (m.group("pw") if is_reference(m.group("pw")) else self.mask), text)
+        text = _REQUIREPASS.sub(
+            lambda m: m.group("pre") + (m.group("pw") if is_reference(m.group("pw")) else self.mask), text)
         return self.text(text)
 
     def _mask_value(self, val: str) -> str:

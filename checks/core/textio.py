@@ -109,7 +109,8 @@ def read_source(path: str, display: str, kind: str = "file", limit: int = MAX_CO
     except IsADirectoryError:
         raise InputError(f"{kind} is a directory, not a file", display) from None
     except PermissionError:
-        raise InputError(f"{kind} is not readable (permission denied); run as its owner or with sudo", display) from None
+        raise InputError(f"{kind} is not readable (permission denied); run as its owner or with sudo",
+                         display) from None
     except OSError as exc:
         raise InputError(f"cannot open {kind}: {os.strerror(exc.errno or errno.EIO)}", display) from None
     try:
@@ -120,7 +121,8 @@ def read_source(path: str, display: str, kind: str = "file", limit: int = MAX_CO
             raise InputError(f"{kind} is not a regular file", display)
         if st.st_size > limit:
             raise InputError(
-                f"{kind} is {st.st_size / 1048576:.1f} MiB, over the {limit // 1048576} MiB limit for a configuration file",
+                f"{kind} is {st.st_size / 1048576:.1f} MiB, over the {limit // 1048576} MiB limit "
+                "for a configuration file",
                 display,
             )
         data = read_capped(fd, limit)
@@ -155,13 +157,15 @@ def decode_source(path: str, display: str, kind: str, data: bytes, st: os.stat_r
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         off = exc.start + (3 if bom else 0)
-        raise InputError(f"{kind} is not valid UTF-8 (byte 0x{data[off]:02x} at offset {off})", display, _line_of(data, off)) from None
+        raise InputError(f"{kind} is not valid UTF-8 (byte 0x{data[off]:02x} at offset {off})", display,
+                         _line_of(data, off)) from None
     nul = text.find("\x00")
     if nul >= 0:
         raise InputError(f"{kind} contains a NUL byte (binary file?)", display, text.count("\n", 0, nul) + 1)
     if "\ufeff" in text:
         pos = text.index("\ufeff")
-        raise InputError(f"{kind} has a byte order mark in the middle of the text", display, text.count("\n", 0, pos) + 1)
+        raise InputError(f"{kind} has a byte order mark in the middle of the text", display,
+                         text.count("\n", 0, pos) + 1)
     crlf = text.count("\r\n")
     newline = "\r\n" if crlf and crlf * 2 >= text.count("\n") else "\n"
     if st is None:

@@ -33,7 +33,8 @@ except ImportError:  # pragma: no cover - depends on the PyYAML build
 MAX_EXPANDED_NODES = 200_000
 
 _INT = re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$|^0o[0-7]+$|^0x[0-9a-fA-F]+$")
-_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$")
+_FLOAT = re.compile(
+    r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$")
 _NULLS = {"", "~", "null", "Null", "NULL"}
 _TRUE = {"true", "True", "TRUE"}
 _FALSE = {"false", "False", "FALSE"}
@@ -60,7 +61,8 @@ class Node:
     Lines and columns are 1-based; ``start``/``end`` are character offsets.
     """
 
-    __slots__ = ("value", "file", "line", "col", "end_line", "end_col", "start", "end", "tag", "style", "via_alias", "keys")
+    __slots__ = ("value", "file", "line", "col", "end_line", "end_col", "start", "end", "tag", "style", "via_alias",
+                 "keys")
 
     def __init__(self, value: Any, file: str, start_mark: Any, end_mark: Any, tag: str | None = None,
                  style: str | None = None, via_alias: bool = False) -> None:
@@ -127,7 +129,9 @@ def _resolve_plain(text: str) -> Any:
             return text
     if _FLOAT.match(text):
         try:
-            return float(text.replace("inf", "Infinity").replace("Inf", "Infinity").replace("INF", "Infinity").replace(".Infinity", "Infinity").replace(".nan", "nan").replace(".NaN", "nan").replace(".NAN", "nan"))
+            spelled = text.replace("inf", "Infinity").replace("Inf", "Infinity").replace("INF", "Infinity")
+            return float(spelled.replace(".Infinity", "Infinity").replace(".nan", "nan").replace(".NaN", "nan")
+                         .replace(".NAN", "nan"))
         except ValueError:
             return text
     return text
@@ -178,7 +182,8 @@ class _Converter:
             return Node(value, self.file, node.start_mark, node.end_mark, tag, style, via_alias)
         self.depth += 1
         if self.depth > MAX_NESTING:
-            raise InputError(f"YAML nesting is too deep (more than {MAX_NESTING} levels)", self.file, node.start_mark.line + 1)
+            raise InputError(f"YAML nesting is too deep (more than {MAX_NESTING} levels)", self.file,
+                             node.start_mark.line + 1)
         self.path.add(key)
         try:
             if isinstance(node, yaml.SequenceNode):
@@ -208,8 +213,10 @@ class _Converter:
             key = key_node.value
             if key in result:
                 shown = f" '{key}'" if _SAFE_KEY.match(key) else ""
-                raise InputError(f"duplicate key{shown} (first at line {keys[key].line})", self.file, key_node.start_mark.line + 1)
-            keys[key] = Node(key, self.file, key_node.start_mark, key_node.end_mark, _app_tag(key_node.tag), key_node.style or None, via_alias)
+                raise InputError(f"duplicate key{shown} (first at line {keys[key].line})", self.file,
+                                 key_node.start_mark.line + 1)
+            keys[key] = Node(key, self.file, key_node.start_mark, key_node.end_mark, _app_tag(key_node.tag),
+                             key_node.style or None, via_alias)
             result[key] = self.convert(value_node, via_alias)
         # Explicit keys win over merged ones; earlier merge sources win over later ones.
         for src in merged:
@@ -284,7 +291,8 @@ def parse_yaml(text: str, file: str) -> Node | None:
     except yaml.YAMLError as exc:
         raise InputError(f"YAML error: {type(exc).__name__}", file) from None
     except RecursionError:
-        raise InputError(f"YAML nesting is too deep (more than {MAX_NESTING} levels)", file, _too_deep_line(text)) from None
+        raise InputError(f"YAML nesting is too deep (more than {MAX_NESTING} levels)", file,
+                         _too_deep_line(text)) from None
     if root is None:
         return None
     try:

@@ -18,7 +18,8 @@ if TYPE_CHECKING:  # pragma: no cover - the planner imports the fixers, not the 
 def fix_dkr_001(p: Planner) -> None:
     def targets(inst: Installation) -> Targets:
         for svc, m in p.targets("DKR-001", inst, Mount):
-            yield (("DKR-001", svc, m.where.file, m.where.line), bound(remove_entry, p, m.node, "the Docker socket mount"))
+            yield (("DKR-001", svc, m.where.file, m.where.line),
+                   bound(remove_entry, p, m.node, "the Docker socket mount"))
     p.each("DKR-001", targets, batch=True)
 
 
@@ -38,7 +39,8 @@ def fix_dkr_003(p: Planner) -> None:
             if ok:
                 continue
 
-            def apply(i: Installation, svc: Service = svc, node: Node | None = node, bad_item: Node | None = bad_item) -> None:
+            def apply(i: Installation, svc: Service = svc, node: Node | None = node,
+                      bad_item: Node | None = bad_item) -> None:
                 if bad_item is not None:
                     bad = p.own(i, bad_item)
                     p.edit_node(i, bad, lambda t: edit.replace_scalar(t, bad, "no-new-privileges:true"))
@@ -47,7 +49,8 @@ def fix_dkr_003(p: Planner) -> None:
                     own = p.own_chain(i, node.value[-1])[-2]
                     p.edit_node(i, own, lambda t: edit.append_item(t, own, '"no-new-privileges:true"'))
                 elif node is None:
-                    insert_service(p, i, svc, lambda t, n: ["security_opt:", f'{edit.seq_indent(t, n)}- "no-new-privileges:true"'])
+                    insert_service(p, i, svc,
+                                   lambda t, n: ["security_opt:", f'{edit.seq_indent(t, n)}- "no-new-privileges:true"'])
                 else:
                     raise EditRefused(f"security_opt of {svc.name} is not a list; add no-new-privileges:true by hand")
             yield (("DKR-003", svc.name), apply)
@@ -87,7 +90,8 @@ def fix_dkr_008(p: Planner) -> None:
                 if log is None:
                     def lines(t: str, n: Node) -> list[str]:
                         ci = edit.child_indent(t, n)
-                        return ["logging:", f"{ci}driver: json-file", f"{ci}options:", f'{ci}{ci}max-size: "10m"', f'{ci}{ci}max-file: "3"']
+                        return ["logging:", f"{ci}driver: json-file", f"{ci}options:", f'{ci}{ci}max-size: "10m"',
+                                f'{ci}{ci}max-file: "3"']
                     insert_service(p, i, svc, lines)
                     return
                 if not log.is_map():
@@ -100,11 +104,13 @@ def fix_dkr_008(p: Planner) -> None:
                     if opts is not None:
                         raise EditRefused(f"logging options of {svc.name} are not a mapping; add max-size by hand")
                     ci = edit.child_indent(text, target)
-                    p.edit_node(i, target, lambda t: edit.insert_lines(t, target, ["options:", f'{ci}max-size: "10m"', f'{ci}max-file: "3"']))
+                    options = ["options:", f'{ci}max-size: "10m"', f'{ci}max-file: "3"']
+                    p.edit_node(i, target, lambda t: edit.insert_lines(t, target, options))
                 elif target.keys:
                     extra = ['max-size: "10m"'] + ([] if opts.get("max-file") is not None else ['max-file: "3"'])
                     p.edit_node(i, target, lambda t: edit.insert_lines(t, target, extra))
                 else:
-                    raise EditRefused(f"logging options of {svc.name} are empty or not a block mapping; add max-size by hand")
+                    raise EditRefused(f"logging options of {svc.name} are empty or not a block mapping; "
+                                      "add max-size by hand")
             yield (("DKR-008", svc.name), apply)
     p.each("DKR-008", targets, batch=True)

@@ -134,9 +134,9 @@ def find_chain(root: Node, target: Node) -> list[Node] | None:
 def ensure_editable(node: Node, what: str) -> None:
     if node.via_alias:
         raise EditRefused(
-            f"{what} at {node.file}:{node.line} sits inside a YAML anchor, alias or merge key (<<); editing it there would "
-            "change every service that uses the anchor: change the anchor if that is meant for all of them, "
-            "or override the setting in this service")
+            f"{what} at {node.file}:{node.line} sits inside a YAML anchor, alias or merge key (<<); "
+            "editing it there would change every service that uses the anchor: change the anchor if that is meant "
+            "for all of them, or override the setting in this service")
 
 
 _NOT_STRINGS = re.compile(
@@ -294,7 +294,8 @@ def _delete_flow_entry(text: str, mapping: Node, knode: Node, value: Node) -> st
     """``{a: 1, b: 2}`` -> ``{a: 1}``: one entry out of a flow mapping, separators kept tidy."""
     close = text.rfind("}", mapping.start, mapping.end)
     if close < 0 or _COMMENT.search(text, mapping.start, close):
-        raise EditRefused(f"the mapping {{...}} at line {mapping.line} spans comments or cannot be read; edit it by hand")
+        raise EditRefused(f"the mapping {{...}} at line {mapping.line} spans comments or cannot be read; "
+                          "edit it by hand")
     keys = sorted((k for k in (mapping.keys or {}).values() if mapping.start <= k.start < close), key=lambda k: k.start)
     idx = next((i for i, k in enumerate(keys) if k is knode), None)
     if idx is None:
@@ -340,10 +341,12 @@ def _insert_flow(text: str, mapping: Node, line: str) -> str:
     """
     close = text.rfind("}", mapping.start, mapping.end)
     if close < 0 or _COMMENT.search(text, mapping.start, close):
-        raise EditRefused(f"the mapping {{...}} at line {mapping.line} spans comments or cannot be read; edit it by hand")
+        raise EditRefused(f"the mapping {{...}} at line {mapping.line} spans comments or cannot be read; "
+                          "edit it by hand")
     key, sep_, value = line.partition(": ")
     if not sep_ or "#" in value:
-        raise EditRefused(f"the mapping {{...}} at line {mapping.line} is written on one line; add '{key}' to it by hand")
+        raise EditRefused(f"the mapping {{...}} at line {mapping.line} is written on one line; "
+                          f"add '{key}' to it by hand")
     if value[:1] not in ("'", '"') and any(c in value for c in ",[]{}"):
         line = f"{key}: {json.dumps(value)}"
     head = text[:close].rstrip()

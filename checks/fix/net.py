@@ -24,9 +24,11 @@ def _rebind(planner: Planner, inst: Installation, port: Port, ip: str) -> None:
         names = sorted(set(interpolate(raw, {}).refs)) if raw else []
         lead = leading_ref(raw)
         how = (f"set {lead}={ip} in .env" if lead else
-               f"set {', '.join(names)} in .env" if names else "set the variables in .env") + f" so that it binds to {ip}"
+               f"set {', '.join(names)} in .env" if names else "set the variables in .env")
+        how += f" so that it binds to {ip}"
+        refs = ", ".join("$" + n for n in names) or "variables"
         raise EditRefused(f"the port at {port.where.file}:{port.where.line} comes from ${{...}} interpolation "
-                          f"({', '.join('$' + n for n in names) or 'variables'}); dester-harden does not rewrite it: {how}")
+                          f"({refs}); dester-harden does not rewrite it: {how}")
     node = planner.own(inst, port.node)
     edit.ensure_editable(node, "the port")
     if port.long:
@@ -61,7 +63,8 @@ def fix_net_002(p: Planner) -> None:
 
 def fix_net_003(p: Planner) -> None:
     if p.profile == "tailscale":
-        p.notes.append("NET-003: the API is rebound to 127.0.0.1; reach it over the tailnet with `tailscale serve --bg 3001`.")
+        p.notes.append("NET-003: the API is rebound to 127.0.0.1; reach it over the tailnet with "
+                       "`tailscale serve --bg 3001`.")
 
     def targets(inst: Installation) -> Targets:
         for svc, port in p.targets("NET-003", inst, Port):
@@ -106,7 +109,8 @@ def fix_net_005(p: Planner) -> None:
                         # network_mode: bridge is the default network; Compose forbids it beside networks:.
                         delete_service_key(p, i, svc.name, "network_mode")
                         return
-                    insert_service(p, i, svc, lambda t, n: ["networks:"] + [f"{edit.seq_indent(t, n)}- {name}" for name in names])
+                    insert_service(p, i, svc,
+                                   lambda t, n: ["networks:"] + [f"{edit.seq_indent(t, n)}- {name}" for name in names])
                 yield (("NET-005", svc.name), apply)
         top = inst.top
         nets = top.get("networks") if top is not None else None
@@ -118,9 +122,9 @@ def fix_net_005(p: Planner) -> None:
     p.each("NET-005", targets, batch=True)
     if any(r.check == "NET-005" for r in p.refusals[refused:]):
         p.restore(before)
-        p.refusals.append(Refusal("NET-005", "no service was moved to desterlib-net: the ones that cannot be would be cut "
-                                  "off from the others; fix them by hand (above), or add desterlib-net to every service "
-                                  "yourself", BY_ID["NET-005"].fix))
+        p.refusals.append(Refusal("NET-005", "no service was moved to desterlib-net: the ones that cannot be would "
+                                  "be cut off from the others; fix them by hand (above), or add desterlib-net to "
+                                  "every service yourself", BY_ID["NET-005"].fix))
     elif keep_default:
         p.notes.append("NET-005: the default network is customised (external or named) in the compose file: every "
                        "service stays on it, beside desterlib-net.")
@@ -152,7 +156,8 @@ def _add_top_network(p: Planner, inst: Installation) -> None:
             ci = edit.child_indent(text, existing)
             p.write_text(path, edit.insert_lines(text, existing, ["desterlib-net:", f"{ci}driver: bridge"]))
             return
-        raise EditRefused(f"the top-level networks: section of {root.file} is not a block mapping; add desterlib-net by hand")
+        raise EditRefused(f"the top-level networks: section of {root.file} is not a block mapping; "
+                          "add desterlib-net by hand")
     path, root = roots[0]
     text = p.read_text(path)
     ci = edit.child_indent(text, root)

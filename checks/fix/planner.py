@@ -19,7 +19,7 @@ The fixers live in one module per area (checks/fix/net.py, sec.py, secmove.py,
 securl.py, fs.py, dkr.py) and plan from the targets their rules hand them (the
 rule modules' public target functions, or the ``target`` of a finding's evidence);
 this module is the registry (:data:`FIXERS`), the :class:`Planner` they drive, and
-the validation of the result. A little over 500 lines: the Planner is one state
+the validation of the result. Some 570 lines: the Planner is one state
 machine (the overlay, the batch rounds, the refusals, the final re-audit), which
 split across modules would be harder to follow, not easier.
 """
@@ -320,7 +320,8 @@ class Planner:
                     self.overlay.modes.clear()
                     self.overlay.modes.update(before[1])
                     reason = str(exc) if isinstance(exc, EditRefused) else (
-                        f"the edit would leave a file unreadable ({exc}); this is a dester-harden bug, please report it")
+                        f"the edit would leave a file unreadable ({exc}); "
+                        "this is a dester-harden bug, please report it")
                     self.refuse(check, reason, key)
                     continue
                 if (dict(self.overlay.contents), dict(self.overlay.modes)) == before:
@@ -350,6 +351,7 @@ class Planner:
         start = dict(self.overlay.contents), dict(self.overlay.modes)
         refused: list[tuple[int, Key, str]] = []
         applied = 0
+        first_shift = len(todo)  # the first applied target that moved the lines after it
         cut = False
         self._batch = _Batch()
         try:
@@ -370,13 +372,17 @@ class Planner:
                     self.restore(start)  # the loop words this refusal
                     return False
                 if (dict(self.overlay.contents), dict(self.overlay.modes)) == before:
-                    refused.append((idx, key, f"{_key_text(key)}: the planned edit would change nothing; fix it by hand"))
+                    nothing = f"{_key_text(key)}: the planned edit would change nothing; fix it by hand"
+                    refused.append((idx, key, nothing))
                     continue
                 applied += 1
+                if self._moved_lines(before[0]):
+                    first_shift = idx
         finally:
             self._batch = None
         try:
-            self.inst()  # every planned file must still parse
+            if applied:  # else the overlay is the round's, which parsed
+                self.inst()  # every planned file must still parse
         except InputError:
             self.restore(start)  # which target broke it is the one-at-a-time loop's to say
             return False
@@ -384,9 +390,25 @@ class Planner:
             # Refusals are recorded in the order of the targets: those of a cut batch
             # come back in the next round's listing, with the ones before them.
             return applied > 0
-        for _, key, reason in sorted(refused, key=lambda r: r[0]):
+        for idx, key, reason in sorted(refused, key=lambda r: r[0]):
+            if idx > first_shift:
+                # Worded from the round's positions, before an earlier target's edit moved
+                # this one's line: the one-at-a-time loop would name the line as that edit
+                # leaves it. Left to the next round (after the edit), which names it so;
+                # the ones after it too, so refusals stay in the order of the targets.
+                break
             self.refuse(check, reason, key)
-        return True
+        # Every target refused: the overlay is as the round found it, so another round
+        # would list the same targets, all refused now (and cost a discovery).
+        return None if applied == 0 else True
+
+    def _moved_lines(self, before: dict[str, bytes]) -> bool:
+        """Whether the overlay's files have other numbers of lines than in ``before``."""
+        for path, data in self.overlay.contents.items():
+            old = before[path] if path in before else self._disk.get(path) or b""
+            if old is not data and old.count(b"\n") != data.count(b"\n"):
+                return True
+        return False
 
     def build(self, only: set[str] | None = None) -> Plan:
         failing = {f.id for f in self.base_report.findings if f.status == FAIL}
@@ -439,7 +461,8 @@ class Planner:
         and in .env at once): refusing only the file that is outside the
         installation would leave the others disagreeing with it.
         """
-        saved = dict(self.overlay.contents), dict(self.overlay.modes), len(self.refusals), len(self.notes), set(self._refused)
+        saved = (dict(self.overlay.contents), dict(self.overlay.modes), len(self.refusals), len(self.notes),
+                 set(self._refused))
         self._fixing = fixer.id
         try:
             fixer.run(self)

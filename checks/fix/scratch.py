@@ -39,7 +39,8 @@ def validation_dir() -> Iterator[str]:
     tmp = tempfile.mkdtemp(prefix=PREFIX)
     fd = -1
     try:
-        fd = os.open(os.path.join(tmp, LOCK + ".new"), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(os.path.join(tmp, LOCK + ".new"), flags, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.rename(os.path.join(tmp, LOCK + ".new"), os.path.join(tmp, LOCK))
         yield tmp

@@ -55,7 +55,8 @@ def _classify(svc: Service | None, var: EnvVar, hosts: set[str], user_filter: Us
     if not var.value:
         return
     if var.key in ("POSTGRES_PASSWORD", "MYSQL_PASSWORD", "MARIADB_PASSWORD"):
-        user_key = {"POSTGRES_PASSWORD": "POSTGRES_USER", "MYSQL_PASSWORD": "MYSQL_USER", "MARIADB_PASSWORD": "MARIADB_USER"}[var.key]
+        user_key = {"POSTGRES_PASSWORD": "POSTGRES_USER", "MYSQL_PASSWORD": "MYSQL_USER",
+                    "MARIADB_PASSWORD": "MARIADB_USER"}[var.key]
         user = None
         if svc is not None and svc.environment.get(user_key) is not None:
             user = svc.environment[user_key].value
@@ -70,7 +71,8 @@ def _classify(svc: Service | None, var: EnvVar, hosts: set[str], user_filter: Us
             yield svc, var, "url"
 
 
-def _set_password(p: Planner, inst: Installation, svc: Service | None, var: EnvVar, kind: str, new: str, check: str) -> None:
+def _set_password(p: Planner, inst: Installation, svc: Service | None, var: EnvVar, kind: str, new: str,
+                  check: str) -> None:
     """Put ``new`` where ``var`` sets the password, following ``${VAR}`` to the .env that holds it."""
     raw = var.raw or ""
     whole = pure_ref(raw)
@@ -80,8 +82,8 @@ def _set_password(p: Planner, inst: Installation, svc: Service | None, var: EnvV
         if parts is None:
             raise EditRefused(f"cannot find the password in {var.key} at {var.where.file}:{var.where.line}")
         value = var.value or ""
-        p.set_env_var(inst, whole, value[:parts[0]] + quote(new, safe="") + value[parts[1]:], f"set by dester-harden ({check})",
-                      var.where.file)
+        url = value[:parts[0]] + quote(new, safe="") + value[parts[1]:]
+        p.set_env_var(inst, whole, url, f"set by dester-harden ({check})", var.where.file)
         return
     if kind == "url":
         span = url_password_span(raw)
@@ -90,7 +92,8 @@ def _set_password(p: Planner, inst: Installation, svc: Service | None, var: EnvV
         pw_raw = raw[span[0]:span[1]]
         ref = pure_ref(pw_raw)
         if ref is None and "$" in pw_raw.replace("$$", ""):
-            raise EditRefused(f"the password in {var.key} at {var.where.file}:{var.where.line} is built from variables; set it by hand")
+            raise EditRefused(f"the password in {var.key} at {var.where.file}:{var.where.line} is built from "
+                              "variables; set it by hand")
         if ref is not None:
             p.set_env_var(inst, ref, new, f"set by dester-harden ({check})", var.where.file)
             return
@@ -144,7 +147,8 @@ def fix_sec_001(p: Planner) -> None:
     p.notes.append(
         "SEC-001: PostgreSQL keeps the old password inside its data volume. Before `docker compose up -d`, run "
         f"`docker compose exec postgres psql -U {users[0]} -c '\\password {users[0]}'` and type the new password "
-        "(POSTGRES_PASSWORD in .env: `fix --reveal` shows it, the assistant reveals or copies it), or the API cannot log in.")
+        "(POSTGRES_PASSWORD in .env: `fix --reveal` shows it, the assistant reveals or copies it), "
+        "or the API cannot log in.")
 
 
 def _current(var: EnvVar, kind: str) -> tuple[str | None, str]:
@@ -164,7 +168,8 @@ def _rotate(p: Planner, check: str, new: str, user_filter: UserFilter) -> None:
                 continue
             # ${NAME}: _set_password follows it to NAME in .env, whatever NAME is called
             # (an entry that is a password place of its own is then already done).
-            yield ((check, var.where.file, var.where.line, var.key), bound(_set_password, p, svc, var, kind, new, check))
+            yield ((check, var.where.file, var.where.line, var.key),
+                   bound(_set_password, p, svc, var, kind, new, check))
     p.each(check, targets)
 
 

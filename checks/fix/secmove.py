@@ -103,7 +103,8 @@ def _move_to_env(p: Planner, inst: Installation, var: EnvVar) -> None:
         value = var.value or ""
         vspan = url_password_span(value)
         if vspan is None:
-            raise EditRefused(f"cannot find the password in {var.key} at {var.where.file}:{var.where.line}; move it by hand")
+            raise EditRefused(f"cannot find the password in {var.key} at {var.where.file}:{var.where.line}; "
+                              "move it by hand")
         password = value[vspan[0]:vspan[1]]
         name = _url_password_name(p, inst, var, password)
         if ef is None or ef.get(name) is None:
@@ -138,7 +139,8 @@ def _move_to_env(p: Planner, inst: Installation, var: EnvVar) -> None:
 def _same_node(inst: Installation, var: EnvVar) -> Node:
     for svc in inst.services:
         for v in svc.compose_env_written:
-            if v.where.file == var.where.file and v.where.line == var.where.line and v.key == var.key and v.setting is not None:
+            same = v.where.file == var.where.file and v.where.line == var.where.line and v.key == var.key
+            if same and v.setting is not None:
                 return v.setting.node
     raise EditRefused(f"{var.key} moved while planning; run the fix again")
 

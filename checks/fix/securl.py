@@ -54,14 +54,16 @@ def _encode_target(p: Planner, var: EnvVar) -> Targets:
         if span is not None and "$" in raw[span[0]:span[1]].replace("$$", ""):
             _encode_referenced(p, inst, var, raw[span[0]:span[1]])
         elif span is None:
-            raise EditRefused(f"cannot find the password in {var.key} at {var.where.file}:{var.where.line}; percent-encode it by hand")
+            raise EditRefused(f"cannot find the password in {var.key} at {var.where.file}:{var.where.line}; "
+                              "percent-encode it by hand")
         else:
             pw = raw[span[0]:span[1]].replace("$$", "$") if var.origin == "compose" else raw[span[0]:span[1]]
             encoded = quote(unquote(pw), safe="")
             write_var(p, inst, var, raw[:span[0]] + encoded + raw[span[1]:])
         if _value_now(p.inst(), var) != expected:
-            raise EditRefused(f"{var.key} at {var.where.file}:{var.where.line} is built from variables and the URL whose "
-                              "password needs encoding is not the one written there; percent-encode it by hand")
+            raise EditRefused(f"{var.key} at {var.where.file}:{var.where.line} is built from variables and the "
+                              "URL whose password needs encoding is not the one written there; "
+                              "percent-encode it by hand")
     yield (("SEC-004", var.where.file, var.where.line, var.key), apply)
 
 
@@ -168,7 +170,8 @@ def fix_sec_005(p: Planner) -> None:
             for var in svc.compose_env_written + svc.env_file_vars:
                 yield from _redis_url_target(p, var, hosts, password)
     p.each("SEC-005", targets)
-    p.notes.append("SEC-005: Redis now requires REDIS_PASSWORD (in .env); recreate it and the API with `docker compose up -d`.")
+    p.notes.append("SEC-005: Redis now requires REDIS_PASSWORD (in .env); recreate it and the API with "
+                   "`docker compose up -d`.")
 
 
 def _redis_protected(svc: Service) -> bool:
@@ -196,7 +199,8 @@ def _add_requirepass(p: Planner, inst: Installation, svc: Service) -> None:
         # ``command: null`` or an empty one: the image's default, redis-server.
         p.edit_node(inst, cmd, lambda t: edit.replace_scalar(t, cmd, "redis-server --requirepass ${REDIS_PASSWORD}"))
     elif cmd.is_scalar():
-        p.edit_node(inst, cmd, lambda t: edit.replace_scalar(t, cmd, str(cmd.value) + " --requirepass ${REDIS_PASSWORD}"))
+        with_pass = str(cmd.value) + " --requirepass ${REDIS_PASSWORD}"
+        p.edit_node(inst, cmd, lambda t: edit.replace_scalar(t, cmd, with_pass))
     else:
         raise EditRefused(f"the command of {svc.name} is neither a string nor a list")
 
@@ -227,7 +231,8 @@ def _redis_url_target(p: Planner, var: EnvVar, hosts: set[str], password: str) -
         raw = var.raw or ""
         mm = re.match(r"^(rediss?://)", raw)
         if not mm:
-            raise EditRefused(f"{var.key} at {var.where.file}:{var.where.line} is built from variables; add the password by hand")
+            raise EditRefused(f"{var.key} at {var.where.file}:{var.where.line} is built from variables; "
+                              "add the password by hand")
         auth = ":${REDIS_PASSWORD}@" if var.origin == "compose" else f":{quote(password, safe='')}@"
         write_var(p, inst, var, mm.group(1) + auth + raw[mm.end():])
     yield (("SEC-005", var.where.file, var.where.line, var.key), apply)

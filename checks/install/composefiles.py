@@ -64,8 +64,10 @@ VIA_EXTENDS = "extends"
 COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 
 
-def compose_paths(root: str, files: list[str] | None, root_env: EnvFile | None, exists: Callable[[str], bool] = os.path.lexists) -> list[str]:
-    """The files Compose is given: ``-f`` files, ``COMPOSE_FILE`` in .env, else the main file (and its override) here or in docker/."""
+def compose_paths(root: str, files: list[str] | None, root_env: EnvFile | None,
+                  exists: Callable[[str], bool] = os.path.lexists) -> list[str]:
+    """The files Compose is given: ``-f`` files, ``COMPOSE_FILE`` in .env, else the main
+    file (and its override) here or in docker/."""
     if files:
         paths = [os.path.abspath(f) for f in files]
         for p in paths:
@@ -80,7 +82,8 @@ def compose_paths(root: str, files: list[str] | None, root_env: EnvFile | None, 
             paths = [os.path.normpath(os.path.join(root, p)) for p in entry.value.split(sep) if p]
             for p in paths:
                 if not exists(p):
-                    raise InputError(f"COMPOSE_FILE names a file that does not exist: {os.path.relpath(p, root)}", root_env.display, entry.line)
+                    raise InputError(f"COMPOSE_FILE names a file that does not exist: {os.path.relpath(p, root)}",
+                                     root_env.display, entry.line)
             return paths
     for base in (root, os.path.join(root, "docker")):
         for name in COMPOSE_NAMES:
@@ -304,7 +307,8 @@ class ComposeLoader:
             unknown = sorted(k for k in item.value if k not in _INCLUDE_KEYS)
             if unknown:
                 named = ", ".join(f"'{k}'" for k in unknown[:3] if re.fullmatch(r"[\w.-]{1,40}", k))
-                self._cannot(item, "cannot follow include: unknown key " + (named or "(path, env_file and project_directory are known)"))
+                known = "(path, env_file and project_directory are known)"
+                self._cannot(item, "cannot follow include: unknown key " + (named or known))
                 return None
             paths = self._strings(item.get("path"), ctx.env, "path")
             env_names = self._strings(item.get("env_file"), ctx.env, "env_file")
@@ -353,7 +357,8 @@ class ComposeLoader:
         model: Node | None = None
         for path in resolved:
             if os.path.realpath(path) in stack:
-                self._cannot(item, f"cannot follow include: {self._shown(path, item)} includes itself (an include cycle)")
+                self._cannot(item,
+                             f"cannot follow include: {self._shown(path, item)} includes itself (an include cycle)")
                 return None
             self._loads += 1
             if self._loads > MAX_INCLUDED_LOADS:
@@ -385,8 +390,8 @@ class ComposeLoader:
                     if value[name].plain() != node.plain():
                         at = keys.get(name) or value[name]
                         shown = f" '{name}'" if re.fullmatch(r"[\w.-]{1,64}", name) else ""
-                        raise InputError(f"{section}{shown} conflicts with the one of the file included at line {item.line} "
-                                         "(Compose refuses this)", at.file, at.line)
+                        raise InputError(f"{section}{shown} conflicts with the one of the file included at line "
+                                         f"{item.line} (Compose refuses this)", at.file, at.line)
                     continue
                 value[name] = node
                 keys[name] = (theirs.keys or {}).get(name) or node
@@ -445,7 +450,8 @@ class ComposeLoader:
         if base_file is not None:
             base_file = interpolate(base_file, ctx.env).value if "$" in base_file else base_file
             if _REMOTE.match(base_file) or base_file.startswith("~"):
-                self._cannot(ext, "cannot follow extends: a remote file or a path starting with ~ is not read by dester-harden")
+                self._cannot(ext, "cannot follow extends: a remote file or a path starting with ~ "
+                             "is not read by dester-harden")
                 return own
             path = os.path.normpath(os.path.join(rel_dir, base_file))
             base_src = self._open(path, "extends", ext)

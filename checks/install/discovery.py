@@ -128,7 +128,8 @@ def _planned_stat(path: str, data: bytes) -> os.stat_result:
     except FileNotFoundError:
         parent = os.stat(os.path.dirname(path))
         now = time.time()
-        return os.stat_result((stat.S_IFREG | 0o600, 0, parent.st_dev, 1, parent.st_uid, parent.st_gid, len(data), now, now, now))
+        return os.stat_result((stat.S_IFREG | 0o600, 0, parent.st_dev, 1, parent.st_uid, parent.st_gid, len(data),
+                               now, now, now))
 
 
 def discover(root: str, files: list[str] | None = None, host_root: str = "/", now: float | None = None,
@@ -141,7 +142,8 @@ def discover(root: str, files: list[str] | None = None, host_root: str = "/", no
         return _discover(root, files, host_root, now, overlay)
 
 
-def _discover(root: str, files: list[str] | None, host_root: str, now: float | None, overlay: Overlay | None) -> Installation:
+def _discover(root: str, files: list[str] | None, host_root: str, now: float | None,
+              overlay: Overlay | None) -> Installation:
     shown = root
     root = os.path.abspath(os.path.expanduser(root))
     try:
@@ -239,7 +241,8 @@ def _discover(root: str, files: list[str] | None, host_root: str, now: float | N
 
 
 class _ServiceBuilder:
-    def __init__(self, inst: Installation, reader: _Reader, env_files: dict[str, EnvFile], docs: list[Node] | None = None) -> None:
+    def __init__(self, inst: Installation, reader: _Reader, env_files: dict[str, EnvFile],
+                 docs: list[Node] | None = None) -> None:
         self.inst = inst
         self.docs = docs or []  # each compose file's own top-level mapping, before merging
         self.reader = reader
@@ -317,9 +320,11 @@ class _ServiceBuilder:
                 if self.reader.exists(path):
                     ef = load_env_file(self.reader.read(path, "env file"), "env_file", self.inst.project_env)
                 else:
-                    ef = EnvFile(path=path, display=self.reader.display(path), source=None, roles=["env_file"], required=required)
+                    ef = EnvFile(path=path, display=self.reader.display(path), source=None, roles=["env_file"],
+                                 required=required)
                     if required:
-                        self.inst.notes.append(f"{ef.display}: named by env_file of service '{svc.name}' but missing; docker compose would refuse to start")
+                        self.inst.notes.append(f"{ef.display}: named by env_file of service '{svc.name}' but missing; "
+                                               "docker compose would refuse to start")
                 self.env_files[path] = ef
             elif "env_file" not in ef.roles:
                 ef.roles.append("env_file")
@@ -360,15 +365,18 @@ class _ServiceBuilder:
             where = self.reader.where(cite)
             if value_node is None or value_node.value is None:
                 var = EnvVar(key, None, None, "compose", where)
-            elif value_node.is_scalar() and value_node is cite and isinstance(value_node.value, str) and value_node.value.startswith(key) and self._is_list_item(node, value_node):
+            elif (value_node.is_scalar() and value_node is cite and isinstance(value_node.value, str)
+                  and value_node.value.startswith(key) and self._is_list_item(node, value_node)):
                 text = value_node.value
                 if "=" not in text:
                     var = EnvVar(key, None, None, "compose", where)  # taken from the shell
                 else:
                     raw: str | None = text.split("=", 1)[1]
                     s = self.setting(value_node)
-                    value: str | None = s.value.split("=", 1)[1] if isinstance(s.value, str) and "=" in s.value else None
-                    s = Setting(value, raw, value_node, s.refs, s.missing, s.literal.split("=", 1)[1] if "=" in s.literal else s.literal, s.defaults)
+                    has_value = isinstance(s.value, str) and "=" in s.value
+                    value: str | None = s.value.split("=", 1)[1] if has_value else None
+                    literal = s.literal.split("=", 1)[1] if "=" in s.literal else s.literal
+                    s = Setting(value, raw, value_node, s.refs, s.missing, literal, s.defaults)
                     var = EnvVar(key, value, raw, "compose", where, s)
             else:
                 s = self.setting(value_node)
@@ -405,7 +413,8 @@ class _ServiceBuilder:
                 host_ip = self.text(item.get("host_ip"))
                 proto = self.text(item.get("protocol")) or "tcp"
                 interp = any(isinstance(v.value, str) and "$" in v.value for _, v in item.items())
-                svc.ports.append(Port(host_ip or None, published or None, target, proto.lower(), where, item, True, interp))
+                svc.ports.append(Port(host_ip or None, published or None, target, proto.lower(), where, item, True,
+                                      interp))
                 continue
             if item.value is None:
                 continue
@@ -585,6 +594,7 @@ def _layout(inst: Installation) -> str:
             return LAYOUT_SETUP_SCRIPT
     if os.path.isdir(os.path.join(inst.root, "apps", "api")):
         return LAYOUT_SETUP_SCRIPT
-    if os.path.basename(first) in COMPOSE_NAMES and os.path.dirname(first) == inst.root and find_api_service(inst) is not None:
+    at_root = os.path.basename(first) in COMPOSE_NAMES and os.path.dirname(first) == inst.root
+    if at_root and find_api_service(inst) is not None:
         return LAYOUT_CLI
     return LAYOUT_CUSTOM

@@ -121,7 +121,8 @@ class EnvVar:
     @classmethod
     def from_env_entry(cls, ef: EnvFile, entry: EnvEntry) -> EnvVar:
         """The variable that ``entry`` of the env file ``ef`` sets."""
-        return cls(entry.key, entry.value, entry.raw, "env_file", Where(ef.display, entry.line, entry.text), env_file=ef)
+        where = Where(ef.display, entry.line, entry.text)
+        return cls(entry.key, entry.value, entry.raw, "env_file", where, env_file=ef)
 
 
 @dataclass(slots=True)

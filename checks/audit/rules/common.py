@@ -139,8 +139,8 @@ def db_passwords(inst: Installation) -> list[Password]:
             user_var = env.get("POSTGRES_USER")
             db_var = env.get("POSTGRES_DB")
             u = user_var.value if user_var is not None and user_var.value else "postgres"
-            out.append(Password(u, db_var.value if db_var is not None and db_var.value else u, pw.value, pw.where, svc.name,
-                                "POSTGRES_PASSWORD", False))
+            dbname = db_var.value if db_var is not None and db_var.value else u
+            out.append(Password(u, dbname, pw.value, pw.where, svc.name, "POSTGRES_PASSWORD", False))
         if is_mysql(svc):
             for key, ukey in (("MYSQL_PASSWORD", "MYSQL_USER"), ("MARIADB_PASSWORD", "MARIADB_USER"),
                               ("MYSQL_ROOT_PASSWORD", None), ("MARIADB_ROOT_PASSWORD", None)):

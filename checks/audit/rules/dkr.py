@@ -41,7 +41,8 @@ def dkr_001(ctx: Context) -> Outcome:
         for m in svc.mounts:
             if m.host_path and is_docker_socket(m.host_path):
                 how = f" via volume '{m.via_volume}'" if m.via_volume else ""
-                what = "the Docker socket" if posixpath.basename(m.host_path).endswith(".sock") else f"{m.host_path}, which holds the Docker socket"
+                is_sock = posixpath.basename(m.host_path).endswith(".sock")
+                what = "the Docker socket" if is_sock else f"{m.host_path}, which holds the Docker socket"
                 ev.append(ctx.ev(m.where, svc.name, f"{what} is mounted{how}", target=m))
     return Outcome(FAIL if ev else PASS, ev)
 
@@ -181,7 +182,9 @@ def sensitive_reason(m: Mount, install_root: str) -> str | None:
         rest = path[len(home) + 1:]
         if any(rest == d or rest.startswith(d + "/") for d in _CREDENTIAL_DIRS):
             return "credentials in a home directory"
-    if source.startswith("~/") and any(source[2:].rstrip("/") == d or source[2:].startswith(d + "/") for d in _CREDENTIAL_DIRS):
+    under_home = source[2:]
+    if source.startswith("~/") and any(
+            under_home.rstrip("/") == d or under_home.startswith(d + "/") for d in _CREDENTIAL_DIRS):
         return "credentials in a home directory"
     return None
 
@@ -225,7 +228,9 @@ def _daemon_log_driver(host_root: str) -> str:
     return str(conf.get("log-driver") or "json-file").lower() if isinstance(conf, dict) else "json-file"
 
 
-_ROTATING_DRIVERS = {"local", "journald", "syslog", "none", "fluentd", "gelf", "awslogs", "splunk", "gcplogs", "loki", "etwlogs"}
+_ROTATING_DRIVERS = {
+    "local", "journald", "syslog", "none", "fluentd", "gelf", "awslogs", "splunk", "gcplogs", "loki", "etwlogs",
+}
 
 
 @check("DKR-008")

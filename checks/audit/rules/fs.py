@@ -43,7 +43,8 @@ def fs_001(ctx: Context) -> Outcome:
         mode = ef.source.mode
         if mode & 0o077:
             who = "group and others" if mode & 0o070 and mode & 0o007 else ("others" if mode & 0o007 else "group")
-            ev.append(ctx.ev(_mode_where(ef.display, mode, ef.source.uid), None, f"readable or writable by {who}; should be 0600"))
+            ev.append(ctx.ev(_mode_where(ef.display, mode, ef.source.uid), None,
+                             f"readable or writable by {who}; should be 0600"))
     return Outcome(FAIL if ev else PASS, ev)
 
 
@@ -53,9 +54,11 @@ def fs_002(ctx: Context) -> Outcome:
     ev = []
     for src in ctx.inst.compose_files:
         if src.mode & 0o022:
-            ev.append(ctx.ev(_mode_where(src.display, src.mode, src.uid), None, "writable by group or others; should be 0644"))
+            ev.append(ctx.ev(_mode_where(src.display, src.mode, src.uid), None,
+                             "writable by group or others; should be 0644"))
         elif src.display in holding and src.mode & 0o044:
-            ev.append(ctx.ev(_mode_where(src.display, src.mode, src.uid), None, "holds secrets (SEC-003) and is readable by others; 0600 until they move to .env"))
+            ev.append(ctx.ev(_mode_where(src.display, src.mode, src.uid), None,
+                             "holds secrets (SEC-003) and is readable by others; 0600 until they move to .env"))
     return Outcome(FAIL if ev else PASS, ev)
 
 
@@ -69,7 +72,8 @@ def fs_003(ctx: Context) -> Outcome:
         except OSError:
             continue
         if mode & 0o022:
-            ev.append(ctx.ev(_mode_where(ctx.inst.display(d) if d != ctx.inst.root else ".", mode, uid), None, "directory writable by group or others"))
+            shown = ctx.inst.display(d) if d != ctx.inst.root else "."
+            ev.append(ctx.ev(_mode_where(shown, mode, uid), None, "directory writable by group or others"))
     return Outcome(FAIL if ev else PASS, ev)
 
 
@@ -222,7 +226,8 @@ def fs_005(ctx: Context) -> Outcome:
         if problem is not None:
             # A system or home directory, or the installation, exposed as the media library is the
             # finding itself; it is not walked (it may be the whole disk), and the fix refuses it.
-            ev.append(ctx.ev(None, None, None, text=f"{problem}: mounted as the media library; not walked, and the fix will not change it"))
+            why = f"{problem}: mounted as the media library; not walked, and the fix will not change it"
+            ev.append(ctx.ev(None, None, None, text=why))
             continue
         try:
             st = os.lstat(top)

@@ -23,8 +23,8 @@ def net_001(ctx: Context) -> Outcome:
     for svc in ctx.inst.services:
         for port in db_ports(svc):
             if port.all_interfaces:
-                ev.append(ctx.ev(port.where, svc.name, f"port {port.published or '(random)'} -> {port.target} on {_ip_shown(port)}",
-                                 target=port))
+                what = f"port {port.published or '(random)'} -> {port.target} on {_ip_shown(port)}"
+                ev.append(ctx.ev(port.where, svc.name, what, target=port))
     return Outcome(FAIL if ev else PASS, ev)
 
 
@@ -67,8 +67,8 @@ def net_003(ctx: Context) -> Outcome:
         if port_no not in port.target_ports and port_no not in port.published_ports:
             continue
         if not allowed_on(port.host_ip, ctx.profile):
-            ev.append(ctx.ev(port.where, svc.name, f"bound to {_ip_shown(port)}; the {ctx.profile} profile allows {allowed}",
-                             target=port))
+            what = f"bound to {_ip_shown(port)}; the {ctx.profile} profile allows {allowed}"
+            ev.append(ctx.ev(port.where, svc.name, what, target=port))
     return Outcome(FAIL if ev else PASS, ev)
 
 
@@ -125,4 +125,5 @@ def net_006(ctx: Context) -> Outcome:
 
 @check("NET-007")
 def net_007(ctx: Context) -> Outcome:
-    return Outcome(SKIPPED, reason="live check: needs the host firewall and iptables state (arrives with the live-system checks)")
+    return Outcome(SKIPPED, reason="live check: needs the host firewall and iptables state "
+                   "(arrives with the live-system checks)")

@@ -12,8 +12,10 @@ from checks.audit.rules.sec import command_words
 from checks.install.model import Where
 
 BACKUP_MAX_AGE_DAYS = 7
-_DUMP = re.compile(r"\.(sql|sql\.gz|sql\.zst|sql\.xz|sql\.bz2|dump|pgdump|backup|bak|db\.bak|sqlite\.bak|tar\.gz)$", re.I)
-_BACKUP_CMD = re.compile(r"\b(pg_dump|pg_dumpall|pg_basebackup|mysqldump|mariadb-dump|sqlite3\b.*\.backup|restic|borg|rdiff-backup)\b")
+_DUMP = re.compile(
+    r"\.(sql|sql\.gz|sql\.zst|sql\.xz|sql\.bz2|dump|pgdump|backup|bak|db\.bak|sqlite\.bak|tar\.gz)$", re.I)
+_BACKUP_CMD = re.compile(
+    r"\b(pg_dump|pg_dumpall|pg_basebackup|mysqldump|mariadb-dump|sqlite3\b.*\.backup|restic|borg|rdiff-backup)\b")
 _BACKUP_IMAGES = re.compile(r"(postgres-backup|pg-?backup|db-backup|docker-pg-backup|pgbackrest|backup)", re.I)
 
 
@@ -52,7 +54,8 @@ def _cron_entries(ctx: Context) -> list[Where]:
 def _dump_files(ctx: Context) -> list[tuple[str, float]]:
     root = ctx.inst.root
     found = []
-    for base in [root] + [d for d in glob.glob(os.path.join(root, "*backup*")) + glob.glob(os.path.join(root, "*/*backup*")) if os.path.isdir(d)]:
+    dirs = glob.glob(os.path.join(root, "*backup*")) + glob.glob(os.path.join(root, "*/*backup*"))
+    for base in [root] + [d for d in dirs if os.path.isdir(d)]:
         try:
             names = os.listdir(base)
         except OSError:
@@ -84,7 +87,8 @@ def ops_001(ctx: Context) -> Outcome:
         age_days = (ctx.inst.now - mtime) / 86400
         shown = ctx.inst.display(path)
         if age_days <= BACKUP_MAX_AGE_DAYS:
-            return Outcome(PASS, [ctx.ev(Where(shown, None, shown), None, f"newest dump is {max(age_days, 0):.1f} days old")])
+            newest = f"newest dump is {max(age_days, 0):.1f} days old"
+            return Outcome(PASS, [ctx.ev(Where(shown, None, shown), None, newest)])
         return Outcome(FAIL, [ctx.ev(Where(shown, None, shown), None, f"newest dump is {age_days:.0f} days old")],
                        f"the newest backup is older than {BACKUP_MAX_AGE_DAYS} days and nothing schedules one")
     return Outcome(FAIL, [], "no dump files, no backup service and no cron entry with pg_dump")
@@ -95,7 +99,8 @@ _LIVE_FW = "live check: needs the host firewall (ufw/firewalld) state (arrives w
 
 @check("OPS-002")
 def ops_002(ctx: Context) -> Outcome:
-    return Outcome(SKIPPED, reason="live check: needs the API's logs through the Docker Engine API (arrives with the live-system checks)")
+    return Outcome(SKIPPED, reason="live check: needs the API's logs through the Docker Engine API "
+                   "(arrives with the live-system checks)")
 
 
 @check("FW-001")
@@ -110,4 +115,5 @@ def fw_002(ctx: Context) -> Outcome:
 
 @check("FW-003")
 def fw_003(ctx: Context) -> Outcome:
-    return Outcome(SKIPPED, reason="guard on firewall plans: applies when a firewall change is planned (arrives with the live-system checks)")
+    return Outcome(SKIPPED, reason="guard on firewall plans: applies when a firewall change is planned "
+                   "(arrives with the live-system checks)")

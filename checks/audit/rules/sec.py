@@ -53,7 +53,8 @@ def sec_001(ctx: Context) -> Outcome:
         if uses_sqlite(ctx.inst) and not any(is_postgres(s) for s in ctx.inst.services):
             return Outcome(SKIPPED, reason="this installation uses SQLite: there is no database password")
         if any(is_postgres(s) for s in ctx.inst.services):
-            return Outcome(SKIPPED, reason="the database password is not set in the files (a _FILE secret or an unset variable)")
+            return Outcome(SKIPPED,
+                           reason="the database password is not set in the files (a _FILE secret or an unset variable)")
         return Outcome(SKIPPED, reason="no database password found")
     ev = []
     seen = set()
@@ -78,9 +79,11 @@ def sec_002(ctx: Context) -> Outcome:
         distinct = {p.password for p in group}
         if len(distinct) < 2:
             continue
-        labels = {pw: chr(ord("A") + i) for i, pw in enumerate(sorted(distinct, key=lambda pw: [p.password for p in group].index(pw)))}
+        order = [p.password for p in group]
+        labels = {pw: chr(ord("A") + i) for i, pw in enumerate(sorted(distinct, key=order.index))}
         for p in group:
-            ev.append(ctx.ev(p.where, p.service, f"user {user}: password {labels[p.password]} of {len(distinct)} different ones ({p.key})"))
+            what = f"user {user}: password {labels[p.password]} of {len(distinct)} different ones ({p.key})"
+            ev.append(ctx.ev(p.where, p.service, what))
     return Outcome(FAIL if ev else PASS, ev)
 
 
@@ -224,7 +227,8 @@ def sec_005(ctx: Context) -> Outcome:
         if not requires_password(svc):
             for port in svc.ports:
                 ip = port.host_ip or "0.0.0.0"
-                ev.append(ctx.ev(port.where, svc.name, f"no requirepass; published on {ip}:{port.published or port.target}"))
+                ev.append(ctx.ev(port.where, svc.name,
+                                 f"no requirepass; published on {ip}:{port.published or port.target}"))
     return Outcome(FAIL if ev else PASS, ev)
 
 

@@ -72,15 +72,18 @@ def _blocks(text: str) -> list[tuple[str, int, str]]:
 
 
 def _targets_api(upstreams: str, port: int) -> bool:
-    return re.search(rf"(^|[\s/:@])([\w.\-\[\]]*):{port}(\b|/)", upstreams) is not None or re.search(rf"^:{port}\b", upstreams.strip()) is not None
+    return (re.search(rf"(^|[\s/:@])([\w.\-\[\]]*):{port}(\b|/)", upstreams) is not None
+            or re.search(rf"^:{port}\b", upstreams.strip()) is not None)
 
 
 def _covered(pattern: str, target: str) -> bool:
     pattern = pattern.strip().strip("\"'")
     if not pattern.startswith("/"):
         return False
+    prefix = pattern.rstrip("/")
     return fnmatch.fnmatchcase(target, pattern) or fnmatch.fnmatchcase(target + "/", pattern) or (
-        not any(c in pattern for c in "*?[") and (target == pattern.rstrip("/") or target.startswith(pattern.rstrip("/") + "/")) and pattern.rstrip("/") != "" and len(pattern.rstrip("/")) >= len("/api/v1/"))
+        not any(c in pattern for c in "*?[") and (target == prefix or target.startswith(prefix + "/"))
+        and prefix != "" and len(prefix) >= len("/api/v1/"))
 
 
 def parse_caddy(text: str, file: str, port: int) -> list[Proxy]:
@@ -144,7 +147,8 @@ def parse_nginx(text: str, file: str, port: int) -> list[Proxy]:
         listens = re.findall(r"^\s*listen\s+([^;]+);", body, re.M)
         https = any(re.search(r"\bssl\b|\bquic\b", line) or re.search(r"(^|:)443\b", line.split()[0])
                     for line in listens)
-        auth = bool(re.search(r"^\s*auth_basic\s+(?!off\b)[^;]+;", body, re.M) or re.search(r"^\s*auth_request\s", body, re.M))
+        auth = bool(re.search(r"^\s*auth_basic\s+(?!off\b)[^;]+;", body, re.M)
+                    or re.search(r"^\s*auth_request\s", body, re.M))
         blocked = set()
         for m in re.finditer(r"location\s+(=|~\*?|\^~)?\s*([^\s{]+)\s*\{([^}]*)\}", body):
             modifier, pattern, inner = m.group(1) or "", m.group(2), m.group(3)
@@ -314,7 +318,8 @@ def tls_002(ctx: Context) -> Outcome:
     proxies, _ = find_proxies(ctx)
     if not proxies:
         return Outcome(SKIPPED, reason="no reverse proxy to the API found (see TLS-001)")
-    ev = [ctx.ev(p.where(f"{p.kind} proxy to the API"), None, "no basic_auth/auth_basic or forward auth") for p in proxies if not p.auth]
+    ev = [ctx.ev(p.where(f"{p.kind} proxy to the API"), None, "no basic_auth/auth_basic or forward auth")
+          for p in proxies if not p.auth]
     return Outcome(FAIL if ev else PASS, ev)
 
 
