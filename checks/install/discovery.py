@@ -6,6 +6,10 @@ and the newer layout (``docker/docker-compose.yml`` + root ``.env``). Discovery
 reads every compose file Compose would read (with what they ``include:`` and
 ``extends:``, see :mod:`checks.install.composefiles`), every env file they name, and
 interpolates ``${VAR}`` from the project's ``.env`` like Compose does.
+
+Some 540 lines: the service builder is one pass over a service's keys that
+shares the reader's state (overlay, env files, positions); Compose's short
+syntaxes, which need none of it, live in :mod:`checks.install.specs`.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from checks.install.model import (
     Where,
 )
 from checks.install.secretsources import collect_secrets
+from checks.install.specs import _is_path, normalize_host_path, parse_port_spec, parse_volume_spec  # noqa: F401  (re-exported)
 
 
 def default_install_dir() -> str:
@@ -511,63 +516,6 @@ def _safe(text: str) -> str:
 def _truthy(value: str | None) -> bool:
     """Compose's boolean spellings (compose-go accepts y/yes/true/on)."""
     return value is not None and value.strip().lower() in ("y", "yes", "true", "on", "1")
-
-
-def _is_path(source: str) -> bool:
-    return source.startswith(("/", ".", "~"))
-
-
-def normalize_host_path(path: str) -> str:
-    """Normalise like Docker does: ``//``, ``/./`` and ``/..`` collapse."""
-    norm = posixpath.normpath(path)
-    if norm.startswith("//"):
-        norm = "/" + norm.lstrip("/")
-    return norm
-
-
-def parse_port_spec(spec: str) -> tuple[str | None, str | None, str, str] | None:
-    """Parse short port syntax like Docker's ``nat.ParsePortSpec``."""
-    spec = spec.strip()
-    if not spec:
-        return None
-    proto = "tcp"
-    if "/" in spec:
-        spec, proto = spec.rsplit("/", 1)
-        proto = proto.lower() or "tcp"
-    parts = spec.split(":")
-    n = len(parts)
-    target = parts[-1]
-    if n == 1:
-        ip, published = None, None
-    elif n == 2:
-        ip, published = None, parts[0]
-    elif n == 3:
-        ip, published = parts[0], parts[1]
-    else:
-        ip, published = ":".join(parts[:-2]), parts[-2]
-    if ip is not None:
-        ip = ip.strip()
-        if ip.startswith("[") and ip.endswith("]"):
-            ip = ip[1:-1]
-        ip = ip or None
-    if not re.fullmatch(r"\d+(-\d+)?", target) or (published and not re.fullmatch(r"\d+(-\d+)?", published)):
-        return None
-    return ip, published or None, target, proto
-
-
-def parse_volume_spec(spec: str, where: Where, node: Node, interpolated: bool) -> Mount:
-    """Parse short volume syntax ``[SOURCE:]TARGET[:MODE]``."""
-    parts = spec.split(":")
-    if len(parts) == 1:
-        return Mount("volume", None, parts[0], False, where, node, False, interpolated)
-    mode = ""
-    if len(parts) >= 3:
-        source, target, mode = parts[0], parts[1], ":".join(parts[2:])
-    else:
-        source, target = parts
-    read_only = "ro" in {m.strip() for m in mode.split(",")}
-    kind = "bind" if _is_path(source) else "volume"
-    return Mount(kind, source, target, read_only, where, node, False, interpolated)
 
 
 API_IMAGE = re.compile(r"(^|/)desterlib[-/]?api(:|@|$)|(^|/)dester-?api(:|@|$)", re.I)
