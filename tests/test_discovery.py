@@ -13,8 +13,9 @@ import pytest
 
 from checks.audit.rules.fs import media_mounts
 from checks.core.errors import InputError
-from checks.install.discovery import discover, parse_port_spec
+from checks.install.discovery import discover
 from checks.install.model import LAYOUT_CLI, LAYOUT_CUSTOM, LAYOUT_NEWER, LAYOUT_SETUP_SCRIPT, Installation
+from checks.install.specs import parse_port_spec
 
 from .conftest import FIXED_NOW
 

@@ -21,8 +21,9 @@ from checks.audit.report import render_json, render_sarif, render_text
 from checks.audit.run import explain_score, run_audit
 from checks.core.errors import InputError
 from checks.core.interpolate import interpolate
-from checks.install.discovery import discover, parse_port_spec
+from checks.install.discovery import discover
 from checks.install.model import LAYOUT_NAMES, Installation
+from checks.install.specs import parse_port_spec
 
 from .conftest import FIXED_NOW
 

@@ -49,7 +49,7 @@ from checks.install.model import (
     Where,
 )
 from checks.install.secretsources import collect_secrets
-from checks.install.specs import _is_path, normalize_host_path, parse_port_spec, parse_volume_spec  # noqa: F401  (re-exported)
+from checks.install.specs import _is_path, normalize_host_path, parse_port_spec, parse_volume_spec
 
 
 def default_install_dir() -> str:
