@@ -7,6 +7,8 @@ import random
 import stat
 import string
 
+from checks.assistant.session import Session
+from checks.assistant.steps import APPLY_STEPS
 from tui.run import build_app
 
 ALPHABET = string.ascii_letters + string.digits + "-_"
@@ -142,3 +144,16 @@ async def answer_previews(app, pilot, key: str):
                          what=f"{step} answered")
     await wait_until(pilot, lambda: review.done, what="the review to finish")
     return review
+
+
+def harden(root: str, **session_kwargs) -> Session:
+    """What a first run leaves: every step applied through the session API the review screen uses."""
+    session_kwargs.setdefault("hostname", "h")
+    session_kwargs.setdefault("new_secret", seeded_secrets())
+    s = Session(root, **session_kwargs)
+    s.audit()
+    s.generate_password()
+    for step in APPLY_STEPS:
+        s.choices.selected[step] = s.default_selection(step)
+        s.apply(s.plan(step))
+    return s

@@ -17,6 +17,7 @@ from checks.assistant.steps import APPLY_STEPS
 from checks.demo import materialize
 from tests.apphelpers import (
     answer_previews,
+    harden,
     make_app,
     screen_text,
     seeded_secrets,
@@ -130,20 +131,9 @@ async def test_backing_out_and_skipping_changes_nothing(tmp_path):
     assert not os.path.exists(os.path.join(root, ".dester-harden", "baseline.json"))
 
 
-def _harden(root: str) -> Session:
-    """What a first run leaves: every step applied through the same session API the screens use."""
-    s = Session(root, hostname="h", new_secret=seeded_secrets())
-    s.audit()
-    s.generate_password()
-    for step in APPLY_STEPS:
-        s.choices.selected[step] = s.default_selection(step)
-        s.apply(s.plan(step))
-    return s
-
-
 async def test_reaudit_shows_a_regression_and_jumps_to_the_screen_that_fixes_it(tmp_path):
     root = materialize(str(tmp_path))
-    _harden(root)
+    harden(root)
     env = os.path.join(root, ".env")
     os.chmod(env, 0o644)  # someone "fixed" a permission problem the wrong way
     app = make_app(root)

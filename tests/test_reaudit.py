@@ -7,10 +7,8 @@ import os
 
 import pytest
 
-from checks.assistant.session import Session
-from checks.assistant.steps import APPLY_STEPS
 from checks.demo import materialize
-from tests.apphelpers import seeded_secrets
+from tests.apphelpers import harden
 from tests.conftest import run_cli
 from tests.installs import cli_install
 
@@ -21,21 +19,10 @@ def _cli(*args: str):
     return r
 
 
-def _harden_in_the_assistant(root: str) -> Session:
-    """What the assistant's review does for each step: the session's plan and apply."""
-    s = Session(root, hostname="h", new_secret=seeded_secrets())
-    s.audit()
-    s.generate_password()
-    for step in APPLY_STEPS:
-        s.choices.selected[step] = s.default_selection(step)
-        s.apply(s.plan(step))
-    return s
-
-
 @pytest.fixture
 def hardened(tmp_path):
     root = materialize(str(tmp_path))
-    session = _harden_in_the_assistant(root)
+    session = harden(root)
     return root, session
 
 

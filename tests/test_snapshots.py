@@ -17,14 +17,12 @@ import time
 
 import pytest
 
-from checks.assistant.session import Session
-from checks.assistant.steps import APPLY_STEPS
 from checks.demo import materialize
 from tests.apphelpers import (
     STEP_SCREENS,
     answer_previews,
+    harden,
     make_app,
-    seeded_secrets,
     settle,
     wait_screen,
     walk_to_review,
@@ -53,12 +51,7 @@ def install(tmp_path, monkeypatch):
 
 
 def _harden(root: str, regress: bool = True) -> None:
-    s = Session(root, hostname="h", now=lambda: 1_795_000_000.0, new_secret=seeded_secrets())
-    s.audit()
-    s.generate_password()
-    for step in APPLY_STEPS:
-        s.choices.selected[step] = s.default_selection(step)
-        s.apply(s.plan(step))
+    harden(root, now=lambda: 1_795_000_000.0)
     if regress:
         os.chmod(os.path.join(root, ".env"), 0o644)
 

@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import os
 
-from checks.assistant.session import Session
-from checks.assistant.steps import APPLY_STEPS
 from checks.audit.settings import load_settings
 from checks.demo import materialize
-from tests.apphelpers import make_app, screen_text, settle, wait_screen, wait_until
-
-
-def _harden(root: str) -> None:
-    s = Session(root)
-    s.audit()
-    s.generate_password()
-    for step in APPLY_STEPS:
-        s.choices.selected[step] = s.default_selection(step)
-        s.apply(s.plan(step))
+from tests.apphelpers import harden, make_app, screen_text, settle, wait_screen, wait_until
 
 
 async def test_s_on_a_reaudit_row_adds_a_suppression_with_its_reason(tmp_path):
     root = materialize(str(tmp_path))
-    _harden(root)
+    harden(root)
     os.chmod(os.path.join(root, ".env"), 0o644)  # FS-001 regresses
     app = make_app(root)
     async with app.run_test(size=(80, 24)) as pilot:
