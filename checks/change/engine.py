@@ -52,6 +52,7 @@ from checks.core.errors import EngineError
 
 if TYPE_CHECKING:
     from checks.change.executor import Executor
+    from checks.change.stack import Reporter, Stack
 
 TENTATIVE = "applied-tentative"
 """Applied, rolled back by :meth:`Engine.recover` unless :meth:`Engine.confirm` comes before its deadline."""
@@ -104,8 +105,12 @@ def _unlink_quiet(path: str) -> None:
 class Engine:
     """Applies plans to one installation and undoes them."""
 
-    def __init__(self, install_root: str, command: str = "fix", executor: Executor | None = None) -> None:
+    def __init__(self, install_root: str, command: str = "fix", executor: Executor | None = None,
+                 stack: Stack | None = None, report: Reporter | None = None) -> None:
         self.executor = executor
+        self.stack = stack
+        """Recreates services of the running stack (:class:`checks.change.plan.Recreate`)."""
+        self.report = report
         """Runs the commands of :class:`checks.change.plan.Command` changes (default: made when first needed)."""
         self.root = os.path.abspath(install_root)
         self.journal = journal_dir(self.root)
@@ -196,7 +201,8 @@ class Engine:
     def _context(self, txn: Txn | None = None, redactor: Redactor | None = None,
                  secrets: dict[str, str] | None = None) -> Context:
         log = ActionLog(txn.dir, list(redactor.by_token.values()) if redactor else []) if txn else None
-        return Context(self.root, self._files(), self._executor(), txn, redactor, secrets=secrets or {}, log=log)
+        return Context(self.root, self._files(), self._executor(), txn, redactor, secrets=secrets or {}, log=log,
+                       stack=self.stack, report=self.report)
 
     def _executor(self) -> Executor:
         if self.executor is None:

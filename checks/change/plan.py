@@ -106,7 +106,49 @@ class Command:
     """Changes the host outside the installation (/etc, timers, the firewall): takes the host lock too."""
 
 
-Change = FileEdit | FileDelete | ModeChange | TreeChmod | TreeRestore | Command
+@dataclass(frozen=True, slots=True)
+class Login:
+    """A database login the health gate tries over TCP (never through the trusted socket)."""
+
+    service: str
+    """The database's compose service (``postgres``)."""
+    user: str
+    database: str
+    secret: str
+    """The name of the password in :attr:`Plan.named_secrets`."""
+    accept: bool
+    """True: the login must succeed; False: it must be refused (the old password after a rotation)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recreate:
+    """Recreate services of the running compose stack, then wait for the health gate.
+
+    A plan that changes what a service runs with holds two: ``when="rollback"`` first
+    (it does nothing on apply and recreates the services when the transaction is
+    rolled back or undone, after the files are back) and ``when="apply"`` last (it
+    recreates them with the new files and waits for the gate; a failing gate rolls
+    the whole transaction back). Undo swaps the two and the logins' ``accept``.
+    """
+
+    project: str
+    """The compose project name (``--project-name``)."""
+    directory: str
+    """``--project-directory``."""
+    files: tuple[str, ...]
+    """The compose files (``-f``), in order."""
+    services: tuple[str, ...]
+    when: str = "apply"
+    """``apply`` or ``rollback``."""
+    timeout: float = 120.0
+    """Seconds for the recreate and the whole gate."""
+    http: tuple[str, ...] = ()
+    """Services whose ``GET /health`` must answer 200 (asked from inside the container)."""
+    logins: tuple[Login, ...] = ()
+    description: str = ""
+
+
+Change = FileEdit | FileDelete | ModeChange | TreeChmod | TreeRestore | Command | Recreate
 
 
 @dataclass(slots=True)
@@ -131,6 +173,10 @@ class Plan:
     previews, kept out of the journal's plaintext."""
     named_secrets: dict[str, str] = field(default_factory=dict)
     """Secrets :class:`Command` changes refer to by name (``stdin_secret``, ``env_secrets``)."""
+    confirm: list[str] = field(default_factory=list)
+    """Questions the user must answer yes to before this plan is applied (one line each): "recreating
+    api runs prisma db push --accept-data-loss and no backup is younger than 24 h; go on?". A face
+    asks them (``--yes`` answers them on the command line); the engine does not."""
     named: list[str] = field(default_factory=list)
     """Files the user named on the command line (``--file``): the only files the
     engine changes outside the installation directory (see checks.change.confined)."""

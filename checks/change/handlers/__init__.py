@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from checks.change.executor import ActionLog, Executor
     from checks.change.intent import Loader
     from checks.change.journal import Redactor, Txn
+    from checks.change.stack import Reporter, Stack
     from checks.core.secrets import Masker
 
 ENTRY_FORMAT = 1
@@ -95,6 +96,10 @@ class Context:
     tree_changed: int = 0
     tree_skipped: list[str] = field(default_factory=list)
     tree_mounts: list[str] = field(default_factory=list)
+    stack: Stack | None = None
+    """Recreates services of the running stack (:class:`checks.change.plan.Recreate`); None: no Docker here."""
+    report: Reporter | None = None
+    """Where long steps say how far they are (the faces show it)."""
     progress: str = "done"
     """During a rollback: how far the entry got, "done", "started" (killed or failed midway) or "failed"."""
 
