@@ -618,3 +618,57 @@ def test_gather_scans_the_host_combined_log(tmp_path, monkeypatch):
     assert [(f.source, f.leaked_lines) for f in state.logs] == [("desterlib-data/logs/combined.log", (1,))]
     assert "Sup3rS3cret" not in repr(state)
     assert stat.S_ISREG(os.stat(log).st_mode)
+
+
+# -- probes and addresses for real, in a private network namespace (no server in the host's) -------------------------
+
+_NETNS_PROBE = r"""
+import json, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from checks.live import addresses, probe, procnet
+
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        routes = {"/api/docs": (200, b"<title>Swagger UI</title>"),
+                  "/api/v1/settings": (200, b'{"success":true,"data":{"tmdbApiKey":"%s"}}' % sys.argv[1].encode()),
+                  "/api/v1/logs": (500, b"{}")}
+        if self.path == "/api/docs.json":
+            self.send_response(302); self.send_header("Location", "http://10.99.0.1:9/"); self.end_headers(); return
+        code, body = routes.get(self.path, (404, b"no"))
+        self.send_response(code); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+
+srv = ThreadingHTTPServer(("10.99.0.1", 3001), H)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+own = addresses.own_addresses("/proc/net")
+found = probe.probe([(a, 3001) for a in own])
+print(json.dumps({"own": own, "listeners": [[x.address, x.port] for x in procnet.listeners("/proc/net")],
+                  "probes": [[p.url, p.status, p.exposes] for p in found]}))
+"""
+
+
+def test_probe_and_addresses_in_a_private_network_namespace(tmp_path):
+    if os.getuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("needs root, unshare and ip to make a private network namespace")
+    tmdb_key = "tmdb-Xy7Qw2Lk9"
+    setup = ("ip link set lo up && ip link add d0 type veth peer name d1 && ip addr add 10.99.0.1/24 dev d0 && "
+             "ip link set d1 up && ip link set d0 up && exec \"$@\"")
+    out = subprocess.run(["unshare", "--net", "--", "sh", "-c", setup, "sh", sys.executable, "-c", _NETNS_PROBE,
+                          tmdb_key], capture_output=True, text=True, cwd=str(PROJECT), timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(PROJECT), "http_proxy": "http://10.99.0.1:9",
+                              "HTTP_PROXY": "http://10.99.0.1:9", "no_proxy": ""})
+    if out.returncode != 0 and "Operation not permitted" in out.stderr:
+        pytest.skip(f"cannot make a network namespace here: {out.stderr.strip().splitlines()[-1]}")
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["own"][0] == "10.99.0.1"  # the dummy's address; loopback is not one of ours to probe
+    assert ["10.99.0.1", 3001] in got["listeners"]
+    by_path = {url.split(":3001", 1)[1]: (status, exposes) for url, status, exposes in got["probes"]
+               if url.startswith("http://10.99.0.1:3001")}
+    assert by_path["/api/docs"] == (200, "Swagger UI")
+    assert by_path["/api/v1/settings"] == (200, "the TMDB API key")
+    assert by_path["/api/docs.json"] == (302, None)  # the redirect is not followed
+    assert by_path["/api/v1/logs"] == (500, None)
+    assert by_path["/api/docs/swagger.json"] == (404, None)
+    assert tmdb_key not in out.stdout
