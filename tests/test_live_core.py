@@ -672,3 +672,28 @@ def test_probe_and_addresses_in_a_private_network_namespace(tmp_path):
     assert by_path["/api/v1/logs"] == (500, None)
     assert by_path["/api/docs/swagger.json"] == (404, None)
     assert tmdb_key not in out.stdout
+
+
+def test_gather_asks_api_v1_logs_only_where_the_api_is_published_on_loopback(tmp_path, monkeypatch):
+    inst = discover(str(cli_install(tmp_path)), now=FIXED_NOW)
+    proc = _proc(tmp_path, tcp=TCP, fib_trie=FIB_TRIE)
+    asked = []
+
+    def fetch(url, timeout):
+        asked.append(url)
+        return 200, json.dumps({"logs": ["info: Database: postgresql://desterlib:Lo0pSecret@postgres:5432/x",
+                                         {"level": "info", "message": "GET /api/v1/x 503 1 ms"}]}).encode()
+
+    monkeypatch.setattr(logs, "fetch", fetch)
+    monkeypatch.setattr(probe, "fetch", fetch)
+    loopback = FakeEngine([_container("api", "desterlib/api:latest", [Binding("127.0.0.1", 3001, 3001)])])
+    state = gather(inst, proc_net=proc, engine=lambda: loopback, environ={})
+    found = [f for f in state.logs if f.source == "GET /api/v1/logs"]
+    assert asked == ["http://127.0.0.1:3001/api/v1/logs"] and state.probes == ()
+    assert found and found[0].leaked_lines == (1,) and sum(found[0].server_errors.values()) == 1
+    assert "Lo0pSecret" not in repr(state)
+    asked.clear()
+    lan = FakeEngine([_container("api", "desterlib/api:latest", [Binding("0.0.0.0", 3001, 3001)])])
+    state = gather(inst, proc_net=proc, engine=lambda: lan, environ={})
+    assert not [f for f in state.logs if f.source == "GET /api/v1/logs"]
+    assert "http://127.0.0.1:3001/api/v1/logs" not in asked and asked  # the LAN side is the probes' business

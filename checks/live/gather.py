@@ -44,11 +44,15 @@ def built_services(inst: Installation) -> frozenset[str]:
     return frozenset(svc.name for svc in inst.services if svc.opt("build") is not None)
 
 
-def _api_bindings(inst: Installation, state: LiveState, services: list[str]) -> list[Binding]:
-    """The API's published TCP ports: what runs when the Engine answered, else what the files ask."""
-    running = [c for c in state.containers if c.service in services]
-    if state.docker_reachable:
-        return [b for c in running if c.status == "running" for b in c.bindings if b.protocol == "tcp"]
+def api_bindings(inst: Installation, state: LiveState, services: list[str]) -> list[Binding]:
+    """The API's published TCP ports: what runs, when the Engine shows a running API; else what the files ask.
+
+    Without a running API container (no Docker access, or an API run as a host process) the
+    compose files' ports are the best guess of where it answers.
+    """
+    running = [c for c in state.containers if c.service in services and c.status == "running"]
+    if running:
+        return [b for c in running for b in c.bindings if b.protocol == "tcp" and b.host_port]
     out: list[Binding] = []
     for name in services:
         svc = inst.service(name)
@@ -127,18 +131,19 @@ def gather(install: Installation, *, proc_net: str = "/proc/net", probe: bool = 
         from checks.live.logs import api_service_names
 
         services = api_service_names(install, state.containers)
+        published = api_bindings(install, state, services)
         if logs:
             from checks.live.logs import findings
 
             state.logs, state.logs_error = findings(install, state.containers, client if state.engine else None,
-                                                    timeout=PROBE_TIMEOUT, now=now)
+                                                    published, timeout=PROBE_TIMEOUT, now=now)
         if probe:
             if addresses_error is not None:
                 state.probes_error = addresses_error
             else:
                 from checks.live.probe import probe as run_probes
 
-                targets = probe_targets(_api_bindings(install, state, services), state.addresses)
+                targets = probe_targets(published, state.addresses)
                 state.probes = run_probes(targets, timeout=PROBE_TIMEOUT, budget=PROBE_BUDGET)
     finally:
         if client is not None:
