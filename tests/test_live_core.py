@@ -5,6 +5,7 @@ The real Engine is exercised by tests/test_live_gather.py (marked ``live``).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -71,12 +72,27 @@ IF_INET6 = """\
 00000000000000000000000000000001 01 80 10 80       lo
 fd770000000000000000000000000001 03 40 00 80  lab-srv
 fe80000000000000b0c4e1fffe2a1b3c 03 40 20 80  lab-srv
+fd00dead00000000000000000000000a 05 40 00 80  br-0123456789ab
+"""
+FIB_TRIE_BRIDGES = FIB_TRIE + """\
+        |-- 172.17.0.1
+           /32 host LOCAL
+        |-- 172.18.0.1
+           /32 host LOCAL
+"""
+ROUTE = """\
+Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
+lab-srv\t00004D0A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0
+eth0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0
+br-0123456789ab\t000012AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0
 """
 
 
 def _proc(tmp_path: Path, **files: str) -> str:
     d = tmp_path / "net"
-    d.mkdir(exist_ok=True)
+    d.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (d / name).write_text(text)
     return str(d)
@@ -111,6 +127,15 @@ def test_listeners_of_this_namespace_are_read():
 def test_own_addresses_skip_loopback_and_link_local(tmp_path):
     got = addresses.own_addresses(_proc(tmp_path, fib_trie=FIB_TRIE, if_inet6=IF_INET6))
     assert got == ("10.77.0.1", "192.168.1.20", "fd77::1")
+
+
+def test_own_addresses_leave_out_dockers_bridges(tmp_path):
+    # 172.17.0.1 (docker0) and 172.18.0.1 (a compose network's bridge) are reached from this host only.
+    got = addresses.own_addresses(_proc(tmp_path, fib_trie=FIB_TRIE_BRIDGES, if_inet6=IF_INET6, route=ROUTE))
+    assert got == ("10.77.0.1", "192.168.1.20", "fd77::1")
+    assert addresses.routes(ROUTE)[0] == ("lab-srv", ipaddress.IPv4Network("10.77.0.0/24"))
+    # Without a route table no address can be told to be a bridge's: kept, never guessed away.
+    assert "172.17.0.1" in addresses.own_addresses(_proc(tmp_path / "b", fib_trie=FIB_TRIE_BRIDGES))
 
 
 def test_own_addresses_without_ipv6_and_without_fib_trie(tmp_path):

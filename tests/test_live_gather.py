@@ -79,8 +79,16 @@ def test_gather_reads_the_running_stack(live_lab, live_install):
     assert docker_logs and docker_logs[0].leaked_lines, state.logs_error
 
 
+TMDB_KEY = "tmdb-5f0e8c1d9a7b"
+
+
 def test_probes_run_in_the_server_namespace_find_the_admin_surface(live_lab, live_install):
-    install = live_install()
+    install = live_install(deploy=False)
+    text = install.compose.read_text()
+    assert "      CONTAINER_MEDIA_PATH: /media\n" in text
+    install.compose.write_text(text.replace("      CONTAINER_MEDIA_PATH: /media\n",
+                                            f"      CONTAINER_MEDIA_PATH: /media\n      TMDB_API_KEY: {TMDB_KEY}\n"))
+    live_lab.deploy(install)
     out = live_lab.in_server([sys.executable, "-c", _GATHER_JSON, str(install)], cwd=str(PROJECT), timeout=120)
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
@@ -91,8 +99,16 @@ def test_probes_run_in_the_server_namespace_find_the_admin_surface(live_lab, liv
     assert exposed.get("http://10.77.0.1:3001/api/v1/settings") == "the TMDB API key"
     assert exposed.get("http://10.77.0.1:3001/api/v1/logs") == "the API's logs"
     # 0.0.0.0 is IPv4 only, and nothing but this host's own addresses is asked.
-    assert all(p["url"].startswith("http://10.77.0.1:3001/") for p in got["probes"])
-    assert "tmdb" not in out.stdout.lower().replace("the tmdb api key", "")
+    assert all(p["url"].startswith("http://10.77.0.1:3001/") for p in got["probes"]), got
+    assert TMDB_KEY not in out.stdout
+
+
+def test_settings_without_a_tmdb_key_are_exposed_but_give_no_key(live_lab, live_install):
+    install = live_install()
+    out = live_lab.in_server([sys.executable, "-c", _GATHER_JSON, str(install)], cwd=str(PROJECT), timeout=120)
+    assert out.returncode == 0, out.stderr
+    exposed = {p["url"]: p["exposes"] for p in json.loads(out.stdout)["probes"]}
+    assert exposed["http://10.77.0.1:3001/api/v1/settings"] == "the API's settings"
 
 
 def test_an_unreachable_docker_host_is_one_line_and_loads_no_docker_code(live_lab, live_install):
