@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,13 +37,30 @@ print(json.dumps({"addresses": state.addresses, "probes": [dataclasses.asdict(p)
 """
 
 
+def _deployed(live_lab, live_install, edits=()):
+    """A demo install with ``edits`` (old, new) made to its compose file, deployed and healthy.
+
+    Each healthcheck gets a ``start_period``: on a loaded 2-core machine PostgreSQL's first start can
+    outlast five 1-second checks, and failures inside the start period do not count.
+    """
+    install = live_install(deploy=False)
+    text = install.compose.read_text()
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new)
+    text = re.sub(r"(?m)^(\s+)(retries: \d+)\n(?!\1start_period)", r"\1\2\n\1start_period: 90s\n", text)
+    install.compose.write_text(text)
+    live_lab.deploy(install)
+    return install
+
+
 def _state(live_lab, install, **kw):
     return gather(discover(str(install)), proc_net=f"/proc/{live_lab.server_pid}/net",
                   environ={**os.environ, **live_lab.env}, **kw)
 
 
 def test_gather_reads_the_running_stack(live_lab, live_install):
-    install = live_install()
+    install = _deployed(live_lab, live_install)
     state = _state(live_lab, install, probe=False)
     assert state.engine_error is None, state.engine_error
     assert state.project == install.project
@@ -83,12 +101,8 @@ TMDB_KEY = "tmdb-5f0e8c1d9a7b"
 
 
 def test_probes_run_in_the_server_namespace_find_the_admin_surface(live_lab, live_install):
-    install = live_install(deploy=False)
-    text = install.compose.read_text()
-    assert "      CONTAINER_MEDIA_PATH: /media\n" in text
-    install.compose.write_text(text.replace("      CONTAINER_MEDIA_PATH: /media\n",
-                                            f"      CONTAINER_MEDIA_PATH: /media\n      TMDB_API_KEY: {TMDB_KEY}\n"))
-    live_lab.deploy(install)
+    media = "      CONTAINER_MEDIA_PATH: /media\n"
+    install = _deployed(live_lab, live_install, [(media, f"{media}      TMDB_API_KEY: {TMDB_KEY}\n")])
     out = live_lab.in_server([sys.executable, "-c", _GATHER_JSON, str(install)], cwd=str(PROJECT), timeout=120)
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
@@ -104,7 +118,7 @@ def test_probes_run_in_the_server_namespace_find_the_admin_surface(live_lab, liv
 
 
 def test_settings_without_a_tmdb_key_are_exposed_but_give_no_key(live_lab, live_install):
-    install = live_install()
+    install = _deployed(live_lab, live_install)
     out = live_lab.in_server([sys.executable, "-c", _GATHER_JSON, str(install)], cwd=str(PROJECT), timeout=120)
     assert out.returncode == 0, out.stderr
     exposed = {p["url"]: p["exposes"] for p in json.loads(out.stdout)["probes"]}
@@ -135,3 +149,30 @@ def test_permission_denied_on_the_engine_socket_says_how_to_get_access(live_lab)
     assert json.loads(out.stdout) == [
         f"the Docker Engine is not reachable at {live_lab.env['DOCKER_HOST']}: permission denied "
         "(run with sudo or join the docker group)", False]
+
+
+_HAMMER = """\
+import sys, urllib.request, urllib.error
+for _ in range(int(sys.argv[2])):
+    try:
+        urllib.request.build_opener(urllib.request.ProxyHandler({})).open(sys.argv[1], timeout=5).read()
+    except urllib.error.HTTPError as exc:
+        print(exc.code)
+"""
+
+
+def test_log_leak_and_429_burst_found_in_docker_logs_and_the_host_combined_log(live_lab, live_install):
+    media, bind = "      CONTAINER_MEDIA_PATH: /media\n", "      - ./media:/media\n"
+    install = _deployed(live_lab, live_install, [(media, f"{media}      RATE_LIMIT_MAX: 3\n"),
+                                                 (bind, f"{bind}      - ./logs:/app/logs\n")])
+    hammer = live_lab.in_server([sys.executable, "-c", _HAMMER, "http://10.77.0.1:3001/api/v1/settings", "6"])
+    assert hammer.stdout.split().count("429") >= 3, hammer.stdout + hammer.stderr
+    state = _state(live_lab, install, probe=False)
+    by_source = {f.source: f for f in state.logs}
+    assert set(by_source) == {"docker logs api", "logs/combined.log"}, (state.logs, state.logs_error)
+    for finding in by_source.values():
+        assert finding.leaked_lines, finding
+        assert sum(finding.too_many_requests.values()) >= 3, finding
+    # docker's own timestamps date every line: nothing is counted under the scan's hour for want of one.
+    assert by_source["docker logs api"].undated == 0
+    assert "postgresql://" not in repr(state) and DEMO_PASSWORD + "@" not in repr(state)

@@ -10,6 +10,7 @@ probes of the API's admin surface on this host's own addresses.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -122,8 +123,11 @@ def gather(install: Installation, *, proc_net: str = "/proc/net", probe: bool = 
     else:
         try:
             client = engine() if engine is not None else _connect(environ, install.root_uid, timeout)
-            state.engine = client.engine_info()
-            state.containers = client.containers(project)
+            # Two independent questions: the Engine answers both while Python waits once.
+            with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="engine-info") as pool:
+                info = pool.submit(client.engine_info)
+                state.containers = client.containers(project)
+                state.engine = info.result()
         except LiveError as exc:
             state.engine, state.containers = None, ()
             state.engine_error = str(exc)
@@ -132,19 +136,24 @@ def gather(install: Installation, *, proc_net: str = "/proc/net", probe: bool = 
 
         services = api_service_names(install, state.containers)
         published = api_bindings(install, state, services)
-        if logs:
-            from checks.live.logs import findings
-
-            state.logs, state.logs_error = findings(install, state.containers, client if state.engine else None,
-                                                    published, timeout=PROBE_TIMEOUT, now=now)
-        if probe:
-            if addresses_error is not None:
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="probes") as pool:
+            probes = None
+            if probe and addresses_error is not None:
                 state.probes_error = addresses_error
-            else:
+            elif probe:
                 from checks.live.probe import probe as run_probes
 
-                targets = probe_targets(published, state.addresses)
-                state.probes = run_probes(targets, timeout=PROBE_TIMEOUT, budget=PROBE_BUDGET)
+                # The probes wait on the network, the log reads on the Engine and the disk: side by side.
+                probes = pool.submit(run_probes, probe_targets(published, state.addresses), timeout=PROBE_TIMEOUT,
+                                     budget=PROBE_BUDGET)
+            if logs:
+                from checks.live.logs import findings
+
+                state.logs, state.logs_error = findings(install, state.containers,
+                                                        client if state.engine else None, published,
+                                                        timeout=PROBE_TIMEOUT, now=now)
+            if probes is not None:
+                state.probes = probes.result()
     finally:
         if client is not None:
             client.close()
