@@ -40,15 +40,17 @@ print(json.dumps({"addresses": state.addresses, "probes": [dataclasses.asdict(p)
 def _deployed(live_lab, live_install, edits=()):
     """A demo install with ``edits`` (old, new) made to its compose file, deployed and healthy.
 
-    Each healthcheck gets a ``start_period``: on a loaded 2-core machine PostgreSQL's first start can
-    outlast five 1-second checks, and failures inside the start period do not count.
+    Each healthcheck gets a ``start_period``, a longer timeout and more retries: on a loaded 2-core machine
+    PostgreSQL's first start outlasted five 1-second checks, and a check's own ``docker exec`` its 5 s
+    timeout, so deploys failed before any code under test ran. These tests are not about health.
     """
     install = live_install(deploy=False)
     text = install.compose.read_text()
     for old, new in edits:
         assert old in text, old
         text = text.replace(old, new)
-    text = re.sub(r"(?m)^(\s+)(retries: \d+)\n(?!\1start_period)", r"\1\2\n\1start_period: 90s\n", text)
+    text = re.sub(r"(?m)^(\s+)timeout: \d+s\n", r"\1timeout: 30s\n", text)
+    text = re.sub(r"(?m)^(\s+)retries: \d+\n(?!\1start_period)", r"\1retries: 30\n\1start_period: 90s\n", text)
     install.compose.write_text(text)
     live_lab.deploy(install)
     return install

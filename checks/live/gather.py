@@ -107,15 +107,12 @@ def gather(install: Installation, *, proc_net: str = "/proc/net", probe: bool = 
     except LiveError as exc:
         project, project_error = "", str(exc)
     state = LiveState(project=project, built=built_services(install), gathered_at=started)
-    try:
-        state.listeners = procnet.listeners(proc_net)
-    except LiveError as exc:
-        state.listeners_error = str(exc)
-    addresses_error = None
-    try:
-        state.addresses = _addresses.own_addresses(proc_net)
-    except LiveError as exc:
-        addresses_error = str(exc)
+    # The kernel walks its whole socket table for /proc/net/tcp (10-30 ms even when nearly empty); the
+    # read releases the GIL, so it runs while the Engine is asked.
+    proc_pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="proc")
+    listen_job = proc_pool.submit(procnet.listeners, proc_net)
+    addr_job = proc_pool.submit(_addresses.own_addresses, proc_net)
+    proc_pool.shutdown(wait=False)
 
     client: EngineSource | None = None
     if project_error is not None:
@@ -131,6 +128,15 @@ def gather(install: Installation, *, proc_net: str = "/proc/net", probe: bool = 
         except LiveError as exc:
             state.engine, state.containers = None, ()
             state.engine_error = str(exc)
+    try:
+        state.listeners = listen_job.result()
+    except LiveError as exc:
+        state.listeners_error = str(exc)
+    addresses_error = None
+    try:
+        state.addresses = addr_job.result()
+    except LiveError as exc:
+        addresses_error = str(exc)
     try:
         from checks.live.logs import api_service_names
 
