@@ -456,6 +456,22 @@ def test_containers_from_inspect_attrs():
     assert SECRET not in repr(got)
 
 
+def test_secrets_in_a_containers_command_are_kept_as_digests():
+    pw = "Sekr3t!x-9q"
+    token = f"<secret:{value_digest(pw)}>"
+    assert docker.mask_command(["redis-server", "--requirepass", pw, "--appendonly", "yes"]) == (
+        "redis-server", "--requirepass", token, "--appendonly", "yes")
+    assert docker.mask_command(["sh", "-c", f"redis-server --requirepass {pw} --port 6379"]) == (
+        "sh", "-c", f"redis-server --requirepass {token} --port 6379")
+    assert docker.mask_command([f"--password={pw}", f"DB_PASSWORD={pw}", f"postgresql://u:{pw}@db/x"]) == (
+        f"--password={token}", f"DB_PASSWORD={token}", f"postgresql://u:{token}@db/x")
+    assert docker.mask_command(["postgres", "-c", "max_connections=100"]) == ("postgres", "-c", "max_connections=100")
+    sdk = FakeSDK([_attrs("redis", env=["A=b"])])
+    sdk._containers[0]["Config"]["Cmd"] = ["redis-server", "--requirepass", pw]
+    got = _client(sdk).containers("desterlib")
+    assert got[0].command[-1] == token and pw not in repr(got)
+
+
 @pytest.mark.parametrize(("info", "backend", "rootless"), [
     ({"SecurityOptions": ["name=seccomp,profile=default"]}, None, False),
     ({"FirewallBackend": {"Driver": "nftables"}, "SecurityOptions": ["name=rootless"]}, "nftables", True),
