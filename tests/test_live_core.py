@@ -304,6 +304,29 @@ def test_preflight_reasons(tmp_path):
     assert _reason("tcp://") == "not a valid address"
 
 
+def test_preflight_gives_up_after_its_timeout(tmp_path):
+    # A dockerd that accepts nothing: its backlog full, a connect blocks until the timeout.
+    stuck = socket.socket(socket.AF_UNIX)
+    stuck.bind(str(tmp_path / "stuck.sock"))
+    stuck.listen(0)
+    fillers = []
+    try:
+        for _ in range(4):
+            c = socket.socket(socket.AF_UNIX)
+            c.setblocking(False)
+            try:
+                c.connect(str(tmp_path / "stuck.sock"))
+            except BlockingIOError:
+                c.close()
+                break
+            fillers.append(c)
+        assert _reason(f"unix://{tmp_path}/stuck.sock") == "no answer within 0.5 s"
+    finally:
+        for c in fillers:
+            c.close()
+        stuck.close()
+
+
 def test_preflight_accepts_a_listening_socket(tmp_path):
     live = socket.socket(socket.AF_UNIX)
     live.bind(str(tmp_path / "ok.sock"))

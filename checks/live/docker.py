@@ -19,6 +19,7 @@ import errno
 import os
 import socket
 import stat
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -126,9 +127,18 @@ def preflight(ep: Endpoint, timeout: float = TIMEOUT) -> None:
             raise _unreachable(ep, _os_reason(exc, timeout)) from None
         family, _, _, _, target = infos[0]
         sock = socket.socket(family, socket.SOCK_STREAM)
+    deadline = time.monotonic() + timeout
     try:
-        sock.settimeout(timeout)
-        sock.connect(target)
+        while True:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                sock.connect(target)
+                return
+            except BlockingIOError:
+                # A unix socket whose backlog is full answers EAGAIN at once: a busy or hung dockerd.
+                if time.monotonic() >= deadline:
+                    raise TimeoutError from None
+                time.sleep(0.05)
     except OSError as exc:
         raise _unreachable(ep, _os_reason(exc, timeout)) from None
     finally:
