@@ -282,6 +282,33 @@ def test_endpoint_from_docker_host_else_default_else_rootless(tmp_path, monkeypa
     assert docker.resolve_endpoint({}).url == f"unix://{tmp_path}/none.sock"
 
 
+def test_the_first_engine_that_answers_is_asked(tmp_path, monkeypatch):
+    # The system socket exists but nothing answers there; the user's rootless Engine does.
+    dead = socket.socket(socket.AF_UNIX)
+    dead.bind(str(tmp_path / "system.sock"))
+    xdg = tmp_path / "xdg"
+    xdg.mkdir()
+    live = socket.socket(socket.AF_UNIX)
+    live.bind(str(xdg / "docker.sock"))
+    live.listen(1)
+    monkeypatch.setattr(docker, "DEFAULT_SOCKET", str(tmp_path / "system.sock"))
+    try:
+        env = {"XDG_RUNTIME_DIR": str(xdg)}
+        assert [e.url for e in docker.candidates(env)][:2] == [f"unix://{tmp_path}/system.sock",
+                                                                f"unix://{xdg}/docker.sock"]
+        assert docker.reachable(env, timeout=0.5).url == f"unix://{xdg}/docker.sock"
+        live.close()
+        # None answers: the reason is the default socket's, where Docker usually is.
+        with pytest.raises(LiveError, match=f"^the Docker Engine is not reachable at unix://{tmp_path}/system.sock: "
+                                            "connection refused"):
+            docker.reachable(env, timeout=0.5)
+        # DOCKER_HOST set: it alone is asked, as the docker CLI does.
+        assert [e.origin for e in docker.candidates({"DOCKER_HOST": "unix:///x", **env})] == ["DOCKER_HOST"]
+    finally:
+        dead.close()
+        live.close()
+
+
 def _reason(url: str) -> str:
     with pytest.raises(LiveError) as err:
         docker.preflight(docker.Endpoint(url, "DOCKER_HOST"), timeout=0.5)

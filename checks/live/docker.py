@@ -1,11 +1,13 @@
 """The Docker Engine, through the ``docker`` SDK, read-only, with short timeouts.
 
 Where the Engine is: ``DOCKER_HOST`` (``unix://`` or ``tcp://``, with ``DOCKER_TLS_VERIFY`` and
-``DOCKER_CERT_PATH`` as the SDK reads them), else ``/var/run/docker.sock``, else a rootless
-Engine's socket (``$XDG_RUNTIME_DIR/docker.sock``, ``/run/user/<uid>/docker.sock`` for this
-user and for the installation's owner). :func:`connect` checks that the socket exists and
-accepts a connection *before* the SDK is imported, so an audit without Docker loads no Docker
-code; every failure is a :class:`LiveError` with one line for the user, never a traceback.
+``DOCKER_CERT_PATH`` as the SDK reads them), else the first that answers of ``/var/run/docker.sock``
+and a rootless Engine's socket (``$XDG_RUNTIME_DIR/docker.sock``, ``/run/user/<uid>/docker.sock``
+for this user and for the installation's owner). Docker CLI contexts (``docker context use``)
+are not read: like the SDK, only the environment and the sockets count. :func:`connect` checks
+that the socket exists and accepts a connection *before* the SDK is imported, so an audit
+without Docker loads no Docker code; every failure is a :class:`LiveError` with one line for
+the user, never a traceback.
 
 :class:`EngineClient` turns the SDK's answers into :mod:`checks.live.model` data: it keeps
 environment variable names and keyed digests, never values, and a command's secrets (Redis's
@@ -30,7 +32,8 @@ from checks.core.secrets import is_secret_key, url_password_span
 from checks.live.errors import LiveError, one_line
 from checks.live.model import Binding, Container, EngineInfo, LiveMount, value_digest
 
-__all__ = ["LiveError", "Endpoint", "resolve_endpoint", "preflight", "connect", "EngineClient"]
+__all__ = ["LiveError", "Endpoint", "candidates", "resolve_endpoint", "reachable", "preflight", "connect",
+           "EngineClient"]
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 TIMEOUT = 2.0
@@ -55,28 +58,51 @@ class Endpoint:
         return self.url[len("unix://") :] if self.url.startswith("unix://") else None
 
 
-def resolve_endpoint(environ: Mapping[str, str] | None = None, owners: Iterable[int] = ()) -> Endpoint:
-    """The endpoint to try: ``DOCKER_HOST`` when set, else the first socket that exists.
+def candidates(environ: Mapping[str, str] | None = None, owners: Iterable[int] = ()) -> list[Endpoint]:
+    """Where to look, in order: ``DOCKER_HOST`` alone when set; else every socket that exists.
 
-    ``owners`` are further uids whose rootless Engine counts (the installation's owner when
-    root audits another user's install). With no socket anywhere, the default socket is
-    returned so the message names where Docker usually is.
+    The default socket comes first, then rootless ones (``$XDG_RUNTIME_DIR``, then
+    ``/run/user/<uid>`` for this user and for ``owners``, the installation's owner when root
+    audits another user's install). With no socket anywhere, the default socket, so the
+    message names where Docker usually is.
     """
     env = os.environ if environ is None else environ
     host = env.get("DOCKER_HOST", "").strip()
     if host:
-        return Endpoint(host, "DOCKER_HOST")
+        return [Endpoint(host, "DOCKER_HOST")]
+    found: list[Endpoint] = []
     if os.path.exists(DEFAULT_SOCKET):
-        return Endpoint("unix://" + DEFAULT_SOCKET, "the default socket")
-    candidates: list[str] = []
+        found.append(Endpoint("unix://" + DEFAULT_SOCKET, "the default socket"))
+    paths: list[str] = []
     if env.get("XDG_RUNTIME_DIR"):
-        candidates.append(os.path.join(env["XDG_RUNTIME_DIR"], "docker.sock"))
-    for uid in (os.getuid(), *owners):
-        candidates.append(f"/run/user/{uid}/docker.sock")
-    for path in candidates:
+        paths.append(os.path.join(env["XDG_RUNTIME_DIR"], "docker.sock"))
+    paths += [f"/run/user/{uid}/docker.sock" for uid in (os.getuid(), *owners)]
+    for path in dict.fromkeys(paths):
         if os.path.exists(path):
-            return Endpoint("unix://" + path, "the rootless socket")
-    return Endpoint("unix://" + DEFAULT_SOCKET, "the default socket")
+            found.append(Endpoint("unix://" + path, "the rootless socket"))
+    return found or [Endpoint("unix://" + DEFAULT_SOCKET, "the default socket")]
+
+
+def resolve_endpoint(environ: Mapping[str, str] | None = None, owners: Iterable[int] = ()) -> Endpoint:
+    """The first of :func:`candidates`."""
+    return candidates(environ, owners)[0]
+
+
+def reachable(environ: Mapping[str, str] | None = None, owners: Iterable[int] = (),
+              timeout: float = TIMEOUT) -> Endpoint:
+    """The first candidate that accepts a connection; else :class:`LiveError` with the first one's reason.
+
+    A host can have a system Engine the user may not use and a rootless one of their own that
+    runs the install: the one that answers is the one asked.
+    """
+    first: LiveError | None = None
+    for ep in candidates(environ, owners):
+        try:
+            preflight(ep, timeout)
+            return ep
+        except LiveError as exc:
+            first = first or exc
+    raise first or LiveError("the Docker Engine is not reachable: nowhere to look")
 
 
 def _unreachable(ep: Endpoint, why: str) -> LiveError:
@@ -149,8 +175,7 @@ def connect(environ: Mapping[str, str] | None = None, *, owners: Iterable[int] =
             timeout: float = TIMEOUT) -> EngineClient:
     """An :class:`EngineClient` for the Engine that answers, or :class:`LiveError` with why not."""
     env = dict(os.environ if environ is None else environ)
-    ep = resolve_endpoint(env, owners)
-    preflight(ep, timeout)
+    ep = reachable(env, owners, timeout)
     try:
         import docker  # imported only now: the socket answered
 
