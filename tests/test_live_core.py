@@ -703,6 +703,20 @@ def test_gather_reports_unreadable_proc_and_a_bad_project_name(tmp_path):
     assert state.probes_error is not None and state.probes == ()
 
 
+def test_gather_turns_an_unforeseen_answer_into_a_reason(tmp_path):
+    inst = discover(str(cli_install(tmp_path)), now=FIXED_NOW)
+
+    class Odd(FakeEngine):
+        def containers(self, project):
+            return int("not a number")  # what a parser meets when an Engine answers oddly
+
+    odd = Odd([])
+    state = gather(inst, proc_net=_proc(tmp_path, tcp=TCP, fib_trie=FIB_TRIE), probe=False, engine=lambda: odd,
+                   environ={})
+    assert state.engine is None and odd.closed
+    assert str(state.engine_error).startswith("the Docker Engine's answer could not be read: invalid literal")
+
+
 def test_gather_scans_the_host_combined_log(tmp_path, monkeypatch):
     root = newer_install(tmp_path)
     log = root / "desterlib-data" / "logs" / "combined.log"

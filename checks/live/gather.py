@@ -2,7 +2,8 @@
 
 Each part has its own timeout and its own failure: an Engine that does not answer leaves
 ``engine_error`` set and the listeners, addresses and probes still read, an unreadable
-/proc leaves ``listeners_error``, and so on. Nothing raises. The parts, in order: the
+/proc leaves ``listeners_error``, and so on. Nothing raises: even an answer of a shape not
+foreseen becomes the part's reason. The parts, in order: the
 compose project name (from the files), listening sockets and this host's addresses (/proc),
 the Engine (version, info, the project's containers, their images), the API's logs, and the
 probes of the API's admin surface on this host's own addresses.
@@ -19,7 +20,7 @@ from typing import Protocol
 from checks.install.model import Installation
 from checks.live import addresses as _addresses
 from checks.live import procnet
-from checks.live.errors import LiveError
+from checks.live.errors import LiveError, one_line
 from checks.live.model import Binding, Container, EngineInfo, LiveState
 
 TIMEOUT = 2.0
@@ -128,14 +129,17 @@ def gather(install: Installation, *, proc_net: str = "/proc/net", probe: bool = 
         except LiveError as exc:
             state.engine, state.containers = None, ()
             state.engine_error = str(exc)
+        except Exception as exc:  # an answer of a shape we did not expect: a reason, never a traceback
+            state.engine, state.containers = None, ()
+            state.engine_error = f"the Docker Engine's answer could not be read: {one_line(exc)}"
     try:
         state.listeners = listen_job.result()
-    except LiveError as exc:
+    except (LiveError, ValueError) as exc:
         state.listeners_error = str(exc)
     addresses_error = None
     try:
         state.addresses = addr_job.result()
-    except LiveError as exc:
+    except (LiveError, ValueError) as exc:
         addresses_error = str(exc)
     try:
         from checks.live.logs import api_service_names
@@ -155,11 +159,17 @@ def gather(install: Installation, *, proc_net: str = "/proc/net", probe: bool = 
             if logs:
                 from checks.live.logs import findings
 
-                state.logs, state.logs_error = findings(install, state.containers,
-                                                        client if state.engine else None, published,
-                                                        timeout=PROBE_TIMEOUT, now=now)
+                try:
+                    state.logs, state.logs_error = findings(install, state.containers,
+                                                            client if state.engine else None, published,
+                                                            timeout=PROBE_TIMEOUT, now=now)
+                except Exception as exc:  # as above: the reason, not a traceback
+                    state.logs_error = f"the API's logs could not be read: {one_line(exc)}"
             if probes is not None:
-                state.probes = probes.result()
+                try:
+                    state.probes = probes.result()
+                except Exception as exc:
+                    state.probes_error = f"the API could not be probed: {one_line(exc)}"
     finally:
         if client is not None:
             client.close()
