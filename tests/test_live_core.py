@@ -245,13 +245,18 @@ def test_project_name_precedence(tmp_path):
         project.project_name(inst, {"COMPOSE_PROJECT_NAME": "Bad Name"})
 
 
+def unavailable(why: str) -> None:
+    """Skip, visibly, a test whose real component is missing here; under ``CI=true`` fail: CI has them all."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(why + " (under CI=true it must be there)")
+    pytest.skip(why)
+
+
 def _compose_cli() -> str:
     exe = shutil.which("docker")
     if exe is None or subprocess.run([exe, "compose", "version"], capture_output=True).returncode != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the docker CLI with its compose plugin is not installed, and .ci/run installs it")
-        pytest.skip("the docker CLI with its compose plugin is not installed")
-    return exe
+        unavailable("the docker CLI with its compose plugin is not installed")
+    return str(exe)
 
 
 @pytest.mark.parametrize(("compose_extra", "env_extra", "dirname", "environ"), [
@@ -371,7 +376,7 @@ def test_preflight_accepts_a_listening_socket(tmp_path):
 
 def test_permission_denied_names_the_fix(tmp_path):
     if os.getuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv to connect as another user")
+        unavailable("needs root and setpriv to connect as another user")
     d = Path(tempfile.mkdtemp(prefix="live-perm-"))
     try:
         d.chmod(0o755)
@@ -760,7 +765,7 @@ print(json.dumps({"own": own, "listeners": [[x.address, x.port] for x in procnet
 
 def test_probe_and_addresses_in_a_private_network_namespace(tmp_path):
     if os.getuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
-        pytest.skip("needs root, unshare and ip to make a private network namespace")
+        unavailable("needs root, unshare and ip to make a private network namespace")
     tmdb_key = "tmdb-Xy7Qw2Lk9"
     setup = ("ip link set lo up && ip link add d0 type veth peer name d1 && ip addr add 10.99.0.1/24 dev d0 && "
              "ip link set d1 up && ip link set d0 up && exec \"$@\"")
@@ -769,7 +774,7 @@ def test_probe_and_addresses_in_a_private_network_namespace(tmp_path):
                          env={**os.environ, "PYTHONPATH": str(PROJECT), "http_proxy": "http://10.99.0.1:9",
                               "HTTP_PROXY": "http://10.99.0.1:9", "no_proxy": ""})
     if out.returncode != 0 and "Operation not permitted" in out.stderr:
-        pytest.skip(f"cannot make a network namespace here: {out.stderr.strip().splitlines()[-1]}")
+        unavailable(f"cannot make a network namespace here: {out.stderr.strip().splitlines()[-1]}")
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
     assert got["own"][0] == "10.99.0.1"  # the dummy's address; loopback is not one of ours to probe

@@ -20,6 +20,7 @@ from checks.install.discovery import discover
 from checks.live.gather import gather
 from checks.live.model import Binding, value_digest
 from tests.conftest import PROJECT
+from tests.test_live_core import unavailable
 
 pytestmark = pytest.mark.live
 
@@ -140,7 +141,7 @@ def test_an_unreachable_docker_host_is_one_line_and_loads_no_docker_code(live_la
 
 def test_permission_denied_on_the_engine_socket_says_how_to_get_access(live_lab):
     if shutil.which("setpriv") is None:
-        pytest.skip("setpriv is not installed: cannot run as an unprivileged user")
+        unavailable("setpriv is not installed: cannot run as an unprivileged user")
     code = ("import sys, json\nfrom checks.live.docker import connect, LiveError\n"
             "try:\n    connect()\n    print(json.dumps(['connected']))\n"
             "except LiveError as e:\n    print(json.dumps([str(e), 'docker' in sys.modules]))\n")
