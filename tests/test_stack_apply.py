@@ -96,8 +96,8 @@ def test_a_failing_gate_rolls_everything_back_and_recreates_with_the_old_files(t
     assert str(caught.value) == "api did not become healthy within 120 s (restarted 3 times)"
     assert (root / ".env").read_bytes() == before
     # the apply recreate, then the rollback recreate after the files were back, its gate without logins
-    assert [(c[0], c[2], c[3]) for c in stack.calls] == [("apply", (True, False), f"POSTGRES_PASSWORD={NEW}\n".encode()),
-                                                         ("rollback", (), before)]
+    new = f"POSTGRES_PASSWORD={NEW}\n".encode()
+    assert [(c[0], c[2], c[3]) for c in stack.calls] == [("apply", (True, False), new), ("rollback", (), before)]
     assert stack.running == before
     assert [t.state for t in list_txns(str(root))] == ["rolled-back"]
     assert all(NEW not in line for line in caught.value.result.last_logs)  # masked before anyone sees them

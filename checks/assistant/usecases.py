@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from checks.assistant.baseline import Baseline, Drift, drift, load_baseline, save_baseline
+from checks.assistant.stackrun import Recreated as Recreated  # re-exported: the faces read the outcome's types here
+from checks.assistant.stackrun import Reverted as Reverted
+from checks.assistant.stackrun import recording, reverted, stack_or_default
 from checks.core.errors import EngineError, InputError
 
 if TYPE_CHECKING:
@@ -35,8 +38,6 @@ if TYPE_CHECKING:
     from checks.change.plan import Plan
     from checks.change.stack import Reporter, Stack
     from checks.live.model import LiveState
-
-from checks.assistant.stackrun import Recreated, Reverted, recording, reverted, stack_or_default
 
 
 class Level(enum.Enum):
