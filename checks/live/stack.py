@@ -130,12 +130,14 @@ class ComposeStack:
         self.settle = settle
         self.poll = poll
         self.clock, self.wall, self.sleep = clock, wall, sleep
-        self._secrets: tuple[str, ...] = ()
+        self._masker = Masker(())
 
     # -- running the CLI ---------------------------------------------------------
     def _docker(self, argv: Sequence[str], timeout: float, env: Mapping[str, str] | None = None,
                 stdin: bytes | None = None) -> Ran:
-        if any(v and v in a for a in argv for v in self._secrets):
+        # The masker's values: each secret as it could be written, without common words such as "postgres"
+        # that name services and containers too (a name in an argument, not the secret leaking).
+        if any(v in a for a in argv for v in self._masker.values):
             raise EngineError("refused to run docker with a secret in its arguments (every user of the host "
                               "could read it); this is a dester-harden bug, please report it")
         return self.run(list(argv), dict(env or {}), stdin, timeout)
@@ -159,7 +161,7 @@ class ComposeStack:
     # -- the gate ----------------------------------------------------------------
     def recreate(self, change: Recreate, secrets: Mapping[str, str], report: Reporter | None = None) -> GateResult:
         """``up -d --no-deps --wait`` exactly ``change.services``, then the gate, within ``change.timeout``."""
-        self._secrets = tuple(v for v in secrets.values() if v)
+        self._masker = Masker(v for v in secrets.values() if v)
         start = self.clock()
         deadline = start + change.timeout
         names = ", ".join(change.services)
@@ -263,4 +265,4 @@ class ComposeStack:
         return tuple(self._mask(ln) for ln in lines)
 
     def _mask(self, text: str) -> str:
-        return Masker(self._secrets).text(text)
+        return self._masker.text(text)

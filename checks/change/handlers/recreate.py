@@ -143,7 +143,9 @@ class RecreateHandler:
             if lg.secret not in ctx.secrets:
                 raise EngineError(f"recreating {', '.join(change.services)}: the plan has no secret named "
                                   f"{lg.secret}")
-        if any(v and v in a for a in up_argv(change) for v in ctx.secrets.values()):
+        from checks.core.secrets import Masker
+
+        if any(v in a for a in up_argv(change) for v in Masker(ctx.secrets.values()).values):
             raise EngineError("a secret in a compose command's arguments would be visible to every user of the host")
         return Prepared(RecreateEntry(index, change.project, change.directory, tuple(change.files),
                                       tuple(change.services), change.when, float(change.timeout), tuple(change.http),
