@@ -24,13 +24,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 
-def median_ms(fn, runs: int) -> float:
+def median_ms(fn: Callable[[], object], runs: int) -> float:
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
@@ -39,7 +41,7 @@ def median_ms(fn, runs: int) -> float:
     return statistics.median(times) * 1000
 
 
-def deploy(lab, parent: Path):
+def deploy(lab: Any, parent: Path) -> Any:
     from checks.demo import materialize
     from tests.livelab import LiveInstall, compose_file, prepare_compose
 
@@ -52,7 +54,7 @@ def deploy(lab, parent: Path):
     return inst
 
 
-def audit_overhead(lab, inst, runs: int) -> None:
+def audit_overhead(lab: Any, inst: Any, runs: int) -> None:
     from checks.audit.run import run_audit
     from checks.install.discovery import discover
     from checks.live.gather import gather
@@ -79,7 +81,7 @@ def audit_overhead(lab, inst, runs: int) -> None:
           f"<= +300 ms); Docker unreachable {u_ms:.0f} ms (+{u_ms - f_ms:.0f} ms)")
 
 
-def _alter(lab, inst, user: str, password: str) -> None:
+def _alter(lab: Any, inst: Any, user: str, password: str) -> None:
     quoted = password.replace("'", "''")
     proc = lab.docker("exec", "-i", lab.container(inst, "postgres"), "psql", "-v", "ON_ERROR_STOP=1", "-q", "-U",
                       user, "-d", user, input=f"ALTER ROLE \"{user}\" WITH PASSWORD '{quoted}';\n")
@@ -87,7 +89,7 @@ def _alter(lab, inst, user: str, password: str) -> None:
         raise RuntimeError("ALTER ROLE failed")
 
 
-def by_hand(lab, inst, old: str, new: str) -> float:
+def by_hand(lab: Any, inst: Any, old: str, new: str) -> float:
     """ALTER ROLE through docker exec, the compose file rewritten, up --no-deps --wait api, old refused."""
     t0 = time.perf_counter()
     _alter(lab, inst, "desterlib", new)
@@ -102,7 +104,7 @@ def by_hand(lab, inst, old: str, new: str) -> float:
     return time.perf_counter() - t0
 
 
-def through_the_tool(lab, inst) -> float:
+def through_the_tool(lab: Any, inst: Any) -> float:
     from checks.assistant import usecases
     from checks.change.plan import Command, Login, Recreate
     from checks.install.discovery import discover
@@ -136,7 +138,7 @@ def through_the_tool(lab, inst) -> float:
     return elapsed
 
 
-def rotation(lab, base: Path, runs: int) -> None:
+def rotation(lab: Any, base: Path, runs: int) -> None:
     hand, tool = [], []
     for i in range(runs):
         inst = deploy(lab, base / f"hand{i}")
