@@ -73,7 +73,12 @@ def test_the_prisma_question_is_answered_by_yes_and_refused_by_no(tmp_path, fake
     answers = iter(["y", "n"])
     monkeypatch.setattr("sys.stdin.isatty", lambda: True)
     asked: list[str] = []
-    monkeypatch.setattr("builtins.input", lambda q: asked.append(q) or next(answers))
+
+    def ask(question: str) -> str:
+        asked.append(question)
+        return next(answers)
+
+    monkeypatch.setattr("builtins.input", ask)
     assert main(["fix", "--dir", str(root), "--only", "SEC-001"]) == 0
     assert asked[1].startswith("recreating api runs `prisma db push --accept-data-loss` at start")
     assert "Nothing was changed." in capsys.readouterr().out and fake.calls == []
