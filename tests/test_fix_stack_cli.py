@@ -106,6 +106,18 @@ def test_files_only_recreates_nothing(tmp_path, fake, capsys):
     assert "recreate" not in capsys.readouterr().out and fake.calls == []
 
 
+def test_undo_files_only_puts_the_files_back_without_docker(tmp_path, fake, capsys):
+    root = cli_install(tmp_path)
+    before = (root / "docker-compose.yml").read_bytes()
+    main(["fix", "--dir", str(root), "--only", "NET-001", "--yes"])
+    calls = len(fake.calls)
+    capsys.readouterr()
+    assert main(["undo", "--dir", str(root), "--yes", "--files-only"]) == 0
+    out = capsys.readouterr().out
+    assert "docker compose" not in out and "recreated" not in out and len(fake.calls) == calls
+    assert (root / "docker-compose.yml").read_bytes() == before
+
+
 @pytest.mark.parametrize("bad", ["0", "-5", "soon", "99999"])
 def test_a_bad_health_timeout_is_one_line_and_exit_2(tmp_path, bad):
     root = cli_install(tmp_path)

@@ -177,6 +177,23 @@ def test_recovery_without_docker_says_what_to_recreate_by_hand(tmp_path, monkeyp
     assert (root / ".env").read_bytes() == f"POSTGRES_PASSWORD={OLD}\n".encode()
 
 
+def test_a_stack_that_cannot_recreate_during_recovery_says_what_to_do_by_hand(tmp_path, monkeypatch):
+    root = install(tmp_path)
+    engine = Engine(str(root), stack=FakeStack(root, kill_on_apply=True))
+    monkeypatch.setattr(engine, "_rollback_after", lambda *a: None)
+    with pytest.raises(KeyboardInterrupt):
+        engine.apply(rotation(root))
+
+    class Down:
+        def recreate(self, change, secrets, report=None):
+            return GateResult(False, "docker compose up exited 1: Cannot connect to the Docker daemon")
+
+    messages = recover_install(str(root), stack=Down())
+    assert "recreate api by hand: docker compose up -d --no-deps api" in messages[0]
+    assert "Cannot connect to the Docker daemon" in messages[0]
+    assert (root / ".env").read_bytes() == f"POSTGRES_PASSWORD={OLD}\n".encode()
+
+
 def test_without_a_stack_the_recreate_is_refused_and_nothing_stays_changed(tmp_path):
     root = install(tmp_path)
     with pytest.raises(EngineError, match="the Docker Engine is needed to recreate api"):
