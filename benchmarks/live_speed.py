@@ -50,11 +50,16 @@ def deploy(lab: Any, parent: Path) -> Any:
     inst.project = lab.new_project()
     inst.compose = compose_file(inst)
     inst.compose.write_text(prepare_compose(inst.compose.read_text(), inst.project))
-    try:
-        lab.deploy(inst)
-    except RuntimeError:  # a loaded machine: initdb slower than the healthcheck's retries once
-        lab.down(inst.project)
-        lab.deploy(inst)
+    for attempt in range(3):
+        try:
+            lab.deploy(inst)
+            return inst
+        except RuntimeError:
+            # A loaded machine: initdb took longer than the healthcheck's retries, so postgres was
+            # "unhealthy" for a while; it turns healthy at its next check, and up --wait goes on.
+            if attempt == 2:
+                raise
+            time.sleep(3)
     return inst
 
 

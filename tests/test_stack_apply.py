@@ -272,3 +272,25 @@ def test_files_handler_untouched(tmp_path):
 
     kinds = [h.entry_type for h in handlers()]
     assert kinds.index("recreate") > kinds.index(files_handler.FILES.entry_type)
+
+
+def test_a_common_word_password_is_no_secret_in_a_container_name(tmp_path):
+    from checks.change.plan import Command
+
+    root = install(tmp_path)
+    argv = ("docker", "exec", "-i", "desterlib-postgres", "psql", "-U", "desterlib")
+    plan = Plan(checks=["SEC-001"], changes=[Command(argv, argv, "ALTER ROLE", stdin_secret="sql")])
+    plan.named_secrets = {"sql": "ALTER ROLE ...", "old": "postgres"}
+
+    class Ok:
+        def run(self, argv, stdin=None, env=None):
+            from checks.change.executor import Ran
+
+            return Ran(0)
+
+    Engine(str(root), executor=Ok()).apply(plan)  # "postgres", the demo's password, is also the container's name
+    plan.named_secrets["old"] = "desterlib-postgres-Zq9x"
+    bad = Plan(checks=["SEC-001"], changes=[Command((*argv, "desterlib-postgres-Zq9x"), argv, "leaky")],
+               named_secrets=plan.named_secrets)
+    with pytest.raises(EngineError, match="a secret in its arguments"):
+        Engine(str(root), executor=Ok()).apply(bad)
