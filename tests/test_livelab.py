@@ -6,8 +6,13 @@ under CI=true). The first tests need no dockerd: the compose rewriting and the m
 
 from __future__ import annotations
 
+import glob
 import ipaddress
 import json
+import os
+import re
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,7 +21,8 @@ import pytest
 import yaml
 
 from checks.demo import materialize
-from tests.livelab import LiveLab, cache_dir, compose_file, prepare_compose
+from tests import livefixtures
+from tests.livelab import LabUnavailable, LiveLab, cache_dir, compose_file, prepare_compose, procs, reap_stale
 from tests.livelab.images import apt_mirrors, image_key
 
 DEMO_PASSWORD = "postgres"  # the demo install's, from checks/demo/install
@@ -223,3 +229,129 @@ def test_api_rate_limit_answers_429(live_lab, live_install):
     assert live_lab.lan_http(f"http://{live_lab.server_ip}:3001/health") == 200
     api = live_lab.container(install, "api")
     assert "/api/v1/settings 429" in live_lab.docker("logs", api).stdout
+
+
+# -- the lab leaves nothing behind -----------------------------------------------------------
+
+def _host_network() -> dict[str, str]:
+    """The host namespace's addresses, routes and firewall rules (counters and lifetimes dropped)."""
+    def run(*argv: str) -> str:
+        if not shutil.which(argv[0]):
+            return f"({argv[0]} not installed)"
+        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=30)
+        return proc.stdout + proc.stderr
+
+    rules = re.compile(r"^#.*$|\[\d+:\d+\]", re.M)
+    return {
+        "addr": re.sub(r"valid_lft.*|preferred_lft.*", "", run("ip", "-o", "addr")),
+        "route": run("ip", "route") + run("ip", "-6", "route"),
+        "iptables": rules.sub("", run("iptables-save")),
+        "ip6tables": rules.sub("", run("ip6tables-save")),
+        "nft": run("nft", "list", "ruleset"),
+    }
+
+
+def _own_lab() -> LiveLab:
+    """A lab of this test's own (not the session's), skipping or failing like the fixture."""
+    try:
+        return LiveLab.start(livefixtures.CACHE, livefixtures.PLUGIN)
+    except LabUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"live lab unavailable: {exc}")
+        pytest.skip(f"live lab unavailable: {exc}")
+
+
+def _traces(lab: LiveLab) -> dict[str, object]:
+    """What a running lab consists of: its processes (pid -> command line), namespaces, cgroups."""
+    holder = lab.server_pid
+    namespaces = {procs.netns(holder), procs.netns(lab.lan_pid), os.readlink(f"/proc/{holder}/ns/mnt")}
+    cgroups = sorted(glob.glob(f"/sys/fs/cgroup/*/dhl-{lab.token}") + glob.glob(f"/sys/fs/cgroup/dhl-{lab.token}"))
+    # The containers' processes have namespaces of their own: they are found by the lab's cgroups.
+    in_cgroups = {int(p) for c in cgroups for f in glob.glob(f"{c}/**/cgroup.procs", recursive=True)
+                  for p in Path(f).read_text().split()}
+    pids = {p: procs.cmdline(p) for p in (int(e) for e in os.listdir("/proc") if e.isdigit())
+            if p in in_cgroups or procs.netns(p) in namespaces or _mntns(p) in namespaces}
+    return {"pids": pids, "namespaces": namespaces, "cgroups": cgroups}
+
+
+def _mntns(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
+def _left_over(traces: dict[str, object], root: Path) -> list[str]:
+    left = []
+    pids = traces["pids"]
+    assert isinstance(pids, dict)
+    for pid, cmd in pids.items():
+        if procs.cmdline(pid) == cmd and Path(f"/proc/{pid}").exists():
+            left.append(f"process {pid} {cmd[:60]}")
+    namespaces = traces["namespaces"]
+    assert isinstance(namespaces, set)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (procs.netns(int(entry)) in namespaces or _mntns(int(entry)) in namespaces):
+            left.append(f"process {entry} in a lab namespace: {procs.cmdline(int(entry))[:60]}")
+    cgroups = traces["cgroups"]
+    assert isinstance(cgroups, list)
+    left += [f"cgroup {c}" for c in cgroups if os.path.exists(c)]
+    left += [f"mount {m}" for m in procs.mounts_under(root)]
+    if root.exists():
+        left.append(f"directory {root}")
+    return left
+
+
+@pytest.mark.live
+def test_stopping_a_lab_leaves_no_process_mount_cgroup_or_host_change(tmp_path):
+    before = _host_network()
+    lab = _own_lab()
+    try:
+        install = Path(materialize(str(tmp_path)))
+        compose = compose_file(install)
+        compose.write_text(prepare_compose(compose.read_text(), lab.new_project()))
+        lab.deploy(install)
+        traces = _traces(lab)
+        pids = traces["pids"]
+        assert isinstance(pids, dict)
+        commands = " ".join(pids.values())
+        # It was all there: dockerd, its containerd, the containers' shims and docker-proxy, the servers.
+        for word in ("dockerd", "containerd", "containerd-shim", "docker-proxy", "postgres", "redis-server",
+                     "api_standin.py"):
+            assert word in commands, word
+        assert traces["cgroups"], "dockerd's cgroups under the lab's own parent"
+        assert not procs.mounts_under(lab.root), "the lab's mounts are in its own mount namespace only"
+    finally:
+        lab.stop()
+    assert _left_over(traces, lab.root) == []
+    assert _host_network() == before
+
+
+@pytest.mark.live
+def test_a_lab_whose_session_was_killed_is_reaped_by_the_next(tmp_path):
+    # A session that dies by SIGKILL cannot stop its lab: dockerd and the holders outlive it.
+    code = ("import sys, time\nfrom tests.livelab import LiveLab\nfrom tests import livefixtures as f\n"
+            "lab = LiveLab.start(f.CACHE, f.PLUGIN)\nprint(lab.root, lab.server_pid, lab.lan_pid, flush=True)\n"
+            "time.sleep(600)\n")
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                             cwd=str(Path(__file__).resolve().parent.parent))
+    assert owner.stdout is not None
+    line = owner.stdout.readline().split()
+    if not line:
+        owner.wait()
+        _own_lab().stop()  # says why the lab cannot start (skip, or fail under CI)
+        pytest.fail("the owner process started no lab")
+    root, holder = Path(line[0]), int(line[1])
+    dockerd = procs.alive(root / "dockerd.pid", "dockerd")
+    assert dockerd and procs.alive(root / "holder.pid", "sleep") == holder
+    owner.kill()
+    owner.wait()
+    assert procs.alive(root / "dockerd.pid", "dockerd") == dockerd, "the lab outlived its session"
+    inode = procs.netns(holder)
+    assert root in reap_stale()
+    assert not root.exists()
+    assert procs.cmdline(dockerd) == "" or "dockerd" not in procs.cmdline(dockerd)
+    assert inode and procs.in_netns(inode) == []
+    # A lab whose owner still runs (this session's own, if it started one) is left alone.
+    reap_stale()
+    assert all(lab.root.exists() for lab in livefixtures._labs)
