@@ -355,3 +355,22 @@ def test_a_lab_whose_session_was_killed_is_reaped_by_the_next(tmp_path):
     # A lab whose owner still runs (this session's own, if it started one) is left alone.
     reap_stale()
     assert all(lab.root.exists() for lab in livefixtures._labs)
+
+
+@pytest.mark.live
+def test_newer_layout_runs_sqlite_redis_and_the_built_scanner(live_lab, live_install):
+    install = live_install("newer")
+    ip = live_lab.server_ip
+    for port in (6379, 8080, 3001):
+        assert live_lab.lan_tcp(ip, port) == "open", port
+    assert live_lab.lan_http(f"http://{ip}:8080/health") == 200
+    assert live_lab.lan_http(f"http://{ip}:3001/api/v1/health") == 200
+    # SQLite on the host's bind mount, the API's log beside it (what FS-007 and OPS-002 read).
+    assert (install / "desterlib-data" / "db" / "main.db").is_file()
+    assert "Database: file:/app/db/main.db" in (install / "desterlib-data" / "logs" / "combined.log").read_text()
+    # api and scanner are built locally, redis is pulled (DKR-005 knows build --pull from pull).
+    images = {svc: live_lab.docker("inspect", "-f", "{{.Config.Image}}", live_lab.container(install, svc)).stdout
+              .strip() for svc in ("api", "scanner-service", "redis")}
+    assert images == {"api": f"{install.project}-api", "scanner-service": f"{install.project}-scanner-service",
+                      "redis": "redis:7-alpine"}
+    assert live_lab.redis_auth(install, None)

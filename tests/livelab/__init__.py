@@ -40,6 +40,7 @@ import yaml
 
 from . import images, procs
 
+HERE = images.HERE
 BASE = Path("/tmp")
 PREFIX = "dhl-"
 SERVER_IF, LAN_IF = "dhl-srv", "dhl-lan"
@@ -348,7 +349,7 @@ class LiveLab:
     def down(self, target: str | os.PathLike[str]) -> None:
         """Remove a project's containers, networks and volumes (by project name: the files may be broken)."""
         project = self.project(target)
-        proc = self.docker("compose", "-p", project, "down", "-v", "--remove-orphans", "-t", "5",
+        proc = self.docker("compose", "-p", project, "down", "-v", "--rmi", "local", "--remove-orphans", "-t", "5",
                            cwd=str(self.root), timeout=120)
         if proc.returncode:
             label = f"label=com.docker.compose.project={project}"

@@ -41,6 +41,8 @@ IMAGES = (
     ("desterlib/api:latest", "Dockerfile.api", ("api_standin.py",)),
 )
 KEY_LABEL = "dester-harden.live.key"
+#: More names for the same images: the layouts in tests/installs.py pin these tags.
+ALIASES = (("redis:7-alpine", "redis:7.2-alpine"),)
 
 Docker = Callable[..., subprocess.CompletedProcess[str]]
 Timer = Callable[[str, float], None]
@@ -154,6 +156,13 @@ def _pipe(first: list[str], second: list[str], env: dict[str, str], *, stdin_pat
 
 def ensure_images(docker: Docker, env: dict[str, str], cache: Path, work: Path, timer: Timer) -> str:
     """Make the three images exist in the lab's dockerd; return how ("present", "loaded", "built")."""
+    how = _ensure(docker, env, cache, work, timer)
+    for tag, alias in ALIASES:
+        docker("tag", tag, alias)
+    return how
+
+
+def _ensure(docker: Docker, env: dict[str, str], cache: Path, work: Path, timer: Timer) -> str:
     key = image_key()
     if _have(docker, key):
         return "present"
