@@ -374,3 +374,46 @@ def test_newer_layout_runs_sqlite_redis_and_the_built_scanner(live_lab, live_ins
     assert images == {"api": f"{install.project}-api", "scanner-service": f"{install.project}-scanner-service",
                       "redis": "redis:7-alpine"}
     assert live_lab.redis_auth(install, None)
+
+
+@pytest.mark.live
+def test_an_interrupted_session_still_stops_its_lab(tmp_path):
+    """Ctrl-C in a test: pytest still runs the session fixture's teardown, which stops the lab."""
+    (tmp_path / "test_interrupt.py").write_text(
+        "def test_interrupted(live_lab):\n"
+        "    print('LAB', live_lab.root, live_lab.server_pid, flush=True)\n"
+        "    raise KeyboardInterrupt\n")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-s", "-q", "-p", "tests.livefixtures", "-p",
+                           "no:cacheprovider", "--rootdir", str(tmp_path), "-c", os.devnull,
+                           str(tmp_path / "test_interrupt.py")],
+                          capture_output=True, text=True, cwd=str(Path(__file__).resolve().parent.parent),
+                          timeout=600)
+    started = [ln.split() for ln in proc.stdout.splitlines() if ln.startswith("LAB ")]
+    if not started:
+        _own_lab().stop()  # skips (or fails under CI) with the reason the lab cannot start
+        pytest.fail("the interrupted session started no lab:\n" + proc.stdout[-2000:])
+    assert "KeyboardInterrupt" in proc.stdout + proc.stderr
+    root, holder = Path(started[0][1]), int(started[0][2])
+    assert not root.exists()
+    assert "sleep" not in procs.cmdline(holder)
+
+
+def test_pg_login_passes_the_password_in_the_environment_never_in_argv(monkeypatch, tmp_path):
+    calls: list[tuple[tuple[str, ...], dict]] = []
+
+    def docker(self, *args, **kw):
+        calls.append((args, kw))
+        out = {"ps": "desterlib-postgres\n", "inspect": '{"p_default": {"IPAddress": "172.18.0.2"}}',
+               "run": "1\n"}[args[0]]
+        return subprocess.CompletedProcess(["docker", *args], 0, out, "")
+
+    monkeypatch.setattr(LiveLab, "docker", docker)
+    lab = LiveLab(tmp_path / "dhl-00000000")
+    secret = "s3cret-Pa55word"
+    assert lab.pg_login("p", "desterlib", "desterlib", secret)
+    assert lab.redis_auth("p", secret)
+    for args, _kw in calls:
+        assert not any(secret in a for a in args)
+    runs = [kw for args, kw in calls if args[0] == "run"]
+    assert runs[0]["env"] == {"PGPASSWORD": secret}
+    assert runs[1]["env"] == {"REDISCLI_AUTH": secret}

@@ -166,17 +166,13 @@ def _ensure(docker: Docker, env: dict[str, str], cache: Path, work: Path, timer:
     key = image_key()
     if _have(docker, key):
         return "present"
+    # Loading into this session's own dockerd needs no lock (archives appear by rename, and one
+    # deleted while read stays readable): sessions load side by side and wait only for a build.
+    if _load(docker, env, cache, key, timer):
+        return "loaded"
     with build_lock(cache):
-        for archive in _archives(cache, key):
-            start = time.monotonic()
-            try:
-                _pipe(_decompressor(archive), ["docker", "load", "-q"], env, stdin_path=archive)
-            except BuildError:
-                archive.unlink(missing_ok=True)  # a torn archive: build anew below
-                continue
-            timer("image load (cache)", time.monotonic() - start)
-            if _have(docker, key):
-                return "loaded"
+        if _load(docker, env, cache, key, timer):  # another session built it while we waited
+            return "loaded"
         start = time.monotonic()
         rootfs = _rootfs(cache, work, timer)
         _build(docker, env, key, rootfs, work, timer)
@@ -192,6 +188,19 @@ def _ensure(docker: Docker, env: dict[str, str], cache: Path, work: Path, timer:
         timer("image save (cache)", time.monotonic() - start)
         _prune(cache, key)
         return "built"
+
+
+def _load(docker: Docker, env: dict[str, str], cache: Path, key: str, timer: Timer) -> bool:
+    for archive in _archives(cache, key):
+        start = time.monotonic()
+        try:
+            _pipe(_decompressor(archive), ["docker", "load", "-q"], env, stdin_path=archive)
+        except (BuildError, OSError):
+            continue  # torn or pruned meanwhile: the build under the lock makes a new one
+        timer("image load (cache)", time.monotonic() - start)
+        if _have(docker, key):
+            return True
+    return False
 
 
 def _decompressor(archive: Path) -> list[str]:
