@@ -104,14 +104,8 @@ def _listening(pid: int) -> set[str]:
     return found
 
 
-def _server_get(lab: LiveLab, url: str) -> tuple[int, str]:
-    """GET ``url`` from inside the server's namespace: (status, body)."""
-    code = ("import sys, urllib.request, urllib.error\n"
-            "try:\n r = urllib.request.urlopen(sys.argv[1], timeout=20); print(r.status); print(r.read().decode())\n"
-            "except urllib.error.HTTPError as e:\n print(e.code); print(e.read().decode())\n")
-    proc = lab.in_server([sys.executable, "-c", code, url])
-    status, _, body = proc.stdout.partition("\n")
-    return int(status), body
+def _server_get(lab: LiveLab, url: str) -> tuple[int | None, str]:
+    return lab.server_fetch(url)
 
 
 def _wait_for(what: str, probe, seconds: float = 60):
@@ -180,6 +174,10 @@ def test_api_logs_its_database_url_and_serves_it(live_lab, live_install):
     assert _server_get(live_lab, "http://127.0.0.1:3001/api/docs/swagger.json")[0] == 200
     status, body = _server_get(live_lab, "http://127.0.0.1:3001/api/v1/settings")
     assert status == 200 and json.loads(body)["tmdbApiKey"] == ""
+    # The same, from the LAN: what NET-009 reports.
+    status, body = live_lab.lan_fetch(f"http://{live_lab.server_ip}:3001/api/v1/settings")
+    assert status == 200 and "tmdbApiKey" in json.loads(body)
+    assert live_lab.lan_fetch(f"http://{live_lab.server_ip}:3002/") == (None, "")
     # DELETE clears the log (what OPS-002's fix does to the leak).
     assert live_lab.lan_http(f"http://{live_lab.server_ip}:3001/api/v1/logs", method="DELETE") == 200
     logs = json.loads(_server_get(live_lab, "http://127.0.0.1:3001/api/v1/logs")[1])["logs"]
