@@ -37,6 +37,9 @@ def test_prepare_compose_names_the_project_and_speeds_up_healthchecks(tmp_path):
     data = yaml.safe_load(prepared)
     assert data["name"] == "desterlib-abc-1"
     assert data["services"]["postgres"]["healthcheck"]["interval"] == "1s"
+    # A slow first start on a loaded machine is not "unhealthy"; a failure after it still is.
+    assert data["services"]["postgres"]["healthcheck"]["start_period"] == "20s"
+    assert data["services"]["postgres"]["healthcheck"]["retries"] == 5
     api = data["services"]["api"]["healthcheck"]
     assert api["test"] == ["CMD-SHELL", "wget -q --spider http://localhost:3001/health || exit 1"]
     assert api["interval"] == "1s"
@@ -47,6 +50,15 @@ def test_prepare_compose_names_the_project_and_speeds_up_healthchecks(tmp_path):
     again = prepare_compose(prepared, "desterlib-abc-2")
     assert yaml.safe_load(again)["name"] == "desterlib-abc-2"
     assert again.count("healthcheck:") == prepared.count("healthcheck:")
+
+
+def test_prepare_compose_keeps_a_start_period_the_file_has(tmp_path):
+    text = ("services:\n  api:\n    image: desterlib/api:latest\n    healthcheck:\n"
+            "      test: [\"CMD\", \"true\"]\n      interval: 30s\n      start_period: 5s\n")
+    data = yaml.safe_load(prepare_compose(text, "p-1"))
+    assert data["services"]["api"]["healthcheck"] == {"test": ["CMD", "true"], "interval": "1s",
+                                                      "start_period": "5s"}
+    assert data["name"] == "p-1"
 
 
 def test_apt_mirrors_reads_deb822_and_one_line_sources(tmp_path):
