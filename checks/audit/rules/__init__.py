@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from checks.audit.findings import Evidence, Outcome, Target
 from checks.core.secrets import Masker
 from checks.install.model import Installation, Service, Where
+
+if TYPE_CHECKING:
+    from checks.live.model import LiveState
 
 
 @dataclass(slots=True)
@@ -21,6 +25,8 @@ class Context:
     inst: Installation
     profile: str
     masker: Masker
+    live: LiveState | None = None
+    """What runs (Docker Engine, /proc, the API's endpoints); None when not gathered (``audit --no-live``)."""
 
     def ev(self, where: Where | None, service: str | None = None, note: str | None = None,
            text: str | None = None, target: Target | None = None) -> Evidence:
@@ -46,5 +52,5 @@ def check(check_id: str) -> Callable[[CheckFn], CheckFn]:
 
 
 def load_all() -> dict[str, CheckFn]:
-    from checks.audit.rules import dkr, fs, net, ops, sec, tls  # noqa: F401  (registration side effect)
+    from checks.audit.rules import dkr, fs, live, net, ops, sec, tls  # noqa: F401  (registration side effect)
     return REGISTRY
