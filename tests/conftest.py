@@ -62,6 +62,9 @@ def hermetic_env(tmp_path_factory, monkeypatch):
     # Root's own journal and the secrets fallback file: never /var/lib/dester-harden in a test.
     monkeypatch.setenv("DESTER_HARDEN_STATE_DIR", str(tmp_path_factory.mktemp("state") / "dester-harden"))
     monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    # This machine's sockets, Docker Engine and addresses are no test's input: the live checks are off
+    # unless a test turns them on (monkeypatch.delenv("DESTER_HARDEN_NO_LIVE")), as tests/test_live_checks*.py do.
+    monkeypatch.setenv("DESTER_HARDEN_NO_LIVE", "1")
     yield
 
 

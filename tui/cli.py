@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Audit the installation from its files. Exit 0 when nothing fails at or above "
                                        "--fail-on, 1 when something does, 2 for usage or input errors.")
     audit_options(audit)
+    audit.add_argument("--no-live", action="store_true",
+                       help="judge the files only: do not read the Docker Engine, /proc/net nor the API's endpoints "
+                            "(the live checks say skipped; also DESTER_HARDEN_NO_LIVE=1)")
 
     explain = sub.add_parser("explain", help="explain a check (ID) or the score (--score)")
     explain.add_argument("id", nargs="?", metavar="ID", help="a check id such as NET-001")
@@ -371,15 +374,21 @@ def _write(text: str, binary_utf8: bool) -> None:
     sys.stdout.flush()
 
 
-def run_and_render(directory: str, args) -> int:
+def run_and_render(directory: str, args, live: bool = False) -> int:
+    """Audit ``directory`` and print the report; ``live``: gather what runs first (the live checks)."""
     from checks.audit.run import exit_code, run_audit
     from checks.install.discovery import discover
 
     inst = discover(directory, files=getattr(args, "file", None), host_root=args.host_root)
     settings = _settings(directory)  # a malformed file: one line naming it and the line, exit 2
     profile = args.profile or (settings.profile if settings else None) or "local"
+    state = None
+    if live and args.host_root == "/" and _live_wanted(args):
+        from checks.assistant.usecases import live_state
+
+        state = live_state(inst)
     report = run_audit(inst, profile, only=args.only, skip=args.skip, mask=_mask_for_stdout(args.format),
-                       settings=settings)
+                       settings=settings, live=state)
     if args.format == "json":
         from checks.audit.report import render_json
 
@@ -417,11 +426,22 @@ def _settings(directory: str):
     return load_settings(directory)
 
 
+def _live_wanted(args) -> bool:
+    """Not ``--no-live``, not DESTER_HARDEN_NO_LIVE, and a live check among those asked for."""
+    if getattr(args, "no_live", False) or os.environ.get("DESTER_HARDEN_NO_LIVE", "") not in ("", "0"):
+        return False
+    from checks.audit.catalog import CATALOG
+
+    wanted = [c for c in CATALOG if c.live and (not args.only or c.id in args.only)
+              and not (args.skip and c.id in args.skip)]
+    return bool(wanted)
+
+
 def _audit(args) -> int:
     from checks.install.discovery import default_install_dir
 
     directory = args.dir or default_install_dir()
-    return run_and_render(directory, args)
+    return run_and_render(directory, args, live=True)
 
 
 def _demo(args) -> int:

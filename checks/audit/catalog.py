@@ -85,14 +85,14 @@ CATALOG: tuple[Check, ...] = (
           "open even when `ufw status` says it is denied.",
           "Bind published ports to 127.0.0.1, or add DOCKER-USER rules that drop outside traffic to them.",
           ("info", "high", "high"), live=True),
-    Check("NET-008", "Port published to 127.0.0.1 on a Docker Engine older than 28.0.0",
+    Check("NET-008", "Loopback publish on a Docker Engine older than 28.0.0",
           "Before Docker Engine 28.0.0, hosts on the same LAN segment can reach ports published to "
           "127.0.0.1 by routing to the server's address (moby/moby#45610): binding to loopback is only tight "
           "from 28.0.0 on.",
           "Publish nothing (the API reaches the database over the compose network), or upgrade the Docker "
           "Engine to 28.0.0 or newer.",
           _s("medium"), fixable=False, live=True),
-    Check("NET-009", "The API's unauthenticated admin surface answers on a public address",
+    Check("NET-009", "API admin surface answers without auth on a public address",
           "DesterLib's API has no authentication: on a non-loopback address anyone who reaches the port gets "
           "Swagger UI with \"try it out\" at /api/docs, the TMDB API key from GET /api/v1/settings and the "
           "logs (with DATABASE_URL) from /api/v1/logs. Probed on this host's own addresses only.",
@@ -217,7 +217,7 @@ CATALOG: tuple[Check, ...] = (
           "DATABASE_URL.",
           "Add `logging: {driver: json-file, options: {max-size: \"10m\", max-file: \"3\"}}`.",
           _s("low")),
-    Check("DKR-009", "Fixed on disk, not applied: a container runs with an old configuration",
+    Check("DKR-009", "Container runs with an old configuration (fixed, not applied)",
           "A fix to the files changes nothing until the container is recreated: the running service keeps "
           "its old ports, environment (an old password), mounts or image. Compared one by one, by name and "
           "keyed digest, never by showing a value.",
