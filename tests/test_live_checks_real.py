@@ -26,6 +26,8 @@ from checks.live.gather import gather
 from .conftest import PROJECT
 
 pytestmark = pytest.mark.live
+if not (PROJECT / "tests" / "livefixtures.py").exists():  # pragma: no cover - before the harness is merged
+    pytest.skip("the live lab harness (tests/livefixtures.py) is not in this checkout", allow_module_level=True)
 
 DAY = 86400.0
 LAB_PASSWORD = "postgres"
