@@ -1,0 +1,225 @@
+"""The live lab itself (tests/livelab): it reproduces what the tool must find and fix, and leaves nothing behind.
+
+The lab tests are marked ``live``: they skip with the reason where no dockerd can start (and fail
+under CI=true). The first tests need no dockerd: the compose rewriting and the mirror parsing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from checks.demo import materialize
+from tests.livelab import LiveLab, cache_dir, compose_file, prepare_compose
+from tests.livelab.images import apt_mirrors, image_key
+
+DEMO_PASSWORD = "postgres"  # the demo install's, from checks/demo/install
+
+
+# -- without a dockerd -------------------------------------------------------------------
+
+def test_prepare_compose_names_the_project_and_speeds_up_healthchecks(tmp_path):
+    install = Path(materialize(str(tmp_path)))
+    original = compose_file(install).read_text()
+    prepared = prepare_compose(original, "desterlib-abc-1")
+    data = yaml.safe_load(prepared)
+    assert data["name"] == "desterlib-abc-1"
+    assert data["services"]["postgres"]["healthcheck"]["interval"] == "1s"
+    api = data["services"]["api"]["healthcheck"]
+    assert api["test"] == ["CMD-SHELL", "wget -q --spider http://localhost:3001/health || exit 1"]
+    assert api["interval"] == "1s"
+    # Everything else is the demo's own text, comments included.
+    kept = [ln for ln in original.splitlines() if "interval:" not in ln]
+    assert all(ln in prepared.splitlines() for ln in kept)
+    # A second pass renames, it does not add a second name: nor a second API healthcheck.
+    again = prepare_compose(prepared, "desterlib-abc-2")
+    assert yaml.safe_load(again)["name"] == "desterlib-abc-2"
+    assert again.count("healthcheck:") == prepared.count("healthcheck:")
+
+
+def test_apt_mirrors_reads_deb822_and_one_line_sources(tmp_path):
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\n")
+    assert apt_mirrors(tmp_path) == ("http://mirror.example/debian", "http://mirror.example/debian-security")
+    (tmp_path / "sources.list.d" / "debian.sources").unlink()
+    (tmp_path / "sources.list").write_text(
+        "# comment\ndeb [arch=amd64 signed-by=/k.gpg] http://one.example/debian bookworm main\n"
+        "deb http://one.example/security bookworm-security main\n")
+    assert apt_mirrors(tmp_path) == ("http://one.example/debian", "http://one.example/security")
+    (tmp_path / "sources.list").write_text("deb http://one.example/debian trixie main\n")
+    assert apt_mirrors(tmp_path) == (None, None)
+
+
+def test_cache_dir_follows_the_environment_given():
+    assert cache_dir({"DH_LIVE_CACHE": "/x/y"}) == Path("/x/y")
+    assert cache_dir({"XDG_CACHE_HOME": "/c", "HOME": "/h"}) == Path("/c/dester-harden/live")
+    assert cache_dir({"HOME": "/h"}) == Path("/h/.cache/dester-harden/live")
+
+
+def test_image_key_changes_with_the_sources(tmp_path, monkeypatch):
+    from tests.livelab import images
+
+    before = image_key()
+    for name in ("Dockerfile.api", "Dockerfile.postgres", "Dockerfile.redis", "api_standin.py",
+                 "postgres-entrypoint.sh", "redis-entrypoint.sh"):
+        (tmp_path / name).write_bytes((images.HERE / name).read_bytes())
+    monkeypatch.setattr(images, "HERE", tmp_path)
+    assert image_key() == before
+    (tmp_path / "api_standin.py").write_text((tmp_path / "api_standin.py").read_text() + "\n# changed\n")
+    assert image_key() != before
+
+
+# -- against the lab's dockerd -------------------------------------------------------------
+
+def _listening(pid: int) -> set[str]:
+    """``ip:port`` of the TCP sockets listening in the network namespace of ``pid``."""
+    found = set()
+    for name in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{name}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A":
+                continue
+            addr, port = fields[1].split(":")
+            raw = bytes.fromhex(addr)
+            if len(raw) == 4:
+                ip = ".".join(str(b) for b in raw[::-1])
+            else:
+                words = [raw[i:i + 4][::-1].hex() for i in range(0, 16, 4)]
+                ip = "[" + str(ipaddress.IPv6Address(bytes.fromhex("".join(words)))) + "]"
+            found.add(f"{ip}:{int(port, 16)}")
+    return found
+
+
+def _server_get(lab: LiveLab, url: str) -> tuple[int, str]:
+    """GET ``url`` from inside the server's namespace: (status, body)."""
+    code = ("import sys, urllib.request, urllib.error\n"
+            "try:\n r = urllib.request.urlopen(sys.argv[1], timeout=20); print(r.status); print(r.read().decode())\n"
+            "except urllib.error.HTTPError as e:\n print(e.code); print(e.read().decode())\n")
+    proc = lab.in_server([sys.executable, "-c", code, url])
+    status, _, body = proc.stdout.partition("\n")
+    return int(status), body
+
+
+def _wait_for(what: str, probe, seconds: float = 60):
+    """Poll ``probe`` until it returns something true; fail saying ``what`` when it never does."""
+    deadline = time.monotonic() + seconds
+    while True:
+        got = probe()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {seconds:.0f} s")
+        time.sleep(0.2)
+
+
+@pytest.mark.live
+def test_demo_install_is_exposed_to_the_lan(live_lab, live_install):
+    install = live_install("cli")
+    ip, ip6 = live_lab.server_ip, live_lab.server_ip6
+    # "5432:5432" publishes on every interface, IPv6 included: the exposure NET-006 reports.
+    assert live_lab.lan_tcp(ip, 5432) == "open"
+    assert live_lab.lan_tcp(ip6, 5432) == "open"
+    assert live_lab.lan_tcp(ip, 6379) == "open"
+    # "0.0.0.0:3001:3001" is IPv4 only.
+    assert live_lab.lan_http(f"http://{ip}:3001/health") == 200
+    assert live_lab.lan_tcp(ip6, 3001) == "refused"
+    assert live_lab.lan_tcp(ip, 5433) == "refused"
+    # The server's own /proc/net shows what listens: what the tool reads without Docker access.
+    listening = _listening(live_lab.server_pid)
+    assert {"0.0.0.0:5432", "[::]:5432", "0.0.0.0:3001"} <= listening
+    assert "[::]:3001" not in listening
+    # The compose project is the unique one, and the SDK's view of the bindings is the file's.
+    name = live_lab.container(install, "postgres")
+    labels = json.loads(live_lab.docker("inspect", "-f", "{{json .Config.Labels}}", name).stdout)
+    assert labels["com.docker.compose.project"] == install.project
+    bindings = json.loads(live_lab.docker("inspect", "-f", "{{json .HostConfig.PortBindings}}", name).stdout)
+    assert bindings == {"5432/tcp": [{"HostIp": "", "HostPort": "5432"}]}
+
+
+@pytest.mark.live
+def test_database_login_over_tcp_needs_the_right_password(live_lab, live_install):
+    install = live_install("cli")
+    assert live_lab.pg_login(install, "desterlib", "desterlib", DEMO_PASSWORD)
+    assert not live_lab.pg_login(install, "desterlib", "desterlib", "not-the-password")
+    assert not live_lab.pg_login(install, "nobody", "desterlib", DEMO_PASSWORD)
+    # Redis of the demo has no password: anyone on the network may use it.
+    assert live_lab.redis_auth(install, None)
+
+
+@pytest.mark.live
+def test_api_logs_its_database_url_and_serves_it(live_lab, live_install):
+    install = live_install("cli")
+    api = live_lab.container(install, "api")
+    leak = f"Database: postgresql://desterlib:{DEMO_PASSWORD}@postgres:5432/desterlib?schema=public"
+    assert leak in live_lab.docker("logs", api).stdout
+    assert leak in live_lab.docker("exec", api, "cat", "/app/logs/combined.log").stdout
+    status, body = _server_get(live_lab, "http://127.0.0.1:3001/api/v1/logs")
+    assert status == 200
+    logs = json.loads(body)["logs"]
+    assert any(leak in line for line in logs)
+    # One access-log line per request, with its status.
+    assert any("GET /api/v1/logs" in line for line in json.loads(_server_get(
+        live_lab, "http://127.0.0.1:3001/api/v1/logs")[1])["logs"])
+    # The unauthenticated admin surface NET-009 probes.
+    status, body = _server_get(live_lab, "http://127.0.0.1:3001/api/docs")
+    assert status == 200 and "<title>Swagger UI</title>" in body
+    assert _server_get(live_lab, "http://127.0.0.1:3001/api/docs/swagger.json")[0] == 200
+    status, body = _server_get(live_lab, "http://127.0.0.1:3001/api/v1/settings")
+    assert status == 200 and json.loads(body)["tmdbApiKey"] == ""
+    # DELETE clears the log (what OPS-002's fix does to the leak).
+    assert live_lab.lan_http(f"http://{live_lab.server_ip}:3001/api/v1/logs", method="DELETE") == 200
+    logs = json.loads(_server_get(live_lab, "http://127.0.0.1:3001/api/v1/logs")[1])["logs"]
+    assert not any(leak in line for line in logs)
+
+
+@pytest.mark.live
+def test_health_stays_200_when_the_database_is_gone(live_lab, live_install):
+    install = live_install("cli")
+    assert _server_get(live_lab, "http://127.0.0.1:3001/api/v1/health")[0] == 200
+    assert live_lab.docker("stop", live_lab.container(install, "postgres")).returncode == 0
+    # DesterLib's /health does not look at the database: a health gate cannot trust it alone.
+    assert live_lab.lan_http(f"http://{live_lab.server_ip}:3001/health") == 200
+    assert _server_get(live_lab, "http://127.0.0.1:3001/api/v1/health")[0] == 500
+
+
+@pytest.mark.live
+def test_api_exits_when_its_database_password_is_wrong_at_start(live_lab, live_install):
+    install = live_install("cli", deploy=False)
+    compose = install.compose
+    text = compose.read_text()
+    good = f"postgresql://desterlib:{DEMO_PASSWORD}@postgres"
+    assert good in text
+    compose.write_text(text.replace(good, "postgresql://desterlib:wrong-password@postgres"))
+    live_lab.deploy(install, wait=False)
+    api = live_lab.container(install, "api")
+
+    def crashed():
+        state = json.loads(live_lab.docker("inspect", "-f", "{{json .State}}", api).stdout or "{}")
+        restarts = live_lab.docker("inspect", "-f", "{{.RestartCount}}", api).stdout.strip()
+        return (state.get("ExitCode") == 1 or int(restarts or 0) > 0) and (state, restarts)
+
+    _wait_for("the API exits on a refused database login", crashed)
+    assert "Database connection failed" in live_lab.docker("logs", api).stdout
+
+
+@pytest.mark.live
+def test_api_rate_limit_answers_429(live_lab, live_install):
+    install = live_install("cli", deploy=False)
+    text = install.compose.read_text()
+    install.compose.write_text(text.replace("      NODE_ENV: production\n",
+                                            "      NODE_ENV: production\n      RATE_LIMIT_MAX: \"3\"\n", 1))
+    live_lab.deploy(install)
+    url = f"http://{live_lab.server_ip}:3001/api/v1/settings"
+    assert [live_lab.lan_http(url) for _ in range(4)] == [200, 200, 200, 429]
+    # /health is not rate limited (the healthcheck hits it every second).
+    assert live_lab.lan_http(f"http://{live_lab.server_ip}:3001/health") == 200
+    api = live_lab.container(install, "api")
+    assert "/api/v1/settings 429" in live_lab.docker("logs", api).stdout
