@@ -24,6 +24,7 @@ from checks.install.discovery import discover
 from checks.live.gather import gather
 
 from .conftest import PROJECT
+from .livelab import compose_file
 
 pytestmark = pytest.mark.live
 if not (PROJECT / "tests" / "livefixtures.py").exists():  # pragma: no cover - before the harness is merged
@@ -31,13 +32,6 @@ if not (PROJECT / "tests" / "livefixtures.py").exists():  # pragma: no cover - b
 
 DAY = 86400.0
 LAB_PASSWORD = "postgres"
-
-
-def compose_file(install: Path) -> Path:
-    for name in ("docker-compose.yml", "docker-compose.yaml", "compose.yml", "compose.yaml"):
-        if (install / name).exists():
-            return install / name
-    raise AssertionError(f"no compose file in {install}")
 
 
 def edit(install: Path, old: str, new: str) -> None:
@@ -113,11 +107,7 @@ def _drop_empty_ports(install: Path) -> None:
 def test_dkr009_finds_an_environment_change_by_name_only(live_lab, live_install):
     install = Path(live_install())
     assert status(live_audit(live_lab, install), "DKR-009").status == PASS
-    env = install / ".env"
-    path = env if env.exists() and "NODE_ENV" in env.read_text() else compose_file(install)
-    text = path.read_text()
-    assert "NODE_ENV" in text
-    path.write_text(re.sub(r"NODE_ENV(\s*[:=]\s*)\S+", r"NODE_ENV\1staging", text, count=1))
+    edit(install, "NODE_ENV: production", "NODE_ENV: staging")
     f = status(live_audit(live_lab, install), "DKR-009")
     assert f.status == FAIL and "NODE_ENV differs" in (f.evidence[0].note or "")
     assert "staging" not in " ".join(f"{e.text} {e.note}" for e in f.evidence)
@@ -194,3 +184,28 @@ def test_cli_audit_with_an_unreachable_docker_host_skips_with_the_reason(live_la
     base_findings = {f["id"]: f for f in json.loads(base.stdout)["findings"]}
     assert base_findings["NET-006"]["status"] == SKIPPED
     assert r.returncode == base.returncode == 1  # the demo's critical file findings, skips change nothing
+
+
+def test_ops002_passes_and_fs007_judges_the_real_sqlite_file_once_the_api_runs_on_sqlite(live_lab, live_install):
+    """The SQLite layout's URL holds no password: the API's start line leaks nothing (OPS-002 passes on real
+    logs), and the database file the container creates is FS-007's to judge."""
+    install = Path(live_install())
+    db_dir = install / "desterlib-data" / "db"
+    db_dir.mkdir(parents=True)
+    os.chmod(db_dir, 0o755)
+    edit(install, "DATABASE_URL: postgresql://desterlib:postgres@postgres:5432/desterlib?schema=public",
+         "DATABASE_URL: file:/app/db/main.db")
+    edit(install, "      - ./media:/media\n", "      - ./media:/media\n      - ./desterlib-data/db:/app/db\n")
+    up(live_lab, install, "api")
+    report = live_audit(live_lab, install)
+    f = status(report, "OPS-002")
+    assert f.status == PASS, (f.reason, [e.text for e in f.evidence])
+    assert "docker logs api" in f.evidence[0].text
+    assert status(report, "DKR-009").status == PASS, [e.note for e in status(report, "DKR-009").evidence]
+    assert (db_dir / "main.db").exists()
+    fs = status(report, "FS-007")
+    assert fs.status == FAIL and "desterlib-data/db" in [e.file for e in fs.evidence]
+    os.chmod(db_dir, 0o700)
+    for name in os.listdir(db_dir):
+        os.chmod(db_dir / name, 0o600)
+    assert status(live_audit(live_lab, install), "FS-007").status == PASS
