@@ -445,3 +445,15 @@ def test_usecases_reaudit_runs_the_live_checks(tmp_path, monkeypatch):
     assert r.report.by_id("DKR-009").reason == UNREACHABLE
     assert usecases.reaudit(str(root), now=FIXED_NOW, live=False).report.by_id("DKR-009").reason == \
         "live checks not run"
+
+
+def test_every_format_shows_the_skipped_reason(tmp_path):
+    inst = cli_inst(tmp_path, hardened=True)
+    report = run_audit(inst, "local", live=LiveState("install", engine_error=UNREACHABLE, listeners=()))
+    sarif = json.loads(render_sarif(report))
+    notes = [n["message"]["text"] for n in sarif["runs"][0]["invocations"][0]["toolExecutionNotifications"]]
+    assert f"DKR-009 skipped: {UNREACHABLE}" in notes
+    data = json.loads(render_json(report))
+    assert {f["id"]: f.get("reason") for f in data["findings"]}["NET-008"] == UNREACHABLE
+    flat = " ".join(line.strip() for line in render_text(report).splitlines())
+    assert UNREACHABLE in flat
