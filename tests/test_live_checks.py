@@ -457,3 +457,14 @@ def test_every_format_shows_the_skipped_reason(tmp_path):
     assert {f["id"]: f.get("reason") for f in data["findings"]}["NET-008"] == UNREACHABLE
     flat = " ".join(line.strip() for line in render_text(report).splitlines())
     assert UNREACHABLE in flat
+
+
+def test_no_live_state_is_read_when_no_live_check_is_asked_for(tmp_path, monkeypatch):
+    from checks.assistant import usecases
+
+    monkeypatch.delenv("DESTER_HARDEN_NO_LIVE")
+    inst = cli_inst(tmp_path)
+    assert usecases.live_state(inst, only={"FS-001", "NET-001"}) is None
+    assert usecases.live_state(inst, skip={c for c in LIVE_IDS} | {"NET-007", "FW-001", "FW-002", "FW-003"}) is None
+    state = usecases.live_state(inst, only={"NET-006"}, probe=False, logs=False)
+    assert state is not None and state.probes_error and state.logs_error  # not asked: not checked, never passed

@@ -375,7 +375,7 @@ def _write(text: str, binary_utf8: bool) -> None:
 
 
 def run_and_render(directory: str, args, live: bool = False) -> int:
-    """Audit ``directory`` and print the report; ``live``: gather what runs first (the live checks)."""
+    """Audit ``directory`` and print the report; ``live``: read what runs first (the live checks)."""
     from checks.audit.run import exit_code, run_audit
     from checks.install.discovery import discover
 
@@ -383,10 +383,10 @@ def run_and_render(directory: str, args, live: bool = False) -> int:
     settings = _settings(directory)  # a malformed file: one line naming it and the line, exit 2
     profile = args.profile or (settings.profile if settings else None) or "local"
     state = None
-    if live and args.host_root == "/" and _live_wanted(args):
+    if live and args.host_root == "/":  # a --host-root fixture tree is no running system
         from checks.assistant.usecases import live_state
 
-        state = live_state(inst)
+        state = live_state(inst, only=args.only, skip=args.skip)
     report = run_audit(inst, profile, only=args.only, skip=args.skip, mask=_mask_for_stdout(args.format),
                        settings=settings, live=state)
     if args.format == "json":
@@ -426,22 +426,11 @@ def _settings(directory: str):
     return load_settings(directory)
 
 
-def _live_wanted(args) -> bool:
-    """Not ``--no-live``, not DESTER_HARDEN_NO_LIVE, and a live check among those asked for."""
-    if getattr(args, "no_live", False) or os.environ.get("DESTER_HARDEN_NO_LIVE", "") not in ("", "0"):
-        return False
-    from checks.audit.catalog import CATALOG
-
-    wanted = [c for c in CATALOG if c.live and (not args.only or c.id in args.only)
-              and not (args.skip and c.id in args.skip)]
-    return bool(wanted)
-
-
 def _audit(args) -> int:
     from checks.install.discovery import default_install_dir
 
     directory = args.dir or default_install_dir()
-    return run_and_render(directory, args, live=True)
+    return run_and_render(directory, args, live=not args.no_live)
 
 
 def _demo(args) -> int:

@@ -396,15 +396,17 @@ def live_disabled() -> bool:
     return os.environ.get(NO_LIVE_ENV, "") not in ("", "0")
 
 
-def live_state(install: Installation | str, *, probe: bool = True, logs: bool = True) -> LiveState | None:
+def live_state(install: Installation | str, *, probe: bool = True, logs: bool = True,
+               only: set[str] | None = None, skip: set[str] | None = None) -> LiveState | None:
     """What runs: the Docker Engine, /proc/net, the API's endpoints (:func:`checks.live.gather.gather`).
 
     ``install``: the discovered installation, or its directory. None when the live layer is off
     (:data:`NO_LIVE_ENV`); the audit then reports every live check skipped, "live checks not run".
     A part that cannot be read (Docker unreachable, permission denied) is in the state with its
-    reason, never an exception. Imported lazily: a file-only audit loads no live code.
+    reason, never an exception. Imported lazily: a file-only audit loads no live code. ``only`` and
+    ``skip`` as the audit's: None too when they leave no live check to run.
     """
-    if live_disabled():
+    if live_disabled() or not _live_checks_among(only, skip):
         return None
     if isinstance(install, str):
         from checks.install.discovery import discover
@@ -419,6 +421,12 @@ def live_state(install: Installation | str, *, probe: bool = True, logs: bool = 
     if not logs and state.logs_error is None:
         state.logs_error = "the API's logs were not read"
     return state
+
+
+def _live_checks_among(only: set[str] | None, skip: set[str] | None) -> bool:
+    from checks.audit.catalog import CATALOG
+
+    return any(c.live and (not only or c.id in only) and not (skip and c.id in skip) for c in CATALOG)
 
 
 def _live_for(inst: Installation, host_root: str) -> LiveState | None:

@@ -30,10 +30,6 @@ SCANNER_PORT = 8080
 _LEAK_LINES_SHOWN = 10
 
 
-def _not_run(live: LiveState | None) -> Outcome | None:
-    return Outcome(SKIPPED, reason=NOT_RUN) if live is None else None
-
-
 def _engine_needed(live: LiveState) -> Outcome | None:
     """Skipped with the Engine's own reason when it did not answer."""
     if live.engine is None:
@@ -46,16 +42,12 @@ def _no_containers(live: LiveState) -> Outcome:
                                    "(nothing to compare with the files)")
 
 
-def _model_service(ctx: Context, c: Container) -> Service | None:
-    return ctx.inst.service(c.service)
-
-
 def _is_scanner(svc: Service) -> bool:
     return "scanner" in svc.name.lower() or "scanner" in svc.image_repo
 
 
 def _db_container(ctx: Context, c: Container) -> bool:
-    svc = _model_service(ctx, c)
+    svc = ctx.inst.service(c.service)
     return (svc is not None and is_db_service(svc)) or is_db_image(c.image)
 
 
