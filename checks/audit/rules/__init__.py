@@ -1,7 +1,9 @@
 """Check functions: the installation model in, an :class:`Outcome` out.
 
 Each function is pure apart from reading the files discovery pointed at (the
-media tree for FS-005, proxy and cron files for TLS-* and OPS-001).
+media tree for FS-005, proxy and cron files for TLS-* and OPS-001). The live
+checks (:mod:`checks.audit.rules.live`) read :attr:`Context.live`, gathered
+before the audit; no rule talks to Docker.
 """
 
 from __future__ import annotations
