@@ -701,6 +701,8 @@ def _sqlite(tmp_path, dir_mode: int, db_mode: int, companions: int | None = None
 def test_fs007_fails_on_a_readable_sqlite_database(tmp_path):
     f = _sqlite(tmp_path, 0o700, 0o644)
     assert [e.file for e in f.evidence] == ["desterlib-data/db/main.db"]
+    # What the fix works on: the database's host path.
+    assert [e.target for e in f.evidence] == [str(tmp_path / "install" / "desterlib-data" / "db" / "main.db")]
     return f
 
 

@@ -425,8 +425,10 @@ def fs_007(ctx: Context) -> Outcome:
                                              "so the database's permissions cannot be judged")
             mode, uid = ctx.inst.lstat(path)
             if mode & 0o077:
+                # The target is the host path: FS-007's fix chmods it (a file: with its -wal/-shm and directory).
                 ev.append(ctx.ev(_mode_where(ctx.inst.display(path), mode, uid), db.service,
-                                 f"SQLite database {what} readable by group or others; should be {want:04o}"))
+                                 f"SQLite database {what} readable by group or others; should be {want:04o}",
+                                 target=os.path.abspath(path)))
     if not ev and unseen:
         return Outcome(SKIPPED, reason="; ".join(unseen))
     ev.extend(ctx.ev(None, None, None, text=why) for why in unseen)
