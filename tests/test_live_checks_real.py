@@ -146,7 +146,7 @@ def test_ops002_finds_the_password_the_api_logs_at_start_and_never_shows_it(live
 
 
 def _in_server_audit(lab, install: Path, *args: str, env: dict[str, str] | None = None):
-    full = {**os.environ, **lab.env, "DESTER_HARDEN_NO_LIVE": "", "PYTHONPATH": str(PROJECT), **(env or {})}
+    full = {**os.environ, **lab.env, "PYTHONPATH": str(PROJECT), **(env or {})}
     return lab.in_server([sys.executable, "-m", "tui", "audit", "--dir", str(install), *args],
                          env=full, capture_output=True, text=True, timeout=120, cwd=str(PROJECT))
 
@@ -169,6 +169,11 @@ def test_cli_audit_in_the_server_namespace_reports_net006_and_net009_with_the_la
     r = _in_server_audit(live_lab, install, "--format", "json")
     findings = {f["id"]: f for f in json.loads(r.stdout)["findings"]}
     assert findings["NET-009"]["status"] == PASS, findings["NET-009"]
+
+
+def test_live_tests_read_the_live_system():
+    """hermetic_env leaves the live layer on in tests marked live (their input is the lab)."""
+    assert "DESTER_HARDEN_NO_LIVE" not in os.environ
 
 
 def test_cli_audit_with_an_unreachable_docker_host_skips_with_the_reason(live_lab, live_install, tmp_path):
