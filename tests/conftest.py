@@ -51,7 +51,7 @@ def need_venv_tool(name: str) -> str:
 
 
 @pytest.fixture(autouse=True)
-def hermetic_env(tmp_path_factory, monkeypatch):
+def hermetic_env(tmp_path_factory, monkeypatch, request):
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("DESTERLIB_DIR", raising=False)
@@ -65,6 +65,13 @@ def hermetic_env(tmp_path_factory, monkeypatch):
     # Root's own journal and the secrets fallback file: never /var/lib/dester-harden in a test.
     monkeypatch.setenv("DESTER_HARDEN_STATE_DIR", str(tmp_path_factory.mktemp("state") / "dester-harden"))
     monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    # This machine's sockets, Docker Engine and addresses are no test's input: the live layer is off
+    # (usecases.live_state says None) except in tests marked live, whose input is the lab's Engine, or
+    # where a test turns it on (monkeypatch.delenv("DESTER_HARDEN_NO_LIVE")).
+    if request.node.get_closest_marker("live") is None:
+        monkeypatch.setenv("DESTER_HARDEN_NO_LIVE", "1")
+    else:
+        monkeypatch.delenv("DESTER_HARDEN_NO_LIVE", raising=False)
     yield
 
 

@@ -603,6 +603,11 @@ def newer_install(tmp: Path | str, hardened: bool = False, now: float = FIXED_NO
     data = _dir(root / "desterlib-data")
     for sub in ("db", "metadata", "logs"):
         _dir(data / sub)
+    # The API's SQLite database (FS-007): created by Prisma under Docker's umask, 0644 in a 0755 directory;
+    # hardened, 0600 in a 0700 one.
+    _write(data / "db" / "main.db", "SQLite format 3\x00", 0o600 if hardened else 0o644)
+    if hardened:
+        _dir(data / "db", 0o700)
     _write(root / ".env.example", _fill(NEWER_ENV_EXAMPLE, media="/Volumes/External/Library/Media"), 0o644)
     if hardened:
         _write(root / "docker" / "docker-compose.yml", _fill(NEWER_COMPOSE_HARDENED, media=media), 0o644)

@@ -682,6 +682,70 @@ def test_fs006_passes_on_a_0600_copy(tmp_path):
     return run(tmp_path, {**compose(API), ".env": "A=1\n"}, "FS-006")
 
 
+SQLITE_API = API + ("    environment:\n      DATABASE_URL: file:/app/db/main.db\n"
+                     "    volumes:\n      - ./desterlib-data/db:/app/db\n")
+
+
+def _sqlite(tmp_path, dir_mode: int, db_mode: int, companions: int | None = None) -> Finding:
+    db = tmp_path / "install" / "desterlib-data" / "db"
+    db.mkdir(parents=True)
+    for name in ["main.db"] + (["main.db-wal", "main.db-shm"] if companions is not None else []):
+        (db / name).write_bytes(b"SQLite format 3\x00")
+        os.chmod(db / name, db_mode if name == "main.db" else companions or 0)
+    os.chmod(db, dir_mode)
+    os.chmod(db.parent, 0o755)
+    return run(tmp_path, compose(SQLITE_API), "FS-007")
+
+
+@case("FS-007", FAIL)
+def test_fs007_fails_on_a_readable_sqlite_database(tmp_path):
+    f = _sqlite(tmp_path, 0o700, 0o644)
+    assert [e.file for e in f.evidence] == ["desterlib-data/db/main.db"]
+    # What the fix works on: the database's host path.
+    assert [e.target for e in f.evidence] == [str(tmp_path / "install" / "desterlib-data" / "db" / "main.db")]
+    return f
+
+
+@case("FS-007", FAIL)
+def test_fs007_fails_on_a_readable_directory_and_wal(tmp_path):
+    f = _sqlite(tmp_path, 0o755, 0o600, companions=0o644)
+    assert [e.file for e in f.evidence] == ["desterlib-data/db", "desterlib-data/db/main.db-wal",
+                                            "desterlib-data/db/main.db-shm"]
+    assert "0700" in (f.evidence[0].note or "") and "0600" in (f.evidence[1].note or "")
+    return f
+
+
+@case("FS-007", PASS)
+def test_fs007_passes_on_0600_in_0700(tmp_path):
+    return _sqlite(tmp_path, 0o700, 0o600, companions=0o600)
+
+
+@case("FS-007", SKIPPED)
+def test_fs007_is_skipped_without_sqlite(tmp_path):
+    f = run(tmp_path, compose(pg_env(STRONG)), "FS-007")
+    assert f.reason and "no SQLite database" in f.reason
+    return f
+
+
+@case("FS-007", SKIPPED)
+def test_fs007_is_skipped_when_the_database_is_on_no_bind_mount(tmp_path):
+    f = run(tmp_path, compose(API + "    environment:\n      DATABASE_URL: file:/app/db/main.db\n"), "FS-007")
+    assert f.reason and "on no bind mount" in f.reason
+    return f
+
+
+def test_fs007_does_not_follow_a_symlinked_database(tmp_path):
+    outside = tmp_path / "elsewhere.db"
+    outside.write_bytes(b"x")
+    os.chmod(outside, 0o644)
+    db = tmp_path / "install" / "desterlib-data" / "db"
+    db.mkdir(parents=True)
+    os.chmod(db, 0o700)
+    (db / "main.db").symlink_to(outside)
+    f = run(tmp_path, compose(SQLITE_API), "FS-007")
+    assert f.status == "error" and f.reason and "symbolic link" in f.reason
+
+
 # --------------------------------------------------------------------------- DKR
 
 

@@ -25,7 +25,7 @@ from . import installs
 from .conftest import FIXED_NOW, run_cli
 
 #: Checks that need the running system: without it they say skipped, never pass.
-LIVE = {"NET-006", "NET-007", "DKR-005", "FW-001", "FW-002", "FW-003", "OPS-002"}
+LIVE = {c.id for c in CATALOG if c.live}
 #: Checks for the internet profile only; these audits use the local profile.
 INTERNET_ONLY = {"TLS-001", "TLS-002", "TLS-003"}
 
@@ -52,6 +52,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         "FS-004": P,   # the CLI mounts media :ro
         "FS-005": F,   # chmod -R 755 from the docs: every video executable
         "FS-006": P,
+        "FS-007": S,   # no SQLite database: PostgreSQL has a password instead
         "DKR-001": P,
         "DKR-002": P,
         "DKR-003": F,
@@ -80,6 +81,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         "FS-004": P,
         "FS-005": S,   # the media path given to the script does not exist here
         "FS-006": P,
+        "FS-007": S,   # no SQLite database: PostgreSQL has a password instead
         "DKR-001": P,
         "DKR-002": P,
         "DKR-003": F,
@@ -108,6 +110,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         "FS-004": P,
         "FS-005": P,   # a tidy library: 0755 directories, 0644 files
         "FS-006": P,
+        "FS-007": F,   # desterlib-data/db 0755 and main.db 0644: the whole library for any local user
         "DKR-001": P,
         "DKR-002": P,
         "DKR-003": F,
@@ -124,9 +127,10 @@ EXPECTED["cli-hardened"] = dict(_HARDENED, **{
     # accepts; removing the publish (NET-002, low) is offered, not the default,
     # because pg_dump and database clients on the host use it.
     "NET-002": F,
+    "FS-007": S,  # PostgreSQL
 })
-EXPECTED["setup-script-hardened"] = dict(_HARDENED)
-EXPECTED["newer-hardened"] = dict(_HARDENED, **{"SEC-001": S, "SEC-002": S})  # SQLite
+EXPECTED["setup-script-hardened"] = dict(_HARDENED, **{"FS-007": S})
+EXPECTED["newer-hardened"] = dict(_HARDENED, **{"SEC-001": S, "SEC-002": S, "FS-007": P})  # SQLite
 
 BUILDERS = {
     "cli": (installs.cli_install, False),

@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Audit the installation from its files. Exit 0 when nothing fails at or above "
                                        "--fail-on, 1 when something does, 2 for usage or input errors.")
     audit_options(audit)
+    audit.add_argument("--no-live", action="store_true",
+                       help="judge the files only: do not read the Docker Engine, /proc/net nor the API's endpoints "
+                            "(the live checks say skipped; also DESTER_HARDEN_NO_LIVE=1)")
 
     explain = sub.add_parser("explain", help="explain a check (ID) or the score (--score)")
     explain.add_argument("id", nargs="?", metavar="ID", help="a check id such as NET-001")
@@ -383,15 +386,21 @@ def _write(text: str, binary_utf8: bool) -> None:
     sys.stdout.flush()
 
 
-def run_and_render(directory: str, args) -> int:
+def run_and_render(directory: str, args, live: bool = False) -> int:
+    """Audit ``directory`` and print the report; ``live``: read what runs first (the live checks)."""
     from checks.audit.run import exit_code, run_audit
     from checks.install.discovery import discover
 
     inst = discover(directory, files=getattr(args, "file", None), host_root=args.host_root)
     settings = _settings(directory)  # a malformed file: one line naming it and the line, exit 2
     profile = args.profile or (settings.profile if settings else None) or "local"
+    state = None
+    if live and args.host_root == "/":  # a --host-root fixture tree is no running system
+        from checks.assistant.usecases import live_state
+
+        state = live_state(inst, only=args.only, skip=args.skip)
     report = run_audit(inst, profile, only=args.only, skip=args.skip, mask=_mask_for_stdout(args.format),
-                       settings=settings)
+                       settings=settings, live=state)
     if args.format == "json":
         from checks.audit.report import render_json
 
@@ -433,7 +442,7 @@ def _audit(args) -> int:
     from checks.install.discovery import default_install_dir
 
     directory = args.dir or default_install_dir()
-    return run_and_render(directory, args)
+    return run_and_render(directory, args, live=not args.no_live)
 
 
 def _demo(args) -> int:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from checks.change.journal import TxnSummary
     from checks.change.plan import Plan
     from checks.change.stack import Reporter, Stack
+    from checks.install.model import Installation
     from checks.live.model import LiveState
 
 
@@ -311,7 +312,8 @@ def _after_change(root: str, result: ApplyResult, profile: str, files: list[str]
                   recreated=list(recreated or []))
     out.notices += list(_engine_notices(result))
     try:
-        out.report = run_audit(discover(root, files, host_root, now), profile, settings=_settings(root))
+        inst = discover(root, files, host_root, now)
+        out.report = run_audit(inst, profile, settings=_settings(root), live=_live_for(inst, host_root))
     except InputError as exc:
         out.audit_error = " ".join(str(exc).split())
         out.baseline_error = f"the files do not parse after the change: {out.audit_error}"
@@ -405,8 +407,13 @@ class Reaudit:
 
 
 def reaudit(root: str, *, profile: str | None = None, files: list[str] | None = None, host_root: str = "/",
-            now: float | None = None, mask: str | None = None) -> Reaudit:
-    """Audit with the baseline's profile (unless ``profile``) and compare; :class:`NoBaseline` without one."""
+            now: float | None = None, mask: str | None = None, live: bool = True) -> Reaudit:
+    """Audit with the baseline's profile (unless ``profile``) and compare; :class:`NoBaseline` without one.
+
+    The live checks go in like the others (:func:`live_state`; ``live=False``: not run): a drift
+    that appears is "new"; a live check that passed or failed at the baseline and cannot be run
+    now (the Docker Engine unreachable) is "unchecked", never "fixed".
+    """
     from checks.audit.run import run_audit
     from checks.install.discovery import discover
 
@@ -416,9 +423,60 @@ def reaudit(root: str, *, profile: str | None = None, files: list[str] | None = 
                          root)
     from checks.core.secrets import MASK
 
-    report = run_audit(discover(root, files, host_root, now), profile or base.profile, mask=mask or MASK,
-                       settings=_settings(root))
+    inst = discover(root, files, host_root, now)
+    report = run_audit(inst, profile or base.profile, mask=mask or MASK, settings=_settings(root),
+                       live=_live_for(inst, host_root) if live else None)
     return Reaudit(base, report, drift(base, report))
+
+
+# -- the live state ----------------------------------------------------------------------
+
+#: Set (to anything but "" or "0"), no live state is gathered: the same as ``audit --no-live``, for scripts
+#: and for the tests, which must not read this machine's sockets and Docker Engine.
+NO_LIVE_ENV = "DESTER_HARDEN_NO_LIVE"
+
+
+def live_disabled() -> bool:
+    """Whether :data:`NO_LIVE_ENV` turns the live checks off."""
+    return os.environ.get(NO_LIVE_ENV, "") not in ("", "0")
+
+
+def live_state(install: Installation | str, *, probe: bool = True, logs: bool = True,
+               only: set[str] | None = None, skip: set[str] | None = None) -> LiveState | None:
+    """What runs: the Docker Engine, /proc/net, the API's endpoints (:func:`checks.live.gather.gather`).
+
+    ``install``: the discovered installation, or its directory. None when the live layer is off
+    (:data:`NO_LIVE_ENV`); the audit then reports every live check skipped, "live checks not run".
+    A part that cannot be read (Docker unreachable, permission denied) is in the state with its
+    reason, never an exception. Imported lazily: a file-only audit loads no live code. ``only`` and
+    ``skip`` as the audit's: None too when they leave no live check to run.
+    """
+    if live_disabled() or not _live_checks_among(only, skip):
+        return None
+    if isinstance(install, str):
+        from checks.install.discovery import discover
+
+        install = discover(install_root(install))
+    from checks.live.gather import gather
+
+    state = gather(install, probe=probe, logs=logs)
+    # What was not asked for is not checked: its checks say so, rather than pass on nothing.
+    if not probe and state.probes_error is None:
+        state.probes_error = "the API's endpoints were not probed"
+    if not logs and state.logs_error is None:
+        state.logs_error = "the API's logs were not read"
+    return state
+
+
+def _live_checks_among(only: set[str] | None, skip: set[str] | None) -> bool:
+    from checks.audit.catalog import CATALOG
+
+    return any(c.live and (not only or c.id in only) and not (skip and c.id in skip) for c in CATALOG)
+
+
+def _live_for(inst: Installation, host_root: str) -> LiveState | None:
+    # A fixture tree as the host (--host-root, tests) is no running system to read.
+    return live_state(inst) if host_root == "/" else None
 
 
 def _settings(root: str) -> Settings:

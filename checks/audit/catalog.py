@@ -75,14 +75,30 @@ CATALOG: tuple[Check, ...] = (
           _s("low")),
     Check("NET-006", "Database or cache actually listening on a public address",
           "What the compose file says and what is running can differ: a container started from an older "
-          "file may still publish PostgreSQL to the world.",
-          "Fix the binding (NET-001), then recreate the service (`docker compose up -d`).",
+          "file keeps publishing PostgreSQL to the world until it is recreated. Read from /proc/net (no "
+          "Docker access needed) and the running containers' port bindings (an empty host address means "
+          "every interface, IPv6 too).",
+          "Fix the binding (NET-001), then recreate the service (`docker compose up -d SERVICE`).",
           _s("critical"), live=True),
     Check("NET-007", "Docker-published ports bypass the host firewall",
           "Docker inserts its own iptables rules ahead of ufw and firewalld: a port published on 0.0.0.0 is "
           "open even when `ufw status` says it is denied.",
           "Bind published ports to 127.0.0.1, or add DOCKER-USER rules that drop outside traffic to them.",
           ("info", "high", "high"), live=True),
+    Check("NET-008", "Loopback publish on a Docker Engine older than 28.0.0",
+          "Before Docker Engine 28.0.0, hosts on the same LAN segment can reach ports published to "
+          "127.0.0.1 by routing to the server's address (moby/moby#45610): binding to loopback is only tight "
+          "from 28.0.0 on.",
+          "Publish nothing (the API reaches the database over the compose network), or upgrade the Docker "
+          "Engine to 28.0.0 or newer.",
+          _s("medium"), fixable=False, live=True),
+    Check("NET-009", "API admin surface answers without auth on a public address",
+          "DesterLib's API has no authentication: on a non-loopback address anyone who reaches the port gets "
+          "Swagger UI with \"try it out\" at /api/docs, the TMDB API key from GET /api/v1/settings and the "
+          "logs (with DATABASE_URL) from /api/v1/logs. Probed on this host's own addresses only.",
+          "Bind the API to 127.0.0.1 or the profile's address (NET-003), or block /api/docs, /api/v1/settings "
+          "and /api/v1/logs at the proxy, then recreate the API.",
+          ("medium", "high", "critical"), live=True),
     Check("SEC-001", "Weak database password",
           "DesterLib's setup script defaults to user and password `postgres`; the CLI accepts 8 characters. "
           "Together with a published port (NET-001) that is a remote takeover of the database, and the API "
@@ -154,6 +170,12 @@ CATALOG: tuple[Check, ...] = (
           "as FS-001 (high): the finding takes that severity.",
           "chmod 600 the copies, or delete them (offered).",
           _s("medium")),
+    Check("FS-007", "SQLite database readable by other users",
+          "The SQLite layout (DATABASE_URL file:/app/db/main.db, on the host desterlib-data/db/main.db) has no "
+          "database password: whoever can read the file, or its -wal and -shm companions, reads the whole "
+          "library, settings and API keys.",
+          "chmod 600 the database file and its -wal/-shm files, chmod 700 its directory (owners kept).",
+          _s("high")),
     Check("DKR-001", "Docker socket mounted into a container",
           "Access to the Docker socket is root on the host: the container can start a privileged container "
           "that mounts /.",
@@ -175,9 +197,11 @@ CATALOG: tuple[Check, ...] = (
           "Pin a version tag (or a digest) and update on purpose, weekly.",
           _s("low"), fixable=False),
     Check("DKR-005", "Running image older than 7 days",
-          "DesterLib's guide asks for weekly updates; old images miss security fixes.",
-          "`docker compose pull && docker compose up -d` (offered).",
-          _s("medium"), live=True),
+          "DesterLib's guide asks for weekly updates; old images miss security fixes. DesterLib's API is built "
+          "locally, so a pull alone never updates it.",
+          "Built services: `docker compose build --pull SERVICE && docker compose up -d SERVICE`; pulled ones "
+          "(postgres, redis): `docker compose pull SERVICE && docker compose up -d SERVICE`.",
+          _s("medium"), fixable=False, live=True),
     Check("DKR-006", "Dangerous capability added",
           "Capabilities such as SYS_ADMIN, NET_ADMIN or SYS_PTRACE let a compromised container escape or "
           "take over the host's network.",
@@ -193,6 +217,13 @@ CATALOG: tuple[Check, ...] = (
           "DATABASE_URL.",
           "Add `logging: {driver: json-file, options: {max-size: \"10m\", max-file: \"3\"}}`.",
           _s("low")),
+    Check("DKR-009", "Container runs with an old configuration (fixed, not applied)",
+          "A fix to the files changes nothing until the container is recreated: the running service keeps "
+          "its old ports, environment (an old password), mounts or image. Compared one by one, by name and "
+          "keyed digest, never by showing a value.",
+          "Recreate the service: `docker compose up -d --no-deps SERVICE` (dester-harden fix does it when "
+          "the Docker Engine is reachable).",
+          _s("medium"), live=True),
     Check("TLS-001", "No HTTPS reverse proxy in front of the API",
           "Exposed to the internet, the API would send tokens, library data and (via its logs) the database "
           "password in clear text.",
@@ -225,9 +256,11 @@ CATALOG: tuple[Check, ...] = (
           "Schedule a daily pg_dump (cron) with 7-day retention (offered).",
           _s("medium")),
     Check("OPS-002", "API logs show secrets or attack bursts",
-          "DesterLib logs DATABASE_URL with the password, and /api/v1/logs serves those logs without "
-          "authentication.",
-          "Rotate the password after a leak; keep the logs endpoint blocked.",
+          "DesterLib logs DATABASE_URL with the password at every start, in `docker logs` and in the "
+          "combined.log that GET /api/v1/logs serves without authentication. Bursts of 429 \"Too many "
+          "requests\" or of 5xx answers mean someone is hammering the API.",
+          "After a leak, rotate the database password and truncate the log; keep the logs endpoint blocked. "
+          "For bursts, find the source address and stop publishing the API beyond the profile (NET-003).",
           _s("medium"), fixable=False, live=True),
 )
 

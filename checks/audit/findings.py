@@ -10,7 +10,8 @@ from checks.core.yamlpos import Node
 from checks.install.model import EnvVar, Mount, Port, Service
 
 #: What a rule found, as the model holds it: the fix of that rule works on it (never shown, never in JSON).
-Target: TypeAlias = Port | Mount | Service | EnvVar | Node
+#: A ``str`` is an absolute host path the model has no object for (FS-007's SQLite files).
+Target: TypeAlias = Port | Mount | Service | EnvVar | Node | str
 
 FAIL = "fail"
 PASS = "pass"

@@ -15,6 +15,7 @@ from checks.install.model import Installation
 
 if TYPE_CHECKING:
     from checks.audit.settings import Settings, Suppression
+    from checks.live.model import LiveState
 
 #: Each failing check multiplies the score by its severity's factor.
 SCORE_FACTORS = {"critical": 0.5, "high": 0.75, "medium": 0.9, "low": 0.97, "info": 1.0}
@@ -85,13 +86,17 @@ def explain_score() -> str:
 
 def run_audit(inst: Installation, profile: str = "local", only: set[str] | None = None,
               skip: set[str] | None = None, mask: str = MASK, settings: Settings | None = None,
-              today: _dt.date | None = None) -> Report:
-    """Run every applicable check of the catalog; ``settings``' suppressions apply as of ``today``."""
+              today: _dt.date | None = None, live: LiveState | None = None) -> Report:
+    """Run every applicable check of the catalog; ``settings``' suppressions apply as of ``today``.
+
+    ``live``: what runs (:func:`checks.live.gather.gather`); without it every live check is
+    skipped ("live checks not run"), never passed.
+    """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}")
     fns = load_all()
     masker = Masker(inst.secrets, mask)
-    ctx = Context(inst, profile, masker)
+    ctx = Context(inst, profile, masker, live)
     report = Report(inst, profile, masker=masker)
     with paused_gc():
         _run(report, ctx, fns, profile, masker, only, skip)

@@ -1,17 +1,23 @@
 """Check functions: the installation model in, an :class:`Outcome` out.
 
 Each function is pure apart from reading the files discovery pointed at (the
-media tree for FS-005, proxy and cron files for TLS-* and OPS-001).
+media tree for FS-005, proxy and cron files for TLS-* and OPS-001). The live
+checks (:mod:`checks.audit.rules.live`) read :attr:`Context.live`, gathered
+before the audit; no rule talks to Docker.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from checks.audit.findings import Evidence, Outcome, Target
 from checks.core.secrets import Masker
 from checks.install.model import Installation, Service, Where
+
+if TYPE_CHECKING:
+    from checks.live.model import LiveState
 
 
 @dataclass(slots=True)
@@ -21,6 +27,8 @@ class Context:
     inst: Installation
     profile: str
     masker: Masker
+    live: LiveState | None = None
+    """What runs (Docker Engine, /proc, the API's endpoints); None when not gathered (``audit --no-live``)."""
 
     def ev(self, where: Where | None, service: str | None = None, note: str | None = None,
            text: str | None = None, target: Target | None = None) -> Evidence:
@@ -46,5 +54,5 @@ def check(check_id: str) -> Callable[[CheckFn], CheckFn]:
 
 
 def load_all() -> dict[str, CheckFn]:
-    from checks.audit.rules import dkr, fs, net, ops, sec, tls  # noqa: F401  (registration side effect)
+    from checks.audit.rules import dkr, fs, live, net, ops, sec, tls  # noqa: F401  (registration side effect)
     return REGISTRY

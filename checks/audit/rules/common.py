@@ -29,6 +29,12 @@ def is_db_service(svc: Service) -> bool:
     return _repo_is(svc, _DB_REPOS) and not _BACKUP_HINT.search(svc.image_repo)
 
 
+def is_db_image(ref: str) -> bool:
+    """Whether an image reference (``postgres:15-alpine``, as a running container has it) is a database's."""
+    repo = ref.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0].lower()
+    return any(repo.startswith(r) for r in _DB_REPOS) and not _BACKUP_HINT.search(repo)
+
+
 def is_postgres(svc: Service) -> bool:
     return _repo_is(svc, _PG_REPOS) and not _BACKUP_HINT.search(svc.image_repo)
 

@@ -7,7 +7,7 @@ import os
 import posixpath
 import re
 
-from checks.audit.findings import FAIL, PASS, SKIPPED, Outcome
+from checks.audit.findings import FAIL, PASS, Outcome
 from checks.audit.rules import Context, check
 from checks.core.yamlpos import Node
 from checks.install.model import Mount, Service, Where
@@ -109,11 +109,6 @@ def dkr_004(ctx: Context) -> Outcome:
             where = Where(svc.image.node.file, svc.image.node.line, f"image: {svc.image.value}")
             ev.append(ctx.ev(where, svc.name, "no tag (means latest)" if not tag else "tag latest"))
     return Outcome(FAIL if ev else PASS, ev)
-
-
-@check("DKR-005")
-def dkr_005(ctx: Context) -> Outcome:
-    return Outcome(SKIPPED, reason="live check: needs the Docker Engine API (arrives with the live-system checks)")
 
 
 DANGEROUS_CAPS = {"ALL", "SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "SYS_MODULE", "SYS_RAWIO", "DAC_READ_SEARCH",

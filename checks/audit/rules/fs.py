@@ -6,6 +6,7 @@ import os
 import posixpath
 import re
 import stat
+from dataclasses import dataclass
 from urllib.parse import unquote
 
 from checks.audit.catalog import BY_ID
@@ -353,4 +354,82 @@ def fs_006(ctx: Context) -> Outcome:
             e = ctx.ev(_mode_where(display, mode, uid), None, note)
             e.severity = severity
             ev.append(e)
+    return Outcome(FAIL if ev else PASS, ev)
+
+
+@dataclass(frozen=True, slots=True)
+class SqliteDb:
+    """The SQLite database of the newer layout, as the host sees it."""
+
+    service: str
+    url_where: Where
+    """Where DATABASE_URL says ``file:...``."""
+    container_path: str
+    host_path: str | None
+    """Through the service's bind mount; None when no bind mount holds it (a volume, or the image)."""
+
+    @property
+    def files(self) -> list[str]:
+        """The database and its -wal/-shm companions (whichever exist or not)."""
+        return [self.host_path + s for s in ("", "-wal", "-shm")] if self.host_path else []
+
+
+def sqlite_databases(inst: Installation) -> list[SqliteDb]:
+    """Each service's SQLite database (``DATABASE_URL=file:/app/db/main.db``), mapped to the host."""
+    out: list[SqliteDb] = []
+    for svc in inst.services:
+        var = svc.environment.get("DATABASE_URL")
+        if var is None or not var.value or not var.value.startswith("file:"):
+            continue
+        path = unquote(var.value[len("file:"):].split("?", 1)[0])
+        if path.startswith("//"):
+            path = "/" + path.lstrip("/")  # file:///app/db/main.db
+        host = None
+        if path.startswith("/"):
+            path = posixpath.normpath(path)
+            best = -1
+            for m in svc.mounts:
+                if m.kind != "bind" or m.host_path is None or not m.target:
+                    continue
+                tgt = posixpath.normpath(m.target)
+                if (path == tgt or path.startswith(tgt.rstrip("/") + "/")) and len(tgt) > best:
+                    best, host = len(tgt), os.path.join(m.host_path, posixpath.relpath(path, tgt))
+        out.append(SqliteDb(svc.name, var.where, path, host))
+    return out
+
+
+@check("FS-007")
+def fs_007(ctx: Context) -> Outcome:
+    dbs = sqlite_databases(ctx.inst)
+    if not dbs:
+        return Outcome(SKIPPED, reason="no SQLite database (DATABASE_URL file:...) in the installation")
+    ev = []
+    unseen = []
+    seen: set[str] = set()
+    for db in dbs:
+        if db.host_path is None:
+            unseen.append(f"{db.container_path} of service {db.service} is on no bind mount: not checked from here")
+            continue
+        directory = os.path.dirname(db.host_path)
+        if directory in seen:
+            continue
+        seen.add(directory)
+        if not os.path.lexists(directory):
+            unseen.append(f"the database directory {ctx.inst.display(directory)} does not exist on this host")
+            continue
+        for path, want, what in [(directory, 0o700, "directory")] + [(f, 0o600, "file") for f in db.files]:
+            if not os.path.lexists(path):
+                continue
+            if os.path.islink(path):
+                return Outcome(ERROR, reason=f"{ctx.inst.display(path)} is a symbolic link: not followed, "
+                                             "so the database's permissions cannot be judged")
+            mode, uid = ctx.inst.lstat(path)
+            if mode & 0o077:
+                # The target is the host path: FS-007's fix chmods it (a file: with its -wal/-shm and directory).
+                ev.append(ctx.ev(_mode_where(ctx.inst.display(path), mode, uid), db.service,
+                                 f"SQLite database {what} readable by group or others; should be {want:04o}",
+                                 target=os.path.abspath(path)))
+    if not ev and unseen:
+        return Outcome(SKIPPED, reason="; ".join(unseen))
+    ev.extend(ctx.ev(None, None, None, text=why) for why in unseen)
     return Outcome(FAIL if ev else PASS, ev)

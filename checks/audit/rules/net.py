@@ -115,14 +115,6 @@ def net_005(ctx: Context) -> Outcome:
     return Outcome(FAIL if ev else PASS, ev)
 
 
-_LIVE = "live check: needs the Docker Engine API and /proc (arrives with the live-system checks)"
-
-
-@check("NET-006")
-def net_006(ctx: Context) -> Outcome:
-    return Outcome(SKIPPED, reason=_LIVE)
-
-
 @check("NET-007")
 def net_007(ctx: Context) -> Outcome:
     return Outcome(SKIPPED, reason="live check: needs the host firewall and iptables state "

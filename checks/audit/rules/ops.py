@@ -1,4 +1,4 @@
-"""OPS-*: backups (from files) and the live FW/OPS checks' placeholders."""
+"""OPS-001: backups (from files), and the firewall checks' placeholders (OPS-002 is in :mod:`.live`)."""
 
 from __future__ import annotations
 
@@ -104,12 +104,6 @@ def ops_001(ctx: Context) -> Outcome:
 
 
 _LIVE_FW = "live check: needs the host firewall (ufw/firewalld) state (arrives with the live-system checks)"
-
-
-@check("OPS-002")
-def ops_002(ctx: Context) -> Outcome:
-    return Outcome(SKIPPED, reason="live check: needs the API's logs through the Docker Engine API "
-                   "(arrives with the live-system checks)")
 
 
 @check("FW-001")
