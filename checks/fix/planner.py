@@ -30,8 +30,8 @@ import os
 import secrets as _secrets
 import stat
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, TypeVar
 
 from checks.audit.catalog import BY_ID
 from checks.audit.findings import FAIL, Finding
@@ -40,7 +40,7 @@ from checks.change import confined
 from checks.change.plan import FileEdit, ModeChange, Plan, Refusal, TreeChmod
 from checks.core.errors import InputError
 from checks.core.yamlpos import Node, parse_yaml
-from checks.fix import dkr, edit, envedit, fs, net, sec, secmove, securl
+from checks.fix import dkr, edit, envedit, fs, net, ops, rotate, sec, secmove, securl
 from checks.fix.batch import Batch as _Batch
 from checks.fix.batch import Stale as _Stale
 from checks.fix.composecheck import ComposeRejected, compose_available, compose_check
@@ -48,6 +48,10 @@ from checks.fix.edit import EditRefused
 from checks.fix.sec import APP_SECRET_BYTES, PASSWORD_BYTES
 from checks.install.discovery import Overlay, discover
 from checks.install.model import EnvEntry, EnvFile, Installation, Service
+
+if TYPE_CHECKING:
+    from checks.change.plan import Login
+    from checks.live.model import LiveState
 
 __all__ = ["APP_SECRET_BYTES", "FIXERS", "PASSWORD_BYTES", "Fixer", "PlanError", "Planner", "compose_available",
            "compose_check", "plan_fixes"]
@@ -79,8 +83,18 @@ class Planner:
 
     def __init__(self, root: str, profile: str = "local", files: list[str] | None = None, host_root: str = "/",
                  now: float | None = None, new_secret: Callable[[int], str] | None = None,
-                 db_password: str | None = None) -> None:
+                 db_password: str | None = None, live: LiveState | None = None) -> None:
         self.root = os.path.abspath(root)
+        self.live = live
+        """What runs now (None: not known): fixes that reach the running stack plan for it."""
+        self.files_only = False
+        """Plan the files only, even when the live state says the stack runs (``fix --files-only``)."""
+        self.rotations: dict[str, rotate.Rotation] = {}
+        """Database roles whose password changes in the running database (checks/fix/rotate.py)."""
+        self.redis_logins: list[Login] = []
+        """Health-gate logins to Redis after SEC-005 gave it a password."""
+        self.named_secrets: dict[str, str] = {}
+        """Secrets the plan's commands and logins name (:attr:`checks.change.plan.Plan.named_secrets`)."""
         self.db_password = db_password
         """The new database password chosen in the assistant (else SEC-001 generates one)."""
         self.validate_with_compose = True
@@ -462,7 +476,8 @@ class Planner:
         installation would leave the others disagreeing with it.
         """
         saved = (dict(self.overlay.contents), dict(self.overlay.modes), len(self.refusals), len(self.notes),
-                 set(self._refused))
+                 set(self._refused), {k: replace(r) for k, r in self.rotations.items()}, len(self.redis_logins),
+                 dict(self.named_secrets))
         self._fixing = fixer.id
         try:
             fixer.run(self)
@@ -474,6 +489,9 @@ class Planner:
             del self.refusals[saved[2]:]
             del self.notes[saved[3]:]
             self._refused = saved[4]
+            self.rotations = saved[5]
+            del self.redis_logins[saved[6]:]
+            self.named_secrets = saved[7]
             self.refusals.append(Refusal(fixer.id, f"{exc}; dester-harden changes nothing outside the installation "
                                          f"directory, so no part of {fixer.id} is planned", BY_ID[fixer.id].fix))
         finally:
@@ -493,6 +511,7 @@ class Planner:
                 plan.changes.append(ModeChange(path, mode_before, mode))
         plan.changes.extend(self.trees)
         plan.secrets = set(self.base.secrets) | set(self.generated) | set(self.inst().secrets)
+        rotate.finish(self, plan)  # the ALTER ROLE commands go before the file edits
         plan.named = sorted(self.named)
         outside = {c.path for c in plan.changes if isinstance(c, (FileEdit, ModeChange))
                    and os.path.relpath(c.path, self.root).startswith("..")}
@@ -511,6 +530,8 @@ class Planner:
         for f in report.findings:
             if f.id == "FS-005":
                 continue  # the media rule is applied by the engine, not visible in the overlay
+            if f.check.live:
+                continue  # judged on what runs now: the planned files cannot show it fixed (the re-audit can)
             if f.status == FAIL and before.get(f.id) != FAIL:
                 raise PlanError(f"internal error: the planned fixes would make {f.id} fail; nothing was changed")
             if f.status == FAIL and f.id in selected and f.id not in refused:
@@ -534,6 +555,7 @@ FIXERS: tuple[Fixer, ...] = (
     Fixer("SEC-003", True, secmove.fix_sec_003),
     Fixer("SEC-001", True, sec.fix_sec_001),
     Fixer("SEC-002", True, sec.fix_sec_002),
+    Fixer("OPS-002", True, ops.fix_ops_002),
     Fixer("SEC-004", True, securl.fix_sec_004),
     Fixer("SEC-005", True, securl.fix_sec_005),
     Fixer("SEC-006", True, sec.fix_sec_006),
@@ -553,17 +575,20 @@ FIXERS: tuple[Fixer, ...] = (
     Fixer("FS-002", True, fs.fix_fs_002),
     Fixer("FS-003", True, fs.fix_fs_003),
     Fixer("FS-006", True, fs.fix_fs_006),
+    Fixer("FS-007", True, fs.fix_fs_007),
     Fixer("FS-005", True, fs.fix_fs_005),
 )
 
 
 def plan_fixes(root: str, profile: str = "local", only: set[str] | None = None, files: list[str] | None = None,
                host_root: str = "/", now: float | None = None, new_secret: Callable[[int], str] | None = None,
-               db_password: str | None = None, validate_with_compose: bool = True) -> tuple[Plan, Planner]:
+               db_password: str | None = None, validate_with_compose: bool = True,
+               live: LiveState | None = None) -> tuple[Plan, Planner]:
     """Plan the fixes; ``db_password`` is the new database password when one was chosen (the assistant).
 
     ``validate_with_compose=False`` skips the ``docker compose config`` run (about 100 ms): for
-    previews that are shown but never applied."""
-    planner = Planner(root, profile, files, host_root, now, new_secret, db_password)
+    previews that are shown but never applied. ``live``: what runs now; a password fix then
+    changes the running database too (checks/fix/rotate.py)."""
+    planner = Planner(root, profile, files, host_root, now, new_secret, db_password, live)
     planner.validate_with_compose = validate_with_compose
     return planner.build(only), planner

@@ -1,0 +1,300 @@
+"""Live password rotation, OPS-002's and FS-007's fixes, Redis' gate logins: plans and the engine on fakes.
+
+The real thing (a real PostgreSQL in a real dockerd) is tests/test_rotation_live.py; here a
+:class:`LiveState` is data and the executor records what it was asked to run.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from checks.change.engine import Engine
+from checks.change.executor import Ran
+from checks.change.plan import Command, FileEdit, Login, ModeChange, Plan
+from checks.fix import rotate
+from checks.fix.planner import plan_fixes
+from checks.live.model import Container, LiveState, LogFinding
+from tests.apphelpers import seeded_secrets
+from tests.installs import CLI_PASSWORD, cli_install, newer_install
+
+
+class Recorder:
+    """An executor that records (argv, stdin, env) and succeeds (or fails the programs in ``fail``)."""
+
+    def __init__(self, fail: Sequence[str] = ()) -> None:
+        self.runs: list[tuple[tuple[str, ...], bytes | None, dict[str, str]]] = []
+        self.fail = set(fail)
+
+    def run(self, argv: Sequence[str], stdin: bytes | None = None, env: Mapping[str, str] | None = None) -> Ran:
+        self.runs.append((tuple(argv), stdin, dict(env or {})))
+        return Ran(1 if argv[0] in self.fail else 0)
+
+
+def container(service: str, name: str, status: str = "running") -> Container:
+    return Container(id="c0ffee" + service, name=name, service=service, status=status, health=None,
+                     restart_count=0, started_at="", image="x", image_id="sha256:1", image_created=None)
+
+
+def live(*containers: Container, logs: tuple[LogFinding, ...] = ()) -> LiveState:
+    from checks.live.model import EngineInfo
+
+    return LiveState(project="desterlib", engine=EngineInfo("28.2.2", "1.50", "unix:///x"),
+                     containers=containers, logs=logs)
+
+
+def demo_live(**kw) -> LiveState:
+    return live(container("postgres", "desterlib-postgres"), container("api", "desterlib-api"),
+                container("redis", "desterlib-redis"), **kw)
+
+
+@pytest.fixture
+def ops_002_fails(monkeypatch):
+    """OPS-002 fails as its live rule (checks/audit/rules/live.py) says on a LiveState with a leak."""
+    from checks.audit.catalog import BY_ID
+    from checks.audit.findings import FAIL, Finding
+    from checks.fix import planner as planner_mod
+
+    real = planner_mod.run_audit
+
+    def audit(inst, profile="local", only=None, **kw):
+        rep = real(inst, profile, only=only, **kw)
+        if only is None or "OPS-002" in only:
+            rep.findings = [f for f in rep.findings if f.id != "OPS-002"] + [Finding(BY_ID["OPS-002"], FAIL, "medium")]
+        return rep
+
+    monkeypatch.setattr(planner_mod, "run_audit", audit)
+
+
+def secrets_of(plan: Plan) -> set[str]:
+    return {v for v in plan.named_secrets.values() if v} | plan.secrets
+
+
+# -- the statement --------------------------------------------------------------
+
+
+def test_identifiers_and_literals_are_quoted_so_any_password_works():
+    assert rotate.alter_role("desterlib", "pw") == "ALTER ROLE \"desterlib\" WITH PASSWORD 'pw';\n"
+    assert rotate.alter_role('we"ird', "it's") == "ALTER ROLE \"we\"\"ird\" WITH PASSWORD 'it''s';\n"
+    # standard_conforming_strings (on since 9.1): a backslash is itself, ':' is no psql variable inside quotes
+    assert rotate.alter_role("u", "a\\b:c") == "ALTER ROLE \"u\" WITH PASSWORD 'a\\b:c';\n"
+    with pytest.raises(ValueError):
+        rotate.quote_literal("nul\x00")
+
+
+# -- plans --------------------------------------------------------------------------
+
+
+def test_with_the_database_running_sec_001_plans_alter_role_before_the_files(tmp_path):
+    root = cli_install(tmp_path)
+    plan, planner = plan_fixes(str(root), only={"SEC-001"}, new_secret=seeded_secrets(), live=demo_live(),
+                               validate_with_compose=False)
+    cmds = [i for i, c in enumerate(plan.changes) if isinstance(c, Command)]
+    edits = [i for i, c in enumerate(plan.changes) if isinstance(c, FileEdit)]
+    assert cmds == [0] and edits and min(edits) > 0
+    cmd = plan.changes[0]
+    assert isinstance(cmd, Command)
+    assert cmd.argv == ("docker", "exec", "-i", "desterlib-postgres", "psql", "-v", "ON_ERROR_STOP=1", "-q",
+                        "-U", "desterlib", "-d", "desterlib")
+    assert cmd.inverse == cmd.argv and cmd.check is None  # the inverse is idempotent: safe after any kill
+    new = next(iter(planner.generated))
+    assert plan.named_secrets[cmd.stdin_secret] == rotate.alter_role("desterlib", new)
+    assert plan.named_secrets[cmd.stdin_for_inverse] == rotate.alter_role("desterlib", CLI_PASSWORD)
+    for secret in secrets_of(plan):
+        assert not any(secret in a for a in cmd.argv + cmd.inverse)
+        assert not any(secret in n for n in plan.notes) and secret not in cmd.description
+    assert not any("psql -U" in n for n in plan.notes)  # no manual step left
+    logins = rotate.logins(planner)
+    assert [(x.user, x.database, plan.named_secrets[x.secret], x.accept) for x in logins] == [
+        ("desterlib", "desterlib", new, True), ("desterlib", "desterlib", CLI_PASSWORD, False)]
+    assert {x.service for x in logins} == {"postgres"} and {x.kind for x in logins} == {"postgres"}
+
+
+@pytest.mark.parametrize("state", [None, "no-docker", "stopped", "files-only"])
+def test_without_a_running_database_the_rotation_is_files_only_and_says_how(tmp_path, state):
+    root = cli_install(tmp_path)
+    state_of = {None: None, "no-docker": LiveState(project="desterlib", engine_error="permission denied"),
+                "stopped": live(container("postgres", "desterlib-postgres", "exited")), "files-only": demo_live()}
+    from checks.fix.planner import Planner
+
+    planner = Planner(str(root), new_secret=seeded_secrets(), live=state_of[state])
+    planner.validate_with_compose = False
+    planner.files_only = state == "files-only"
+    plan = planner.build({"SEC-001"})
+    assert not [c for c in plan.changes if isinstance(c, Command)] and plan.files()
+    assert any("\\password desterlib" in n for n in plan.notes)
+    assert rotate.logins(planner) == ()
+
+
+def test_sec_001_and_sec_002_in_one_plan_change_the_role_once(tmp_path):
+    root = cli_install(tmp_path)
+    env = root / ".env"
+    env.write_text(env.read_text().replace(CLI_PASSWORD, "OtherPassw0rd", 1))  # SEC-002 fails too
+    plan, planner = plan_fixes(str(root), only={"SEC-001", "SEC-002"}, new_secret=seeded_secrets(),
+                               live=demo_live(), validate_with_compose=False)
+    cmds = [c for c in plan.changes if isinstance(c, Command)]
+    assert len(cmds) == 1
+    assert {r.new for r in planner.rotations.values()} <= planner.generated
+
+
+def test_ops_002_rotates_a_strong_password_and_empties_the_leaked_log(tmp_path, ops_002_fails):
+    root = newer_install(tmp_path, hardened=True)
+    # The newer layout with PostgreSQL: a leaked URL in desterlib-data/logs/combined.log.
+    strong = "Str0ngButLeakedPassw0rdStr0ngButLeaked12"
+    compose = root / "docker" / "docker-compose.yml"
+    text = compose.read_text()
+    text = text.replace("services:\n", "services:\n  postgres:\n    image: postgres:15-alpine\n"
+                        "    environment:\n      POSTGRES_USER: desterlib\n"
+                        "      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD}\n      POSTGRES_DB: desterlib\n"
+                        "    networks:\n      - desterlib-net\n    security_opt:\n"
+                        "      - \"no-new-privileges:true\"\n    logging:\n      driver: json-file\n"
+                        "      options:\n        max-size: \"10m\"\n        max-file: \"3\"\n", 1)
+    text = text.replace("DATABASE_URL: file:/app/db/main.db",
+                        "DATABASE_URL: postgresql://desterlib:${POSTGRES_PASSWORD}@postgres:5432/desterlib")
+    compose.write_text(text)
+    with open(root / ".env", "a") as fh:
+        fh.write(f"POSTGRES_PASSWORD={strong}\n")
+    log = root / "desterlib-data" / "logs" / "combined.log"
+    leaked = (f"info: Database: postgresql://desterlib:{strong}@postgres:5432/desterlib\n"
+              "info: listening on 3001\n").encode()
+    log.write_bytes(leaked)
+    state = live(container("postgres", "p-1"), container("api", "desterlib-api"),
+                 logs=(LogFinding("desterlib-data/logs/combined.log", leaked_lines=(1,), lines=2),))
+    plan, planner = plan_fixes(str(root), only={"OPS-002"}, new_secret=seeded_secrets(), live=state,
+                               validate_with_compose=False)
+    assert "OPS-002" in plan.checks, plan.refusals
+    assert isinstance(plan.changes[0], Command)
+    truncate = [c for c in plan.changes if isinstance(c, FileEdit) and c.path == str(log)]
+    assert truncate and truncate[0].after == b"" and truncate[0].before == leaked
+    new = next(iter(planner.generated))
+    assert new in (root / ".env").read_text() or any(
+        isinstance(c, FileEdit) and new.encode() in c.after for c in plan.changes)
+    assert strong in plan.secrets
+    # Applied: the journal's plaintext never holds the leaked password; undo puts the log back byte for byte.
+    rec = Recorder()
+    result = Engine(str(root), executor=rec).apply(plan)
+    assert log.read_bytes() == b""
+    for dirpath, _dirs, files in os.walk(result.txn.dir):
+        for name in files:
+            data = Path(dirpath, name).read_bytes()
+            assert strong.encode() not in data and new.encode() not in data, name
+    engine = Engine(str(root), "undo", executor=rec)
+    undo, conflicts = engine.undo_plan(result.txn)
+    assert not conflicts
+    engine.apply(undo, kind="undo", undoes=result.txn.id)
+    assert log.read_bytes() == leaked
+    # The undo's ALTER ROLE put the old password back: its statement on stdin, never in argv.
+    assert rec.runs[-1][1] == rotate.alter_role("desterlib", strong).encode()
+    assert all(strong not in " ".join(argv) for argv, _, _ in rec.runs)
+
+
+def test_ops_002_for_a_log_inside_the_container_says_the_recreate_discards_it(tmp_path, ops_002_fails):
+    root = cli_install(tmp_path)
+    state = demo_live(logs=(LogFinding("docker logs api", leaked_lines=(1, 4), lines=9),))
+    plan, _ = plan_fixes(str(root), only={"OPS-002"}, new_secret=seeded_secrets(), live=state,
+                         validate_with_compose=False)
+    assert "OPS-002" in plan.checks
+    assert any("discards its old log" in n for n in plan.notes)
+    assert [c for c in plan.changes if isinstance(c, Command)]
+
+
+def test_bursts_without_a_leak_are_refused_not_planned(tmp_path, ops_002_fails):
+    root = cli_install(tmp_path)
+    state = demo_live(logs=(LogFinding("docker logs api", too_many_requests={"2026-12-01T14": 300}, lines=400),))
+    plan, _ = plan_fixes(str(root), only={"OPS-002"}, live=state, validate_with_compose=False)
+    assert plan.empty and [r.check for r in plan.refusals] == ["OPS-002"]
+
+
+# -- the engine on a fake executor ------------------------------------------------
+
+
+def test_a_failed_apply_takes_the_role_back_with_the_old_statement(tmp_path):
+    root = cli_install(tmp_path)
+    plan, planner = plan_fixes(str(root), only={"SEC-001"}, new_secret=seeded_secrets(), live=demo_live(),
+                               validate_with_compose=False)
+    before = {p: Path(p).read_bytes() for p in plan.files()}
+    # A command after the file edits that fails: the engine rolls everything back.
+    plan.changes.append(Command(("boom",), ("true",), "fails"))
+    rec = Recorder(fail=("boom",))
+    with pytest.raises(Exception, match="fails failed"):
+        Engine(str(root), executor=rec).apply(plan)
+    new = next(iter(planner.generated))
+    stdins = [(argv[0], stdin) for argv, stdin, _ in rec.runs]
+    assert stdins == [("docker", rotate.alter_role("desterlib", new).encode()), ("boom", None),
+                      ("docker", rotate.alter_role("desterlib", CLI_PASSWORD).encode())]
+    assert {p: Path(p).read_bytes() for p in plan.files()} == before
+
+
+def test_undo_runs_the_old_statement_and_its_own_undo_the_new_one(tmp_path):
+    root = cli_install(tmp_path)
+    plan, planner = plan_fixes(str(root), only={"SEC-001"}, new_secret=seeded_secrets(), live=demo_live(),
+                               validate_with_compose=False)
+    new = next(iter(planner.generated))
+    rec = Recorder()
+    result = Engine(str(root), executor=rec).apply(plan)
+    engine = Engine(str(root), "undo", executor=rec)
+    undo, _ = engine.undo_plan(result.txn)
+    cmd = next(c for c in undo.changes if isinstance(c, Command))
+    assert undo.named_secrets[cmd.stdin_secret] == rotate.alter_role("desterlib", CLI_PASSWORD)
+    assert undo.named_secrets[cmd.stdin_for_inverse] == rotate.alter_role("desterlib", new)
+    undone = engine.apply(undo, kind="undo", undoes=result.txn.id)
+    assert rec.runs[-1][1] == rotate.alter_role("desterlib", CLI_PASSWORD).encode()
+    # The undo undone (a redo): the new password again.
+    again, _ = Engine(str(root), "undo", executor=rec).undo_plan(undone.txn)
+    cmd2 = next(c for c in again.changes if isinstance(c, Command))
+    assert again.named_secrets[cmd2.stdin_secret] == rotate.alter_role("desterlib", new)
+
+
+# -- SEC-005's gate logins and FS-007 ------------------------------------------------
+
+
+def test_sec_005_with_redis_running_asks_the_gate_to_check_the_password(tmp_path):
+    root = newer_install(tmp_path)
+    state = live(container("redis", "desterlib-redis"), container("api", "desterlib-api"))
+    plan, planner = plan_fixes(str(root), only={"SEC-005"}, new_secret=seeded_secrets(), live=state,
+                               validate_with_compose=False)
+    logins = rotate.logins(planner)
+    assert [(x.service, x.kind, x.accept) for x in logins] == [("redis", "redis", True), ("redis", "redis", False)]
+    password = plan.named_secrets[logins[0].secret]
+    assert password and password in planner.generated and plan.named_secrets[logins[1].secret] == ""
+    assert not any("recreate it and the API with `docker compose up -d`" in n for n in plan.notes)
+    env = next(c for c in plan.changes if isinstance(c, FileEdit) and c.path.endswith(".env"))
+    assert f"REDIS_PASSWORD={password}".encode() in env.after
+
+
+def test_sec_005_without_docker_keeps_the_manual_note(tmp_path):
+    root = newer_install(tmp_path)
+    plan, planner = plan_fixes(str(root), only={"SEC-005"}, new_secret=seeded_secrets(),
+                               validate_with_compose=False)
+    assert rotate.logins(planner) == ()
+    assert any("`docker compose up -d`" in n for n in plan.notes)
+
+
+def test_fs_007_makes_the_sqlite_database_and_its_directory_private(tmp_path, monkeypatch):
+    root = newer_install(tmp_path)
+    db = root / "desterlib-data" / "db"
+    for name in ("main.db", "main.db-wal", "main.db-shm"):
+        (db / name).write_bytes(b"x")
+        os.chmod(db / name, 0o644)
+    os.chmod(db, 0o755)
+    from checks.audit.findings import Evidence
+    from checks.fix.planner import Planner
+
+    def targets(self, check_id, inst, kind):
+        # What FS-007's evidence hands its fix: the database's host path.
+        return [("api", str(db / "main.db"))] if check_id == "FS-007" else []
+
+    monkeypatch.setattr(Planner, "targets", targets)
+    planner = Planner(str(root))
+    from checks.fix import fs
+
+    fs.fix_fs_007(planner)
+    assert Evidence  # the rule's evidence type, for the reader
+    assert {k: v for k, v in planner.overlay.modes.items()} == {
+        str(db / "main.db"): 0o600, str(db / "main.db-wal"): 0o600, str(db / "main.db-shm"): 0o600, str(db): 0o700}
+    assert stat.S_IMODE(os.stat(db).st_mode) == 0o755  # planned, not written
+    assert ModeChange and Login  # imported for the types the plan holds
