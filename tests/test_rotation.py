@@ -15,7 +15,7 @@ import pytest
 
 from checks.change.engine import Engine
 from checks.change.executor import Ran
-from checks.change.plan import Command, FileEdit, Login, ModeChange, Plan
+from checks.change.plan import Command, FileEdit, Plan
 from checks.fix import rotate
 from checks.fix.planner import plan_fixes
 from checks.live.model import Container, LiveState, LogFinding
@@ -57,9 +57,8 @@ def ops_002_fails(monkeypatch):
     """OPS-002 fails as its live rule (checks/audit/rules/live.py) says on a LiveState with a leak."""
     from checks.audit.catalog import BY_ID
     from checks.audit.findings import FAIL, Finding
+    from checks.audit.run import run_audit as real
     from checks.fix import planner as planner_mod
-
-    real = planner_mod.run_audit
 
     def audit(inst, profile="local", only=None, **kw):
         rep = real(inst, profile, only=only, **kw)
@@ -68,6 +67,11 @@ def ops_002_fails(monkeypatch):
         return rep
 
     monkeypatch.setattr(planner_mod, "run_audit", audit)
+
+
+def named(plan: Plan, name: str | None) -> str:
+    assert name is not None
+    return plan.named_secrets[name]
 
 
 def secrets_of(plan: Plan) -> set[str]:
@@ -102,8 +106,8 @@ def test_with_the_database_running_sec_001_plans_alter_role_before_the_files(tmp
                         "-U", "desterlib", "-d", "desterlib")
     assert cmd.inverse == cmd.argv and cmd.check is None  # the inverse is idempotent: safe after any kill
     new = next(iter(planner.generated))
-    assert plan.named_secrets[cmd.stdin_secret] == rotate.alter_role("desterlib", new)
-    assert plan.named_secrets[cmd.stdin_for_inverse] == rotate.alter_role("desterlib", CLI_PASSWORD)
+    assert named(plan, cmd.stdin_secret) == rotate.alter_role("desterlib", new)
+    assert named(plan, cmd.stdin_for_inverse) == rotate.alter_role("desterlib", CLI_PASSWORD)
     for secret in secrets_of(plan):
         assert not any(secret in a for a in cmd.argv + cmd.inverse)
         assert not any(secret in n for n in plan.notes) and secret not in cmd.description
@@ -239,14 +243,14 @@ def test_undo_runs_the_old_statement_and_its_own_undo_the_new_one(tmp_path):
     engine = Engine(str(root), "undo", executor=rec)
     undo, _ = engine.undo_plan(result.txn)
     cmd = next(c for c in undo.changes if isinstance(c, Command))
-    assert undo.named_secrets[cmd.stdin_secret] == rotate.alter_role("desterlib", CLI_PASSWORD)
-    assert undo.named_secrets[cmd.stdin_for_inverse] == rotate.alter_role("desterlib", new)
+    assert named(undo, cmd.stdin_secret) == rotate.alter_role("desterlib", CLI_PASSWORD)
+    assert named(undo, cmd.stdin_for_inverse) == rotate.alter_role("desterlib", new)
     undone = engine.apply(undo, kind="undo", undoes=result.txn.id)
     assert rec.runs[-1][1] == rotate.alter_role("desterlib", CLI_PASSWORD).encode()
     # The undo undone (a redo): the new password again.
     again, _ = Engine(str(root), "undo", executor=rec).undo_plan(undone.txn)
     cmd2 = next(c for c in again.changes if isinstance(c, Command))
-    assert again.named_secrets[cmd2.stdin_secret] == rotate.alter_role("desterlib", new)
+    assert named(again, cmd2.stdin_secret) == rotate.alter_role("desterlib", new)
 
 
 # -- SEC-005's gate logins and FS-007 ------------------------------------------------
@@ -281,7 +285,6 @@ def test_fs_007_makes_the_sqlite_database_and_its_directory_private(tmp_path, mo
         (db / name).write_bytes(b"x")
         os.chmod(db / name, 0o644)
     os.chmod(db, 0o755)
-    from checks.audit.findings import Evidence
     from checks.fix.planner import Planner
 
     def targets(self, check_id, inst, kind):
@@ -293,8 +296,6 @@ def test_fs_007_makes_the_sqlite_database_and_its_directory_private(tmp_path, mo
     from checks.fix import fs
 
     fs.fix_fs_007(planner)
-    assert Evidence  # the rule's evidence type, for the reader
     assert {k: v for k, v in planner.overlay.modes.items()} == {
         str(db / "main.db"): 0o600, str(db / "main.db-wal"): 0o600, str(db / "main.db-shm"): 0o600, str(db): 0o700}
     assert stat.S_IMODE(os.stat(db).st_mode) == 0o755  # planned, not written
-    assert ModeChange and Login  # imported for the types the plan holds
