@@ -15,7 +15,8 @@ import pytest
 
 from checks.change.engine import Engine
 from checks.change.executor import Ran
-from checks.change.plan import Command, FileEdit, Plan
+from checks.change.plan import Command, FileEdit, Plan, Recreate
+from checks.change.stack import GateResult
 from checks.fix import rotate
 from checks.fix.planner import plan_fixes
 from checks.live.model import Container, LiveState, LogFinding
@@ -33,6 +34,17 @@ class Recorder:
     def run(self, argv: Sequence[str], stdin: bytes | None = None, env: Mapping[str, str] | None = None) -> Ran:
         self.runs.append((tuple(argv), stdin, dict(env or {})))
         return Ran(1 if argv[0] in self.fail else 0)
+
+
+class OkStack:
+    """A stack whose every recreate comes up healthy; it remembers what it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[Recreate] = []
+
+    def recreate(self, change: Recreate, secrets: Mapping[str, str], report=None) -> GateResult:
+        self.asked.append(change)
+        return GateResult(True, "", change.services)
 
 
 def container(service: str, name: str, status: str = "running") -> Container:
@@ -97,10 +109,15 @@ def test_with_the_database_running_sec_001_plans_alter_role_before_the_files(tmp
     root = cli_install(tmp_path)
     plan, planner = plan_fixes(str(root), only={"SEC-001"}, new_secret=seeded_secrets(), live=demo_live(),
                                validate_with_compose=False)
-    cmds = [i for i, c in enumerate(plan.changes) if isinstance(c, Command)]
-    edits = [i for i, c in enumerate(plan.changes) if isinstance(c, FileEdit)]
-    assert cmds == [0] and edits and min(edits) > 0
-    cmd = plan.changes[0]
+    kinds = [type(c).__name__ for c in plan.changes]
+    # The order the module docstring of checks/fix/rotate.py explains.
+    assert kinds[:2] == ["Recreate", "Command"] and kinds[-1] == "Recreate" and set(kinds[2:-1]) == {"FileEdit"}
+    first, last = plan.changes[0], plan.changes[-1]
+    assert isinstance(first, Recreate) and isinstance(last, Recreate)
+    assert (first.when, last.when) == ("rollback", "apply")
+    assert last.services == ("api",)  # POSTGRES_PASSWORD is read at initdb only: the database is not recreated
+    assert last.logins == tuple(planner.logins) and last.http == ("api",)
+    cmd = plan.changes[1]
     assert isinstance(cmd, Command)
     assert cmd.argv == ("docker", "exec", "-i", "desterlib-postgres", "psql", "-v", "ON_ERROR_STOP=1", "-q",
                         "-U", "desterlib", "-d", "desterlib")
@@ -112,26 +129,25 @@ def test_with_the_database_running_sec_001_plans_alter_role_before_the_files(tmp
         assert not any(secret in a for a in cmd.argv + cmd.inverse)
         assert not any(secret in n for n in plan.notes) and secret not in cmd.description
     assert not any("psql -U" in n for n in plan.notes)  # no manual step left
-    logins = rotate.logins(planner)
+    logins = planner.logins
     assert [(x.user, x.database, plan.named_secrets[x.secret], x.accept) for x in logins] == [
         ("desterlib", "desterlib", new, True), ("desterlib", "desterlib", CLI_PASSWORD, False)]
     assert {x.service for x in logins} == {"postgres"} and {x.kind for x in logins} == {"postgres"}
 
 
-@pytest.mark.parametrize("state", [None, "no-docker", "stopped", "files-only"])
+@pytest.mark.parametrize("state", [None, "no-docker", "stopped"])
 def test_without_a_running_database_the_rotation_is_files_only_and_says_how(tmp_path, state):
     root = cli_install(tmp_path)
     state_of = {None: None, "no-docker": LiveState(project="desterlib", engine_error="permission denied"),
-                "stopped": live(container("postgres", "desterlib-postgres", "exited")), "files-only": demo_live()}
+                "stopped": live(container("postgres", "desterlib-postgres", "exited"))}
     from checks.fix.planner import Planner
 
     planner = Planner(str(root), new_secret=seeded_secrets(), live=state_of[state])
     planner.validate_with_compose = False
-    planner.files_only = state == "files-only"
     plan = planner.build({"SEC-001"})
     assert not [c for c in plan.changes if isinstance(c, Command)] and plan.files()
     assert any("\\password desterlib" in n for n in plan.notes)
-    assert rotate.logins(planner) == ()
+    assert planner.logins == []
 
 
 def test_sec_001_and_sec_002_in_one_plan_change_the_role_once(tmp_path):
@@ -171,7 +187,7 @@ def test_ops_002_rotates_a_strong_password_and_empties_the_leaked_log(tmp_path, 
     plan, planner = plan_fixes(str(root), only={"OPS-002"}, new_secret=seeded_secrets(), live=state,
                                validate_with_compose=False)
     assert "OPS-002" in plan.checks, plan.refusals
-    assert isinstance(plan.changes[0], Command)
+    assert isinstance(plan.changes[1], Command)
     truncate = [c for c in plan.changes if isinstance(c, FileEdit) and c.path == str(log)]
     assert truncate and truncate[0].after == b"" and truncate[0].before == leaked
     new = next(iter(planner.generated))
@@ -180,13 +196,13 @@ def test_ops_002_rotates_a_strong_password_and_empties_the_leaked_log(tmp_path, 
     assert strong in plan.secrets
     # Applied: the journal's plaintext never holds the leaked password; undo puts the log back byte for byte.
     rec = Recorder()
-    result = Engine(str(root), executor=rec).apply(plan)
+    result = Engine(str(root), executor=rec, stack=OkStack()).apply(plan)
     assert log.read_bytes() == b""
     for dirpath, _dirs, files in os.walk(result.txn.dir):
         for name in files:
             data = Path(dirpath, name).read_bytes()
             assert strong.encode() not in data and new.encode() not in data, name
-    engine = Engine(str(root), "undo", executor=rec)
+    engine = Engine(str(root), "undo", executor=rec, stack=OkStack())
     undo, conflicts = engine.undo_plan(result.txn)
     assert not conflicts
     engine.apply(undo, kind="undo", undoes=result.txn.id)
@@ -225,7 +241,7 @@ def test_a_failed_apply_takes_the_role_back_with_the_old_statement(tmp_path):
     plan.changes.append(Command(("boom",), ("true",), "fails"))
     rec = Recorder(fail=("boom",))
     with pytest.raises(Exception, match="fails failed"):
-        Engine(str(root), executor=rec).apply(plan)
+        Engine(str(root), executor=rec, stack=OkStack()).apply(plan)
     new = next(iter(planner.generated))
     stdins = [(argv[0], stdin) for argv, stdin, _ in rec.runs]
     assert stdins == [("docker", rotate.alter_role("desterlib", new).encode()), ("boom", None),
@@ -239,8 +255,8 @@ def test_undo_runs_the_old_statement_and_its_own_undo_the_new_one(tmp_path):
                                validate_with_compose=False)
     new = next(iter(planner.generated))
     rec = Recorder()
-    result = Engine(str(root), executor=rec).apply(plan)
-    engine = Engine(str(root), "undo", executor=rec)
+    result = Engine(str(root), executor=rec, stack=OkStack()).apply(plan)
+    engine = Engine(str(root), "undo", executor=rec, stack=OkStack())
     undo, _ = engine.undo_plan(result.txn)
     cmd = next(c for c in undo.changes if isinstance(c, Command))
     assert named(undo, cmd.stdin_secret) == rotate.alter_role("desterlib", CLI_PASSWORD)
@@ -248,7 +264,7 @@ def test_undo_runs_the_old_statement_and_its_own_undo_the_new_one(tmp_path):
     undone = engine.apply(undo, kind="undo", undoes=result.txn.id)
     assert rec.runs[-1][1] == rotate.alter_role("desterlib", CLI_PASSWORD).encode()
     # The undo undone (a redo): the new password again.
-    again, _ = Engine(str(root), "undo", executor=rec).undo_plan(undone.txn)
+    again, _ = Engine(str(root), "undo", executor=rec, stack=OkStack()).undo_plan(undone.txn)
     cmd2 = next(c for c in again.changes if isinstance(c, Command))
     assert named(again, cmd2.stdin_secret) == rotate.alter_role("desterlib", new)
 
@@ -261,7 +277,7 @@ def test_sec_005_with_redis_running_asks_the_gate_to_check_the_password(tmp_path
     state = live(container("redis", "desterlib-redis"), container("api", "desterlib-api"))
     plan, planner = plan_fixes(str(root), only={"SEC-005"}, new_secret=seeded_secrets(), live=state,
                                validate_with_compose=False)
-    logins = rotate.logins(planner)
+    logins = planner.logins
     assert [(x.service, x.kind, x.accept) for x in logins] == [("redis", "redis", True), ("redis", "redis", False)]
     password = plan.named_secrets[logins[0].secret]
     assert password and password in planner.generated and plan.named_secrets[logins[1].secret] == ""
@@ -274,7 +290,7 @@ def test_sec_005_without_docker_keeps_the_manual_note(tmp_path):
     root = newer_install(tmp_path)
     plan, planner = plan_fixes(str(root), only={"SEC-005"}, new_secret=seeded_secrets(),
                                validate_with_compose=False)
-    assert rotate.logins(planner) == ()
+    assert planner.logins == []
     assert any("`docker compose up -d`" in n for n in plan.notes)
 
 

@@ -82,7 +82,7 @@ def alter_role(user: str, password: str) -> str:
 def running(p: Planner, service: str) -> Container | None:
     """The running container of ``service``, when the planner has a live state that has one."""
     live = p.live
-    if live is None or not live.docker_reachable or p.files_only:
+    if live is None or not live.docker_reachable:  # fix --files-only plans with no live state
         return None
     c = live.container(service)
     return c if c is not None and c.status == "running" else None
@@ -128,14 +128,14 @@ def record(p: Planner, check: str, inst: Installation, old_by_user: dict[str, st
 
 
 def _names(r: Rotation) -> tuple[str, str, str, str]:
-    base = f"{r.check}:{r.user}"
-    return f"{base}:alter-new", f"{base}:alter-old", f"{base}:password-new", f"{base}:password-old"
+    """The named secrets of a rotation (names only: they are journaled in the plaintext)."""
+    base = f"{r.check}.{r.user}"
+    return f"{base}.alter-new", f"{base}.alter-old", f"{base}.password-new", f"{base}.password-old"
 
 
 def finish(p: Planner, plan: Plan) -> None:
     """Put the ALTER ROLE commands before the file edits, with their named secrets."""
     commands: list[Command] = []
-    plan.named_secrets.update(p.named_secrets)
     for r in p.rotations.values():
         alter_new, alter_old, pw_new, pw_old = _names(r)
         argv = ("docker", "exec", "-i", r.container, "psql", "-v", "ON_ERROR_STOP=1", "-q", "-U", r.user,
@@ -150,15 +150,15 @@ def finish(p: Planner, plan: Plan) -> None:
                           f"in {r.container}), then the API is recreated and must log in with the new password "
                           "while the old one is refused; otherwise everything is put back.")
     plan.changes[0:0] = commands
+    p.logins[0:0] = logins(p)  # the stack hook (checks/fix/live.py) puts p.logins in Recreate(when="apply")
 
 
 def logins(p: Planner) -> tuple[Login, ...]:
-    """The health gate's logins for the ``Recreate(when="apply")``: each new password accepted, each old refused."""
+    """The health gate's database logins: each new password accepted, each old one refused."""
     out: list[Login] = []
     for r in p.rotations.values():
         _, _, pw_new, pw_old = _names(r)
         out += [Login(r.service, r.user, r.database, pw_new, True), Login(r.service, r.user, r.database, pw_old, False)]
-    out += p.redis_logins
     return tuple(out)
 
 

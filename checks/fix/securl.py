@@ -23,8 +23,10 @@ if TYPE_CHECKING:  # pragma: no cover - the planner imports the fixers, not the 
 from checks.fix.sec import write_var
 
 #: Named secrets of the Redis gate logins: the password, and none at all ("").
-REDIS_SECRET = "SEC-005:redis:password"
-REDIS_NONE = "SEC-005:redis:none"
+REDIS_SECRET = "SEC-005.redis.password"
+REDIS_NONE = "SEC-005.redis.none"
+REDIS_USER = "default"
+"""Redis' own name for the user ``requirepass`` sets the password of (ACLs)."""
 
 
 def fix_sec_004(p: Planner) -> None:
@@ -183,8 +185,8 @@ def fix_sec_005(p: Planner) -> None:
     # Recreated with the plan (Redis and the API: their configuration changed); the gate
     # checks that a client without the password is refused and one with it gets in.
     p.named_secrets.update({REDIS_SECRET: password, REDIS_NONE: ""})
-    p.redis_logins += [Login(running, "", "", REDIS_SECRET, True, kind="redis"),
-                       Login(running, "", "", REDIS_NONE, False, kind="redis")]
+    p.logins += [Login(running, REDIS_USER, "0", REDIS_SECRET, True, kind="redis"),
+                 Login(running, REDIS_USER, "0", REDIS_NONE, False, kind="redis")]
     p.notes.append("SEC-005: Redis now requires REDIS_PASSWORD (in .env); it and the API are recreated with it, "
                    "and the health gate checks that Redis refuses a client without the password.")
 
