@@ -315,3 +315,65 @@ def test_fs_007_makes_the_sqlite_database_and_its_directory_private(tmp_path, mo
     assert {k: v for k, v in planner.overlay.modes.items()} == {
         str(db / "main.db"): 0o600, str(db / "main.db-wal"): 0o600, str(db / "main.db-shm"): 0o600, str(db): 0o700}
     assert stat.S_IMODE(os.stat(db).st_mode) == 0o755  # planned, not written
+
+
+class FakeRedisCli:
+    """``docker exec ... redis-cli -h IP PING`` against a Redis with ``requirepass`` (or none)."""
+
+    def __init__(self, requirepass: str | None) -> None:
+        self.requirepass = requirepass
+        self.calls: list[tuple[tuple[str, ...], dict[str, str]]] = []
+
+    def __call__(self, argv, env, stdin, timeout):
+        from checks.live.stack import Ran as StackRan
+
+        self.calls.append((tuple(argv), dict(env)))
+        auth = env.get("REDISCLI_AUTH")
+        err = ""
+        if auth is not None and self.requirepass is None:
+            err = "AUTH failed: ERR AUTH <password> called without any password configured for the default user.\n"
+        if self.requirepass is not None and auth != self.requirepass:
+            if auth is not None:
+                err = "AUTH failed: WRONGPASS invalid username-password pair or user is disabled.\n"
+            return StackRan(0, "NOAUTH Authentication required.\n", err)
+        return StackRan(0, "PONG\n", err)
+
+
+@pytest.mark.parametrize("requirepass", [None, "R3dis-Pa55word-long-enough"])
+def test_the_redis_gate_login_judges_ping_and_never_puts_the_password_in_argv(requirepass):
+    from checks.change.plan import Login
+    from checks.live.stack import ComposeStack, _Seen
+
+    fake = FakeRedisCli(requirepass)
+    stack = ComposeStack(run=fake)
+    stack._secrets = ("R3dis-Pa55word-long-enough",)
+    seen = _Seen("r1", "redis", "running", 0, None, 0, None, ("172.18.0.4",), 6379)
+
+    def judge(password: str, accept: bool) -> str | None:
+        return stack._redis_login(Login("redis", "default", "0", "x", accept, kind="redis"), seen, password, 5.0)
+
+    with_pw, without = judge("R3dis-Pa55word-long-enough", True), judge("", False)
+    if requirepass:  # after SEC-005: the password lets in, no password is refused
+        assert with_pw is None and without is None
+    else:  # before it (what an undo must find again): the flipped logins hold, the fix's fail
+        assert with_pw == "redis refused its password" and without == "redis still lets in a client without a password"
+        assert judge("R3dis-Pa55word-long-enough", False) is None and judge("", True) is None
+    for argv, env in fake.calls:
+        assert not any("R3dis" in a for a in argv) and "redis-cli" in argv and argv[-1] == "PING"
+        assert ("-e" in argv) == bool(env) and env in ({}, {"REDISCLI_AUTH": "R3dis-Pa55word-long-enough"})
+
+
+def test_redis_logins_keep_their_kind_through_the_journal_and_flip_on_undo(tmp_path):
+    root = newer_install(tmp_path)
+    state = live(container("redis", "desterlib-redis"), container("api", "desterlib-api"),
+                 container("scanner-service", "desterlib-scanner"))
+    plan, _ = plan_fixes(str(root), only={"SEC-005"}, new_secret=seeded_secrets(), live=state,
+                         validate_with_compose=False)
+    apply_ = [c for c in plan.changes if isinstance(c, Recreate) and c.when == "apply"]
+    assert apply_ and "redis" in apply_[0].services and "api" in apply_[0].services
+    stack = OkStack()
+    result = Engine(str(root), executor=Recorder(), stack=stack).apply(plan)
+    assert [(lg.kind, lg.accept) for lg in stack.asked[-1].logins] == [("redis", True), ("redis", False)]
+    undo, _ = Engine(str(root), "undo", executor=Recorder(), stack=stack).undo_plan(result.txn)
+    back = [c for c in undo.changes if isinstance(c, Recreate) and c.when == "apply"]
+    assert [(lg.kind, lg.accept) for lg in back[0].logins] == [("redis", False), ("redis", True)]

@@ -126,8 +126,8 @@ class Login:
     accept: bool
     """True: the login must succeed; False: it must be refused (the old password after a rotation)."""
     kind: str = "postgres"
-    """``postgres`` (``user``/``database`` used) or ``redis`` (an AUTH with the password; ``user`` and
-    ``database`` unused, "")."""
+    """``postgres`` (psql over TCP) or ``redis`` (``PING`` with the password; an empty secret value is
+    no password at all; ``user`` is ``default``, ``database`` unused)."""
 
 
 @dataclass(frozen=True, slots=True)
