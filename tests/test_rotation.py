@@ -377,3 +377,20 @@ def test_redis_logins_keep_their_kind_through_the_journal_and_flip_on_undo(tmp_p
     undo, _ = Engine(str(root), "undo", executor=Recorder(), stack=stack).undo_plan(result.txn)
     back = [c for c in undo.changes if isinstance(c, Recreate) and c.when == "apply"]
     assert [(lg.kind, lg.accept) for lg in back[0].logins] == [("redis", False), ("redis", True)]
+
+
+def test_a_well_known_old_password_in_a_container_name_is_no_secret_in_argv(tmp_path):
+    # The demo's password is "postgres", which is also in "desterlib-postgres": the rotation away
+    # from it must run; a real secret in argv is still refused.
+    from checks.core.errors import EngineError
+
+    root = cli_install(tmp_path)
+    argv = ("docker", "exec", "-i", "desterlib-postgres", "psql")
+    ok = Plan(checks=["SEC-001"], changes=[Command(argv, argv, "alter", stdin_secret="new",
+                                                   inverse_stdin_secret="old")])
+    ok.named_secrets = {"new": "ALTER ...", "old": "postgres"}
+    Engine(str(root), executor=Recorder()).apply(ok)
+    bad = Plan(checks=["SEC-001"], changes=[Command(argv + ("Kx7pLm2Qw9",), argv, "leaky", stdin_secret="new")])
+    bad.named_secrets = {"new": "Kx7pLm2Qw9"}
+    with pytest.raises(EngineError, match="secret in its arguments"):
+        Engine(str(root), executor=Recorder()).apply(bad)

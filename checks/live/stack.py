@@ -37,7 +37,7 @@ from checks.change.handlers.recreate import up_argv
 from checks.change.plan import Login, Recreate
 from checks.change.stack import GateResult, Reporter
 from checks.core.errors import EngineError
-from checks.core.secrets import Masker
+from checks.core.secrets import Masker, kept_out_of_argv
 
 LOG_LINES = 20
 SETTLE = 1.5
@@ -160,7 +160,7 @@ class ComposeStack:
     # -- the gate ----------------------------------------------------------------
     def recreate(self, change: Recreate, secrets: Mapping[str, str], report: Reporter | None = None) -> GateResult:
         """``up -d --no-deps --wait`` exactly ``change.services``, then the gate, within ``change.timeout``."""
-        self._secrets = tuple(v for v in secrets.values() if v)
+        self._secrets = tuple(v for v in secrets.values() if kept_out_of_argv(v))
         start = self.clock()
         deadline = start + change.timeout
         names = ", ".join(change.services)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from checks.change.handlers import Context, Entry, Prepared, UndoConflict
 from checks.change.plan import Command
 from checks.core.errors import EngineError
+from checks.core.secrets import kept_out_of_argv
 
 if TYPE_CHECKING:
     from checks.change.intent import Loader
@@ -80,7 +81,7 @@ class CommandHandler:
         for argv in (change.argv, change.inverse, change.check or ()):
             if any(not isinstance(a, str) for a in argv):
                 raise EngineError(f"{change.description}: its arguments must be a list of strings")
-            if any(v and v in a for a in argv for v in ctx.secrets.values()):
+            if any(kept_out_of_argv(v) and v in a for a in argv for v in ctx.secrets.values()):
                 raise EngineError(f"{change.description}: a secret in its arguments would be visible to every "
                                   "user of the host; pass it on stdin or in the environment")
         for name in [change.stdin_secret or "", change.inverse_stdin_secret or "",

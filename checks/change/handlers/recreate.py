@@ -27,6 +27,7 @@ from checks.change.handlers import Context, Entry, Prepared, UndoConflict
 from checks.change.plan import Login, Recreate
 from checks.change.stack import GateFailed, GateResult
 from checks.core.errors import EngineError
+from checks.core.secrets import kept_out_of_argv
 
 if TYPE_CHECKING:
     from checks.change.intent import Loader
@@ -153,7 +154,7 @@ class RecreateHandler:
             if lg.secret not in ctx.secrets:
                 raise EngineError(f"recreating {', '.join(change.services)}: the plan has no secret named "
                                   f"{lg.secret}")
-        if any(v and v in a for a in up_argv(change) for v in ctx.secrets.values()):
+        if any(kept_out_of_argv(v) and v in a for a in up_argv(change) for v in ctx.secrets.values()):
             raise EngineError("a secret in a compose command's arguments would be visible to every user of the host")
         return Prepared(RecreateEntry(index, change.project, change.directory, tuple(change.files),
                                       tuple(change.services), change.when, float(change.timeout), tuple(change.http),
