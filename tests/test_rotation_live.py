@@ -56,9 +56,15 @@ def live_state(root: Path, **kw):
     return gather(discover(str(root)), probe=False, **kw)
 
 
-def files_of(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
-            if p.is_file() and ".dester-harden" not in p.parts and "media" not in p.parts}
+def files_of(root: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file and directory under the install (and the media beside it): mode and content."""
+    out = {}
+    for top in (root, root.parent / "Media"):
+        for p in [top, *top.rglob("*")] if top.exists() else []:
+            if ".dester-harden" in p.parts:
+                continue
+            out[str(p)] = (p.lstat().st_mode, p.read_bytes() if p.is_file() and not p.is_symlink() else b"")
+    return out
 
 
 def api_health(live_lab, install) -> str:

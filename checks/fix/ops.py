@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from checks.audit.rules.common import is_postgres, is_redis
 from checks.fix import sec
 from checks.fix.sec import PASSWORD_BYTES
+from checks.install.discovery import find_api_service
 
 if TYPE_CHECKING:  # pragma: no cover - the planner imports the fixers, not the other way round
     from checks.fix.planner import Planner
@@ -62,6 +63,9 @@ def fix_ops_002(p: Planner) -> None:
         shown = ", ".join(os.path.relpath(f, p.root) for f in files)
         p.notes.append(f"OPS-002: {shown} is emptied (its old lines held the password; undo restores them).")
     if in_container:
+        api = find_api_service(inst)
+        if api is not None and api.name not in p.recreate_also:
+            p.recreate_also.append(api.name)  # recreated even if the rotation was files only
         p.notes.append("OPS-002: the leaked lines inside the API container (docker logs) go with the container: "
                        "recreating the API discards its old log and writable layer.")
     p.notes.append("OPS-002: DesterLib writes DATABASE_URL to its log at every start, so the new password is in "
