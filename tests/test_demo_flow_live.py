@@ -25,7 +25,8 @@ STEPS = ("network", "password", "permissions")
 
 
 def test_first_run_rebind_rotate_permissions_then_undo_everything(live_lab, live_install, monkeypatch):
-    if not hasattr(Session, "gather_live"):
+    gather_live = Session.__dict__.get("gather_live")
+    if gather_live is None:
         pytest.skip("the session plans with the live state once the faces branch is in (Session.gather_live)")
     lab_env(live_lab, monkeypatch)
     install = live_install("cli", hc_interval="2s")
@@ -38,7 +39,7 @@ def test_first_run_rebind_rotate_permissions_then_undo_everything(live_lab, live
     new = s.generate_password()
     applied = []
     for step in STEPS:
-        s.gather_live()
+        gather_live(s)
         s.choices.selected[step] = s.default_selection(step)
         done = s.apply(s.plan(step))
         assert done.reverted is None, (step, done.reverted)

@@ -346,7 +346,9 @@ def test_the_redis_gate_login_judges_ping_and_never_puts_the_password_in_argv(re
 
     fake = FakeRedisCli(requirepass)
     stack = ComposeStack(run=fake)
-    stack._secrets = ("R3dis-Pa55word-long-enough",)
+    from checks.core.secrets import Masker
+
+    stack._masker = Masker(["R3dis-Pa55word-long-enough"])
     seen = _Seen("r1", "redis", "running", 0, None, 0, None, ("172.18.0.4",), 6379)
 
     def judge(password: str, accept: bool) -> str | None:

@@ -96,8 +96,8 @@ def test_a_failing_gate_rolls_everything_back_and_recreates_with_the_old_files(t
     assert str(caught.value) == "api did not become healthy within 120 s (restarted 3 times)"
     assert (root / ".env").read_bytes() == before
     # the apply recreate, then the rollback recreate after the files were back, its gate without logins
-    assert [(c[0], c[2], c[3]) for c in stack.calls] == [("apply", (True, False), f"POSTGRES_PASSWORD={NEW}\n".encode()),
-                                                         ("rollback", (), before)]
+    new = f"POSTGRES_PASSWORD={NEW}\n".encode()
+    assert [(c[0], c[2], c[3]) for c in stack.calls] == [("apply", (True, False), new), ("rollback", (), before)]
     assert stack.running == before
     assert [t.state for t in list_txns(str(root))] == ["rolled-back"]
     assert all(NEW not in line for line in caught.value.result.last_logs)  # masked before anyone sees them
@@ -174,6 +174,23 @@ def test_recovery_without_docker_says_what_to_recreate_by_hand(tmp_path, monkeyp
         engine.apply(rotation(root))
     messages = recover_install(str(root))  # no stack here
     assert "recreate api by hand: docker compose up -d --no-deps api" in messages[0]
+    assert (root / ".env").read_bytes() == f"POSTGRES_PASSWORD={OLD}\n".encode()
+
+
+def test_a_stack_that_cannot_recreate_during_recovery_says_what_to_do_by_hand(tmp_path, monkeypatch):
+    root = install(tmp_path)
+    engine = Engine(str(root), stack=FakeStack(root, kill_on_apply=True))
+    monkeypatch.setattr(engine, "_rollback_after", lambda *a: None)
+    with pytest.raises(KeyboardInterrupt):
+        engine.apply(rotation(root))
+
+    class Down:
+        def recreate(self, change, secrets, report=None):
+            return GateResult(False, "docker compose up exited 1: Cannot connect to the Docker daemon")
+
+    messages = recover_install(str(root), stack=Down())
+    assert "recreate api by hand: docker compose up -d --no-deps api" in messages[0]
+    assert "Cannot connect to the Docker daemon" in messages[0]
     assert (root / ".env").read_bytes() == f"POSTGRES_PASSWORD={OLD}\n".encode()
 
 
@@ -255,3 +272,25 @@ def test_files_handler_untouched(tmp_path):
 
     kinds = [h.entry_type for h in handlers()]
     assert kinds.index("recreate") > kinds.index(files_handler.FILES.entry_type)
+
+
+def test_a_common_word_password_is_no_secret_in_a_container_name(tmp_path):
+    from checks.change.plan import Command
+
+    root = install(tmp_path)
+    argv = ("docker", "exec", "-i", "desterlib-postgres", "psql", "-U", "desterlib")
+    plan = Plan(checks=["SEC-001"], changes=[Command(argv, argv, "ALTER ROLE", stdin_secret="sql")])
+    plan.named_secrets = {"sql": "ALTER ROLE ...", "old": "postgres"}
+
+    class Ok:
+        def run(self, argv, stdin=None, env=None):
+            from checks.change.executor import Ran
+
+            return Ran(0)
+
+    Engine(str(root), executor=Ok()).apply(plan)  # "postgres", the demo's password, is also the container's name
+    plan.named_secrets["old"] = "desterlib-postgres-Zq9x"
+    bad = Plan(checks=["SEC-001"], changes=[Command((*argv, "desterlib-postgres-Zq9x"), argv, "leaky")],
+               named_secrets=plan.named_secrets)
+    with pytest.raises(EngineError, match="a secret in its arguments"):
+        Engine(str(root), executor=Ok()).apply(bad)

@@ -62,16 +62,6 @@ _COMMON_VALUES = {"postgres", "password", "desterlib", "changeme", "admin", "roo
                   "mongo", "example", "dester", "test", "default", "true", "false", "production", "development"}
 
 
-def kept_out_of_argv(value: str) -> bool:
-    """Whether a secret value must never appear in a program's arguments.
-
-    A value everyone knows (the ``postgres`` default a rotation replaces) is no secret to
-    keep: it is also the image's, the service's and the container's name, so refusing an
-    argv that holds it would refuse ``docker exec desterlib-postgres``. The Masker skips it too.
-    """
-    return bool(value) and value.lower() not in _COMMON_VALUES
-
-
 def _tokens(key: str) -> list[str]:
     return [t for t in re.split(r"[^A-Z0-9]+", key.upper()) if t]
 

@@ -37,13 +37,14 @@ from checks.change.handlers.recreate import up_argv
 from checks.change.plan import Login, Recreate
 from checks.change.stack import GateResult, Reporter
 from checks.core.errors import EngineError
-from checks.core.secrets import Masker, kept_out_of_argv
+from checks.core.secrets import Masker
 
 LOG_LINES = 20
 SETTLE = 1.5
 """Seconds a container must have been up, unrestarted, before it counts as healthy."""
 POLL = 0.25
 DEFAULT_PORT = 3001
+JUST_STARTED = "it has only just started"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,12 +132,14 @@ class ComposeStack:
         self.settle = settle
         self.poll = poll
         self.clock, self.wall, self.sleep = clock, wall, sleep
-        self._secrets: tuple[str, ...] = ()
+        self._masker = Masker(())
 
     # -- running the CLI ---------------------------------------------------------
     def _docker(self, argv: Sequence[str], timeout: float, env: Mapping[str, str] | None = None,
                 stdin: bytes | None = None) -> Ran:
-        if any(v and v in a for a in argv for v in self._secrets):
+        # The masker's values: each secret as it could be written, without common words such as "postgres"
+        # that name services and containers too (a name in an argument, not the secret leaking).
+        if any(v in a for a in argv for v in self._masker.values):
             raise EngineError("refused to run docker with a secret in its arguments (every user of the host "
                               "could read it); this is a dester-harden bug, please report it")
         return self.run(list(argv), dict(env or {}), stdin, timeout)
@@ -160,7 +163,7 @@ class ComposeStack:
     # -- the gate ----------------------------------------------------------------
     def recreate(self, change: Recreate, secrets: Mapping[str, str], report: Reporter | None = None) -> GateResult:
         """``up -d --no-deps --wait`` exactly ``change.services``, then the gate, within ``change.timeout``."""
-        self._secrets = tuple(v for v in secrets.values() if kept_out_of_argv(v))
+        self._masker = Masker(v for v in secrets.values() if v)
         start = self.clock()
         deadline = start + change.timeout
         names = ", ".join(change.services)
@@ -186,8 +189,10 @@ class ComposeStack:
                 problem = self._probes(change, seen, secrets, left())
                 if problem is None:
                     return GateResult(True, "", recreated, (), self.clock() - start)
-            elif problem is None:
-                problem = ("", self._up_failed(up), None)
+            elif up.code != 0 and (problem is None or problem[1] == JUST_STARTED):
+                # compose's own line says more than "just started" (a port in use, a missing image...)
+                problem = (problem[0] if problem else "", self._up_failed(up), problem[2] if problem else None)
+            assert problem is not None  # every branch above that leaves it None returned
             last = problem
             fatal = up.code != 0 or problem[1].startswith("exited")
             if fatal or self.clock() + self.poll >= deadline:
@@ -215,7 +220,7 @@ class ComposeStack:
                     return service, f"its healthcheck says {c.health}{again}", c.id
                 up_for = self.wall() - c.started if c.started is not None else self.settle
                 if up_for < self.settle:
-                    return service, again[2:] or "it has only just started", c.id
+                    return service, again[2:] or JUST_STARTED, c.id
         return None
 
     def _probes(self, change: Recreate, seen: Sequence[_Seen], secrets: Mapping[str, str],
@@ -283,4 +288,4 @@ class ComposeStack:
         return tuple(self._mask(ln) for ln in lines)
 
     def _mask(self, text: str) -> str:
-        return Masker(self._secrets).text(text)
+        return self._masker.text(text)

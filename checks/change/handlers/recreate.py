@@ -27,7 +27,6 @@ from checks.change.handlers import Context, Entry, Prepared, UndoConflict
 from checks.change.plan import Login, Recreate
 from checks.change.stack import GateFailed, GateResult
 from checks.core.errors import EngineError
-from checks.core.secrets import kept_out_of_argv
 
 if TYPE_CHECKING:
     from checks.change.intent import Loader
@@ -154,7 +153,9 @@ class RecreateHandler:
             if lg.secret not in ctx.secrets:
                 raise EngineError(f"recreating {', '.join(change.services)}: the plan has no secret named "
                                   f"{lg.secret}")
-        if any(kept_out_of_argv(v) and v in a for a in up_argv(change) for v in ctx.secrets.values()):
+        from checks.core.secrets import Masker
+
+        if any(v in a for a in up_argv(change) for v in Masker(ctx.secrets.values()).values):
             raise EngineError("a secret in a compose command's arguments would be visible to every user of the host")
         return Prepared(RecreateEntry(index, change.project, change.directory, tuple(change.files),
                                       tuple(change.services), change.when, float(change.timeout), tuple(change.http),
@@ -227,8 +228,8 @@ class RecreateHandler:
         except (OSError, EngineError) as exc:
             return [f"{_masked([str(exc)], ctx)[0]}; {by_hand(change)}"]
         if not result.ok:
-            return [f"after the files were restored, {_masked([failure(change, result)], ctx)[0]}; look at "
-                    f"'docker compose logs {' '.join(change.services)}'"]
+            return [f"after the files were restored, {_masked([failure(change, result)], ctx)[0]}; "
+                    f"{by_hand(change)}, then look at 'docker compose logs {' '.join(change.services)}'"]
         return []
 
     def undo(self, entry: RecreateEntry, ctx: Context) -> tuple[list[Any], list[UndoConflict]]:
