@@ -328,7 +328,13 @@ class FakeRedisCli:
         from checks.live.stack import Ran as StackRan
 
         self.calls.append((tuple(argv), dict(env)))
-        auth = env.get("REDISCLI_AUTH")
+        # The container's environment has REDISCLI_AUTH (SEC-005 adds it for healthchecks): it counts
+        # unless `-e REDISCLI_AUTH` replaces it or `env -u REDISCLI_AUTH` removes it.
+        auth = self.requirepass
+        if "-e" in argv:
+            auth = env.get("REDISCLI_AUTH")
+        elif "-u" in argv:
+            auth = None
         err = ""
         if auth is not None and self.requirepass is None:
             err = "AUTH failed: ERR AUTH <password> called without any password configured for the default user.\n"

@@ -263,7 +263,9 @@ class ComposeStack:
         """``PING`` from inside the Redis container to its bridge address, the password (if any) in
         ``REDISCLI_AUTH`` in the docker CLI's environment (never ``-a``): in when the answer is PONG
         and no AUTH failed (Redis without requirepass answers a client that sends one anyway)."""
-        argv = [self.docker, "exec", "-i", *(["-e", "REDISCLI_AUTH"] if password else []), db.id, "redis-cli",
+        # Without a password: the container's own REDISCLI_AUTH (SEC-005 sets one for healthchecks) unset.
+        client = ["redis-cli"] if password else ["env", "-u", "REDISCLI_AUTH", "redis-cli"]
+        argv = [self.docker, "exec", "-i", *(["-e", "REDISCLI_AUTH"] if password else []), db.id, *client,
                 "-h", db.ips[0], "PING"]
         ran = self._docker(argv, timeout, env={"REDISCLI_AUTH": password} if password else None)
         if ran.code not in (0, 1) or "Could not connect" in ran.out + ran.err:
