@@ -402,3 +402,21 @@ def test_a_well_known_old_password_in_a_container_name_is_no_secret_in_argv(tmp_
     bad.named_secrets = {"new": "Kx7pLm2Qw9"}
     with pytest.raises(EngineError, match="secret in its arguments"):
         Engine(str(root), executor=Recorder()).apply(bad)
+
+
+def test_sec_002_live_gives_the_database_the_password_that_counts(tmp_path):
+    # The compose file's POSTGRES_PASSWORD is the one that counts; the API runs with another one in
+    # its DATABASE_URL, which is what the database takes now: that is the one the undo puts back.
+    root = cli_install(tmp_path)
+    counts, runs_with = "C0unts-" + "a" * 36, "Runs-w1th-" + "b" * 33
+    compose = root / "docker-compose.yml"
+    text = compose.read_text().replace(f"POSTGRES_PASSWORD: {CLI_PASSWORD}", f"POSTGRES_PASSWORD: {counts}")
+    compose.write_text(text.replace(f"desterlib:{CLI_PASSWORD}@", f"desterlib:{runs_with}@"))
+    env = root / ".env"
+    env.write_text(env.read_text().replace(CLI_PASSWORD, runs_with))
+    plan, planner = plan_fixes(str(root), only={"SEC-002"}, live=demo_live(), validate_with_compose=False)
+    assert "SEC-002" in plan.checks, plan.refusals
+    cmd = next(c for c in plan.changes if isinstance(c, Command))
+    assert named(plan, cmd.stdin_secret) == rotate.alter_role("desterlib", counts)
+    assert named(plan, cmd.stdin_for_inverse) == rotate.alter_role("desterlib", runs_with)
+    assert [plan.named_secrets[x.secret] for x in planner.logins] == [counts, runs_with]
