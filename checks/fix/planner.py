@@ -16,8 +16,9 @@ already changed in the batch ends the batch (checks/fix/batch.py); the next roun
 re-discovers. The result is the plan the one-at-a-time loop builds.
 
 The fixers live in one module per area (checks/fix/net.py, sec.py, secmove.py,
-securl.py, fs.py, dkr.py, ops.py; rotate.py is the live password rotation they share) and plan from the targets their rules hand them (the
-rule modules' public target functions, or the ``target`` of a finding's evidence);
+securl.py, fs.py, dkr.py, ops.py; rotate.py is the live password rotation they share)
+and plan from the targets their rules hand them (the rule modules' public target
+functions, or the ``target`` of a finding's evidence);
 this module is the registry (:data:`FIXERS`), the :class:`Planner` they drive, and
 the validation of the result. Some 610 lines: the Planner is one state
 machine (the overlay, the batch rounds, the refusals, the final re-audit), which
