@@ -16,6 +16,7 @@ Registered from tests/conftest.py (``pytest_plugins``).
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ from typing import Any
 import pytest
 
 from checks.demo import materialize
+from tests import installs
 from tests.livelab import (
+    HERE,
     LabUnavailable,
     LiveInstall,
     LiveLab,
@@ -36,7 +39,43 @@ from tests.livelab import (
 #: From the real environment, before hermetic_env changes HOME.
 CACHE = cache_dir(os.environ)
 PLUGIN = find_compose_plugin(os.environ)
-LAYOUTS = ("cli",)
+
+
+def _cli(parent: Path, hardened: bool) -> Path:
+    """The bundled demo install (``dester-harden demo``'s): the CLI layout, deliberately insecure."""
+    if hardened:
+        raise ValueError("the cli layout is the insecure demo: hardened=True is for 'newer'")
+    return Path(materialize(str(parent)))
+
+
+#: What the newer layout's locally built services are built from in the lab: the API stand-in image
+#: for ``apps/api/Dockerfile``, the scanner stand-in for ``apps/go-service``.
+_API_DOCKERFILE = """\
+# The live lab's stand-in for DesterLib's apps/api/Dockerfile: the API stand-in, built locally.
+FROM desterlib/api:latest
+"""
+_SCANNER_DOCKERFILE = """\
+# The live lab's stand-in for DesterLib's Go scanner: no authentication, POST /scan takes any root_path.
+FROM desterlib/api:latest
+COPY scanner_standin.py /app/scanner_standin.py
+ENV SCANNER_PORT=8080
+EXPOSE 8080
+CMD ["python3", "-u", "/app/scanner_standin.py"]
+"""
+
+
+def _newer(parent: Path, hardened: bool) -> Path:
+    """tests/installs.py's newer layout (SQLite, Redis, the scanner; api and scanner built locally)."""
+    root = installs.newer_install(parent, hardened=hardened)
+    (root / "apps" / "api" / "Dockerfile").write_text(_API_DOCKERFILE)
+    scanner = root / "apps" / "go-service"
+    scanner.mkdir(parents=True, exist_ok=True)
+    (scanner / "Dockerfile").write_text(_SCANNER_DOCKERFILE)
+    shutil.copyfile(HERE / "scanner_standin.py", scanner / "scanner_standin.py")
+    return root
+
+
+LAYOUTS: dict[str, Callable[[Path, bool], Path]] = {"cli": _cli, "newer": _newer}
 
 _labs: list[LiveLab] = []
 
@@ -73,13 +112,13 @@ def live_install(live_lab: LiveLab, tmp_path: Path) -> Iterator[Callable[..., Li
     made: list[LiveInstall] = []
 
     def factory(layout: str = "cli", *, deploy: bool = True, hc_interval: str = "1s",
-                api_healthcheck: bool = True) -> LiveInstall:
+                api_healthcheck: bool = True, hardened: bool = False) -> LiveInstall:
         """A fresh ``layout`` install with its own project name; deployed and healthy unless ``deploy=False``."""
         if layout not in LAYOUTS:
             raise ValueError(f"unknown layout {layout!r}: one of {', '.join(LAYOUTS)}")
         parent = tmp_path / f"install{len(made)}"
         parent.mkdir()
-        install = LiveInstall(materialize(str(parent)))
+        install = LiveInstall(LAYOUTS[layout](parent, hardened))
         install.project = live_lab.new_project()
         install.compose = compose_file(install)
         install.compose.write_text(prepare_compose(install.compose.read_text(), install.project, hc_interval,

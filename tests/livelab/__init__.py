@@ -39,7 +39,12 @@ from typing import Any
 import yaml
 
 from . import images, procs
+from .compose import compose_file, prepare_compose
 
+__all__ = ["LabUnavailable", "LiveInstall", "LiveLab", "cache_dir", "compose_file", "find_compose_plugin",
+           "prepare_compose", "reap_stale"]
+
+HERE = images.HERE
 BASE = Path("/tmp")
 PREFIX = "dhl-"
 SERVER_IF, LAN_IF = "dhl-srv", "dhl-lan"
@@ -62,11 +67,13 @@ import sys, urllib.error, urllib.request
 req = urllib.request.Request(sys.argv[1], method=sys.argv[2])
 try:
     with urllib.request.urlopen(req, timeout=float(sys.argv[3])) as resp:
-        print(resp.status)
+        status, body = resp.status, resp.read()
 except urllib.error.HTTPError as exc:
-    print(exc.code)
+    status, body = exc.code, exc.read()
 except Exception:
-    print("none")
+    status, body = "none", b""
+sys.stdout.write("%s\\n" % status)
+sys.stdout.write(body.decode("utf-8", "replace"))
 """
 
 
@@ -302,16 +309,25 @@ class LiveLab:
     def _in_lan(self, argv: Sequence[str], timeout: float) -> str:
         proc = subprocess.run(["nsenter", "-t", str(self.lan_pid), "-n", "--", *argv], capture_output=True,
                               text=True, timeout=timeout + 10, env=self._env())
-        return proc.stdout.strip()
+        return proc.stdout
 
     def lan_tcp(self, host: str, port: int, timeout: float = 2.0) -> str:
         """A TCP connect from the LAN namespace: ``open``, ``refused``, ``timeout`` or ``unreachable``."""
-        return self._in_lan([sys.executable, "-c", _TCP_PROBE, host.strip("[]"), str(port), str(timeout)], timeout)
+        return self._in_lan([sys.executable, "-c", _TCP_PROBE, host.strip("[]"), str(port), str(timeout)],
+                            timeout).strip()
 
     def lan_http(self, url: str, method: str = "GET", timeout: float = 3.0) -> int | None:
         """The HTTP status a LAN client gets for ``url``, None when nothing answers HTTP."""
-        out = self._in_lan([sys.executable, "-c", _HTTP_PROBE, url, method, str(timeout)], timeout)
-        return int(out) if out.isdigit() else None
+        return self.lan_fetch(url, method, timeout)[0]
+
+    def lan_fetch(self, url: str, method: str = "GET", timeout: float = 3.0) -> tuple[int | None, str]:
+        """(status, body) a LAN client gets for ``url``; (None, "") when nothing answers HTTP."""
+        return _http_result(self._in_lan([sys.executable, "-c", _HTTP_PROBE, url, method, str(timeout)], timeout))
+
+    def server_fetch(self, url: str, method: str = "GET", timeout: float = 20.0) -> tuple[int | None, str]:
+        """(status, body) for ``url`` from inside the server's namespace (its loopback: ``127.0.0.1:3001``)."""
+        proc = self.in_server([sys.executable, "-c", _HTTP_PROBE, url, method, str(timeout)], timeout=timeout + 10)
+        return _http_result(proc.stdout)
 
     # -- installs -------------------------------------------------------------------------
 
@@ -348,7 +364,7 @@ class LiveLab:
     def down(self, target: str | os.PathLike[str]) -> None:
         """Remove a project's containers, networks and volumes (by project name: the files may be broken)."""
         project = self.project(target)
-        proc = self.docker("compose", "-p", project, "down", "-v", "--remove-orphans", "-t", "5",
+        proc = self.docker("compose", "-p", project, "down", "-v", "--rmi", "local", "--remove-orphans", "-t", "5",
                            cwd=str(self.root), timeout=120)
         if proc.returncode:
             label = f"label=com.docker.compose.project={project}"
@@ -404,43 +420,9 @@ class LiveLab:
         return proc.returncode == 0 and proc.stdout.strip().isdigit()
 
 
-def compose_file(install_dir: Path) -> Path:
-    """The compose file of an install: the CLI layout's, or the newer layout's ``docker/`` one."""
-    for rel in ("docker-compose.yml", "docker-compose.yaml", "compose.yml", "compose.yaml",
-                "docker/docker-compose.yml"):
-        if (install_dir / rel).is_file():
-            return install_dir / rel
-    raise FileNotFoundError(f"no compose file in {install_dir}")
-
-
-def prepare_compose(text: str, project: str, interval: str = "1s", api_healthcheck: bool = True) -> str:
-    """The test copy of a compose file: a unique project name, fast healthchecks, an API healthcheck.
-
-    Text edits, not a YAML round trip, so the copy keeps the original's comments and layout (the
-    fixers under test edit that text). Docker 20.10 has no ``start_interval``: the intervals are
-    shortened instead (DesterLib's 30 s would make every deploy take half a minute).
-    """
-    lines = text.splitlines(keepends=True)
-    out = [re.sub(r"^(\s+interval:\s*)\S+", rf"\g<1>{interval}", ln) for ln in lines]
-    names = [i for i, ln in enumerate(out) if re.match(r"name\s*:", ln)]
-    if names:
-        out[names[0]] = f"name: {project}\n"
-    else:
-        top = next((i for i, ln in enumerate(out) if re.match(r"[A-Za-z]", ln)), 0)
-        out.insert(top, f"name: {project}\n")
-    data = yaml.safe_load("".join(out)) or {}
-    api = (data.get("services") or {}).get("api")
-    if api_healthcheck and isinstance(api, dict) and "healthcheck" not in api:
-        at = next(i for i, ln in enumerate(out) if re.match(r"^(\s+)api:\s*(#.*)?$", ln))
-        nxt = next(ln for ln in out[at + 1:] if ln.strip() and not ln.lstrip().startswith("#"))
-        ind = nxt[: len(nxt) - len(nxt.lstrip())]
-        out[at + 1:at + 1] = [
-            f"{ind}healthcheck:\n",
-            f'{ind}  test: ["CMD-SHELL", "wget -q --spider http://localhost:3001/health || exit 1"]\n',
-            f"{ind}  interval: {interval}\n", f"{ind}  timeout: 5s\n", f"{ind}  retries: 3\n"]
-    result = "".join(out)
-    yaml.safe_load(result)  # still YAML
-    return result
+def _http_result(out: str) -> tuple[int | None, str]:
+    status, _, body = out.partition("\n")
+    return (int(status), body) if status.isdigit() else (None, "")
 
 
 def _preflight(plugin: Path | None) -> str:

@@ -41,6 +41,8 @@ IMAGES = (
     ("desterlib/api:latest", "Dockerfile.api", ("api_standin.py",)),
 )
 KEY_LABEL = "dester-harden.live.key"
+#: More names for the same images: the layouts in tests/installs.py pin these tags.
+ALIASES = (("redis:7-alpine", "redis:7.2-alpine"),)
 
 Docker = Callable[..., subprocess.CompletedProcess[str]]
 Timer = Callable[[str, float], None]
@@ -154,20 +156,23 @@ def _pipe(first: list[str], second: list[str], env: dict[str, str], *, stdin_pat
 
 def ensure_images(docker: Docker, env: dict[str, str], cache: Path, work: Path, timer: Timer) -> str:
     """Make the three images exist in the lab's dockerd; return how ("present", "loaded", "built")."""
+    how = _ensure(docker, env, cache, work, timer)
+    for tag, alias in ALIASES:
+        docker("tag", tag, alias)
+    return how
+
+
+def _ensure(docker: Docker, env: dict[str, str], cache: Path, work: Path, timer: Timer) -> str:
     key = image_key()
     if _have(docker, key):
         return "present"
+    # Loading into this session's own dockerd needs no lock (archives appear by rename, and one
+    # deleted while read stays readable): sessions load side by side and wait only for a build.
+    if _load(docker, env, cache, key, timer):
+        return "loaded"
     with build_lock(cache):
-        for archive in _archives(cache, key):
-            start = time.monotonic()
-            try:
-                _pipe(_decompressor(archive), ["docker", "load", "-q"], env, stdin_path=archive)
-            except BuildError:
-                archive.unlink(missing_ok=True)  # a torn archive: build anew below
-                continue
-            timer("image load (cache)", time.monotonic() - start)
-            if _have(docker, key):
-                return "loaded"
+        if _load(docker, env, cache, key, timer):  # another session built it while we waited
+            return "loaded"
         start = time.monotonic()
         rootfs = _rootfs(cache, work, timer)
         _build(docker, env, key, rootfs, work, timer)
@@ -185,6 +190,19 @@ def ensure_images(docker: Docker, env: dict[str, str], cache: Path, work: Path, 
         return "built"
 
 
+def _load(docker: Docker, env: dict[str, str], cache: Path, key: str, timer: Timer) -> bool:
+    for archive in _archives(cache, key):
+        start = time.monotonic()
+        try:
+            _pipe(_decompressor(archive), ["docker", "load", "-q"], env, stdin_path=archive)
+        except (BuildError, OSError):
+            continue  # torn or pruned meanwhile: the build under the lock makes a new one
+        timer("image load (cache)", time.monotonic() - start)
+        if _have(docker, key):
+            return True
+    return False
+
+
 def _decompressor(archive: Path) -> list[str]:
     return ["zstd", "-q", "-dc"] if archive.name.endswith(".zst") else ["gzip", "-dc"]
 
@@ -197,11 +215,13 @@ def _have(docker: Docker, key: str) -> bool:
     return True
 
 
-def _prune(cache: Path, key: str) -> None:
-    """Old archives of other keys go: each is ~70 MB."""
-    for path in cache.glob("images-*.tar.*"):
-        if key not in path.name:
-            path.unlink(missing_ok=True)
+def _prune(cache: Path, key: str, keep: int = 3) -> None:
+    """Archives of old keys go (each is ~70 MB), but not the newest few: branches with other image
+    sources share the cache, and each would otherwise delete the other's archive and rebuild."""
+    old = sorted((p for p in cache.glob("images-*.tar.*") if key not in p.name),
+                 key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in old[keep - 1:]:
+        path.unlink(missing_ok=True)
 
 
 def _build(docker: Docker, env: dict[str, str], key: str, rootfs: Path, work: Path, timer: Timer) -> None:
