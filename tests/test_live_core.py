@@ -5,6 +5,7 @@ The real Engine is exercised by tests/test_live_gather.py (marked ``live``).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -71,12 +72,27 @@ IF_INET6 = """\
 00000000000000000000000000000001 01 80 10 80       lo
 fd770000000000000000000000000001 03 40 00 80  lab-srv
 fe80000000000000b0c4e1fffe2a1b3c 03 40 20 80  lab-srv
+fd00dead00000000000000000000000a 05 40 00 80  br-0123456789ab
+"""
+FIB_TRIE_BRIDGES = FIB_TRIE + """\
+        |-- 172.17.0.1
+           /32 host LOCAL
+        |-- 172.18.0.1
+           /32 host LOCAL
+"""
+ROUTE = """\
+Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
+lab-srv\t00004D0A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0
+eth0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0
+br-0123456789ab\t000012AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0
 """
 
 
 def _proc(tmp_path: Path, **files: str) -> str:
     d = tmp_path / "net"
-    d.mkdir(exist_ok=True)
+    d.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (d / name).write_text(text)
     return str(d)
@@ -113,6 +129,15 @@ def test_own_addresses_skip_loopback_and_link_local(tmp_path):
     assert got == ("10.77.0.1", "192.168.1.20", "fd77::1")
 
 
+def test_own_addresses_leave_out_dockers_bridges(tmp_path):
+    # 172.17.0.1 (docker0) and 172.18.0.1 (a compose network's bridge) are reached from this host only.
+    got = addresses.own_addresses(_proc(tmp_path, fib_trie=FIB_TRIE_BRIDGES, if_inet6=IF_INET6, route=ROUTE))
+    assert got == ("10.77.0.1", "192.168.1.20", "fd77::1")
+    assert addresses.routes(ROUTE)[0] == ("lab-srv", ipaddress.IPv4Network("10.77.0.0/24"))
+    # Without a route table no address can be told to be a bridge's: kept, never guessed away.
+    assert "172.17.0.1" in addresses.own_addresses(_proc(tmp_path / "b", fib_trie=FIB_TRIE_BRIDGES))
+
+
 def test_own_addresses_without_ipv6_and_without_fib_trie(tmp_path):
     assert addresses.own_addresses(_proc(tmp_path, fib_trie=FIB_TRIE)) == ("10.77.0.1", "192.168.1.20")
     with pytest.raises(LiveError, match="fib_trie"):
@@ -135,6 +160,11 @@ def test_scan_finds_database_urls_with_a_password_in_every_written_form():
     found = logscan.scan(lines, "docker logs api")
     assert found.leaked_lines == (1, 2, 3, 4, 5)
     assert found.lines == 8 and found.source == "docker logs api"
+    # A password written unencoded, as DesterLib prints DATABASE_URL: '@' and '/' inside it.
+    odd = logscan.scan(["Database: postgresql://desterlib:p@ss/w0rd@postgres:5432/desterlib",
+                        '{"m":"Database: postgresql:\\/\\/u:a\\/b@c@db:5432\\/x"}',
+                        "see https://user:pw@example.org/ for docs"], "x")
+    assert odd.leaked_lines == (1, 2)  # an https URL's credentials are not the database's
 
 
 def test_scan_counts_429_and_5xx_per_utc_hour():
@@ -154,7 +184,7 @@ def test_scan_counts_429_and_5xx_per_utc_hour():
     assert found.undated == 1 and found.leaked_lines == ()
 
 
-_PASSWORD = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="@/\"' \t\r\n\x0b\x0c\x1c\x1d\x1e\x1f"
+_PASSWORD = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\"' \t\r\n\x0b\x0c\x1c\x1d\x1e\x1f"
                                            "\x85\u2028\u2029\xa0"), min_size=1, max_size=40)
 _WRAP = st.sampled_from([
     "Database: postgresql://desterlib:{pw}@postgres:5432/desterlib",
@@ -215,13 +245,18 @@ def test_project_name_precedence(tmp_path):
         project.project_name(inst, {"COMPOSE_PROJECT_NAME": "Bad Name"})
 
 
+def unavailable(why: str) -> None:
+    """Skip, visibly, a test whose real component is missing here; under ``CI=true`` fail: CI has them all."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(why + " (under CI=true it must be there)")
+    pytest.skip(why)
+
+
 def _compose_cli() -> str:
     exe = shutil.which("docker")
     if exe is None or subprocess.run([exe, "compose", "version"], capture_output=True).returncode != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the docker CLI with its compose plugin is not installed, and .ci/run installs it")
-        pytest.skip("the docker CLI with its compose plugin is not installed")
-    return exe
+        unavailable("the docker CLI with its compose plugin is not installed")
+    return str(exe)
 
 
 @pytest.mark.parametrize(("compose_extra", "env_extra", "dirname", "environ"), [
@@ -257,6 +292,33 @@ def test_endpoint_from_docker_host_else_default_else_rootless(tmp_path, monkeypa
     assert docker.resolve_endpoint({}).url == f"unix://{tmp_path}/none.sock"
 
 
+def test_the_first_engine_that_answers_is_asked(tmp_path, monkeypatch):
+    # The system socket exists but nothing answers there; the user's rootless Engine does.
+    dead = socket.socket(socket.AF_UNIX)
+    dead.bind(str(tmp_path / "system.sock"))
+    xdg = tmp_path / "xdg"
+    xdg.mkdir()
+    live = socket.socket(socket.AF_UNIX)
+    live.bind(str(xdg / "docker.sock"))
+    live.listen(1)
+    monkeypatch.setattr(docker, "DEFAULT_SOCKET", str(tmp_path / "system.sock"))
+    try:
+        env = {"XDG_RUNTIME_DIR": str(xdg)}
+        assert [e.url for e in docker.candidates(env)][:2] == [f"unix://{tmp_path}/system.sock",
+                                                                f"unix://{xdg}/docker.sock"]
+        assert docker.reachable(env, timeout=0.5).url == f"unix://{xdg}/docker.sock"
+        live.close()
+        # None answers: the reason is the default socket's, where Docker usually is.
+        with pytest.raises(LiveError, match=f"^the Docker Engine is not reachable at unix://{tmp_path}/system.sock: "
+                                            "connection refused"):
+            docker.reachable(env, timeout=0.5)
+        # DOCKER_HOST set: it alone is asked, as the docker CLI does.
+        assert [e.origin for e in docker.candidates({"DOCKER_HOST": "unix:///x", **env})] == ["DOCKER_HOST"]
+    finally:
+        dead.close()
+        live.close()
+
+
 def _reason(url: str) -> str:
     with pytest.raises(LiveError) as err:
         docker.preflight(docker.Endpoint(url, "DOCKER_HOST"), timeout=0.5)
@@ -279,6 +341,29 @@ def test_preflight_reasons(tmp_path):
     assert _reason("tcp://") == "not a valid address"
 
 
+def test_preflight_gives_up_after_its_timeout(tmp_path):
+    # A dockerd that accepts nothing: its backlog full, a connect blocks until the timeout.
+    stuck = socket.socket(socket.AF_UNIX)
+    stuck.bind(str(tmp_path / "stuck.sock"))
+    stuck.listen(0)
+    fillers = []
+    try:
+        for _ in range(4):
+            c = socket.socket(socket.AF_UNIX)
+            c.setblocking(False)
+            try:
+                c.connect(str(tmp_path / "stuck.sock"))
+            except BlockingIOError:
+                c.close()
+                break
+            fillers.append(c)
+        assert _reason(f"unix://{tmp_path}/stuck.sock") == "no answer within 0.5 s"
+    finally:
+        for c in fillers:
+            c.close()
+        stuck.close()
+
+
 def test_preflight_accepts_a_listening_socket(tmp_path):
     live = socket.socket(socket.AF_UNIX)
     live.bind(str(tmp_path / "ok.sock"))
@@ -291,7 +376,7 @@ def test_preflight_accepts_a_listening_socket(tmp_path):
 
 def test_permission_denied_names_the_fix(tmp_path):
     if os.getuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv to connect as another user")
+        unavailable("needs root and setpriv to connect as another user")
     d = Path(tempfile.mkdtemp(prefix="live-perm-"))
     try:
         d.chmod(0o755)
@@ -429,6 +514,22 @@ def test_containers_from_inspect_attrs():
     assert [c for c in sdk.calls if c[0] == "image"] == [("image", "sha256:aaa"), ("image", "sha256:bbb"),
                                                          ("image", "sha256:gone")]
     assert SECRET not in repr(got)
+
+
+def test_secrets_in_a_containers_command_are_kept_as_digests():
+    pw = "Sekr3t!x-9q"
+    token = f"<secret:{value_digest(pw)}>"
+    assert docker.mask_command(["redis-server", "--requirepass", pw, "--appendonly", "yes"]) == (
+        "redis-server", "--requirepass", token, "--appendonly", "yes")
+    assert docker.mask_command(["sh", "-c", f"redis-server --requirepass {pw} --port 6379"]) == (
+        "sh", "-c", f"redis-server --requirepass {token} --port 6379")
+    assert docker.mask_command([f"--password={pw}", f"DB_PASSWORD={pw}", f"postgresql://u:{pw}@db/x"]) == (
+        f"--password={token}", f"DB_PASSWORD={token}", f"postgresql://u:{token}@db/x")
+    assert docker.mask_command(["postgres", "-c", "max_connections=100"]) == ("postgres", "-c", "max_connections=100")
+    sdk = FakeSDK([_attrs("redis", env=["A=b"])])
+    sdk._containers[0]["Config"]["Cmd"] = ["redis-server", "--requirepass", pw]
+    got = _client(sdk).containers("desterlib")
+    assert got[0].command[-1] == token and pw not in repr(got)
 
 
 @pytest.mark.parametrize(("info", "backend", "rootless"), [
@@ -607,6 +708,20 @@ def test_gather_reports_unreadable_proc_and_a_bad_project_name(tmp_path):
     assert state.probes_error is not None and state.probes == ()
 
 
+def test_gather_turns_an_unforeseen_answer_into_a_reason(tmp_path):
+    inst = discover(str(cli_install(tmp_path)), now=FIXED_NOW)
+
+    class Odd(FakeEngine):
+        def containers(self, project):
+            return int("not a number")  # what a parser meets when an Engine answers oddly
+
+    odd = Odd([])
+    state = gather(inst, proc_net=_proc(tmp_path, tcp=TCP, fib_trie=FIB_TRIE), probe=False, engine=lambda: odd,
+                   environ={})
+    assert state.engine is None and odd.closed
+    assert str(state.engine_error).startswith("the Docker Engine's answer could not be read: invalid literal")
+
+
 def test_gather_scans_the_host_combined_log(tmp_path, monkeypatch):
     root = newer_install(tmp_path)
     log = root / "desterlib-data" / "logs" / "combined.log"
@@ -618,3 +733,82 @@ def test_gather_scans_the_host_combined_log(tmp_path, monkeypatch):
     assert [(f.source, f.leaked_lines) for f in state.logs] == [("desterlib-data/logs/combined.log", (1,))]
     assert "Sup3rS3cret" not in repr(state)
     assert stat.S_ISREG(os.stat(log).st_mode)
+
+
+# -- probes and addresses for real, in a private network namespace (no server in the host's) -------------------------
+
+_NETNS_PROBE = r"""
+import json, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from checks.live import addresses, probe, procnet
+
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        routes = {"/api/docs": (200, b"<title>Swagger UI</title>"),
+                  "/api/v1/settings": (200, b'{"success":true,"data":{"tmdbApiKey":"%s"}}' % sys.argv[1].encode()),
+                  "/api/v1/logs": (500, b"{}")}
+        if self.path == "/api/docs.json":
+            self.send_response(302); self.send_header("Location", "http://10.99.0.1:9/"); self.end_headers(); return
+        code, body = routes.get(self.path, (404, b"no"))
+        self.send_response(code); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+
+srv = ThreadingHTTPServer(("10.99.0.1", 3001), H)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+own = addresses.own_addresses("/proc/net")
+found = probe.probe([(a, 3001) for a in own])
+print(json.dumps({"own": own, "listeners": [[x.address, x.port] for x in procnet.listeners("/proc/net")],
+                  "probes": [[p.url, p.status, p.exposes] for p in found]}))
+"""
+
+
+def test_probe_and_addresses_in_a_private_network_namespace(tmp_path):
+    if os.getuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
+        unavailable("needs root, unshare and ip to make a private network namespace")
+    tmdb_key = "tmdb-Xy7Qw2Lk9"
+    setup = ("ip link set lo up && ip link add d0 type veth peer name d1 && ip addr add 10.99.0.1/24 dev d0 && "
+             "ip link set d1 up && ip link set d0 up && exec \"$@\"")
+    out = subprocess.run(["unshare", "--net", "--", "sh", "-c", setup, "sh", sys.executable, "-c", _NETNS_PROBE,
+                          tmdb_key], capture_output=True, text=True, cwd=str(PROJECT), timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(PROJECT), "http_proxy": "http://10.99.0.1:9",
+                              "HTTP_PROXY": "http://10.99.0.1:9", "no_proxy": ""})
+    if out.returncode != 0 and "Operation not permitted" in out.stderr:
+        unavailable(f"cannot make a network namespace here: {out.stderr.strip().splitlines()[-1]}")
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["own"][0] == "10.99.0.1"  # the dummy's address; loopback is not one of ours to probe
+    assert ["10.99.0.1", 3001] in got["listeners"]
+    by_path = {url.split(":3001", 1)[1]: (status, exposes) for url, status, exposes in got["probes"]
+               if url.startswith("http://10.99.0.1:3001")}
+    assert by_path["/api/docs"] == (200, "Swagger UI")
+    assert by_path["/api/v1/settings"] == (200, "the TMDB API key")
+    assert by_path["/api/docs.json"] == (302, None)  # the redirect is not followed
+    assert by_path["/api/v1/logs"] == (500, None)
+    assert by_path["/api/docs/swagger.json"] == (404, None)
+    assert tmdb_key not in out.stdout
+
+
+def test_gather_asks_api_v1_logs_only_where_the_api_is_published_on_loopback(tmp_path, monkeypatch):
+    inst = discover(str(cli_install(tmp_path)), now=FIXED_NOW)
+    proc = _proc(tmp_path, tcp=TCP, fib_trie=FIB_TRIE)
+    asked = []
+
+    def fetch(url, timeout):
+        asked.append(url)
+        return 200, json.dumps({"logs": ["info: Database: postgresql://desterlib:Lo0pSecret@postgres:5432/x",
+                                         {"level": "info", "message": "GET /api/v1/x 503 1 ms"}]}).encode()
+
+    monkeypatch.setattr(logs, "fetch", fetch)
+    monkeypatch.setattr(probe, "fetch", fetch)
+    loopback = FakeEngine([_container("api", "desterlib/api:latest", [Binding("127.0.0.1", 3001, 3001)])])
+    state = gather(inst, proc_net=proc, engine=lambda: loopback, environ={})
+    found = [f for f in state.logs if f.source == "GET /api/v1/logs"]
+    assert asked == ["http://127.0.0.1:3001/api/v1/logs"] and state.probes == ()
+    assert found and found[0].leaked_lines == (1,) and sum(found[0].server_errors.values()) == 1
+    assert "Lo0pSecret" not in repr(state)
+    asked.clear()
+    lan = FakeEngine([_container("api", "desterlib/api:latest", [Binding("0.0.0.0", 3001, 3001)])])
+    state = gather(inst, proc_net=proc, engine=lambda: lan, environ={})
+    assert not [f for f in state.logs if f.source == "GET /api/v1/logs"]
+    assert "http://127.0.0.1:3001/api/v1/logs" not in asked and asked  # the LAN side is the probes' business

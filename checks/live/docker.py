@@ -1,14 +1,17 @@
 """The Docker Engine, through the ``docker`` SDK, read-only, with short timeouts.
 
 Where the Engine is: ``DOCKER_HOST`` (``unix://`` or ``tcp://``, with ``DOCKER_TLS_VERIFY`` and
-``DOCKER_CERT_PATH`` as the SDK reads them), else ``/var/run/docker.sock``, else a rootless
-Engine's socket (``$XDG_RUNTIME_DIR/docker.sock``, ``/run/user/<uid>/docker.sock`` for this
-user and for the installation's owner). :func:`connect` checks that the socket exists and
-accepts a connection *before* the SDK is imported, so an audit without Docker loads no Docker
-code; every failure is a :class:`LiveError` with one line for the user, never a traceback.
+``DOCKER_CERT_PATH`` as the SDK reads them), else the first that answers of ``/var/run/docker.sock``
+and a rootless Engine's socket (``$XDG_RUNTIME_DIR/docker.sock``, ``/run/user/<uid>/docker.sock``
+for this user and for the installation's owner). Docker CLI contexts (``docker context use``)
+are not read: like the SDK, only the environment and the sockets count. :func:`connect` checks
+that the socket exists and accepts a connection *before* the SDK is imported, so an audit
+without Docker loads no Docker code; every failure is a :class:`LiveError` with one line for
+the user, never a traceback.
 
 :class:`EngineClient` turns the SDK's answers into :mod:`checks.live.model` data: it keeps
-environment variable names and keyed digests, never values.
+environment variable names and keyed digests, never values, and a command's secrets (Redis's
+``--requirepass``) as digests too.
 """
 
 from __future__ import annotations
@@ -18,16 +21,19 @@ import errno
 import os
 import socket
 import stat
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from checks.core.secrets import is_secret_key, url_password_span
 from checks.live.errors import LiveError, one_line
 from checks.live.model import Binding, Container, EngineInfo, LiveMount, value_digest
 
-__all__ = ["LiveError", "Endpoint", "resolve_endpoint", "preflight", "connect", "EngineClient"]
+__all__ = ["LiveError", "Endpoint", "candidates", "resolve_endpoint", "reachable", "preflight", "connect",
+           "EngineClient"]
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 TIMEOUT = 2.0
@@ -52,28 +58,51 @@ class Endpoint:
         return self.url[len("unix://") :] if self.url.startswith("unix://") else None
 
 
-def resolve_endpoint(environ: Mapping[str, str] | None = None, owners: Iterable[int] = ()) -> Endpoint:
-    """The endpoint to try: ``DOCKER_HOST`` when set, else the first socket that exists.
+def candidates(environ: Mapping[str, str] | None = None, owners: Iterable[int] = ()) -> list[Endpoint]:
+    """Where to look, in order: ``DOCKER_HOST`` alone when set; else every socket that exists.
 
-    ``owners`` are further uids whose rootless Engine counts (the installation's owner when
-    root audits another user's install). With no socket anywhere, the default socket is
-    returned so the message names where Docker usually is.
+    The default socket comes first, then rootless ones (``$XDG_RUNTIME_DIR``, then
+    ``/run/user/<uid>`` for this user and for ``owners``, the installation's owner when root
+    audits another user's install). With no socket anywhere, the default socket, so the
+    message names where Docker usually is.
     """
     env = os.environ if environ is None else environ
     host = env.get("DOCKER_HOST", "").strip()
     if host:
-        return Endpoint(host, "DOCKER_HOST")
+        return [Endpoint(host, "DOCKER_HOST")]
+    found: list[Endpoint] = []
     if os.path.exists(DEFAULT_SOCKET):
-        return Endpoint("unix://" + DEFAULT_SOCKET, "the default socket")
-    candidates: list[str] = []
+        found.append(Endpoint("unix://" + DEFAULT_SOCKET, "the default socket"))
+    paths: list[str] = []
     if env.get("XDG_RUNTIME_DIR"):
-        candidates.append(os.path.join(env["XDG_RUNTIME_DIR"], "docker.sock"))
-    for uid in (os.getuid(), *owners):
-        candidates.append(f"/run/user/{uid}/docker.sock")
-    for path in candidates:
+        paths.append(os.path.join(env["XDG_RUNTIME_DIR"], "docker.sock"))
+    paths += [f"/run/user/{uid}/docker.sock" for uid in (os.getuid(), *owners)]
+    for path in dict.fromkeys(paths):
         if os.path.exists(path):
-            return Endpoint("unix://" + path, "the rootless socket")
-    return Endpoint("unix://" + DEFAULT_SOCKET, "the default socket")
+            found.append(Endpoint("unix://" + path, "the rootless socket"))
+    return found or [Endpoint("unix://" + DEFAULT_SOCKET, "the default socket")]
+
+
+def resolve_endpoint(environ: Mapping[str, str] | None = None, owners: Iterable[int] = ()) -> Endpoint:
+    """The first of :func:`candidates`."""
+    return candidates(environ, owners)[0]
+
+
+def reachable(environ: Mapping[str, str] | None = None, owners: Iterable[int] = (),
+              timeout: float = TIMEOUT) -> Endpoint:
+    """The first candidate that accepts a connection; else :class:`LiveError` with the first one's reason.
+
+    A host can have a system Engine the user may not use and a rootless one of their own that
+    runs the install: the one that answers is the one asked.
+    """
+    first: LiveError | None = None
+    for ep in candidates(environ, owners):
+        try:
+            preflight(ep, timeout)
+            return ep
+        except LiveError as exc:
+            first = first or exc
+    raise first or LiveError("the Docker Engine is not reachable: nowhere to look")
 
 
 def _unreachable(ep: Endpoint, why: str) -> LiveError:
@@ -124,9 +153,18 @@ def preflight(ep: Endpoint, timeout: float = TIMEOUT) -> None:
             raise _unreachable(ep, _os_reason(exc, timeout)) from None
         family, _, _, _, target = infos[0]
         sock = socket.socket(family, socket.SOCK_STREAM)
+    deadline = time.monotonic() + timeout
     try:
-        sock.settimeout(timeout)
-        sock.connect(target)
+        while True:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                sock.connect(target)
+                return
+            except BlockingIOError:
+                # A unix socket whose backlog is full answers EAGAIN at once: a busy or hung dockerd.
+                if time.monotonic() >= deadline:
+                    raise TimeoutError from None
+                time.sleep(0.05)
     except OSError as exc:
         raise _unreachable(ep, _os_reason(exc, timeout)) from None
     finally:
@@ -137,8 +175,7 @@ def connect(environ: Mapping[str, str] | None = None, *, owners: Iterable[int] =
             timeout: float = TIMEOUT) -> EngineClient:
     """An :class:`EngineClient` for the Engine that answers, or :class:`LiveError` with why not."""
     env = dict(os.environ if environ is None else environ)
-    ep = resolve_endpoint(env, owners)
-    preflight(ep, timeout)
+    ep = reachable(env, owners, timeout)
     try:
         import docker  # imported only now: the socket answered
 
@@ -192,6 +229,47 @@ def _mounts(attrs: Mapping[str, Any]) -> tuple[LiveMount, ...]:
         kind = str(m.get("Type") or "")
         source = str(m.get("Name") if kind == "volume" and m.get("Name") else m.get("Source") or "")
         out.append(LiveMount(kind, source, str(m.get("Destination") or ""), bool(m.get("RW"))))
+    return tuple(out)
+
+
+def secret_token(value: str) -> str:
+    """How a secret in a container's command is kept: ``<secret:DIGEST>`` (compare with :func:`value_digest`)."""
+    return f"<secret:{value_digest(value)}>"
+
+
+def _mask_word(word: str, after_secret_flag: bool) -> str:
+    if after_secret_flag:
+        return secret_token(word)
+    name, eq, value = word.partition("=")
+    if eq and value and is_secret_key(name.lstrip("-")):
+        return f"{name}={secret_token(value)}"
+    done, rest = "", word
+    while (span := url_password_span(rest)) is not None:  # each pass consumes text up to the URL's "@"
+        done += rest[: span[0]] + secret_token(rest[span[0] : span[1]])
+        rest = rest[span[1] :]
+    return done + rest
+
+
+def mask_command(args: Iterable[str]) -> tuple[str, ...]:
+    """A container's command with every secret replaced by :func:`secret_token`.
+
+    Redis is often given its password on the command line (``--requirepass PASS``); so are
+    ``--password=PASS``, ``DB_PASSWORD=PASS`` and URLs with a password. A shell string
+    (``sh -c "redis-server --requirepass $PASS"`` after interpolation) is masked word by word.
+    """
+    out: list[str] = []
+    secret_flag = False
+    for arg in args:
+        if any(c.isspace() for c in arg):
+            words, flag = [], False
+            for w in arg.split():
+                words.append(_mask_word(w, flag))
+                flag = w.startswith("-") and "=" not in w and is_secret_key(w.lstrip("-"))
+            out.append(" ".join(words))
+            secret_flag = False
+            continue
+        out.append(_mask_word(arg, secret_flag))
+        secret_flag = arg.startswith("-") and "=" not in arg and is_secret_key(arg.lstrip("-"))
     return tuple(out)
 
 
@@ -273,7 +351,7 @@ class EngineClient:
                 mounts=_mounts(attrs),
                 env=_env(config),
                 networks=tuple(sorted((attrs.get("NetworkSettings") or {}).get("Networks") or {})),
-                command=tuple(str(a) for a in config.get("Cmd") or ()),
+                command=mask_command(str(a) for a in config.get("Cmd") or ()),
                 config_hash=str(labels[HASH_LABEL]) if labels.get(HASH_LABEL) else None,
             ))
         return tuple(sorted(out, key=lambda c: (c.service, c.name)))

@@ -2,7 +2,8 @@
 
 Each part has its own timeout and its own failure: an Engine that does not answer leaves
 ``engine_error`` set and the listeners, addresses and probes still read, an unreadable
-/proc leaves ``listeners_error``, and so on. Nothing raises. The parts, in order: the
+/proc leaves ``listeners_error``, and so on. Nothing raises: even an answer of a shape not
+foreseen becomes the part's reason. The parts, in order: the
 compose project name (from the files), listening sockets and this host's addresses (/proc),
 the Engine (version, info, the project's containers, their images), the API's logs, and the
 probes of the API's admin surface on this host's own addresses.
@@ -10,6 +11,7 @@ probes of the API's admin surface on this host's own addresses.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -18,7 +20,7 @@ from typing import Protocol
 from checks.install.model import Installation
 from checks.live import addresses as _addresses
 from checks.live import procnet
-from checks.live.errors import LiveError
+from checks.live.errors import LiveError, one_line
 from checks.live.model import Binding, Container, EngineInfo, LiveState
 
 TIMEOUT = 2.0
@@ -44,11 +46,15 @@ def built_services(inst: Installation) -> frozenset[str]:
     return frozenset(svc.name for svc in inst.services if svc.opt("build") is not None)
 
 
-def _api_bindings(inst: Installation, state: LiveState, services: list[str]) -> list[Binding]:
-    """The API's published TCP ports: what runs when the Engine answered, else what the files ask."""
-    running = [c for c in state.containers if c.service in services]
-    if state.docker_reachable:
-        return [b for c in running if c.status == "running" for b in c.bindings if b.protocol == "tcp"]
+def api_bindings(inst: Installation, state: LiveState, services: list[str]) -> list[Binding]:
+    """The API's published TCP ports: what runs, when the Engine shows a running API; else what the files ask.
+
+    Without a running API container (no Docker access, or an API run as a host process) the
+    compose files' ports are the best guess of where it answers.
+    """
+    running = [c for c in state.containers if c.service in services and c.status == "running"]
+    if running:
+        return [b for c in running for b in c.bindings if b.protocol == "tcp" and b.host_port]
     out: list[Binding] = []
     for name in services:
         svc = inst.service(name)
@@ -102,15 +108,12 @@ def gather(install: Installation, *, proc_net: str = "/proc/net", probe: bool = 
     except LiveError as exc:
         project, project_error = "", str(exc)
     state = LiveState(project=project, built=built_services(install), gathered_at=started)
-    try:
-        state.listeners = procnet.listeners(proc_net)
-    except LiveError as exc:
-        state.listeners_error = str(exc)
-    addresses_error = None
-    try:
-        state.addresses = _addresses.own_addresses(proc_net)
-    except LiveError as exc:
-        addresses_error = str(exc)
+    # The kernel walks its whole socket table for /proc/net/tcp (10-30 ms even when nearly empty); the
+    # read releases the GIL, so it runs while the Engine is asked.
+    proc_pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="proc")
+    listen_job = proc_pool.submit(procnet.listeners, proc_net)
+    addr_job = proc_pool.submit(_addresses.own_addresses, proc_net)
+    proc_pool.shutdown(wait=False)
 
     client: EngineSource | None = None
     if project_error is not None:
@@ -118,28 +121,55 @@ def gather(install: Installation, *, proc_net: str = "/proc/net", probe: bool = 
     else:
         try:
             client = engine() if engine is not None else _connect(environ, install.root_uid, timeout)
-            state.engine = client.engine_info()
-            state.containers = client.containers(project)
+            # Two independent questions: the Engine answers both while Python waits once.
+            with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="engine-info") as pool:
+                info = pool.submit(client.engine_info)
+                state.containers = client.containers(project)
+                state.engine = info.result()
         except LiveError as exc:
             state.engine, state.containers = None, ()
             state.engine_error = str(exc)
+        except Exception as exc:  # an answer of a shape we did not expect: a reason, never a traceback
+            state.engine, state.containers = None, ()
+            state.engine_error = f"the Docker Engine's answer could not be read: {one_line(exc)}"
+    try:
+        state.listeners = listen_job.result()
+    except (LiveError, ValueError) as exc:
+        state.listeners_error = str(exc)
+    addresses_error = None
+    try:
+        state.addresses = addr_job.result()
+    except (LiveError, ValueError) as exc:
+        addresses_error = str(exc)
     try:
         from checks.live.logs import api_service_names
 
         services = api_service_names(install, state.containers)
-        if logs:
-            from checks.live.logs import findings
-
-            state.logs, state.logs_error = findings(install, state.containers, client if state.engine else None,
-                                                    timeout=PROBE_TIMEOUT, now=now)
-        if probe:
-            if addresses_error is not None:
+        published = api_bindings(install, state, services)
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="probes") as pool:
+            probes = None
+            if probe and addresses_error is not None:
                 state.probes_error = addresses_error
-            else:
+            elif probe:
                 from checks.live.probe import probe as run_probes
 
-                targets = probe_targets(_api_bindings(install, state, services), state.addresses)
-                state.probes = run_probes(targets, timeout=PROBE_TIMEOUT, budget=PROBE_BUDGET)
+                # The probes wait on the network, the log reads on the Engine and the disk: side by side.
+                probes = pool.submit(run_probes, probe_targets(published, state.addresses), timeout=PROBE_TIMEOUT,
+                                     budget=PROBE_BUDGET)
+            if logs:
+                from checks.live.logs import findings
+
+                try:
+                    state.logs, state.logs_error = findings(install, state.containers,
+                                                            client if state.engine else None, published,
+                                                            timeout=PROBE_TIMEOUT, now=now)
+                except Exception as exc:  # as above: the reason, not a traceback
+                    state.logs_error = f"the API's logs could not be read: {one_line(exc)}"
+            if probes is not None:
+                try:
+                    state.probes = probes.result()
+                except Exception as exc:
+                    state.probes_error = f"the API could not be probed: {one_line(exc)}"
     finally:
         if client is not None:
             client.close()

@@ -16,13 +16,13 @@ import json
 import os
 import posixpath
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from checks.install.discovery import API_IMAGE, find_api_service
 from checks.install.model import Installation
 from checks.live.errors import LiveError, one_line
-from checks.live.model import Container, LogFinding
+from checks.live.model import Binding, Container, LogFinding
 from checks.live.probe import fetch, url_for
 
 TAIL_LINES = 2000
@@ -149,9 +149,13 @@ def endpoint_lines(address: str, port: int, timeout: float) -> list[str] | None:
         return body.decode("utf-8", "replace").splitlines()
 
 
-def findings(inst: Installation, containers: tuple[Container, ...], engine: Any, *, timeout: float,
-             now: float | None = None) -> tuple[tuple[LogFinding, ...], str | None]:
-    """Every log finding of the API and the first reason a source could not be read (None when all were)."""
+def findings(inst: Installation, containers: tuple[Container, ...], engine: Any, published: Sequence[Binding] = (),
+             *, timeout: float, now: float | None = None) -> tuple[tuple[LogFinding, ...], str | None]:
+    """Every log finding of the API and the first reason a source could not be read (None when all were).
+
+    ``published`` are the API's published TCP ports: when every one is on loopback, ``GET /api/v1/logs``
+    is asked there too.
+    """
     from checks.live.logscan import scan
 
     out: list[LogFinding] = []
@@ -178,11 +182,9 @@ def findings(inst: Installation, containers: tuple[Container, ...], engine: Any,
             except OSError as exc:
                 why = "a symbolic link is on the way" if exc.errno in (errno.ELOOP, errno.ENOTDIR) else one_line(exc)
                 problems.append(f"cannot read {inst.display(path)}: {why} (not followed)")
-        running = [c for c in containers if c.service == service and c.status == "running"]
-        published = [b for c in running for b in c.bindings if b.protocol == "tcp" and b.host_port]
-        if published and all(b.loopback for b in published):
-            b = published[0]
-            lines = endpoint_lines("::1" if b.host_ip.strip("[]") == "::1" else "127.0.0.1", b.host_port, timeout)
-            if lines is not None:
-                out.append(scan(lines, f"GET /api/v1/logs ({service})", now=now))
+    if published and all(b.loopback for b in published):
+        b = published[0]
+        lines = endpoint_lines("::1" if b.host_ip.strip("[]") == "::1" else "127.0.0.1", b.host_port, timeout)
+        if lines is not None:
+            out.append(scan(lines, "GET /api/v1/logs", now=now))
     return tuple(out), (problems[0] if problems else None)

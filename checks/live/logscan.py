@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+from checks.core.secrets import url_password_span
 from checks.live.model import LogFinding
 
 _SLASH = r"(?:\\?/)"
@@ -70,9 +71,29 @@ def hour_of(line: str) -> str | None:
     return None
 
 
+_DB_SCHEMES = frozenset({"postgres", "postgresql", "mysql", "mariadb", "redis", "rediss", "mongodb", "mongodb+srv",
+                         "amqp", "amqps"})
+_LAST_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://(?!.*://)")
+
+
 def leaks(line: str) -> bool:
-    """Whether ``line`` holds a database URL with a real (unmasked, non-placeholder) password."""
-    return any(not _MASKED.match(m["pw"]) for m in LEAK.finditer(line))
+    """Whether ``line`` holds a database URL with a real (unmasked, non-placeholder) password.
+
+    The pattern catches the usual forms, plain and JSON-escaped; the masker's own URL reader
+    (:func:`checks.core.secrets.url_password_span`) catches a password with an unencoded ``@`` or
+    ``/`` in it, as DesterLib logs it (it prints ``DATABASE_URL`` as written).
+    """
+    if any(not _MASKED.match(m["pw"]) for m in LEAK.finditer(line)):
+        return True
+    rest = line.replace("\\/", "/")
+    if "://" not in rest:
+        return False
+    while (span := url_password_span(rest)) is not None:
+        scheme = _LAST_SCHEME.search(rest, 0, span[0])
+        if scheme and scheme[1].lower() in _DB_SCHEMES and not _MASKED.match(rest[span[0] : span[1]]):
+            return True
+        rest = rest[span[1] :]
+    return False
 
 
 def status_of(line: str) -> int | None:
