@@ -20,13 +20,9 @@ EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 def _seconds(text: str) -> float:
     """``--health-timeout``: a number of seconds from 1 to 3600."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 1 <= value <= 3600:
+    if not (text.replace(".", "", 1).isdigit() and 1 <= float(text) <= 3600):
         raise argparse.ArgumentTypeError(f"not a number of seconds from 1 to 3600: {text!r}")
-    return value
+    return float(text)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -96,17 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     audit_options(fix)
     mode = fix.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true", help="only show the plan")
-    mode.add_argument("--yes", action="store_true",
-                      help="apply without asking (needed when not on a terminal); also answers yes to the plan's "
-                           "questions, such as recreating the API without a backup younger than 24 h")
+    mode.add_argument("--yes", action="store_true", help="apply without asking (needed when not on a terminal); "
+                      "also answers yes to the plan's questions (recreating the API without a recent backup)")
     fix.add_argument("--reveal", action="store_true", help="show secret values in the preview instead of masking them")
     fix.add_argument("--list", action="store_true", help="with --dry-run: list every media entry FS-005 would change")
-    fix.add_argument("--health-timeout", type=_seconds, default=120.0, metavar="SECONDS",
-                     help="how long recreated services get to become healthy before the change is taken back by "
-                          "itself (default 120)")
-    fix.add_argument("--files-only", action="store_true",
-                     help="change the files only: do not recreate the running services (they keep running with "
-                          "the old files until recreated)")
+    fix.add_argument("--health-timeout", type=_seconds, default=120.0, metavar="SECONDS", help="seconds recreated "
+                     "services get to become healthy before the change is taken back by itself (default 120)")
+    fix.add_argument("--files-only", action="store_true", help="change the files only, recreate no running service")
 
     history = sub.add_parser("history", help="list the transactions in this installation's undo journal")
     history.add_argument("--dir", metavar="D", help="the DesterLib install directory")
@@ -120,8 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     umode.add_argument("--dry-run", action="store_true", help="only show what undo would change")
     umode.add_argument("--yes", action="store_true", help="undo without asking (needed when not on a terminal)")
     undo.add_argument("--reveal", action="store_true", help="show secret values in the preview")
-    undo.add_argument("--files-only", action="store_true",
-                      help="put the files back only: do not recreate the running services")
+    undo.add_argument("--files-only", action="store_true", help="put the files back only, recreate no service")
     undo.add_argument("--resolved", metavar="TXN",
                       help="record that an interrupted transaction whose secrets are gone was put back by hand")
 
