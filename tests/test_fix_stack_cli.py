@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import pytest
 
 from checks.assistant import stackrun, usecases
+from checks.change.executor import Ran, SubprocessExecutor
 from checks.change.plan import Recreate
 from checks.change.stack import GateResult, Reporter
 from checks.live.model import Container, EngineInfo, LiveState
@@ -32,6 +33,11 @@ class Fake:
     def __init__(self, ok: bool = True) -> None:
         self.ok = ok
         self.calls: list[tuple[str, tuple[str, ...], float]] = []
+        self.commands: list[tuple[str, ...]] = []
+
+    def ran(self, argv) -> Ran:
+        self.commands.append(tuple(argv))
+        return Ran(0)
 
     def recreate(self, _self: object, change: Recreate, secrets: Mapping[str, str],
                  report: Reporter | None = None) -> GateResult:
@@ -50,6 +56,8 @@ def fake(monkeypatch):
     stack = Fake()
     monkeypatch.setattr(usecases, "live_state", _live, raising=False)
     monkeypatch.setattr(stackrun.DefaultStack, "recreate", lambda s, *a, **k: stack.recreate(s, *a, **k))
+    # A password fix on a running stack runs ALTER ROLE through docker exec (checks/fix/rotate.py): faked too.
+    monkeypatch.setattr(SubprocessExecutor, "run", lambda self, argv, stdin=None, env=None: stack.ran(argv))
     return stack
 
 
@@ -84,6 +92,7 @@ def test_the_prisma_question_is_answered_by_yes_and_refused_by_no(tmp_path, fake
     assert "Nothing was changed." in capsys.readouterr().out and fake.calls == []
     assert main(["fix", "--dir", str(root), "--only", "SEC-001", "--yes"]) in (0, 1)
     assert fake.calls == [("apply", ("api",), 120.0)]
+    assert [c[:5] for c in fake.commands] == [("docker", "exec", "-i", "postgres", "psql")]  # the ALTER ROLE
 
 
 def test_a_failed_gate_is_one_error_line_and_masked_log_lines(tmp_path, fake, capsys):

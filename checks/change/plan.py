@@ -104,6 +104,13 @@ class Command:
     """(environment variable, secret name) pairs set for the program."""
     host: bool = False
     """Changes the host outside the installation (/etc, timers, the firewall): takes the host lock too."""
+    inverse_stdin_secret: str | None = None
+    """The name of the secret written to the inverse's stdin (None: the same as :attr:`stdin_secret`).
+    An ALTER ROLE is taken back by another statement: the old password, its own secret."""
+
+    @property
+    def stdin_for_inverse(self) -> str | None:
+        return self.inverse_stdin_secret if self.inverse_stdin_secret is not None else self.stdin_secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +125,9 @@ class Login:
     """The name of the password in :attr:`Plan.named_secrets`."""
     accept: bool
     """True: the login must succeed; False: it must be refused (the old password after a rotation)."""
+    kind: str = "postgres"
+    """``postgres`` (psql over TCP) or ``redis`` (``PING`` with the password; an empty secret value is
+    no password at all; ``user`` is ``default``, ``database`` unused)."""
 
 
 @dataclass(frozen=True, slots=True)

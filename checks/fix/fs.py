@@ -145,3 +145,34 @@ def fix_fs_006(p: Planner) -> None:
         mode = p.mode(path)
         if mode & 0o077:
             p.chmod(path, mode & 0o700)
+
+
+def fix_fs_007(p: Planner) -> None:
+    """The SQLite database (and its ``-wal``/``-shm``) 0600, its directory 0700: what FS-007's evidence names.
+
+    A target is the database file's host path (or its directory's); the others beside it
+    are found here, so one finding fixes the set.
+    """
+    done: set[str] = set()
+    for _svc, target in p.targets("FS-007", p.inst(), object):
+        where = target if isinstance(target, str) else getattr(target, "host_path", None) or getattr(
+            target, "path", None)
+        if not isinstance(where, str):
+            continue
+        path = os.path.abspath(where)
+        if os.path.isdir(path) and not os.path.islink(path):
+            directory, files = path, []
+        else:
+            directory, files = os.path.dirname(path), [path, path + "-wal", path + "-shm"]
+        for f in files:
+            if f in done or not os.path.isfile(f) or os.path.islink(f):
+                continue
+            done.add(f)
+            mode = p.mode(f)
+            if mode & 0o077:
+                p.chmod(f, mode & 0o700 & ~0o111)
+        if directory not in done and os.path.isdir(directory) and not os.path.islink(directory):
+            done.add(directory)
+            mode = p.mode(directory)
+            if mode & 0o077:
+                p.chmod(directory, (mode & 0o700) | 0o700)

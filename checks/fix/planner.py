@@ -16,10 +16,11 @@ already changed in the batch ends the batch (checks/fix/batch.py); the next roun
 re-discovers. The result is the plan the one-at-a-time loop builds.
 
 The fixers live in one module per area (checks/fix/net.py, sec.py, secmove.py,
-securl.py, fs.py, dkr.py) and plan from the targets their rules hand them (the
-rule modules' public target functions, or the ``target`` of a finding's evidence);
+securl.py, fs.py, dkr.py, ops.py; rotate.py is the live password rotation they share)
+and plan from the targets their rules hand them (the rule modules' public target
+functions, or the ``target`` of a finding's evidence);
 this module is the registry (:data:`FIXERS`), the :class:`Planner` they drive, and
-the validation of the result. Some 590 lines: the Planner is one state
+the validation of the result. Some 610 lines: the Planner is one state
 machine (the overlay, the batch rounds, the refusals, the final re-audit), which
 split across modules would be harder to follow, not easier.
 """
@@ -30,7 +31,7 @@ import os
 import secrets as _secrets
 import stat
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from checks.audit.catalog import BY_ID
@@ -40,7 +41,7 @@ from checks.change import confined
 from checks.change.plan import Command, FileEdit, Login, ModeChange, Plan, Refusal, TreeChmod
 from checks.core.errors import InputError
 from checks.core.yamlpos import Node, parse_yaml
-from checks.fix import dkr, edit, envedit, fs, net, sec, secmove, securl
+from checks.fix import dkr, edit, envedit, fs, net, ops, rotate, sec, secmove, securl
 from checks.fix.batch import Batch as _Batch
 from checks.fix.batch import Stale as _Stale
 from checks.fix.composecheck import ComposeRejected, compose_available, compose_check
@@ -93,6 +94,8 @@ class Planner:
         """Logins the health gate tries after the recreate (the new password accepted, the old one refused)."""
         self.recreate_also: list[str] = []
         """Services to recreate even when their files say nothing new (a password rotated in the database)."""
+        self.rotations: dict[str, rotate.Rotation] = {}
+        """Database roles whose password changes in the running database (checks/fix/rotate.py)."""
         self.db_password = db_password
         """The new database password chosen in the assistant (else SEC-001 generates one)."""
         self.validate_with_compose = True
@@ -480,7 +483,8 @@ class Planner:
         installation would leave the others disagreeing with it.
         """
         saved = (dict(self.overlay.contents), dict(self.overlay.modes), len(self.refusals), len(self.notes),
-                 set(self._refused))
+                 set(self._refused), {k: replace(r) for k, r in self.rotations.items()}, len(self.logins),
+                 dict(self.named_secrets), len(self.commands), len(self.recreate_also))
         self._fixing = fixer.id
         try:
             fixer.run(self)
@@ -492,6 +496,11 @@ class Planner:
             del self.refusals[saved[2]:]
             del self.notes[saved[3]:]
             self._refused = saved[4]
+            self.rotations = saved[5]
+            del self.logins[saved[6]:]
+            self.named_secrets = saved[7]
+            del self.commands[saved[8]:]
+            del self.recreate_also[saved[9]:]
             self.refusals.append(Refusal(fixer.id, f"{exc}; dester-harden changes nothing outside the installation "
                                          f"directory, so no part of {fixer.id} is planned", BY_ID[fixer.id].fix))
         finally:
@@ -513,6 +522,7 @@ class Planner:
                 plan.changes.append(ModeChange(path, mode_before, mode))
         plan.changes.extend(self.trees)
         plan.secrets = set(self.base.secrets) | set(self.generated) | set(self.inst().secrets)
+        rotate.finish(self, plan)  # the ALTER ROLE commands go before the file edits
         plan.named = sorted(self.named)
         outside = {c.path for c in plan.changes if isinstance(c, (FileEdit, ModeChange))
                    and os.path.relpath(c.path, self.root).startswith("..")}
@@ -531,6 +541,8 @@ class Planner:
         for f in report.findings:
             if f.id == "FS-005":
                 continue  # the media rule is applied by the engine, not visible in the overlay
+            if f.check.live:
+                continue  # judged on what runs now: the planned files cannot show it fixed (the re-audit can)
             if f.status == FAIL and before.get(f.id) != FAIL:
                 raise PlanError(f"internal error: the planned fixes would make {f.id} fail; nothing was changed")
             if f.status == FAIL and f.id in selected and f.id not in refused:
@@ -554,6 +566,7 @@ FIXERS: tuple[Fixer, ...] = (
     Fixer("SEC-003", True, secmove.fix_sec_003),
     Fixer("SEC-001", True, sec.fix_sec_001),
     Fixer("SEC-002", True, sec.fix_sec_002),
+    Fixer("OPS-002", True, ops.fix_ops_002),
     Fixer("SEC-004", True, securl.fix_sec_004),
     Fixer("SEC-005", True, securl.fix_sec_005),
     Fixer("SEC-006", True, sec.fix_sec_006),
@@ -573,6 +586,7 @@ FIXERS: tuple[Fixer, ...] = (
     Fixer("FS-002", True, fs.fix_fs_002),
     Fixer("FS-003", True, fs.fix_fs_003),
     Fixer("FS-006", True, fs.fix_fs_006),
+    Fixer("FS-007", True, fs.fix_fs_007),
     Fixer("FS-005", True, fs.fix_fs_005),
 )
 
@@ -587,7 +601,8 @@ def plan_fixes(root: str, profile: str = "local", only: set[str] | None = None, 
     gate (``health_timeout`` seconds). None: the files only.
 
     ``validate_with_compose=False`` skips the ``docker compose config`` run (about 100 ms): for
-    previews that are shown but never applied."""
+    previews that are shown but never applied. A password fix with the database running changes
+    it inside the database too (checks/fix/rotate.py)."""
     planner = Planner(root, profile, files, host_root, now, new_secret, db_password, live, health_timeout)
     planner.validate_with_compose = validate_with_compose
     return planner.build(only), planner

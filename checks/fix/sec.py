@@ -1,5 +1,7 @@
 """SEC-001, SEC-002, SEC-006, SEC-007: the database password and the application secrets where they are set.
 
+With a running database (a live state) the password changes inside it too: checks/fix/rotate.py.
+
 Also what the other SEC fixers share: :func:`write_var` (a value replaced where it is written)."""
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from checks.audit.rules.common import is_postgres, parse_db_url, service_hosts
 from checks.audit.rules.sec import DEFAULT_SECRET, weakness
 from checks.core.interpolate import pure_ref
 from checks.core.secrets import is_secret_key, url_password_span
-from checks.fix import edit, envedit
+from checks.fix import edit, envedit, rotate
 from checks.fix.edit import EditRefused
 from checks.fix.svcedit import bound, remove_entry
 from checks.install.model import EnvEntry, EnvFile, EnvVar, Installation, Service
@@ -128,6 +130,43 @@ def write_var(p: Planner, inst: Installation, var: EnvVar, new_raw: str) -> None
     p.edit_node(inst, node, lambda t: edit.replace_scalar(t, node, new_text))
 
 
+def old_passwords(inst: Installation) -> dict[str, str]:
+    """user -> the password the database takes now, as the files say: the one in the URL the API logs in with."""
+    out: dict[str, str] = {}
+    for _svc, var, kind in _password_vars(inst, lambda u, pw: True):
+        user, pw = _current(var, kind)
+        if kind == "url" and user:
+            out.setdefault(user, pw)
+    return out
+
+
+def rotated(p: Planner, inst: Installation) -> bool:
+    """Whether a fix earlier in this plan already gave the database a new password."""
+    return any(_current(var, kind)[1] in p.generated for _svc, var, kind in _password_vars(inst, lambda u, pw: True))
+
+
+def rotate_everywhere(p: Planner, check: str, new: str) -> None:
+    """``new`` in every place that sets the database password, and in the running database when it runs.
+
+    Without a running database (no Docker, or ``--files-only``) the plan says how to change
+    it there by hand; with one, the ALTER ROLE is part of the plan (checks/fix/rotate.py).
+    """
+    before = p.inst()
+    old = old_passwords(before)
+    refused = len(p.refusals)
+    _rotate(p, check, new, lambda user, pw: True)
+    # An ALTER ROLE only when every place got the new password: a half-changed file set
+    # would leave the API with a password the database no longer takes.
+    if len(p.refusals) == refused and rotate.record(p, check, before, old, new):
+        return
+    users = sorted(u for u in old) or ["<user>"]
+    p.notes.append(
+        f"{check}: PostgreSQL keeps the old password inside its data volume. Before `docker compose up -d`, run "
+        f"`docker compose exec postgres psql -U {users[0]} -c '\\password {users[0]}'` and type the new password "
+        "(POSTGRES_PASSWORD in .env: `fix --reveal` shows it, the assistant reveals or copies it), "
+        "or the API cannot log in.")
+
+
 def fix_sec_001(p: Planner) -> None:
     inst = p.inst()
     weak_users = set()
@@ -142,13 +181,7 @@ def fix_sec_001(p: Planner) -> None:
         p.generated.add(new)
     else:
         new = p.new_secret(PASSWORD_BYTES)
-    _rotate(p, "SEC-001", new, lambda user, pw: True)
-    users = sorted(u for u in weak_users if u != "*") or ["<user>"]
-    p.notes.append(
-        "SEC-001: PostgreSQL keeps the old password inside its data volume. Before `docker compose up -d`, run "
-        f"`docker compose exec postgres psql -U {users[0]} -c '\\password {users[0]}'` and type the new password "
-        "(POSTGRES_PASSWORD in .env: `fix --reveal` shows it, the assistant reveals or copies it), "
-        "or the API cannot log in.")
+    rotate_everywhere(p, "SEC-001", new)
 
 
 def _current(var: EnvVar, kind: str) -> tuple[str | None, str]:
@@ -185,7 +218,12 @@ def fix_sec_002(p: Planner) -> None:
     if canonical is None:
         p.refuse("SEC-002", "no POSTGRES_PASSWORD in the database service to take as the one that counts")
         return
+    before = p.inst()
+    refused = len(p.refusals)
     _rotate(p, "SEC-002", canonical, lambda user, pw: True)
+    if len(p.refusals) == refused:
+        # The running API logs in with its URL's password: the database gets the one that counts.
+        rotate.record(p, "SEC-002", before, old_passwords(before), canonical)
 
 
 def fix_sec_006(p: Planner) -> None:

@@ -8,9 +8,10 @@ from urllib.parse import quote, unquote
 
 from checks.audit.rules.common import is_redis
 from checks.audit.rules.sec import needs_encoding, requirepass_args, requires_password
+from checks.change.plan import Login
 from checks.core.interpolate import pure_ref, uses_of
 from checks.core.secrets import url_parts, url_password_span
-from checks.fix import edit
+from checks.fix import edit, rotate
 from checks.fix.edit import EditRefused
 from checks.fix.sec import PASSWORD_BYTES
 from checks.fix.svcedit import bound, insert_service
@@ -20,6 +21,12 @@ if TYPE_CHECKING:  # pragma: no cover - the planner imports the fixers, not the 
     from checks.fix.planner import Planner, Targets
 
 from checks.fix.sec import write_var
+
+#: Named secrets of the Redis gate logins: the password, and none at all ("").
+REDIS_SECRET = "SEC-005.redis.password"
+REDIS_NONE = "SEC-005.redis.none"
+REDIS_USER = "default"
+"""Redis' own name for the user ``requirepass`` sets the password of (ACLs)."""
 
 
 def fix_sec_004(p: Planner) -> None:
@@ -170,8 +177,18 @@ def fix_sec_005(p: Planner) -> None:
             for var in svc.compose_env_written + svc.env_file_vars:
                 yield from _redis_url_target(p, var, hosts, password)
     p.each("SEC-005", targets)
-    p.notes.append("SEC-005: Redis now requires REDIS_PASSWORD (in .env); recreate it and the API with "
-                   "`docker compose up -d`.")
+    running = rotate.redis_service_running(p, p.inst())
+    if running is None:
+        p.notes.append("SEC-005: Redis now requires REDIS_PASSWORD (in .env); recreate it and the API with "
+                       "`docker compose up -d`.")
+        return
+    # Recreated with the plan (Redis and the API: their configuration changed); the gate
+    # checks that a client without the password is refused and one with it gets in.
+    p.named_secrets.update({REDIS_SECRET: password, REDIS_NONE: ""})
+    p.logins += [Login(running, REDIS_USER, "0", REDIS_SECRET, True, kind="redis"),
+                 Login(running, REDIS_USER, "0", REDIS_NONE, False, kind="redis")]
+    p.notes.append("SEC-005: Redis now requires REDIS_PASSWORD (in .env); it and the API are recreated with it, "
+                   "and the health gate checks that Redis refuses a client without the password.")
 
 
 def _redis_protected(svc: Service) -> bool:

@@ -14,7 +14,8 @@ apply) and then judges the gate within what is left of the timeout
   ``wget`` (whatever network namespace this process is in);
 * each :class:`checks.change.plan.Login` tried over TCP from inside the database container to
   its own bridge address (loopback is ``trust`` in the PostgreSQL image: it would accept any
-  password), the password in the docker CLI's environment (``-e PGPASSWORD`` without a value).
+  password), the password in the docker CLI's environment (``-e PGPASSWORD`` without a value;
+  ``REDISCLI_AUTH`` for Redis' ``PING``).
 
 No secret is ever in an argument of a program started here (checked before each run, an
 :class:`checks.core.errors.EngineError` otherwise). Output is read only to judge and to report
@@ -244,6 +245,8 @@ class ComposeStack:
         db = next((c for c in seen if c.status == "running" and c.ips), None)
         if db is None:
             return f"{login.service} is not running on a network, so the login cannot be tried"
+        if login.kind == "redis":
+            return self._redis_login(login, db, secrets[login.secret], timeout)
         ran = self._docker([self.docker, "exec", "-i", "-e", "PGPASSWORD", db.id, "psql", "-w", "-X", "-A", "-t",
                             "-h", db.ips[0], "-U", login.user, "-d", login.database, "-c", "select 1"], timeout,
                            env={"PGPASSWORD": secrets[login.secret]})
@@ -254,6 +257,25 @@ class ComposeStack:
                 return f"{login.service} still accepts the old password of {login.user}"
             if "authentication failed" not in ran.err:
                 return f"{login.service} could not be asked whether it refuses the old password"
+        return None
+
+    def _redis_login(self, login: Login, db: _Seen, password: str, timeout: float) -> str | None:
+        """``PING`` from inside the Redis container to its bridge address, the password (if any) in
+        ``REDISCLI_AUTH`` in the docker CLI's environment (never ``-a``): in when the answer is PONG
+        and no AUTH failed (Redis without requirepass answers a client that sends one anyway)."""
+        # Without a password: the container's own REDISCLI_AUTH (SEC-005 sets one for healthchecks) unset.
+        client = ["redis-cli"] if password else ["env", "-u", "REDISCLI_AUTH", "redis-cli"]
+        argv = [self.docker, "exec", "-i", *(["-e", "REDISCLI_AUTH"] if password else []), db.id, *client,
+                "-h", db.ips[0], "PING"]
+        ran = self._docker(argv, timeout, env={"REDISCLI_AUTH": password} if password else None)
+        if ran.code not in (0, 1) or "Could not connect" in ran.out + ran.err:
+            return f"{login.service} could not be asked whether it takes its password"
+        let_in = ran.out.strip().endswith("PONG") and "AUTH failed" not in ran.err + ran.out
+        who = "a client without a password" if not password else "its password"
+        if login.accept and not let_in:
+            return f"{login.service} refused {who}"
+        if not login.accept and let_in:
+            return f"{login.service} still lets in {who}"
         return None
 
     def _up_failed(self, up: Ran) -> str:

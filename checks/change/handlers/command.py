@@ -38,6 +38,8 @@ class CommandEntry(Entry):
     stdin_secret: str | None = None
     env_secrets: tuple[tuple[str, str], ...] = ()
     host: bool = False
+    inverse_stdin_secret: str | None = None
+    """The inverse's own stdin secret (None: the same as ``stdin_secret``)."""
 
     def to_json(self) -> dict[str, Any]:
         out = Entry.to_json(self)
@@ -47,19 +49,22 @@ class CommandEntry(Entry):
         return out
 
 
-def _inputs(entry: CommandEntry, ctx: Context) -> tuple[bytes | None, dict[str, str]]:
+def _inputs(entry: CommandEntry, ctx: Context, inverse: bool = False) -> tuple[bytes | None, dict[str, str]]:
     def secret(name: str) -> str:
         if name not in ctx.secrets:
             raise EngineError(f"{entry.description}: the secret {name} is not in this transaction's secret store")
         return ctx.secrets[name]
 
-    stdin = secret(entry.stdin_secret).encode() if entry.stdin_secret else None
+    name = entry.stdin_secret
+    if inverse and entry.inverse_stdin_secret is not None:
+        name = entry.inverse_stdin_secret
+    stdin = secret(name).encode() if name else None
     return stdin, {var: secret(name) for var, name in entry.env_secrets}
 
 
-def _run(entry: CommandEntry, ctx: Context, what: str, argv: Sequence[str]) -> int:
+def _run(entry: CommandEntry, ctx: Context, what: str, argv: Sequence[str], inverse: bool = False) -> int:
     assert ctx.log is not None
-    stdin, env = _inputs(entry, ctx)
+    stdin, env = _inputs(entry, ctx, inverse)
     return ctx.log.run(ctx.executor, entry.index, what, argv, stdin=stdin, env=env)
 
 
@@ -83,12 +88,13 @@ class CommandHandler:
             if any(v in a for a in argv for v in values):
                 raise EngineError(f"{change.description}: a secret in its arguments would be visible to every "
                                   "user of the host; pass it on stdin or in the environment")
-        for name in [change.stdin_secret or "", *(n for _, n in change.env_secrets)]:
+        for name in [change.stdin_secret or "", change.inverse_stdin_secret or "",
+                     *(n for _, n in change.env_secrets)]:
             if name and name not in ctx.secrets:
                 raise EngineError(f"{change.description}: the plan has no secret named {name}")
         return Prepared(CommandEntry(index, tuple(change.argv), tuple(change.inverse), change.description,
                                      tuple(change.check) if change.check else None, change.stdin_secret,
-                                     tuple(change.env_secrets), change.host))
+                                     tuple(change.env_secrets), change.host, change.inverse_stdin_secret))
 
     def load(self, raw: dict[str, Any], loader: Loader) -> CommandEntry:
         index = raw.get("index")
@@ -103,9 +109,12 @@ class CommandHandler:
         stdin = raw.get("stdin_secret")
         if stdin is not None:
             loader.text(stdin, "a command's stdin secret")
+        inverse_stdin = raw.get("inverse_stdin_secret")
+        if inverse_stdin is not None:
+            loader.text(inverse_stdin, "a command's inverse stdin secret")
         return CommandEntry(index, argv, inverse, loader.text(raw.get("description"), "a command's description"),
                             loader.argv(raw.get("check"), "a check", optional=True), stdin,
-                            tuple((p[0], p[1]) for p in env), bool(raw.get("host")))
+                            tuple((p[0], p[1]) for p in env), bool(raw.get("host")), inverse_stdin)
 
     def apply(self, entry: CommandEntry, ctx: Context) -> None:
         code = _run(entry, ctx, "apply", entry.argv)
@@ -117,14 +126,17 @@ class CommandHandler:
             return []  # it said it did nothing
         if ctx.progress == "started" and entry.check is not None and _run(entry, ctx, "check", entry.check) != 0:
             return []  # killed before it took effect
-        code = _run(entry, ctx, "rollback", entry.inverse)
+        code = _run(entry, ctx, "rollback", entry.inverse, inverse=True)
         if code != 0:
             return [f"{entry.description} could not be taken back (its inverse exited {code}); do it by hand"]
         return []
 
     def undo(self, entry: CommandEntry, ctx: Context) -> tuple[list[Any], list[UndoConflict]]:
-        return [Command(entry.inverse, entry.argv, f"undo: {entry.description}", None, entry.stdin_secret,
-                        entry.env_secrets, entry.host)], []
+        # The inverse runs forward now, with its own stdin; the command itself takes it back.
+        forward = entry.inverse_stdin_secret if entry.inverse_stdin_secret is not None else entry.stdin_secret
+        back = entry.stdin_secret if entry.inverse_stdin_secret is not None else None
+        return [Command(entry.inverse, entry.argv, f"undo: {entry.description}", None, forward,
+                        entry.env_secrets, entry.host, back)], []
 
     def headline(self, changes: Sequence[Command]) -> str | None:
         return f"{len(changes)} command(s)" if changes else None

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from checks.change.handlers import Context, Entry, Prepared, UndoConflict
@@ -39,6 +39,7 @@ _SERVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,128}$")
 """A database user or name, a secret's name: nothing an argument could be mistaken for."""
 MAX_TIMEOUT = 3600.0
+LOGIN_KINDS = ("postgres", "redis")
 
 
 def up_argv(change: Recreate, docker: str = "docker") -> list[str]:
@@ -65,13 +66,21 @@ def gate_text(change: Recreate, logins: bool = True) -> str:
     if change.http:
         parts.append("GET /health 200" + ("" if change.http == change.services else f" ({', '.join(change.http)})"))
     text = "then wait until healthy: " + ", ".join(parts)
-    if logins and change.logins:
+    db = [lg for lg in change.logins if lg.kind != "redis"] if logins else []
+    if db:
         said = []
-        if any(lg.accept for lg in change.logins):
+        if any(lg.accept for lg in db):
             said.append("accepts the new password")
-        if any(not lg.accept for lg in change.logins):
+        if any(not lg.accept for lg in db):
             said.append("refuses the old one")
         text += ", the database " + " and ".join(said)
+    redis = [lg for lg in change.logins if lg.kind == "redis"] if logins else []
+    if redis:
+        def said_redis(lg: Login) -> str:
+            client = "a client without a password" if lg.secret.endswith(".none") else "a client with its password"
+            return ("lets in " if lg.accept else "refuses ") + client
+
+        text += ", Redis " + " and ".join(said_redis(lg) for lg in redis)
     return text
 
 
@@ -100,7 +109,8 @@ class RecreateEntry(Entry):
     def to_json(self) -> dict[str, Any]:
         out = Entry.to_json(self)
         out["logins"] = [{"service": lg.service, "user": lg.user, "database": lg.database, "secret": lg.secret,
-                          "accept": lg.accept} for lg in self.logins]
+                          "accept": lg.accept, **({"kind": lg.kind} if lg.kind != "postgres" else {})}
+                         for lg in self.logins]
         return out
 
     def change(self, logins: bool = True) -> Recreate:
@@ -192,7 +202,10 @@ class RecreateHandler:
         if not all(isinstance(p, str) and _NAME.match(p) for p in parts) or not isinstance(raw.get("accept"), bool):
             raise loader.bad("a gate login is not a service, user, database, secret name and accept flag")
         service, user, database, secret = (str(p) for p in parts)
-        return Login(service, user, database, secret, bool(raw["accept"]))
+        kind = raw.get("kind", "postgres")  # journals from before Redis logins have none
+        if kind not in LOGIN_KINDS:
+            raise loader.bad("a gate login's kind is neither postgres nor redis")
+        return Login(service, user, database, secret, bool(raw["accept"]), kind=str(kind))
 
     def apply(self, entry: RecreateEntry, ctx: Context) -> None:
         if entry.when != "apply":
@@ -221,7 +234,7 @@ class RecreateHandler:
 
     def undo(self, entry: RecreateEntry, ctx: Context) -> tuple[list[Any], list[UndoConflict]]:
         swapped = "rollback" if entry.when == "apply" else "apply"
-        logins = tuple(Login(lg.service, lg.user, lg.database, lg.secret, not lg.accept) for lg in entry.logins)
+        logins = tuple(replace(lg, accept=not lg.accept) for lg in entry.logins)
         return [Recreate(entry.project, entry.directory, entry.files, entry.services, swapped, entry.timeout,
                          entry.http, logins, f"undo: {entry.description}" if entry.description else "")], []
 
