@@ -29,10 +29,38 @@ class NetworkScreen(FixStepScreen):
         current = self.session.choices.profile
         items = [(key, Text(title, style="bold"), sentence) for key, (title, sentence) in PROFILES.items()]
         yield ChoiceList(items, multiple=False, chosen={current}, id="network-profile")
+        yield Static("", id="network-live")
 
     def setup(self) -> None:
         super().setup()
         self.query_one("#network-profile", ChoiceList).focus()
+        self.show_live(self.dester_app.live, pending=not self.dester_app.live_ready)
+
+    def show_live(self, live, pending: bool = False) -> None:
+        """What listens now, per database and cache port, and what is fixed on disk but not applied."""
+        from screens._live import CHECKING, drift_lines, engine_line, listening_lines
+
+        box = self.query_one("#network-live", Static)
+        if pending:
+            box.update(Text(CHECKING, style="dim"))
+            return
+        box.display = live is not None
+        if live is None:
+            return
+        t = Text()
+        t.append("Now: ", style="bold")
+        if not live.docker_reachable:
+            t.append(engine_line(live, self.dester_app.euid) + "\n", style="yellow")
+        lines = listening_lines(self.session.inst, live)
+        for i, line in enumerate(lines):
+            t.append(("     " if i or not live.docker_reachable else "") + line + "\n",
+                     style="red" if "listening now on" in line and _exposed(line) else "")
+        for line in drift_lines(self.session.report):
+            t.append("     " + line + "\n", style="yellow")
+        if not lines and live.docker_reachable:
+            t.append("nothing of the database or cache listens\n")
+        t.rstrip()
+        box.update(t)
 
     def on_choice_list_changed(self, event: ChoiceList.Changed) -> None:
         if event.choice_list.id != "network-profile":
@@ -54,3 +82,10 @@ class NetworkScreen(FixStepScreen):
         if self.is_attached:
             self.fill_fixes()
             self.refresh_effect()
+            self.show_live(self.dester_app.live, pending=not self.dester_app.live_ready)
+
+
+def _exposed(line: str) -> bool:
+    """A "listening now on" line naming an address other than loopback."""
+    addresses = line.split("listening now on ", 1)[-1].replace(" and ", ", ").split(", ")
+    return any(not (a.startswith("127.") or a.startswith("[::1]")) for a in addresses)

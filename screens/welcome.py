@@ -36,22 +36,46 @@ class WelcomeScreen(DesterScreen):
         with VerticalScroll(id="welcome-body"):
             yield Static(Text("Auditing…"), id="welcome-score")
             yield Static("", id="welcome-found")
+            yield Static("", id="welcome-live")
             yield Static("", id="welcome-top")
         yield Static("Press Enter to start the guided setup.", id="welcome-next")
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
+        self.show_live(self.dester_app.live, pending=not self.dester_app.live_ready)
         self.load()
 
     def action_refresh(self) -> None:
         self.query_one("#welcome-score", Static).update(Text("Auditing…"))
+        self.dester_app.forget_live()  # asked again after the recovery, with the files
         self.load()
 
+    def show_live(self, live, pending: bool = False) -> None:
+        """The Engine's line ("Docker Engine 20.10.24: 3 containers running"); hidden when not checked.
+
+        A state that arrives after the files' audit brings the live checks:
+        the audit is run again with it (without recovering twice).
+        """
+        from screens._live import CHECKING, engine_line
+
+        line = self.query_one("#welcome-live", Static)
+        if pending:
+            line.update(Text.assemble(("Running      ", "bold"), (CHECKING, "dim")))
+            return
+        line.display = live is not None
+        if live is None:
+            return
+        line.update(Text.assemble(("Running      ", "bold"),
+                                  (engine_line(live, self.dester_app.euid), "" if live.docker_reachable else "yellow")))
+        self.load(recover=False)  # exclusive: an audit still running without it is cancelled
+
     @work(thread=True, exclusive=True, group="welcome-audit", exit_on_error=False)
-    def load(self) -> None:
+    def load(self, recover: bool = True) -> None:
         session = self.session
         try:
-            recovered = session.recover()
+            recovered = session.recover() if recover else session.recovered
+            if recover:  # the live state is read once nothing is left half-applied
+                self.app.call_from_thread(self.dester_app.start_live)
             report = session.audit()
             summary = session.summary()
         except Exception as exc:  # noqa: BLE001 - one line on screen, never a traceback
@@ -60,7 +84,10 @@ class WelcomeScreen(DesterScreen):
             session.report = None
             self.app.call_from_thread(self.show_error, one_line(exc))
             return
-        self.app.call_from_thread(self.show, report, summary, recovered)
+        from textual.worker import get_current_worker
+
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self.show, report, summary, recovered)
 
     def show_error(self, message: str) -> None:
         self.query_one("#welcome-score", Static).update(

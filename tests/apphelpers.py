@@ -33,6 +33,9 @@ def make_app(root: str, **kwargs):
     kwargs.setdefault("now", lambda: CLOCK)
     kwargs.setdefault("new_secret", seeded_secrets())
     kwargs.setdefault("cursor_blink", False)
+    # No Docker in a test unless it brings its own (a fake LiveState, or the live lab).
+    kwargs.setdefault("live_state", lambda root: None)
+    kwargs.setdefault("euid", 1000)
     return build_app(root, **kwargs)
 
 

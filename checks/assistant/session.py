@@ -15,7 +15,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from checks.assistant import usecases
 from checks.assistant.baseline import load_baseline
@@ -27,7 +27,9 @@ if TYPE_CHECKING:  # imported where used: the assistant's first frame needs none
     from checks.assistant.usecases import Applied, UndoPreview
     from checks.audit.run import Report
     from checks.change.plan import Plan
+    from checks.change.stack import Reporter
     from checks.install.model import Installation
+    from checks.live.model import LiveState
 
 
 @dataclass(slots=True)
@@ -104,6 +106,8 @@ class Session:
         self.report: Report | None = None
         self.inst: Installation | None = None
         self.recovered: list[str] = []
+        self.live: LiveState | None = None
+        """The running system as last gathered (:meth:`gather_live`); None until then, or when not checked."""
 
     # -- reading -------------------------------------------------------------
     @property
@@ -126,8 +130,19 @@ class Session:
         from checks.install.discovery import discover
 
         self.inst = discover(self.root, self.files, self.host_root, self.clock())
-        self.report = run_audit(self.inst, profile or self.choices.profile, settings=self.settings)
+        live: dict[str, Any] = {"live": self.live} if self.live is not None else {}  # the live checks, once gathered
+        self.report = run_audit(self.inst, profile or self.choices.profile, settings=self.settings, **live)
         return self.report
+
+    def gather_live(self) -> LiveState | None:
+        """Ask the running system (Docker Engine, listening sockets) once, through the use case.
+
+        None when this build has no live layer or the use case did not check;
+        an unreachable Engine is a state with its reason, not an error.
+        """
+        fn = getattr(usecases, "live_state", None)
+        self.live = fn(self.root) if fn is not None else None
+        return self.live
 
     def suppress(self, check: str, reason: str, until: str | None = None, scope: str | None = None) -> None:
         """Add a suppression to the settings file (as ``dester-harden suppress``) and use it from now on."""
@@ -202,18 +217,23 @@ class Session:
 
             return StepPlan(step, Plan(), report.score, report.score, preview)
         pw = self.choices.db_password if "SEC-001" in only else None
+        live: dict[str, Any] = {"live": self.live} if self.live is not None else {}  # plans the recreates
         planned = usecases.plan(self.root, profile, only=only, files=self.files, host_root=self.host_root,
                                 now=self.clock(), new_secret=self._new_secret, db_password=pw,
-                                validate_with_compose=not preview)
+                                validate_with_compose=not preview, **live)
         return StepPlan(step, planned.plan, planned.score_before, planned.score_after, preview)
 
-    def apply(self, step_plan: StepPlan) -> Applied:
-        """Apply a previewed plan as one transaction (the use case saves the baseline)."""
+    def apply(self, step_plan: StepPlan, report: Reporter | None = None) -> Applied:
+        """Apply a previewed plan as one transaction (the use case saves the baseline).
+
+        ``report``: told what the engine does to the running stack ("recreating api", elapsed).
+        """
         if step_plan.preview:
             raise ValueError("a preview plan is never applied: build the plan again without preview=True")
+        progress: dict[str, Any] = {"report": report} if report is not None else {}
         done = usecases.apply(self.root, step_plan.plan, command=f"assistant:{step_plan.step}",
                               profile=self.choices.profile, files=self.files, host_root=self.host_root,
-                              now=self.clock())
+                              now=self.clock(), **progress)
         self._save_profile()
         self._after(done)
         return done
