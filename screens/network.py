@@ -46,6 +46,7 @@ class NetworkScreen(FixStepScreen):
             return
         box.display = live is not None
         if live is None:
+            box.update("")
             return
         t = Text()
         t.append("Now: ", style="bold")

@@ -85,6 +85,8 @@ class PasswordScreen(FixStepScreen):
         if live is not None:
             line = (stale_password_line(self.session.inst, live) if reachable
                     else engine_line(live, self.dester_app.euid))
+        if live is None:
+            running.update("")
         if reachable and line is None:
             running.update(Text("Live: the running containers use the password the files give them.", style="dim"))
         running.display = live is not None

@@ -120,7 +120,7 @@ class ReviewScreen(DesterScreen):
             progress.services = []
             live = _recreates(step_plan.plan)
             try:
-                done = await self.dester_app.apply_plan(step_plan, self._reporter(progress) if live else None)
+                done = await self.dester_app.apply_plan(step_plan, make_reporter(self.app, progress) if live else None)
             except Exception as exc:  # noqa: BLE001
                 progress.stop()
                 if isinstance(exc, GateFailed):  # the auto-revert: the engine put everything back
@@ -153,16 +153,6 @@ class ReviewScreen(DesterScreen):
         score = f" Score now {session.report.score}/100." if session.report is not None else ""
         status.update(Text(f"Done.{score} Press n for the summary.", style="bold"))
         self.done = True
-
-    def _reporter(self, progress: ProgressLine):
-        """The engine's reporter: called in the apply's thread, shown on the app's (never fails the apply)."""
-        app = self.app
-
-        def report(what: str, elapsed: float | None) -> None:
-            with contextlib.suppress(Exception):  # a closing terminal must not break the transaction
-                app.call_from_thread(progress.report, what, elapsed)
-
-        return report
 
     def add_outcome(self, outcome: Outcome) -> None:
         """What applying to the running stack did: recreated services, or the auto-revert with its log lines."""
@@ -212,3 +202,12 @@ def _secrets(step_plan, session) -> list[str]:
     if session.choices.db_password:
         out.append(session.choices.db_password)
     return out
+
+
+def make_reporter(app, progress):
+    """The engine's reporter: called in the apply's thread, shown on the app's; it never fails the apply."""
+    def report(what: str, elapsed: float | None) -> None:
+        with contextlib.suppress(Exception):  # a closing terminal must not break the transaction
+            app.call_from_thread(progress.report, what, elapsed)
+
+    return report

@@ -64,6 +64,7 @@ class WelcomeScreen(DesterScreen):
             return
         line.display = live is not None
         if live is None:
+            line.update("")
             return
         line.update(Text.assemble(("Running      ", "bold"),
                                   (engine_line(live, self.dester_app.euid), "" if live.docker_reachable else "yellow")))

@@ -130,7 +130,7 @@ class Session:
         from checks.install.discovery import discover
 
         self.inst = discover(self.root, self.files, self.host_root, self.clock())
-        live: dict[str, Any] = {"live": self.live} if self.live is not None else {}  # the live checks, once gathered
+        live = _given(run_audit, live=self.live)  # the live checks, once gathered
         self.report = run_audit(self.inst, profile or self.choices.profile, settings=self.settings, **live)
         return self.report
 
@@ -217,7 +217,7 @@ class Session:
 
             return StepPlan(step, Plan(), report.score, report.score, preview)
         pw = self.choices.db_password if "SEC-001" in only else None
-        live: dict[str, Any] = {"live": self.live} if self.live is not None else {}  # plans the recreates
+        live = _given(usecases.plan, live=self.live)  # plans the recreates
         planned = usecases.plan(self.root, profile, only=only, files=self.files, host_root=self.host_root,
                                 now=self.clock(), new_secret=self._new_secret, db_password=pw,
                                 validate_with_compose=not preview, **live)
@@ -230,7 +230,7 @@ class Session:
         """
         if step_plan.preview:
             raise ValueError("a preview plan is never applied: build the plan again without preview=True")
-        progress: dict[str, Any] = {"report": report} if report is not None else {}
+        progress = _given(usecases.apply, report=report)
         done = usecases.apply(self.root, step_plan.plan, command=f"assistant:{step_plan.step}",
                               profile=self.choices.profile, files=self.files, host_root=self.host_root,
                               now=self.clock(), **progress)
@@ -273,3 +273,15 @@ class Session:
 
         return display_path(path, self.root, escaped=True)
 
+
+def _given(fn: Callable[..., object], **kwargs: object) -> dict[str, Any]:
+    """The keyword arguments that are set and that ``fn`` takes.
+
+    The live state and the progress reporter reach the use cases only where
+    they take them: until every part of the live layer is in, a use case
+    without the parameter works as before (files only) instead of failing.
+    """
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    return {k: v for k, v in kwargs.items() if v is not None and k in params}
