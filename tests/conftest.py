@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+#: The live lab's fixtures (live_lab, live_install) and the ``live`` marker.
+pytest_plugins = ["tests.livefixtures"]
+
 PROJECT = Path(__file__).resolve().parent.parent
 #: ../shared exists in CI and on developer machines, not in a user's clone.
 SHARED = Path(os.environ.get("DESTER_HARDEN_SHARED", PROJECT.parent / "shared"))
