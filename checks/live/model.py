@@ -127,6 +127,8 @@ class LogFinding:
     """Hour -> how many 5xx lines."""
     lines: int = 0
     """How many lines were read."""
+    undated: int = 0
+    """How many of the counted 429/5xx lines had no timestamp (counted under the hour of the scan)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,152 @@
+"""One call that reads the whole live system: :func:`gather` -> :class:`LiveState`.
+
+Each part has its own timeout and its own failure: an Engine that does not answer leaves
+``engine_error`` set and the listeners, addresses and probes still read, an unreadable
+/proc leaves ``listeners_error``, and so on. Nothing raises. The parts, in order: the
+compose project name (from the files), listening sockets and this host's addresses (/proc),
+the Engine (version, info, the project's containers, their images), the API's logs, and the
+probes of the API's admin surface on this host's own addresses.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from checks.install.model import Installation
+from checks.live import addresses as _addresses
+from checks.live import procnet
+from checks.live.errors import LiveError
+from checks.live.model import Binding, Container, EngineInfo, LiveState
+
+TIMEOUT = 2.0
+"""Seconds any one question to the Engine may take."""
+PROBE_TIMEOUT = 0.5
+PROBE_BUDGET = 1.5
+
+
+class EngineSource(Protocol):
+    """What :func:`gather` asks of an Engine (:class:`checks.live.docker.EngineClient`, or a test's fake)."""
+
+    def engine_info(self) -> EngineInfo: ...
+
+    def containers(self, project: str) -> tuple[Container, ...]: ...
+
+    def logs(self, container_id: str, tail: int = ...) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+
+def built_services(inst: Installation) -> frozenset[str]:
+    """Services the compose files build (``build:``) rather than pull."""
+    return frozenset(svc.name for svc in inst.services if svc.opt("build") is not None)
+
+
+def api_bindings(inst: Installation, state: LiveState, services: list[str]) -> list[Binding]:
+    """The API's published TCP ports: what runs, when the Engine shows a running API; else what the files ask.
+
+    Without a running API container (no Docker access, or an API run as a host process) the
+    compose files' ports are the best guess of where it answers.
+    """
+    running = [c for c in state.containers if c.service in services and c.status == "running"]
+    if running:
+        return [b for c in running for b in c.bindings if b.protocol == "tcp" and b.host_port]
+    out: list[Binding] = []
+    for name in services:
+        svc = inst.service(name)
+        for port in svc.ports if svc is not None else ():
+            if port.protocol != "tcp":
+                continue
+            for host, target in zip(port.published_ports, port.target_ports, strict=False):
+                out.append(Binding(port.host_ip or "", host, target))
+    return out
+
+
+def probe_targets(bindings: list[Binding], own: tuple[str, ...]) -> list[tuple[str, int]]:
+    """(address, port) pairs to probe: this host's own non-loopback addresses each binding covers."""
+    out: list[tuple[str, int]] = []
+    for b in bindings:
+        ip = b.host_ip.strip("[]")
+        if not b.host_port or b.loopback:
+            continue
+        if ip in ("", "::"):
+            covered = list(own)
+        elif ip == "0.0.0.0":
+            covered = [a for a in own if ":" not in a]
+        else:
+            covered = [a for a in own if a == ip]
+        for address in covered:
+            if (address, b.host_port) not in out:
+                out.append((address, b.host_port))
+    return out
+
+
+def _connect(environ: Mapping[str, str] | None, owner: int, timeout: float) -> EngineSource:
+    from checks.live.docker import connect
+
+    return connect(environ, owners=(owner,) if owner != os.getuid() else (), timeout=timeout)
+
+
+def gather(install: Installation, *, proc_net: str = "/proc/net", probe: bool = True, logs: bool = True,
+           timeout: float = TIMEOUT, environ: Mapping[str, str] | None = None,
+           engine: Callable[[], EngineSource] | None = None, now: float | None = None) -> LiveState:
+    """Read the live system of ``install``; each part that fails leaves its reason in the state.
+
+    ``environ`` is where ``DOCKER_HOST`` and ``COMPOSE_PROJECT_NAME`` are read (default
+    ``os.environ``); ``engine`` replaces :func:`checks.live.docker.connect` (tests pass a fake).
+    """
+    from checks.live.project import project_name
+
+    started = time.time()
+    try:
+        project = project_name(install, environ)
+        project_error = None
+    except LiveError as exc:
+        project, project_error = "", str(exc)
+    state = LiveState(project=project, built=built_services(install), gathered_at=started)
+    try:
+        state.listeners = procnet.listeners(proc_net)
+    except LiveError as exc:
+        state.listeners_error = str(exc)
+    addresses_error = None
+    try:
+        state.addresses = _addresses.own_addresses(proc_net)
+    except LiveError as exc:
+        addresses_error = str(exc)
+
+    client: EngineSource | None = None
+    if project_error is not None:
+        state.engine_error = project_error
+    else:
+        try:
+            client = engine() if engine is not None else _connect(environ, install.root_uid, timeout)
+            state.engine = client.engine_info()
+            state.containers = client.containers(project)
+        except LiveError as exc:
+            state.engine, state.containers = None, ()
+            state.engine_error = str(exc)
+    try:
+        from checks.live.logs import api_service_names
+
+        services = api_service_names(install, state.containers)
+        published = api_bindings(install, state, services)
+        if logs:
+            from checks.live.logs import findings
+
+            state.logs, state.logs_error = findings(install, state.containers, client if state.engine else None,
+                                                    published, timeout=PROBE_TIMEOUT, now=now)
+        if probe:
+            if addresses_error is not None:
+                state.probes_error = addresses_error
+            else:
+                from checks.live.probe import probe as run_probes
+
+                targets = probe_targets(published, state.addresses)
+                state.probes = run_probes(targets, timeout=PROBE_TIMEOUT, budget=PROBE_BUDGET)
+    finally:
+        if client is not None:
+            client.close()
+    return state
+
