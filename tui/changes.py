@@ -132,8 +132,12 @@ def _fix(args) -> int:
 
     root = _root(args)
     recover(root)
+    files_only = getattr(args, "files_only", False)
+    live = None if files_only else _live_state(root)
     try:
-        planned = usecases.plan(root, args.profile, only=args.only, files=args.file, host_root=args.host_root)
+        planned = usecases.plan(root, args.profile, only=args.only, files=args.file, host_root=args.host_root,
+                                live=live, files_only=files_only,
+                                health_timeout=getattr(args, "health_timeout", 120.0))
     except PlanError as exc:
         return _err(str(exc))
     plan = planned.plan
@@ -152,12 +156,18 @@ def _fix(args) -> int:
     if ok is None:
         return _err("refusing to change files without --yes when not on a terminal "
                     "(see the plan above, or use --dry-run)")
+    if ok:
+        ok = _questions(plan.confirm, args.yes)
     if not ok:
         print("Nothing was changed.")
         return EXIT_OK
     done = usecases.apply(root, plan, command="fix", profile=args.profile, files=args.file,
-                          host_root=args.host_root, guard=_hangup_ignored)
+                          host_root=args.host_root, guard=_hangup_ignored, report=_Progress())
+    if done.reverted is not None:
+        return _reverted(done.reverted)
     print(f"\nApplied as transaction {done.txn_id} (undo: dester-harden undo {done.txn_id}).")
+    for r in done.recreated:
+        print(shown(r.text()))
     for n in done.notices:
         print(shown(n.text))
     _warn_baseline(done)
@@ -165,6 +175,41 @@ def _fix(args) -> int:
         return _err(done.audit_error or "the files do not parse after the change")
     print(f"Score: {planned.score_before}/100 -> {done.report.score}/100")
     return exit_code(done.report, args.fail_on)
+
+
+def _live_state(root: str):
+    """What runs now, through the use case the live checks add (None: files only, as before it exists)."""
+    gather = getattr(usecases, "live_state", None)
+    return gather(root) if gather is not None else None
+
+
+def _questions(questions: list[str], yes: bool) -> bool:
+    """Each of the plan's questions answered yes (``--yes`` answers them all); False at the first no."""
+    for q in questions:
+        ok = _confirm(shown_line(q), yes)
+        if not ok:
+            return False
+    return True
+
+
+class _Progress:
+    """The engine's reporter on the command line: one line each time the step changes, with the time so far."""
+
+    def __init__(self) -> None:
+        self.last = ""
+
+    def __call__(self, what: str, elapsed: float | None) -> None:
+        if what != self.last:
+            self.last = what
+            print(shown_line(what) + (f" ({elapsed:.1f} s)" if elapsed else "") + "...", flush=True)
+
+
+def _reverted(reverted: usecases.Reverted) -> int:
+    """A failed health gate: what happened and the last log lines (masked), nothing left changed."""
+    print(f"dester-harden: error: {shown_line(reverted.message)}", file=sys.stderr)
+    for line in reverted.last_logs:
+        print(f"    {shown_line(line)}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def _warn_baseline(done: usecases.Applied) -> None:
@@ -238,10 +283,16 @@ def _undo(args) -> int:
     ok = _confirm("Undo these changes?", args.yes)
     if ok is None:
         return _err("refusing to change files without --yes when not on a terminal (or use --dry-run)")
+    if ok:
+        ok = _questions(preview.plan.confirm, args.yes)
     if not ok:
         print("Nothing was changed.")
         return EXIT_OK
-    done = usecases.undo(root, preview, force=args.force, guard=_hangup_ignored)
+    done = usecases.undo(root, preview, force=args.force, guard=_hangup_ignored, report=_Progress())
+    if done.reverted is not None:
+        return _reverted(done.reverted)
     print(f"Undone: transaction {preview.txn_id} (recorded as {done.txn_id}).")
+    for r in done.recreated:
+        print(shown(r.text()))
     _warn_baseline(done)  # files that do not parse after the undo: the next audit says so
     return EXIT_OK

@@ -18,6 +18,17 @@ from tui.output import mask_for_stdout as _mask_for_stdout
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
+def _seconds(text: str) -> float:
+    """``--health-timeout``: a number of seconds from 1 to 3600."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 1 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"not a number of seconds from 1 to 3600: {text!r}")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line and exit code 2."""
 
@@ -85,9 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     audit_options(fix)
     mode = fix.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true", help="only show the plan")
-    mode.add_argument("--yes", action="store_true", help="apply without asking (needed when not on a terminal)")
+    mode.add_argument("--yes", action="store_true",
+                      help="apply without asking (needed when not on a terminal); also answers yes to the plan's "
+                           "questions, such as recreating the API without a backup younger than 24 h")
     fix.add_argument("--reveal", action="store_true", help="show secret values in the preview instead of masking them")
     fix.add_argument("--list", action="store_true", help="with --dry-run: list every media entry FS-005 would change")
+    fix.add_argument("--health-timeout", type=_seconds, default=120.0, metavar="SECONDS",
+                     help="how long recreated services get to become healthy before the change is taken back by "
+                          "itself (default 120)")
+    fix.add_argument("--files-only", action="store_true",
+                     help="change the files only: do not recreate the running services (they keep running with "
+                          "the old files until recreated)")
 
     history = sub.add_parser("history", help="list the transactions in this installation's undo journal")
     history.add_argument("--dir", metavar="D", help="the DesterLib install directory")

@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from checks.assistant.baseline import Baseline, Drift, drift, load_baseline, save_baseline
+from checks.assistant.stackrun import Recreated as Recreated  # re-exported: the faces read the outcome's types here
+from checks.assistant.stackrun import Reverted as Reverted
+from checks.assistant.stackrun import recording, reverted, stack_or_default
 from checks.core.errors import EngineError, InputError
 
 if TYPE_CHECKING:
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
     from checks.change.engine import ApplyResult
     from checks.change.journal import TxnSummary
     from checks.change.plan import Plan
+    from checks.change.stack import Reporter, Stack
+    from checks.live.model import LiveState
 
 
 class Level(enum.Enum):
@@ -68,17 +73,18 @@ class Recovered:
     """Why nothing could be recovered (a journal not acted on); reading the files is still safe."""
 
 
-def recover(root: str, *, strict: bool = False) -> Recovered:
+def recover(root: str, *, strict: bool = False, stack: Stack | None = None) -> Recovered:
     """Roll back what a killed run left half-applied.
 
     ``strict`` (before a change): a rollback that cannot be done, or a journal
     that is not acted on, is raised. Otherwise (before reading) it becomes the
-    outcome's warning, as for the audit.
+    outcome's warning, as for the audit. ``stack``: what recreates services a killed
+    transaction had changed (default: the docker CLI, asked only when one must be).
     """
     from checks.change.engine import recover_install
 
     try:
-        return Recovered(tuple(recover_install(root)))
+        return Recovered(tuple(recover_install(root, stack=stack_or_default(stack))))
     except (EngineError, InputError) as exc:
         if strict:
             raise
@@ -109,13 +115,19 @@ class Planned:
 
 def plan(root: str, profile: str, *, only: set[str] | None = None, files: list[str] | None = None,
          host_root: str = "/", now: float | None = None, new_secret: Callable[[int], str] | None = None,
-         db_password: str | None = None, validate_with_compose: bool = True) -> Planned:
-    """The fixes for ``only`` (every fixable failure when None), against the files as they are now."""
+         db_password: str | None = None, validate_with_compose: bool = True, live: LiveState | None = None,
+         files_only: bool = False, health_timeout: float = 120.0) -> Planned:
+    """The fixes for ``only`` (every fixable failure when None), against the files as they are now.
+
+    ``live`` (what runs now): the plan also recreates the running services it changes, behind the
+    health gate (``health_timeout`` seconds), unless ``files_only``.
+    """
     from checks.fix.planner import plan_fixes
 
     built, planner = plan_fixes(root, profile, only=only, files=files, host_root=host_root, now=now,
                                 new_secret=new_secret, db_password=db_password,
-                                validate_with_compose=validate_with_compose)
+                                validate_with_compose=validate_with_compose, live=None if files_only else live,
+                                health_timeout=health_timeout)
     return Planned(built, planner.base_report, getattr(planner, "final_report", planner.base_report))
 
 
@@ -143,21 +155,34 @@ class Applied:
     """Why the baseline was not saved (one line): the change itself is done and journaled."""
     result: ApplyResult | None = None
     """The engine's own account (where the old secrets went, media entries skipped...)."""
+    recreated: list[Recreated] = field(default_factory=list)
+    """Services recreated on the running stack, and how long until they were healthy."""
+    reverted: Reverted | None = None
+    """The health gate failed and the whole change was taken back by itself (``txn_id`` is "" then,
+    nothing else is set): what happened, and the failing container's last log lines, masked."""
 
 
 def apply(root: str, planned: Plan, *, command: str, profile: str, files: list[str] | None = None,
-          host_root: str = "/", now: float | None = None, guard: Guard = nullcontext) -> Applied:
+          host_root: str = "/", now: float | None = None, guard: Guard = nullcontext, stack: Stack | None = None,
+          report: Reporter | None = None) -> Applied:
     """Apply a previewed plan as one transaction, audit the result, save the baseline.
 
     The engine refuses a plan whose files (or modes) changed since it was
     built (:class:`checks.change.engine.StaleError`): what was previewed is
-    exactly what is applied, or nothing is.
+    exactly what is applied, or nothing is. A plan that recreates services runs them through
+    ``stack`` (default: the docker CLI); ``report`` hears how far a recreate is. A failing health
+    gate is not raised: the outcome's ``reverted`` says what happened.
     """
     from checks.change.engine import Engine
+    from checks.change.stack import GateFailed
 
-    with guard():
-        result = Engine(root, command).apply(planned)
-    return _after_change(root, result, profile, files, host_root, now)
+    seen = recording(stack_or_default(stack))
+    try:
+        with guard():
+            result = Engine(root, command, stack=seen, report=report).apply(planned)
+    except GateFailed as exc:
+        return Applied("", [], [], None, None, reverted=reverted(exc, planned))
+    return _after_change(root, result, profile, files, host_root, now, seen.done)
 
 
 class ConflictKind(enum.Enum):
@@ -212,11 +237,11 @@ def _conflicts(raw: list[object]) -> list[Conflict]:
     return out
 
 
-def undo_preview(root: str, txn_id: str | None, *, command: str = "undo") -> UndoPreview:
+def undo_preview(root: str, txn_id: str | None, *, command: str = "undo", stack: Stack | None = None) -> UndoPreview:
     """The plan that takes ``txn_id`` (the last applied one when None) back, with the edits since."""
     from checks.change.engine import Engine
 
-    engine = Engine(root, command)
+    engine = Engine(root, command, stack=stack_or_default(stack))
     with engine.locked():
         recovered = tuple(engine.recover())
         txn = engine.find(txn_id)
@@ -227,16 +252,19 @@ def undo_preview(root: str, txn_id: str | None, *, command: str = "undo") -> Und
 
 def undo(root: str, preview: UndoPreview, *, force: bool = False, command: str = "undo", profile: str | None = None,
          files: list[str] | None = None, host_root: str = "/", now: float | None = None,
-         guard: Guard = nullcontext) -> Applied:
+         guard: Guard = nullcontext, stack: Stack | None = None, report: Reporter | None = None) -> Applied:
     """Undo the previewed transaction.
 
     ``force`` overwrites the hand edits the preview showed, and only those: an
     edit made since the preview refuses the undo. ``profile``: the baseline's
-    (else local) when None.
+    (else local) when None. The running services it changed are recreated through ``stack``
+    as for :func:`apply`; a failing health gate takes the undo back (``reverted``).
     """
     from checks.change.engine import Engine
+    from checks.change.stack import GateFailed
 
-    engine = Engine(root, command)
+    seen = recording(stack_or_default(stack))
+    engine = Engine(root, command, stack=seen, report=report)
     with engine.locked():
         engine.recover()
         txn = engine.find(preview.txn_id)
@@ -246,23 +274,27 @@ def undo(root: str, preview: UndoPreview, *, force: bool = False, command: str =
             raise EngineError("files were edited since the transaction; undo refused (use --force to overwrite them)")
         if now_marks != preview.marks:
             raise EngineError("files changed again since the undo preview; undo refused (preview it again)")
-        with guard():
-            result = engine.apply(undo_plan, kind="undo", undoes=txn.id)
+        try:
+            with guard():
+                result = engine.apply(undo_plan, kind="undo", undoes=txn.id)
+        except GateFailed as exc:
+            return Applied("", [], [], None, None, reverted=reverted(exc, undo_plan))
     if profile is None:
         base = load_baseline(root)
         profile = base.profile if base else "local"
-    return _after_change(root, result, profile, files, host_root, now)
+    return _after_change(root, result, profile, files, host_root, now, seen.done)
 
 
 def _after_change(root: str, result: ApplyResult, profile: str, files: list[str] | None, host_root: str,
-                  now: float | None) -> Applied:
+                  now: float | None, recreated: list[Recreated] | None = None) -> Applied:
     """The audit after a transaction and the baseline from it; neither undoes the change when it fails."""
     from checks.audit.run import run_audit
     from checks.change.journal import summarize
     from checks.install.discovery import discover
 
     info = summarize(result.txn, root)
-    out = Applied(result.txn.id, list(info.files), list(info.media), None, None, result=result)
+    out = Applied(result.txn.id, list(info.files), list(info.media), None, None, result=result,
+                  recreated=list(recreated or []))
     out.notices += list(_engine_notices(result))
     try:
         out.report = run_audit(discover(root, files, host_root, now), profile, settings=_settings(root))

@@ -46,6 +46,7 @@ from checks.change.lock import LockedError, hold
 from checks.change.plan import FileDelete, Plan, TreeRestore  # noqa: F401  (re-exported: TreeRestore lived here)
 from checks.change.progress import NAME as PROGRESS
 from checks.change.progress import Progress
+from checks.change.stack import GateFailed
 from checks.change.statedir import journal_dir
 from checks.change.trust import verify_journal
 from checks.core.errors import EngineError
@@ -353,12 +354,14 @@ class Engine:
     def _rollback_after(self, txn: Txn, exc: BaseException, when: str) -> None:
         """Roll ``txn`` back after ``exc``; an OSError then says exactly what happened to the files."""
         try:
-            self._rollback(txn)
+            problems = self._rollback(txn)
             txn.set_state("rolled-back")
         except Exception as again:  # noqa: BLE001 - reported in the one line below
             reason = getattr(again, "strerror", None) or type(again).__name__
             raise FailedError(f"transaction {txn.id} failed {when} ({_reason(exc)}) and could not be rolled back "
                               f"now ({reason}); the next dester-harden command rolls it back") from None
+        if isinstance(exc, GateFailed):
+            exc.rollback_problems = problems  # "recreate api by hand...": the face says it with the failure
         if isinstance(exc, OSError) and not isinstance(exc, FailedError):
             raise FailedError(f"transaction {txn.id} failed {when} ({_reason(exc)}); every change it had made "
                               "was rolled back, the files are as before") from None
@@ -451,8 +454,11 @@ class Engine:
         raise EngineError(f"no transaction {txn_id} in this installation's journal (see dester-harden history)")
 
 
-def recover_install(root: str) -> list[str]:
+def recover_install(root: str, stack: Stack | None = None) -> list[str]:
     """Roll back what a killed run left half-applied, before anything reads the files.
+
+    ``stack`` recreates the services a transaction killed mid-recreate had changed (without
+    one, the rollback's problem line says what to recreate by hand).
 
     The common case costs a directory listing and writes nothing (not even the
     lock file). When someone else holds the lock they own the journal: nothing
@@ -465,7 +471,7 @@ def recover_install(root: str) -> list[str]:
 
     if not has_unfinished(root):
         return []
-    engine = Engine(root, "recover")
+    engine = Engine(root, "recover", stack=stack)
     try:
         with engine.locked():
             return engine.recover()

@@ -33,6 +33,8 @@ class GateResult:
     last_logs: tuple[str, ...] = ()
     """The failing container's last log lines (masked by the engine before anyone sees them)."""
     elapsed: float = 0.0
+    service: str = ""
+    """The service that failed the gate (when not ok); "" when it was not one service's fault."""
 
 
 class Stack(Protocol):
@@ -51,3 +53,5 @@ class GateFailed(EngineError):
     def __init__(self, message: str, result: GateResult) -> None:
         super().__init__(message)
         self.result = result
+        self.rollback_problems: list[str] = []
+        """What the rollback after it could not put back (the engine fills it in): "recreate api by hand..."."""

@@ -19,7 +19,7 @@ The fixers live in one module per area (checks/fix/net.py, sec.py, secmove.py,
 securl.py, fs.py, dkr.py) and plan from the targets their rules hand them (the
 rule modules' public target functions, or the ``target`` of a finding's evidence);
 this module is the registry (:data:`FIXERS`), the :class:`Planner` they drive, and
-the validation of the result. Some 570 lines: the Planner is one state
+the validation of the result. Some 590 lines: the Planner is one state
 machine (the overlay, the batch rounds, the refusals, the final re-audit), which
 split across modules would be harder to follow, not easier.
 """
@@ -37,7 +37,7 @@ from checks.audit.catalog import BY_ID
 from checks.audit.findings import FAIL, Finding
 from checks.audit.run import run_audit
 from checks.change import confined
-from checks.change.plan import FileEdit, ModeChange, Plan, Refusal, TreeChmod
+from checks.change.plan import Command, FileEdit, Login, ModeChange, Plan, Refusal, TreeChmod
 from checks.core.errors import InputError
 from checks.core.yamlpos import Node, parse_yaml
 from checks.fix import dkr, edit, envedit, fs, net, sec, secmove, securl
@@ -48,6 +48,7 @@ from checks.fix.edit import EditRefused
 from checks.fix.sec import APP_SECRET_BYTES, PASSWORD_BYTES
 from checks.install.discovery import Overlay, discover
 from checks.install.model import EnvEntry, EnvFile, Installation, Service
+from checks.live.model import LiveState
 
 __all__ = ["APP_SECRET_BYTES", "FIXERS", "PASSWORD_BYTES", "Fixer", "PlanError", "Planner", "compose_available",
            "compose_check", "plan_fixes"]
@@ -79,8 +80,19 @@ class Planner:
 
     def __init__(self, root: str, profile: str = "local", files: list[str] | None = None, host_root: str = "/",
                  now: float | None = None, new_secret: Callable[[int], str] | None = None,
-                 db_password: str | None = None) -> None:
+                 db_password: str | None = None, live: LiveState | None = None,
+                 health_timeout: float = 120.0) -> None:
         self.root = os.path.abspath(root)
+        self.live = live
+        """What runs now (None: files only): a plan that changes a running service recreates it (checks/fix/live.py)."""
+        self.health_timeout = health_timeout
+        self.commands: list[Command] = []
+        """Commands fixers plan on the running stack (ALTER ROLE...): after the first Recreate, before the files."""
+        self.named_secrets: dict[str, str] = {}
+        self.logins: list[Login] = []
+        """Logins the health gate tries after the recreate (the new password accepted, the old one refused)."""
+        self.recreate_also: list[str] = []
+        """Services to recreate even when their files say nothing new (a password rotated in the database)."""
         self.db_password = db_password
         """The new database password chosen in the assistant (else SEC-001 generates one)."""
         self.validate_with_compose = True
@@ -434,6 +446,12 @@ class Planner:
                     self.refusals.append(Refusal(cid, why, chk.fix))
         plan = self._assemble(selected)
         self._validate(plan, selected)
+        if self.live is not None and not plan.empty:
+            from checks.audit.rules.ops import newest_backup_age
+            from checks.fix.live import add_recreates
+
+            add_recreates(plan, self.base, self.inst(), self.live, timeout=self.health_timeout, logins=self.logins,
+                          backup_age=newest_backup_age(self.base), extra=self.recreate_also)
         return plan
 
     def _follow_up(self, selected: list[str], failing: set[str]) -> None:
@@ -481,6 +499,8 @@ class Planner:
 
     def _assemble(self, selected: list[str]) -> Plan:
         plan = Plan(checks=selected, refusals=self.refusals, notes=self.notes)
+        plan.changes.extend(self.commands)
+        plan.named_secrets.update(self.named_secrets)
         for path, after in self.overlay.contents.items():
             before = self._disk.get(path)
             if before == after:
@@ -559,11 +579,15 @@ FIXERS: tuple[Fixer, ...] = (
 
 def plan_fixes(root: str, profile: str = "local", only: set[str] | None = None, files: list[str] | None = None,
                host_root: str = "/", now: float | None = None, new_secret: Callable[[int], str] | None = None,
-               db_password: str | None = None, validate_with_compose: bool = True) -> tuple[Plan, Planner]:
+               db_password: str | None = None, validate_with_compose: bool = True, live: LiveState | None = None,
+               health_timeout: float = 120.0) -> tuple[Plan, Planner]:
     """Plan the fixes; ``db_password`` is the new database password when one was chosen (the assistant).
+
+    ``live``: what runs now; a plan that changes a running service then recreates it behind the health
+    gate (``health_timeout`` seconds). None: the files only.
 
     ``validate_with_compose=False`` skips the ``docker compose config`` run (about 100 ms): for
     previews that are shown but never applied."""
-    planner = Planner(root, profile, files, host_root, now, new_secret, db_password)
+    planner = Planner(root, profile, files, host_root, now, new_secret, db_password, live, health_timeout)
     planner.validate_with_compose = validate_with_compose
     return planner.build(only), planner

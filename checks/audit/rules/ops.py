@@ -9,7 +9,7 @@ import re
 from checks.audit.findings import FAIL, PASS, SKIPPED, Outcome
 from checks.audit.rules import Context, check
 from checks.audit.rules.sec import command_words
-from checks.install.model import Where
+from checks.install.model import Installation, Where
 
 BACKUP_MAX_AGE_DAYS = 7
 _DUMP = re.compile(
@@ -71,6 +71,15 @@ def _dump_files(ctx: Context) -> list[tuple[str, float]]:
             if st.st_size > 0 and os.path.isfile(path):
                 found.append((path, st.st_mtime))
     return found
+
+
+def newest_backup_age(inst: Installation) -> float | None:
+    """Seconds since the newest dump file OPS-001 finds (None without one): what the planner asks before
+    recreating an API that runs ``prisma db push --accept-data-loss`` at start."""
+    from checks.core.secrets import Masker
+
+    dumps = _dump_files(Context(inst, "local", Masker(())))
+    return inst.now - max(m for _, m in dumps) if dumps else None
 
 
 @check("OPS-001")
