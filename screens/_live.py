@@ -179,13 +179,11 @@ class Outcome:
     """The failing container's last log lines, masked and escaped."""
 
 
-def recreated_outcome(recreated: Iterable[str], elapsed: float | None) -> Outcome | None:
-    """``Recreated api, postgres (healthy in 5.4 s)``; None when nothing was recreated."""
-    names = list(dict.fromkeys(recreated))
-    if not names:
-        return None
+def recreated_outcome(services: Iterable[str], elapsed: float | None) -> Outcome:
+    """``Recreated api, postgres (healthy in 5.4 s)``."""
+    names = list(dict.fromkeys(services))
     took = f" (healthy in {elapsed:.1f} s)" if elapsed is not None else " (healthy)"
-    return Outcome(True, shown(f"Recreated {', '.join(names)}{took}"))
+    return Outcome(True, shown(f"Recreated {', '.join(names) or 'the services'}{took}"))
 
 
 def reverted_outcome(message: str, last_logs: Iterable[str], secrets: Iterable[str]) -> Outcome:
@@ -197,6 +195,6 @@ def reverted_outcome(message: str, last_logs: Iterable[str], secrets: Iterable[s
     from checks.core.secrets import Masker
 
     masker = Masker(list(secrets))
-    head = " ".join(masker.text(message).split())
+    head = " ".join(masker.text(message).split()).removesuffix("; its last log lines:")
     lines = [shown(masker.text(line.rstrip("\n"))) for line in last_logs]
     return Outcome(False, shown(head), lines)

@@ -137,6 +137,17 @@ class HistoryScreen(DesterScreen):
         except Exception as exc:  # noqa: BLE001
             self.notify(one_line(exc), markup=False, title="Nothing was changed", severity="error", timeout=10)
             return
+        if done.reverted is not None:  # the stack did not come up healthy: the undo was taken back by itself
+            from screens._live import reverted_outcome
+
+            told = reverted_outcome(done.reverted.message, done.reverted.last_logs, preview.plan.secrets)
+            self.notify("\n".join([told.headline, *told.lines[-6:]]), markup=False, title="Not undone",
+                        severity="error", timeout=20)
+            self.load()
+            return
         score = f" Score now {done.report.score}/100." if done.report is not None else ""
-        self.notify(f"Undone: {txn_id}.{score}")
+        from screens._live import recreated_outcome
+
+        again = "".join(" " + recreated_outcome(r.services, r.elapsed).headline + "." for r in done.recreated)
+        self.notify(f"Undone: {txn_id}.{score}{again}", markup=False)
         self.load()

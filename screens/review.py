@@ -14,7 +14,6 @@ from textual.widgets import DataTable, Static
 
 from checks.assistant.steps import STEP_BY_ID
 from checks.assistant.usecases import Level, Notice
-from checks.change.stack import GateFailed
 from checks.core.textio import shown
 from tui.errors import one_line
 from tui.widgets import ProgressLine, clip
@@ -118,31 +117,21 @@ class ReviewScreen(DesterScreen):
             self.set_state(step, "applying")
             progress = self.query_one("#review-progress", ProgressLine)
             progress.services = []
-            live = _recreates(step_plan.plan)
             try:
-                done = await self.dester_app.apply_plan(step_plan, make_reporter(self.app, progress) if live else None)
+                done = await self.dester_app.apply_plan(step_plan, make_reporter(self.app, progress))
             except Exception as exc:  # noqa: BLE001
-                progress.stop()
-                if isinstance(exc, GateFailed):  # the auto-revert: the engine put everything back
-                    self.set_state(step, "reverted")
-                    self.add_outcome(reverted_outcome(str(exc), exc.result.last_logs, _secrets(step_plan, session)))
-                    continue
                 self.set_state(step, "failed")
                 self.notify(one_line(exc), markup=False, title="Nothing was changed", severity="error", timeout=10)
                 continue
-            progress.stop()
-            reverted = getattr(done, "reverted", None)
-            if reverted:
+            finally:
+                progress.stop()
+            if done.reverted is not None:  # the health gate failed: the engine took it all back by itself
                 self.set_state(step, "reverted")
-                self.add_outcome(reverted_outcome(str(reverted), getattr(done, "last_logs", ()) or (),
+                self.add_outcome(reverted_outcome(done.reverted.message, done.reverted.last_logs,
                                                   _secrets(step_plan, session)))
                 continue
-            if live:
-                recreated = getattr(done, "recreated", None)
-                names = [str(n) for n in recreated] if recreated else progress.services
-                outcome = recreated_outcome(names, progress.elapsed)
-                if outcome is not None:
-                    self.add_outcome(outcome)
+            for r in done.recreated:
+                self.add_outcome(recreated_outcome(r.services, r.elapsed))
             self.set_state(step, "applied")
             self.app.sub_title = self.NAME
             notices += [n for n in done.notices if n not in notices]
@@ -186,13 +175,6 @@ class ReviewScreen(DesterScreen):
 
     def action_back(self) -> None:
         self.dismiss(ReviewResult.back(self.steps[-1] if self.steps else None))
-
-
-def _recreates(plan) -> bool:
-    """Whether applying ``plan`` recreates services of the running stack (then progress is shown)."""
-    from checks.change.plan import Recreate
-
-    return any(isinstance(c, Recreate) for c in plan.changes)
 
 
 def _secrets(step_plan, session) -> list[str]:

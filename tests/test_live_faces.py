@@ -2,7 +2,7 @@
 
 No Docker here: the live state is a fixed :func:`tests.apphelpers.demo_live`, and the
 apply that would recreate services is replaced by one that reports progress, raises
-the health gate's :class:`checks.change.stack.GateFailed`, or blocks until released.
+an auto-revert (the use case's ``Applied.reverted``), or blocks until released.
 The real stack is exercised by the live lab tests of the other parts.
 """
 
@@ -12,9 +12,9 @@ import threading
 
 import pytest
 
+from checks.assistant.stackrun import Recreated, Reverted
 from checks.assistant.usecases import Applied
 from checks.change.plan import Login, Recreate
-from checks.change.stack import GateFailed, GateResult
 from checks.core.secrets import MASK
 from checks.demo import materialize
 from screens import _live
@@ -162,8 +162,6 @@ def _with_recreate(app, monkeypatch, confirm=()):
         return sp
 
     monkeypatch.setattr(session, "plan", plan)
-    # The preview of a Recreate is the stack part's handler: a plain stand-in here.
-    monkeypatch.setattr("checks.change.preview.render", lambda plan, root, **kw: "Plan: recreate api\n")
 
 
 def _applied() -> Applied:
@@ -234,7 +232,7 @@ async def test_the_progress_line_follows_the_reporter_then_tells_what_was_recrea
         report("waiting for api to be healthy", 5.4)
         step_b.wait(30)
         done.set()
-        return _applied()
+        return Applied("20261118T120000-000001", [], [], None, None, recreated=[Recreated(("api",), 5.4)])
 
     monkeypatch.setattr(app.session, "apply", apply)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -265,9 +263,10 @@ async def test_an_auto_revert_shows_the_masked_log_lines_and_never_the_secret(in
 
     def apply(sp, report=None):
         report("recreating api", 0.1)
-        result = GateResult(False, "api restarted 3 times", ("api",), logs, 12.0)
-        raise GateFailed("api did not become healthy within 120 s (restarted 3 times): the files were restored "
-                         "and api recreated with them", result)
+        # Unmasked on purpose: the face masks again whatever the use case hands it.
+        return Applied("", [], [], None, None, reverted=Reverted(
+            "api did not become healthy within 120 s (restarted 3 times): the files were restored and api "
+            "recreated with them; its last log lines:", logs))
 
     monkeypatch.setattr(app.session, "apply", apply)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -288,8 +287,8 @@ async def test_an_auto_revert_shows_the_masked_log_lines_and_never_the_secret(in
         assert not review.query_one("#review-progress").has_class("-active")
 
 
-async def test_a_plan_without_recreate_is_applied_without_a_reporter(install, monkeypatch):
-    """Today's use case has no ``report``: a files-only plan must not pass one."""
+async def test_a_files_only_apply_tells_no_recreate(install, monkeypatch):
+    """Nothing recreated (Docker not reachable, or nothing running changed): no outcome line."""
     app = make_app(install)
     seen = []
     real = app.session.apply
@@ -304,7 +303,7 @@ async def test_a_plan_without_recreate_is_applied_without_a_reporter(install, mo
         await wait_screen(app, pilot, "PreviewModal")
         await pilot.press("a")
         await wait_until(pilot, lambda: review.state[review.steps[0]] == "applied", what="applied")
-        assert seen == [((), {})]
+        assert len(seen) == 1 and callable(seen[0][0][0])  # the reporter, heard only by recreates
         assert not review.query_one("#review-outcome").display
 
 

@@ -141,7 +141,13 @@ class Session:
         an unreachable Engine is a state with its reason, not an error.
         """
         fn = getattr(usecases, "live_state", None)
-        self.live = fn(self.root) if fn is not None else None
+        if fn is not None:
+            self.live = fn(self.root)
+        else:  # the use case comes with the live checks; until then the live layer is asked directly
+            from checks.install.discovery import discover
+            from checks.live.gather import gather
+
+            self.live = gather(discover(self.root, self.files, self.host_root, self.clock()))
         return self.live
 
     def suppress(self, check: str, reason: str, until: str | None = None, scope: str | None = None) -> None:
