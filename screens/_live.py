@@ -198,3 +198,12 @@ def reverted_outcome(message: str, last_logs: Iterable[str], secrets: Iterable[s
     head = " ".join(masker.text(message).split()).removesuffix("; its last log lines:")
     lines = [shown(masker.text(line.rstrip("\n"))) for line in last_logs]
     return Outcome(False, shown(head), lines)
+
+
+def hanging(label: str, text: str, width: int) -> str:
+    """``text`` after ``label``, wrapped to ``width`` with its next lines under the first (not under the label)."""
+    import textwrap
+
+    room = max(20, width - len(label))
+    lines = textwrap.wrap(text, room, break_on_hyphens=False, break_long_words=False) or [""]
+    return label + ("\n" + " " * len(label)).join(lines)

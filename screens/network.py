@@ -38,7 +38,7 @@ class NetworkScreen(FixStepScreen):
 
     def show_live(self, live, pending: bool = False) -> None:
         """What listens now, per database and cache port, and what is fixed on disk but not applied."""
-        from screens._live import CHECKING, drift_lines, engine_line, listening_lines
+        from screens._live import CHECKING, drift_lines, engine_line, hanging, listening_lines
 
         box = self.query_one("#network-live", Static)
         if pending:
@@ -48,19 +48,20 @@ class NetworkScreen(FixStepScreen):
         if live is None:
             box.update("")
             return
+        width = max(40, self.size.width - 6)
+        rows: list[tuple[str, str]] = []
+        if not live.docker_reachable:
+            rows.append((engine_line(live, self.dester_app.euid), "yellow"))
+        lines = listening_lines(self.session.inst, live)
+        rows += [(line, "red" if "listening now on" in line and _exposed(line) else "") for line in lines]
+        rows += [(line, "yellow") for line in drift_lines(self.session.report)]
+        if not lines and live.docker_reachable:
+            rows.append(("nothing of the database or cache listens", ""))
         t = Text()
         t.append("Now: ", style="bold")
-        if not live.docker_reachable:
-            t.append(engine_line(live, self.dester_app.euid) + "\n", style="yellow")
-        lines = listening_lines(self.session.inst, live)
-        for i, line in enumerate(lines):
-            t.append(("     " if i or not live.docker_reachable else "") + line + "\n",
-                     style="red" if "listening now on" in line and _exposed(line) else "")
-        for line in drift_lines(self.session.report):
-            t.append("     " + line + "\n", style="yellow")
-        if not lines and live.docker_reachable:
-            t.append("nothing of the database or cache listens\n")
-        t.rstrip()
+        for i, (line, style) in enumerate(rows):
+            text = hanging("Now: ", line, width)[5:]
+            t.append(("\n     " if i else "") + text, style=style)
         box.update(t)
 
     def on_choice_list_changed(self, event: ChoiceList.Changed) -> None:

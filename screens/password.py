@@ -71,7 +71,7 @@ class PasswordScreen(FixStepScreen):
 
     def show_live(self, live, pending: bool = False) -> None:
         """Whether the containers run with the files' password, and how the rotation will be done."""
-        from screens._live import CHECKING, engine_line, stale_password_line
+        from screens._live import CHECKING, engine_line, hanging, stale_password_line
 
         running = self.query_one("#password-running", Static)
         how = self.query_one("#password-live", Static)
@@ -87,11 +87,13 @@ class PasswordScreen(FixStepScreen):
                     else engine_line(live, self.dester_app.euid))
         if live is None:
             running.update("")
+        width = max(40, self.size.width - 6)
         if reachable and line is None:
-            running.update(Text("Live: the running containers use the password the files give them.", style="dim"))
+            running.update(Text(hanging("Live: ", "the running containers use the password the files give them.",
+                                        width), style="dim"))
         running.display = live is not None
         if line is not None:
-            running.update(Text("Live: " + line, style="yellow"))
+            running.update(Text(hanging("Live: ", line, width), style="yellow"))
 
     def show_password(self) -> None:
         session = self.session

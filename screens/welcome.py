@@ -56,7 +56,7 @@ class WelcomeScreen(DesterScreen):
         A state that arrives after the files' audit brings the live checks:
         the audit is run again with it (without recovering twice).
         """
-        from screens._live import CHECKING, engine_line
+        from screens._live import CHECKING, engine_line, hanging
 
         line = self.query_one("#welcome-live", Static)
         if pending:
@@ -66,8 +66,9 @@ class WelcomeScreen(DesterScreen):
         if live is None:
             line.update("")
             return
-        line.update(Text.assemble(("Running      ", "bold"),
-                                  (engine_line(live, self.dester_app.euid), "" if live.docker_reachable else "yellow")))
+        label = "Running      "
+        text = hanging(label, engine_line(live, self.dester_app.euid), max(40, self.size.width - 4))
+        line.update(Text.assemble((label, "bold"), (text[len(label):], "" if live.docker_reachable else "yellow")))
         self.load(recover=False)  # exclusive: an audit still running without it is cancelled
 
     @work(thread=True, exclusive=True, group="welcome-audit", exit_on_error=False)
