@@ -37,7 +37,13 @@ def engine_line(live: LiveState, euid: int | None = None) -> str:
     """
     if live.engine is None:
         reason = " ".join((live.engine_error or "no answer").split())
-        hint = " (run with sudo)" if "permission denied" in reason.lower() and euid not in (None, 0) else ""
+        lowered = reason.lower()
+        hint = (" (run with sudo)" if "permission denied" in lowered and "sudo" not in lowered
+                and euid not in (None, 0) else "")
+        # The live layer's own words start "the Docker Engine is not reachable at ...": said once.
+        rest = reason.removeprefix("the Docker Engine is not reachable")
+        if rest != reason and rest.startswith(" at "):
+            return shown(f"Docker not reachable{rest}{hint}")
         return shown(f"Docker not reachable: {reason}{hint}")
     running = sum(1 for c in live.containers if c.status == "running")
     others = len(live.containers) - running

@@ -319,6 +319,10 @@ def test_engine_line():
     denied = LiveState(project="p", engine_error="permission denied on /var/run/docker.sock")
     assert _live.engine_line(denied, 1000).endswith("(run with sudo)")
     assert "sudo" not in _live.engine_line(denied, 0)
+    layer = LiveState(project="p", engine_error="the Docker Engine is not reachable at unix:///var/run/docker.sock: "
+                                                "permission denied (run with sudo or join the docker group)")
+    assert _live.engine_line(layer, 1000) == ("Docker not reachable at unix:///var/run/docker.sock: permission "
+                                              "denied (run with sudo or join the docker group)")
 
 
 def test_listening_from_bindings_when_proc_was_not_read(install):
@@ -374,3 +378,39 @@ def test_a_report_after_the_terminal_went_away_is_dropped():
     app = Live()
     make_reporter(app, progress)("waiting for api to be healthy", 2.5)
     assert app.calls == [("waiting for api to be healthy", 2.5)]
+
+
+# -- the installed assistant in a real terminal, with the real live layer --------------------------
+
+
+@pytest.mark.parametrize("flag", ["none", "16", "256", "truecolor"])
+def test_the_live_line_in_each_colour_system(tmp_path, flag):
+    """The installed assistant asks the real live layer (here: a DOCKER_HOST that is not there) and
+    draws its line in the colour system asked for: greys only under ``none`` (as NO_COLOR)."""
+    import os
+    import re
+    import sys
+
+    from tests.termharness import Tmux, term_env
+    from tests.test_e2e_assistant import _colour_kinds, _only_grey
+
+    root = materialize(str(tmp_path / "srv"))
+    home = tmp_path / "home"
+    home.mkdir()
+    dester = os.path.join(sys.prefix, "bin", "dester-harden")
+    env = term_env(home, COLORTERM="truecolor", DOCKER_HOST=f"unix://{tmp_path}/no-such-docker.sock")
+    with Tmux([dester, "--dir", root, "--color-system", flag], env=env) as t:
+        t.wait_for(re.compile(r"Score \d+/100"), timeout=30)
+        t.wait_for("Docker not reachable", timeout=30)
+        screen = t.capture(escapes=True)
+        t.send("C-q")
+        t.wait_exit()
+    kinds = _colour_kinds(screen)
+    if flag == "none":
+        assert not kinds["indexed"] and not kinds["basic"] and _only_grey(screen), kinds
+    elif flag == "16":
+        assert kinds["basic"] and not kinds["rgb"] and not kinds["indexed"], kinds
+    elif flag == "256":
+        assert kinds["indexed"] and not kinds["rgb"], kinds
+    else:
+        assert kinds["rgb"], kinds
