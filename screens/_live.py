@@ -107,6 +107,8 @@ def listening_lines(inst: Installation | None, live: LiveState) -> list[str]:
         addresses = list(dict.fromkeys(addresses))
         if addresses:
             out.append(shown(f"{svc.name}: listening now on {_and(addresses)}"))
+        elif live.listeners is not None and ports:
+            out.append(shown(f"{svc.name}: nothing listens on {_and([str(p) for p in ports])} now"))
         elif container is None and live.engine is not None:
             out.append(shown(f"{svc.name}: not running"))
         elif container is not None:

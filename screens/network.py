@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from checks.assistant.steps import PROFILES
-from tui.widgets import ChoiceList
+from tui.widgets import ChoiceList, clip
 
 from ._base import FixStepScreen
 
@@ -38,7 +38,7 @@ class NetworkScreen(FixStepScreen):
 
     def show_live(self, live, pending: bool = False) -> None:
         """What listens now, per database and cache port, and what is fixed on disk but not applied."""
-        from screens._live import CHECKING, drift_lines, engine_line, hanging, listening_lines
+        from screens._live import CHECKING, drift_lines, engine_line, listening_lines
 
         box = self.query_one("#network-live", Static)
         if pending:
@@ -48,7 +48,7 @@ class NetworkScreen(FixStepScreen):
         if live is None:
             box.update("")
             return
-        width = max(40, self.size.width - 6)
+        width = max(30, self.size.width - 12)  # after "Now: ", inside the padding and the scroll bar
         rows: list[tuple[str, str]] = []
         if not live.docker_reachable:
             rows.append((engine_line(live, self.dester_app.euid), "yellow"))
@@ -59,9 +59,8 @@ class NetworkScreen(FixStepScreen):
             rows.append(("nothing of the database or cache listens", ""))
         t = Text()
         t.append("Now: ", style="bold")
-        for i, (line, style) in enumerate(rows):
-            text = hanging("Now: ", line, width)[5:]
-            t.append(("\n     " if i else "") + text, style=style)
+        for i, (line, style) in enumerate(rows):  # one line each: the fixes and their effect stay in view
+            t.append(("\n     " if i else "") + clip(line, width), style=style)
         box.update(t)
 
     def on_choice_list_changed(self, event: ChoiceList.Changed) -> None:

@@ -334,6 +334,10 @@ def test_listening_from_bindings_when_proc_was_not_read(install):
     lines = _live.listening_lines(discover(install, None, "/", 0), live)
     assert "postgres: listening now on 0.0.0.0:5432 and [::]:5432" in lines
     assert all(len(line) <= 76 for line in lines)
+    nothing = demo_live(install, reachable=False)
+    nothing.listeners = ()
+    assert _live.listening_lines(discover(install, None, "/", 0), nothing) == [
+        "postgres: nothing listens on 5432 now", "redis: nothing listens on 6379 now"]
 
 
 def test_drift_lines_come_from_the_dkr009_findings():
