@@ -6,12 +6,23 @@ under CI=true). The first tests need no dockerd: the compose rewriting and the m
 
 from __future__ import annotations
 
+import glob
+import ipaddress
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from checks.demo import materialize
-from tests.livelab import cache_dir, compose_file, prepare_compose
+from tests import livefixtures
+from tests.livelab import LabUnavailable, LiveLab, cache_dir, compose_file, prepare_compose, procs, reap_stale
 from tests.livelab.images import apt_mirrors, image_key
 
 DEMO_PASSWORD = "postgres"  # the demo install's, from checks/demo/install
@@ -70,3 +81,277 @@ def test_image_key_changes_with_the_sources(tmp_path, monkeypatch):
     assert image_key() == before
     (tmp_path / "api_standin.py").write_text((tmp_path / "api_standin.py").read_text() + "\n# changed\n")
     assert image_key() != before
+
+
+# -- against the lab's dockerd -------------------------------------------------------------
+
+def _listening(pid: int) -> set[str]:
+    """``ip:port`` of the TCP sockets listening in the network namespace of ``pid``."""
+    found = set()
+    for name in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{name}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A":
+                continue
+            addr, port = fields[1].split(":")
+            raw = bytes.fromhex(addr)
+            if len(raw) == 4:
+                ip = ".".join(str(b) for b in raw[::-1])
+            else:
+                words = [raw[i:i + 4][::-1].hex() for i in range(0, 16, 4)]
+                ip = "[" + str(ipaddress.IPv6Address(bytes.fromhex("".join(words)))) + "]"
+            found.add(f"{ip}:{int(port, 16)}")
+    return found
+
+
+def _server_get(lab: LiveLab, url: str) -> tuple[int, str]:
+    """GET ``url`` from inside the server's namespace: (status, body)."""
+    code = ("import sys, urllib.request, urllib.error\n"
+            "try:\n r = urllib.request.urlopen(sys.argv[1], timeout=20); print(r.status); print(r.read().decode())\n"
+            "except urllib.error.HTTPError as e:\n print(e.code); print(e.read().decode())\n")
+    proc = lab.in_server([sys.executable, "-c", code, url])
+    status, _, body = proc.stdout.partition("\n")
+    return int(status), body
+
+
+def _wait_for(what: str, probe, seconds: float = 60):
+    """Poll ``probe`` until it returns something true; fail saying ``what`` when it never does."""
+    deadline = time.monotonic() + seconds
+    while True:
+        got = probe()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {seconds:.0f} s")
+        time.sleep(0.2)
+
+
+@pytest.mark.live
+def test_demo_install_is_exposed_to_the_lan(live_lab, live_install):
+    install = live_install("cli")
+    ip, ip6 = live_lab.server_ip, live_lab.server_ip6
+    # "5432:5432" publishes on every interface, IPv6 included: the exposure NET-006 reports.
+    assert live_lab.lan_tcp(ip, 5432) == "open"
+    assert live_lab.lan_tcp(ip6, 5432) == "open"
+    assert live_lab.lan_tcp(ip, 6379) == "open"
+    # "0.0.0.0:3001:3001" is IPv4 only.
+    assert live_lab.lan_http(f"http://{ip}:3001/health") == 200
+    assert live_lab.lan_tcp(ip6, 3001) == "refused"
+    assert live_lab.lan_tcp(ip, 5433) == "refused"
+    # The server's own /proc/net shows what listens: what the tool reads without Docker access.
+    listening = _listening(live_lab.server_pid)
+    assert {"0.0.0.0:5432", "[::]:5432", "0.0.0.0:3001"} <= listening
+    assert "[::]:3001" not in listening
+    # The compose project is the unique one, and the SDK's view of the bindings is the file's.
+    name = live_lab.container(install, "postgres")
+    labels = json.loads(live_lab.docker("inspect", "-f", "{{json .Config.Labels}}", name).stdout)
+    assert labels["com.docker.compose.project"] == install.project
+    bindings = json.loads(live_lab.docker("inspect", "-f", "{{json .HostConfig.PortBindings}}", name).stdout)
+    assert bindings == {"5432/tcp": [{"HostIp": "", "HostPort": "5432"}]}
+
+
+@pytest.mark.live
+def test_database_login_over_tcp_needs_the_right_password(live_lab, live_install):
+    install = live_install("cli")
+    assert live_lab.pg_login(install, "desterlib", "desterlib", DEMO_PASSWORD)
+    assert not live_lab.pg_login(install, "desterlib", "desterlib", "not-the-password")
+    assert not live_lab.pg_login(install, "nobody", "desterlib", DEMO_PASSWORD)
+    # Redis of the demo has no password: anyone on the network may use it.
+    assert live_lab.redis_auth(install, None)
+
+
+@pytest.mark.live
+def test_api_logs_its_database_url_and_serves_it(live_lab, live_install):
+    install = live_install("cli")
+    api = live_lab.container(install, "api")
+    leak = f"Database: postgresql://desterlib:{DEMO_PASSWORD}@postgres:5432/desterlib?schema=public"
+    assert leak in live_lab.docker("logs", api).stdout
+    assert leak in live_lab.docker("exec", api, "cat", "/app/logs/combined.log").stdout
+    status, body = _server_get(live_lab, "http://127.0.0.1:3001/api/v1/logs")
+    assert status == 200
+    logs = json.loads(body)["logs"]
+    assert any(leak in line for line in logs)
+    # One access-log line per request, with its status.
+    assert any("GET /api/v1/logs" in line for line in json.loads(_server_get(
+        live_lab, "http://127.0.0.1:3001/api/v1/logs")[1])["logs"])
+    # The unauthenticated admin surface NET-009 probes.
+    status, body = _server_get(live_lab, "http://127.0.0.1:3001/api/docs")
+    assert status == 200 and "<title>Swagger UI</title>" in body
+    assert _server_get(live_lab, "http://127.0.0.1:3001/api/docs/swagger.json")[0] == 200
+    status, body = _server_get(live_lab, "http://127.0.0.1:3001/api/v1/settings")
+    assert status == 200 and json.loads(body)["tmdbApiKey"] == ""
+    # DELETE clears the log (what OPS-002's fix does to the leak).
+    assert live_lab.lan_http(f"http://{live_lab.server_ip}:3001/api/v1/logs", method="DELETE") == 200
+    logs = json.loads(_server_get(live_lab, "http://127.0.0.1:3001/api/v1/logs")[1])["logs"]
+    assert not any(leak in line for line in logs)
+
+
+@pytest.mark.live
+def test_health_stays_200_when_the_database_is_gone(live_lab, live_install):
+    install = live_install("cli")
+    assert _server_get(live_lab, "http://127.0.0.1:3001/api/v1/health")[0] == 200
+    assert live_lab.docker("stop", live_lab.container(install, "postgres")).returncode == 0
+    # DesterLib's /health does not look at the database: a health gate cannot trust it alone.
+    assert live_lab.lan_http(f"http://{live_lab.server_ip}:3001/health") == 200
+    assert _server_get(live_lab, "http://127.0.0.1:3001/api/v1/health")[0] == 500
+
+
+@pytest.mark.live
+def test_api_exits_when_its_database_password_is_wrong_at_start(live_lab, live_install):
+    install = live_install("cli", deploy=False)
+    compose = install.compose
+    text = compose.read_text()
+    good = f"postgresql://desterlib:{DEMO_PASSWORD}@postgres"
+    assert good in text
+    compose.write_text(text.replace(good, "postgresql://desterlib:wrong-password@postgres"))
+    live_lab.deploy(install, wait=False)
+    api = live_lab.container(install, "api")
+
+    def crashed():
+        state = json.loads(live_lab.docker("inspect", "-f", "{{json .State}}", api).stdout or "{}")
+        restarts = live_lab.docker("inspect", "-f", "{{.RestartCount}}", api).stdout.strip()
+        return (state.get("ExitCode") == 1 or int(restarts or 0) > 0) and (state, restarts)
+
+    _wait_for("the API exits on a refused database login", crashed)
+    assert "Database connection failed" in live_lab.docker("logs", api).stdout
+
+
+@pytest.mark.live
+def test_api_rate_limit_answers_429(live_lab, live_install):
+    install = live_install("cli", deploy=False)
+    text = install.compose.read_text()
+    install.compose.write_text(text.replace("      NODE_ENV: production\n",
+                                            "      NODE_ENV: production\n      RATE_LIMIT_MAX: \"3\"\n", 1))
+    live_lab.deploy(install)
+    url = f"http://{live_lab.server_ip}:3001/api/v1/settings"
+    assert [live_lab.lan_http(url) for _ in range(4)] == [200, 200, 200, 429]
+    # /health is not rate limited (the healthcheck hits it every second).
+    assert live_lab.lan_http(f"http://{live_lab.server_ip}:3001/health") == 200
+    api = live_lab.container(install, "api")
+    assert "/api/v1/settings 429" in live_lab.docker("logs", api).stdout
+
+
+# -- the lab leaves nothing behind -----------------------------------------------------------
+
+def _host_network() -> dict[str, str]:
+    """The host namespace's addresses, routes and firewall rules (counters and lifetimes dropped)."""
+    def run(*argv: str) -> str:
+        if not shutil.which(argv[0]):
+            return f"({argv[0]} not installed)"
+        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=30)
+        return proc.stdout + proc.stderr
+
+    rules = re.compile(r"^#.*$|\[\d+:\d+\]", re.M)
+    return {
+        "addr": re.sub(r"valid_lft.*|preferred_lft.*", "", run("ip", "-o", "addr")),
+        "route": run("ip", "route") + run("ip", "-6", "route"),
+        "iptables": rules.sub("", run("iptables-save")),
+        "ip6tables": rules.sub("", run("ip6tables-save")),
+        "nft": run("nft", "list", "ruleset"),
+    }
+
+
+def _own_lab() -> LiveLab:
+    """A lab of this test's own (not the session's), skipping or failing like the fixture."""
+    try:
+        return LiveLab.start(livefixtures.CACHE, livefixtures.PLUGIN)
+    except LabUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"live lab unavailable: {exc}")
+        pytest.skip(f"live lab unavailable: {exc}")
+
+
+def _traces(lab: LiveLab) -> dict[str, object]:
+    """What a running lab consists of: its processes (pid -> command line), namespaces, cgroups."""
+    holder = lab.server_pid
+    namespaces = {procs.netns(holder), procs.netns(lab.lan_pid), os.readlink(f"/proc/{holder}/ns/mnt")}
+    cgroups = sorted(glob.glob(f"/sys/fs/cgroup/*/dhl-{lab.token}") + glob.glob(f"/sys/fs/cgroup/dhl-{lab.token}"))
+    # The containers' processes have namespaces of their own: they are found by the lab's cgroups.
+    in_cgroups = {int(p) for c in cgroups for f in glob.glob(f"{c}/**/cgroup.procs", recursive=True)
+                  for p in Path(f).read_text().split()}
+    pids = {p: procs.cmdline(p) for p in (int(e) for e in os.listdir("/proc") if e.isdigit())
+            if p in in_cgroups or procs.netns(p) in namespaces or _mntns(p) in namespaces}
+    return {"pids": pids, "namespaces": namespaces, "cgroups": cgroups}
+
+
+def _mntns(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
+def _left_over(traces: dict[str, object], root: Path) -> list[str]:
+    left = []
+    pids = traces["pids"]
+    assert isinstance(pids, dict)
+    for pid, cmd in pids.items():
+        if procs.cmdline(pid) == cmd and Path(f"/proc/{pid}").exists():
+            left.append(f"process {pid} {cmd[:60]}")
+    namespaces = traces["namespaces"]
+    assert isinstance(namespaces, set)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (procs.netns(int(entry)) in namespaces or _mntns(int(entry)) in namespaces):
+            left.append(f"process {entry} in a lab namespace: {procs.cmdline(int(entry))[:60]}")
+    cgroups = traces["cgroups"]
+    assert isinstance(cgroups, list)
+    left += [f"cgroup {c}" for c in cgroups if os.path.exists(c)]
+    left += [f"mount {m}" for m in procs.mounts_under(root)]
+    if root.exists():
+        left.append(f"directory {root}")
+    return left
+
+
+@pytest.mark.live
+def test_stopping_a_lab_leaves_no_process_mount_cgroup_or_host_change(tmp_path):
+    before = _host_network()
+    lab = _own_lab()
+    try:
+        install = Path(materialize(str(tmp_path)))
+        compose = compose_file(install)
+        compose.write_text(prepare_compose(compose.read_text(), lab.new_project()))
+        lab.deploy(install)
+        traces = _traces(lab)
+        pids = traces["pids"]
+        assert isinstance(pids, dict)
+        commands = " ".join(pids.values())
+        # It was all there: dockerd, its containerd, the containers' shims and docker-proxy, the servers.
+        for word in ("dockerd", "containerd", "containerd-shim", "docker-proxy", "postgres", "redis-server",
+                     "api_standin.py"):
+            assert word in commands, word
+        assert traces["cgroups"], "dockerd's cgroups under the lab's own parent"
+        assert not procs.mounts_under(lab.root), "the lab's mounts are in its own mount namespace only"
+    finally:
+        lab.stop()
+    assert _left_over(traces, lab.root) == []
+    assert _host_network() == before
+
+
+@pytest.mark.live
+def test_a_lab_whose_session_was_killed_is_reaped_by_the_next(tmp_path):
+    # A session that dies by SIGKILL cannot stop its lab: dockerd and the holders outlive it.
+    code = ("import sys, time\nfrom tests.livelab import LiveLab\nfrom tests import livefixtures as f\n"
+            "lab = LiveLab.start(f.CACHE, f.PLUGIN)\nprint(lab.root, lab.server_pid, lab.lan_pid, flush=True)\n"
+            "time.sleep(600)\n")
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                             cwd=str(Path(__file__).resolve().parent.parent))
+    assert owner.stdout is not None
+    line = owner.stdout.readline().split()
+    if not line:
+        owner.wait()
+        _own_lab().stop()  # says why the lab cannot start (skip, or fail under CI)
+        pytest.fail("the owner process started no lab")
+    root, holder = Path(line[0]), int(line[1])
+    dockerd = procs.alive(root / "dockerd.pid", "dockerd")
+    assert dockerd and procs.alive(root / "holder.pid", "sleep") == holder
+    owner.kill()
+    owner.wait()
+    assert procs.alive(root / "dockerd.pid", "dockerd") == dockerd, "the lab outlived its session"
+    inode = procs.netns(holder)
+    assert root in reap_stale()
+    assert not root.exists()
+    assert procs.cmdline(dockerd) == "" or "dockerd" not in procs.cmdline(dockerd)
+    assert inode and procs.in_netns(inode) == []
+    # A lab whose owner still runs (this session's own, if it started one) is left alone.
+    reap_stale()
+    assert all(lab.root.exists() for lab in livefixtures._labs)

@@ -413,15 +413,17 @@ def compose_file(install_dir: Path) -> Path:
     raise FileNotFoundError(f"no compose file in {install_dir}")
 
 
-def prepare_compose(text: str, project: str, interval: str = "1s", api_healthcheck: bool = True) -> str:
+def prepare_compose(text: str, project: str, interval: str = "1s", api_healthcheck: bool = True,
+                    start_period: str = "20s") -> str:
     """The test copy of a compose file: a unique project name, fast healthchecks, an API healthcheck.
 
     Text edits, not a YAML round trip, so the copy keeps the original's comments and layout (the
     fixers under test edit that text). Docker 20.10 has no ``start_interval``: the intervals are
-    shortened instead (DesterLib's 30 s would make every deploy take half a minute).
+    shortened instead (DesterLib's 30 s would make every deploy take half a minute), and a
+    ``start_period`` where a healthcheck has none keeps a slow first start on a loaded machine from
+    counting as unhealthy (a success inside it counts at once).
     """
-    lines = text.splitlines(keepends=True)
-    out = [re.sub(r"^(\s+interval:\s*)\S+", rf"\g<1>{interval}", ln) for ln in lines]
+    out = [re.sub(r"^(\s+interval:\s*)\S+", rf"\g<1>{interval}", ln) for ln in text.splitlines(keepends=True)]
     names = [i for i, ln in enumerate(out) if re.match(r"name\s*:", ln)]
     if names:
         out[names[0]] = f"name: {project}\n"
@@ -438,6 +440,23 @@ def prepare_compose(text: str, project: str, interval: str = "1s", api_healthche
             f"{ind}healthcheck:\n",
             f'{ind}  test: ["CMD-SHELL", "wget -q --spider http://localhost:3001/health || exit 1"]\n',
             f"{ind}  interval: {interval}\n", f"{ind}  timeout: 5s\n", f"{ind}  retries: 3\n"]
+    i = 0
+    while i < len(out):
+        head = re.match(r"^(\s+)healthcheck:\s*(#.*)?$", out[i])
+        i += 1
+        if not head:
+            continue
+        depth = len(head.group(1))
+        children = []
+        while i < len(out) and (not out[i].strip() or len(out[i]) - len(out[i].lstrip()) > depth):
+            if out[i].strip():
+                children.append(i)
+            i += 1
+        if children and not any(re.match(r"\s+start_period\s*:", out[c]) for c in children):
+            last = children[-1]
+            ind = out[children[0]][: len(out[children[0]]) - len(out[children[0]].lstrip())]
+            out.insert(last + 1, f"{ind}start_period: {start_period}\n")
+            i += 1
     result = "".join(out)
     yaml.safe_load(result)  # still YAML
     return result

@@ -93,7 +93,7 @@ def db_login() -> str:
     if url.startswith(("postgresql:", "postgres:")):
         import psycopg2  # type: ignore[import-untyped, import-not-found, unused-ignore]  # in the image
 
-        pg = psycopg2.connect(libpq_dsn(url), connect_timeout=5)
+        pg = psycopg2.connect(libpq_dsn(url), connect_timeout=3)
         try:
             with pg.cursor() as cur:
                 cur.execute("SELECT current_user")

@@ -197,11 +197,13 @@ def _have(docker: Docker, key: str) -> bool:
     return True
 
 
-def _prune(cache: Path, key: str) -> None:
-    """Old archives of other keys go: each is ~70 MB."""
-    for path in cache.glob("images-*.tar.*"):
-        if key not in path.name:
-            path.unlink(missing_ok=True)
+def _prune(cache: Path, key: str, keep: int = 3) -> None:
+    """Archives of old keys go (each is ~70 MB), but not the newest few: branches with other image
+    sources share the cache, and each would otherwise delete the other's archive and rebuild."""
+    old = sorted((p for p in cache.glob("images-*.tar.*") if key not in p.name),
+                 key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in old[keep - 1:]:
+        path.unlink(missing_ok=True)
 
 
 def _build(docker: Docker, env: dict[str, str], key: str, rootfs: Path, work: Path, timer: Timer) -> None:

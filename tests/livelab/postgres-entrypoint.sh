@@ -42,8 +42,11 @@ if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
   rm -f "$pwfile"
   printf '\nhost all all all %s\n' "$auth" >>"$PGDATA/pg_hba.conf"
   printf "listen_addresses = '*'\npassword_encryption = scram-sha-256\n" >>"$PGDATA/postgresql.conf"
-  # Initialise on the socket only: nothing may connect over TCP before the password is set.
-  pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w -s start
+  # Initialise on a private socket and no TCP: nothing may log in before the password is set, and
+  # `pg_isready` (the healthcheck, on the default socket) must not call this temporary server ready.
+  initsock=$(mktemp -d)
+  pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -c unix_socket_directories=$initsock" -w -s start
+  export PGHOST="$initsock"
   if [ "$db" != postgres ]; then
     psql -v ON_ERROR_STOP=1 -q -U "$user" -d postgres --set db="$db" <<'SQL'
 CREATE DATABASE :"db";
@@ -56,6 +59,8 @@ SQL
     esac
   done
   pg_ctl -D "$PGDATA" -m fast -w -s stop
+  unset PGHOST
+  rmdir "$initsock"
   echo "PostgreSQL init process complete; ready for start up."
 fi
 
