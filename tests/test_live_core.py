@@ -5,6 +5,7 @@ The real Engine is exercised by tests/test_live_gather.py (marked ``live``).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -71,12 +72,27 @@ IF_INET6 = """\
 00000000000000000000000000000001 01 80 10 80       lo
 fd770000000000000000000000000001 03 40 00 80  lab-srv
 fe80000000000000b0c4e1fffe2a1b3c 03 40 20 80  lab-srv
+fd00dead00000000000000000000000a 05 40 00 80  br-0123456789ab
+"""
+FIB_TRIE_BRIDGES = FIB_TRIE + """\
+        |-- 172.17.0.1
+           /32 host LOCAL
+        |-- 172.18.0.1
+           /32 host LOCAL
+"""
+ROUTE = """\
+Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
+lab-srv\t00004D0A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0
+eth0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0
+br-0123456789ab\t000012AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0
 """
 
 
 def _proc(tmp_path: Path, **files: str) -> str:
     d = tmp_path / "net"
-    d.mkdir(exist_ok=True)
+    d.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (d / name).write_text(text)
     return str(d)
@@ -111,6 +127,15 @@ def test_listeners_of_this_namespace_are_read():
 def test_own_addresses_skip_loopback_and_link_local(tmp_path):
     got = addresses.own_addresses(_proc(tmp_path, fib_trie=FIB_TRIE, if_inet6=IF_INET6))
     assert got == ("10.77.0.1", "192.168.1.20", "fd77::1")
+
+
+def test_own_addresses_leave_out_dockers_bridges(tmp_path):
+    # 172.17.0.1 (docker0) and 172.18.0.1 (a compose network's bridge) are reached from this host only.
+    got = addresses.own_addresses(_proc(tmp_path, fib_trie=FIB_TRIE_BRIDGES, if_inet6=IF_INET6, route=ROUTE))
+    assert got == ("10.77.0.1", "192.168.1.20", "fd77::1")
+    assert addresses.routes(ROUTE)[0] == ("lab-srv", ipaddress.IPv4Network("10.77.0.0/24"))
+    # Without a route table no address can be told to be a bridge's: kept, never guessed away.
+    assert "172.17.0.1" in addresses.own_addresses(_proc(tmp_path / "b", fib_trie=FIB_TRIE_BRIDGES))
 
 
 def test_own_addresses_without_ipv6_and_without_fib_trie(tmp_path):
@@ -279,6 +304,29 @@ def test_preflight_reasons(tmp_path):
     assert _reason("tcp://") == "not a valid address"
 
 
+def test_preflight_gives_up_after_its_timeout(tmp_path):
+    # A dockerd that accepts nothing: its backlog full, a connect blocks until the timeout.
+    stuck = socket.socket(socket.AF_UNIX)
+    stuck.bind(str(tmp_path / "stuck.sock"))
+    stuck.listen(0)
+    fillers = []
+    try:
+        for _ in range(4):
+            c = socket.socket(socket.AF_UNIX)
+            c.setblocking(False)
+            try:
+                c.connect(str(tmp_path / "stuck.sock"))
+            except BlockingIOError:
+                c.close()
+                break
+            fillers.append(c)
+        assert _reason(f"unix://{tmp_path}/stuck.sock") == "no answer within 0.5 s"
+    finally:
+        for c in fillers:
+            c.close()
+        stuck.close()
+
+
 def test_preflight_accepts_a_listening_socket(tmp_path):
     live = socket.socket(socket.AF_UNIX)
     live.bind(str(tmp_path / "ok.sock"))
@@ -429,6 +477,22 @@ def test_containers_from_inspect_attrs():
     assert [c for c in sdk.calls if c[0] == "image"] == [("image", "sha256:aaa"), ("image", "sha256:bbb"),
                                                          ("image", "sha256:gone")]
     assert SECRET not in repr(got)
+
+
+def test_secrets_in_a_containers_command_are_kept_as_digests():
+    pw = "Sekr3t!x-9q"
+    token = f"<secret:{value_digest(pw)}>"
+    assert docker.mask_command(["redis-server", "--requirepass", pw, "--appendonly", "yes"]) == (
+        "redis-server", "--requirepass", token, "--appendonly", "yes")
+    assert docker.mask_command(["sh", "-c", f"redis-server --requirepass {pw} --port 6379"]) == (
+        "sh", "-c", f"redis-server --requirepass {token} --port 6379")
+    assert docker.mask_command([f"--password={pw}", f"DB_PASSWORD={pw}", f"postgresql://u:{pw}@db/x"]) == (
+        f"--password={token}", f"DB_PASSWORD={token}", f"postgresql://u:{token}@db/x")
+    assert docker.mask_command(["postgres", "-c", "max_connections=100"]) == ("postgres", "-c", "max_connections=100")
+    sdk = FakeSDK([_attrs("redis", env=["A=b"])])
+    sdk._containers[0]["Config"]["Cmd"] = ["redis-server", "--requirepass", pw]
+    got = _client(sdk).containers("desterlib")
+    assert got[0].command[-1] == token and pw not in repr(got)
 
 
 @pytest.mark.parametrize(("info", "backend", "rootless"), [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,13 +37,32 @@ print(json.dumps({"addresses": state.addresses, "probes": [dataclasses.asdict(p)
 """
 
 
+def _deployed(live_lab, live_install, edits=()):
+    """A demo install with ``edits`` (old, new) made to its compose file, deployed and healthy.
+
+    Each healthcheck gets a ``start_period``, a longer timeout and more retries: on a loaded 2-core machine
+    PostgreSQL's first start outlasted five 1-second checks, and a check's own ``docker exec`` its 5 s
+    timeout, so deploys failed before any code under test ran. These tests are not about health.
+    """
+    install = live_install(deploy=False)
+    text = install.compose.read_text()
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new)
+    text = re.sub(r"(?m)^(\s+)timeout: \d+s\n", r"\1timeout: 30s\n", text)
+    text = re.sub(r"(?m)^(\s+)retries: \d+\n(?!\1start_period)", r"\1retries: 30\n\1start_period: 90s\n", text)
+    install.compose.write_text(text)
+    live_lab.deploy(install)
+    return install
+
+
 def _state(live_lab, install, **kw):
     return gather(discover(str(install)), proc_net=f"/proc/{live_lab.server_pid}/net",
                   environ={**os.environ, **live_lab.env}, **kw)
 
 
 def test_gather_reads_the_running_stack(live_lab, live_install):
-    install = live_install()
+    install = _deployed(live_lab, live_install)
     state = _state(live_lab, install, probe=False)
     assert state.engine_error is None, state.engine_error
     assert state.project == install.project
@@ -79,8 +99,12 @@ def test_gather_reads_the_running_stack(live_lab, live_install):
     assert docker_logs and docker_logs[0].leaked_lines, state.logs_error
 
 
+TMDB_KEY = "tmdb-5f0e8c1d9a7b"
+
+
 def test_probes_run_in_the_server_namespace_find_the_admin_surface(live_lab, live_install):
-    install = live_install()
+    media = "      CONTAINER_MEDIA_PATH: /media\n"
+    install = _deployed(live_lab, live_install, [(media, f"{media}      TMDB_API_KEY: {TMDB_KEY}\n")])
     out = live_lab.in_server([sys.executable, "-c", _GATHER_JSON, str(install)], cwd=str(PROJECT), timeout=120)
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
@@ -91,8 +115,16 @@ def test_probes_run_in_the_server_namespace_find_the_admin_surface(live_lab, liv
     assert exposed.get("http://10.77.0.1:3001/api/v1/settings") == "the TMDB API key"
     assert exposed.get("http://10.77.0.1:3001/api/v1/logs") == "the API's logs"
     # 0.0.0.0 is IPv4 only, and nothing but this host's own addresses is asked.
-    assert all(p["url"].startswith("http://10.77.0.1:3001/") for p in got["probes"])
-    assert "tmdb" not in out.stdout.lower().replace("the tmdb api key", "")
+    assert all(p["url"].startswith("http://10.77.0.1:3001/") for p in got["probes"]), got
+    assert TMDB_KEY not in out.stdout
+
+
+def test_settings_without_a_tmdb_key_are_exposed_but_give_no_key(live_lab, live_install):
+    install = _deployed(live_lab, live_install)
+    out = live_lab.in_server([sys.executable, "-c", _GATHER_JSON, str(install)], cwd=str(PROJECT), timeout=120)
+    assert out.returncode == 0, out.stderr
+    exposed = {p["url"]: p["exposes"] for p in json.loads(out.stdout)["probes"]}
+    assert exposed["http://10.77.0.1:3001/api/v1/settings"] == "the API's settings"
 
 
 def test_an_unreachable_docker_host_is_one_line_and_loads_no_docker_code(live_lab, live_install):
@@ -119,3 +151,30 @@ def test_permission_denied_on_the_engine_socket_says_how_to_get_access(live_lab)
     assert json.loads(out.stdout) == [
         f"the Docker Engine is not reachable at {live_lab.env['DOCKER_HOST']}: permission denied "
         "(run with sudo or join the docker group)", False]
+
+
+_HAMMER = """\
+import sys, urllib.request, urllib.error
+for _ in range(int(sys.argv[2])):
+    try:
+        urllib.request.build_opener(urllib.request.ProxyHandler({})).open(sys.argv[1], timeout=5).read()
+    except urllib.error.HTTPError as exc:
+        print(exc.code)
+"""
+
+
+def test_log_leak_and_429_burst_found_in_docker_logs_and_the_host_combined_log(live_lab, live_install):
+    media, bind = "      CONTAINER_MEDIA_PATH: /media\n", "      - ./media:/media\n"
+    install = _deployed(live_lab, live_install, [(media, f"{media}      RATE_LIMIT_MAX: 3\n"),
+                                                 (bind, f"{bind}      - ./logs:/app/logs\n")])
+    hammer = live_lab.in_server([sys.executable, "-c", _HAMMER, "http://10.77.0.1:3001/api/v1/settings", "6"])
+    assert hammer.stdout.split().count("429") >= 3, hammer.stdout + hammer.stderr
+    state = _state(live_lab, install, probe=False)
+    by_source = {f.source: f for f in state.logs}
+    assert set(by_source) == {"docker logs api", "logs/combined.log"}, (state.logs, state.logs_error)
+    for finding in by_source.values():
+        assert finding.leaked_lines, finding
+        assert sum(finding.too_many_requests.values()) >= 3, finding
+    # docker's own timestamps date every line: nothing is counted under the scan's hour for want of one.
+    assert by_source["docker logs api"].undated == 0
+    assert "postgresql://" not in repr(state) and DEMO_PASSWORD + "@" not in repr(state)

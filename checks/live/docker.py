@@ -8,7 +8,8 @@ accepts a connection *before* the SDK is imported, so an audit without Docker lo
 code; every failure is a :class:`LiveError` with one line for the user, never a traceback.
 
 :class:`EngineClient` turns the SDK's answers into :mod:`checks.live.model` data: it keeps
-environment variable names and keyed digests, never values.
+environment variable names and keyed digests, never values, and a command's secrets (Redis's
+``--requirepass``) as digests too.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import errno
 import os
 import socket
 import stat
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from checks.core.secrets import is_secret_key, url_password_span
 from checks.live.errors import LiveError, one_line
 from checks.live.model import Binding, Container, EngineInfo, LiveMount, value_digest
 
@@ -124,9 +127,18 @@ def preflight(ep: Endpoint, timeout: float = TIMEOUT) -> None:
             raise _unreachable(ep, _os_reason(exc, timeout)) from None
         family, _, _, _, target = infos[0]
         sock = socket.socket(family, socket.SOCK_STREAM)
+    deadline = time.monotonic() + timeout
     try:
-        sock.settimeout(timeout)
-        sock.connect(target)
+        while True:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                sock.connect(target)
+                return
+            except BlockingIOError:
+                # A unix socket whose backlog is full answers EAGAIN at once: a busy or hung dockerd.
+                if time.monotonic() >= deadline:
+                    raise TimeoutError from None
+                time.sleep(0.05)
     except OSError as exc:
         raise _unreachable(ep, _os_reason(exc, timeout)) from None
     finally:
@@ -192,6 +204,47 @@ def _mounts(attrs: Mapping[str, Any]) -> tuple[LiveMount, ...]:
         kind = str(m.get("Type") or "")
         source = str(m.get("Name") if kind == "volume" and m.get("Name") else m.get("Source") or "")
         out.append(LiveMount(kind, source, str(m.get("Destination") or ""), bool(m.get("RW"))))
+    return tuple(out)
+
+
+def secret_token(value: str) -> str:
+    """How a secret in a container's command is kept: ``<secret:DIGEST>`` (compare with :func:`value_digest`)."""
+    return f"<secret:{value_digest(value)}>"
+
+
+def _mask_word(word: str, after_secret_flag: bool) -> str:
+    if after_secret_flag:
+        return secret_token(word)
+    name, eq, value = word.partition("=")
+    if eq and value and is_secret_key(name.lstrip("-")):
+        return f"{name}={secret_token(value)}"
+    done, rest = "", word
+    while (span := url_password_span(rest)) is not None:  # each pass consumes text up to the URL's "@"
+        done += rest[: span[0]] + secret_token(rest[span[0] : span[1]])
+        rest = rest[span[1] :]
+    return done + rest
+
+
+def mask_command(args: Iterable[str]) -> tuple[str, ...]:
+    """A container's command with every secret replaced by :func:`secret_token`.
+
+    Redis is often given its password on the command line (``--requirepass PASS``); so are
+    ``--password=PASS``, ``DB_PASSWORD=PASS`` and URLs with a password. A shell string
+    (``sh -c "redis-server --requirepass $PASS"`` after interpolation) is masked word by word.
+    """
+    out: list[str] = []
+    secret_flag = False
+    for arg in args:
+        if any(c.isspace() for c in arg):
+            words, flag = [], False
+            for w in arg.split():
+                words.append(_mask_word(w, flag))
+                flag = w.startswith("-") and "=" not in w and is_secret_key(w.lstrip("-"))
+            out.append(" ".join(words))
+            secret_flag = False
+            continue
+        out.append(_mask_word(arg, secret_flag))
+        secret_flag = arg.startswith("-") and "=" not in arg and is_secret_key(arg.lstrip("-"))
     return tuple(out)
 
 
@@ -273,7 +326,7 @@ class EngineClient:
                 mounts=_mounts(attrs),
                 env=_env(config),
                 networks=tuple(sorted((attrs.get("NetworkSettings") or {}).get("Networks") or {})),
-                command=tuple(str(a) for a in config.get("Cmd") or ()),
+                command=mask_command(str(a) for a in config.get("Cmd") or ()),
                 config_hash=str(labels[HASH_LABEL]) if labels.get(HASH_LABEL) else None,
             ))
         return tuple(sorted(out, key=lambda c: (c.service, c.name)))

@@ -10,6 +10,7 @@ probes of the API's admin surface on this host's own addresses.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -106,15 +107,12 @@ def gather(install: Installation, *, proc_net: str = "/proc/net", probe: bool = 
     except LiveError as exc:
         project, project_error = "", str(exc)
     state = LiveState(project=project, built=built_services(install), gathered_at=started)
-    try:
-        state.listeners = procnet.listeners(proc_net)
-    except LiveError as exc:
-        state.listeners_error = str(exc)
-    addresses_error = None
-    try:
-        state.addresses = _addresses.own_addresses(proc_net)
-    except LiveError as exc:
-        addresses_error = str(exc)
+    # The kernel walks its whole socket table for /proc/net/tcp (10-30 ms even when nearly empty); the
+    # read releases the GIL, so it runs while the Engine is asked.
+    proc_pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="proc")
+    listen_job = proc_pool.submit(procnet.listeners, proc_net)
+    addr_job = proc_pool.submit(_addresses.own_addresses, proc_net)
+    proc_pool.shutdown(wait=False)
 
     client: EngineSource | None = None
     if project_error is not None:
@@ -122,29 +120,46 @@ def gather(install: Installation, *, proc_net: str = "/proc/net", probe: bool = 
     else:
         try:
             client = engine() if engine is not None else _connect(environ, install.root_uid, timeout)
-            state.engine = client.engine_info()
-            state.containers = client.containers(project)
+            # Two independent questions: the Engine answers both while Python waits once.
+            with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="engine-info") as pool:
+                info = pool.submit(client.engine_info)
+                state.containers = client.containers(project)
+                state.engine = info.result()
         except LiveError as exc:
             state.engine, state.containers = None, ()
             state.engine_error = str(exc)
+    try:
+        state.listeners = listen_job.result()
+    except LiveError as exc:
+        state.listeners_error = str(exc)
+    addresses_error = None
+    try:
+        state.addresses = addr_job.result()
+    except LiveError as exc:
+        addresses_error = str(exc)
     try:
         from checks.live.logs import api_service_names
 
         services = api_service_names(install, state.containers)
         published = api_bindings(install, state, services)
-        if logs:
-            from checks.live.logs import findings
-
-            state.logs, state.logs_error = findings(install, state.containers, client if state.engine else None,
-                                                    published, timeout=PROBE_TIMEOUT, now=now)
-        if probe:
-            if addresses_error is not None:
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="probes") as pool:
+            probes = None
+            if probe and addresses_error is not None:
                 state.probes_error = addresses_error
-            else:
+            elif probe:
                 from checks.live.probe import probe as run_probes
 
-                targets = probe_targets(published, state.addresses)
-                state.probes = run_probes(targets, timeout=PROBE_TIMEOUT, budget=PROBE_BUDGET)
+                # The probes wait on the network, the log reads on the Engine and the disk: side by side.
+                probes = pool.submit(run_probes, probe_targets(published, state.addresses), timeout=PROBE_TIMEOUT,
+                                     budget=PROBE_BUDGET)
+            if logs:
+                from checks.live.logs import findings
+
+                state.logs, state.logs_error = findings(install, state.containers,
+                                                        client if state.engine else None, published,
+                                                        timeout=PROBE_TIMEOUT, now=now)
+            if probes is not None:
+                state.probes = probes.result()
     finally:
         if client is not None:
             client.close()

@@ -80,6 +80,8 @@ class Container:
     """Environment variable name -> :func:`value_digest` of its value (never the value)."""
     networks: tuple[str, ...] = ()
     command: tuple[str, ...] = ()
+    """``Config.Cmd``, each secret in it (``--requirepass PASS``, ``KEY_PASSWORD=...``, a URL's password)
+    replaced by ``<secret:DIGEST>``, DIGEST being :func:`value_digest` of the secret."""
     config_hash: str | None = None
     """Label ``com.docker.compose.config-hash``."""
 
