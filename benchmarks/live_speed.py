@@ -50,7 +50,16 @@ def deploy(lab: Any, parent: Path) -> Any:
     inst.project = lab.new_project()
     inst.compose = compose_file(inst)
     inst.compose.write_text(prepare_compose(inst.compose.read_text(), inst.project))
-    lab.deploy(inst)
+    for attempt in range(3):
+        try:
+            lab.deploy(inst)
+            return inst
+        except RuntimeError:
+            # A loaded machine: initdb took longer than the healthcheck's retries, so postgres was
+            # "unhealthy" for a while; it turns healthy at its next check, and up --wait goes on.
+            if attempt == 2:
+                raise
+            time.sleep(3)
     return inst
 
 
@@ -71,14 +80,22 @@ def audit_overhead(lab: Any, inst: Any, runs: int) -> None:
     live()  # warm: imports, the SDK
     f_ms = median_ms(files, runs)
     l_ms = median_ms(live, runs)
+    def engine_only() -> None:
+        inst_model = discover(str(inst))
+        gather(inst_model, probe=False, logs=False)
+        run_audit(inst_model, "local")
+
+    e_ms = median_ms(engine_only, runs)
     saved = os.environ.get("DOCKER_HOST")
     os.environ["DOCKER_HOST"] = "unix:///nonexistent/docker.sock"
     try:
         u_ms = median_ms(live, runs)
+        ue_ms = median_ms(engine_only, runs)
     finally:
         os.environ["DOCKER_HOST"] = saved or ""
     print(f"(a) file audit {f_ms:.0f} ms; with the live state {l_ms:.0f} ms (+{l_ms - f_ms:.0f} ms, target "
-          f"<= +300 ms); Docker unreachable {u_ms:.0f} ms (+{u_ms - f_ms:.0f} ms)")
+          f"<= +300 ms; without probes and logs +{e_ms - f_ms:.0f} ms); Docker unreachable {u_ms:.0f} ms "
+          f"(+{u_ms - f_ms:.0f} ms; without probes and logs +{ue_ms - f_ms:.0f} ms)")
 
 
 def _alter(lab: Any, inst: Any, user: str, password: str) -> None:

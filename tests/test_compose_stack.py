@@ -139,3 +139,10 @@ def test_a_secret_in_an_argument_is_refused_before_docker_runs():
     with pytest.raises(EngineError, match="secret in its arguments"):
         stack(fake).recreate(bad, SECRETS)
     assert not any(c[0][1] == "compose" for c in fake.calls)
+
+
+def test_a_failing_up_says_compose_s_own_last_line():
+    fake = FakeDocker(up_code=1)
+    fake.now = T0 + 0.2  # the container has only just started: compose's line says more
+    result = stack(fake).recreate(change(), SECRETS)
+    assert not result.ok and result.reason == "docker compose up exited 1: container desterlib-api exited (1)"

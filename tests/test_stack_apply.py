@@ -177,6 +177,23 @@ def test_recovery_without_docker_says_what_to_recreate_by_hand(tmp_path, monkeyp
     assert (root / ".env").read_bytes() == f"POSTGRES_PASSWORD={OLD}\n".encode()
 
 
+def test_a_stack_that_cannot_recreate_during_recovery_says_what_to_do_by_hand(tmp_path, monkeypatch):
+    root = install(tmp_path)
+    engine = Engine(str(root), stack=FakeStack(root, kill_on_apply=True))
+    monkeypatch.setattr(engine, "_rollback_after", lambda *a: None)
+    with pytest.raises(KeyboardInterrupt):
+        engine.apply(rotation(root))
+
+    class Down:
+        def recreate(self, change, secrets, report=None):
+            return GateResult(False, "docker compose up exited 1: Cannot connect to the Docker daemon")
+
+    messages = recover_install(str(root), stack=Down())
+    assert "recreate api by hand: docker compose up -d --no-deps api" in messages[0]
+    assert "Cannot connect to the Docker daemon" in messages[0]
+    assert (root / ".env").read_bytes() == f"POSTGRES_PASSWORD={OLD}\n".encode()
+
+
 def test_without_a_stack_the_recreate_is_refused_and_nothing_stays_changed(tmp_path):
     root = install(tmp_path)
     with pytest.raises(EngineError, match="the Docker Engine is needed to recreate api"):
@@ -255,3 +272,25 @@ def test_files_handler_untouched(tmp_path):
 
     kinds = [h.entry_type for h in handlers()]
     assert kinds.index("recreate") > kinds.index(files_handler.FILES.entry_type)
+
+
+def test_a_common_word_password_is_no_secret_in_a_container_name(tmp_path):
+    from checks.change.plan import Command
+
+    root = install(tmp_path)
+    argv = ("docker", "exec", "-i", "desterlib-postgres", "psql", "-U", "desterlib")
+    plan = Plan(checks=["SEC-001"], changes=[Command(argv, argv, "ALTER ROLE", stdin_secret="sql")])
+    plan.named_secrets = {"sql": "ALTER ROLE ...", "old": "postgres"}
+
+    class Ok:
+        def run(self, argv, stdin=None, env=None):
+            from checks.change.executor import Ran
+
+            return Ran(0)
+
+    Engine(str(root), executor=Ok()).apply(plan)  # "postgres", the demo's password, is also the container's name
+    plan.named_secrets["old"] = "desterlib-postgres-Zq9x"
+    bad = Plan(checks=["SEC-001"], changes=[Command((*argv, "desterlib-postgres-Zq9x"), argv, "leaky")],
+               named_secrets=plan.named_secrets)
+    with pytest.raises(EngineError, match="a secret in its arguments"):
+        Engine(str(root), executor=Ok()).apply(bad)

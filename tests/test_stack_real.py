@@ -1,7 +1,8 @@
 """The running stack for real: the lab's dockerd (tests/livelab), the demo stack, a LAN client.
 
-* NET-001's fix on the demo stack recreates exactly postgres, with ``--no-deps`` (the API
-  container is the same one after), and the LAN can no longer reach 5432; undo makes it
+* NET-001's fix on the demo stack recreates exactly the services whose ports it rebinds
+  (postgres, and redis, published on all interfaces in the demo too), with ``--no-deps``: the
+  API container is the same one after. The LAN can no longer reach 5432; undo makes it
   reachable again and leaves the files byte-identical.
 * A change that makes the API unhealthy (DATABASE_URL's host broken) is taken back by itself:
   files byte-identical, the API healthy again, the outcome names the reason and shows the
@@ -77,23 +78,24 @@ def test_net_001_recreates_exactly_postgres_and_closes_5432_to_the_lan_then_undo
 
     planned = usecases.plan(str(inst), "local", only={"NET-001"}, live=_live(inst))
     recreates = [c for c in planned.plan.changes if isinstance(c, Recreate)]
-    assert [(c.when, c.services) for c in recreates] == [("rollback", ("postgres",)), ("apply", ("postgres",))]
+    assert [(c.when, c.services) for c in recreates] == [("rollback", ("postgres", "redis")),
+                                                         ("apply", ("postgres", "redis"))]
     runner = Recorder()
     heard: list[str] = []
     done = usecases.apply(str(inst), planned.plan, command="fix", profile="local", stack=ComposeStack(run=runner),
                           report=lambda what, elapsed: heard.append(what))
     assert done.reverted is None, done.reverted
-    assert [r.services for r in done.recreated] == [("postgres",)]
+    assert [r.services for r in done.recreated] == [("postgres", "redis")]
     ups = [a for a in runner.argvs if "up" in a]
-    assert len(ups) == 1 and "--no-deps" in ups[0] and ups[0][-1] == "postgres"
+    assert len(ups) == 1 and "--no-deps" in ups[0] and ups[0][-2:] == ("postgres", "redis")
     assert _container_id(lab, inst, "api") == api_before  # not recreated
     assert _container_id(lab, inst, "postgres") != pg_before
-    assert "recreating postgres" in heard and "waiting for postgres to be healthy" in heard
+    assert "recreating postgres, redis" in heard and "waiting for postgres, redis to be healthy" in heard
     assert lab.lan_tcp(lab.server_ip, 5432) != "open"
 
     preview = usecases.undo_preview(str(inst), None)
     undone = usecases.undo(str(inst), preview, stack=ComposeStack())
-    assert undone.reverted is None and [r.services for r in undone.recreated] == [("postgres",)]
+    assert undone.reverted is None and [r.services for r in undone.recreated] == [("postgres", "redis")]
     assert _files(inst) == before
     assert lab.lan_tcp(lab.server_ip, 5432) == "open"
 

@@ -260,7 +260,8 @@ def _undo(args) -> int:
         txn_id = usecases.mark_resolved(root, args.resolved)
         print(f"Recorded: transaction {txn_id} was put back by hand; it is no longer rolled back.")
         return EXIT_OK
-    preview = usecases.undo_preview(root, args.txn)
+    files_only = getattr(args, "files_only", False)
+    preview = usecases.undo_preview(root, args.txn, files_only=files_only)
     for m in preview.recovered:
         print(f"dester-harden: {shown_line(m)}", file=sys.stderr)
     print(shown(f"Undo of transaction {preview.txn_id} ({', '.join(preview.checks) or 'no checks'}):"))
@@ -288,7 +289,8 @@ def _undo(args) -> int:
     if not ok:
         print("Nothing was changed.")
         return EXIT_OK
-    done = usecases.undo(root, preview, force=args.force, guard=_hangup_ignored, report=_Progress())
+    done = usecases.undo(root, preview, force=args.force, guard=_hangup_ignored, report=_Progress(),
+                         files_only=files_only)
     if done.reverted is not None:
         return _reverted(done.reverted)
     print(f"Undone: transaction {preview.txn_id} (recorded as {done.txn_id}).")

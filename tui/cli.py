@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     umode.add_argument("--dry-run", action="store_true", help="only show what undo would change")
     umode.add_argument("--yes", action="store_true", help="undo without asking (needed when not on a terminal)")
     undo.add_argument("--reveal", action="store_true", help="show secret values in the preview")
+    undo.add_argument("--files-only", action="store_true",
+                      help="put the files back only: do not recreate the running services")
     undo.add_argument("--resolved", metavar="TXN",
                       help="record that an interrupted transaction whose secrets are gone was put back by hand")
 

@@ -237,8 +237,11 @@ def _conflicts(raw: list[object]) -> list[Conflict]:
     return out
 
 
-def undo_preview(root: str, txn_id: str | None, *, command: str = "undo", stack: Stack | None = None) -> UndoPreview:
-    """The plan that takes ``txn_id`` (the last applied one when None) back, with the edits since."""
+def undo_preview(root: str, txn_id: str | None, *, command: str = "undo", stack: Stack | None = None,
+                 files_only: bool = False) -> UndoPreview:
+    """The plan that takes ``txn_id`` (the last applied one when None) back, with the edits since.
+
+    ``files_only``: without its recreates of the running stack (where no Docker Engine answers)."""
     from checks.change.engine import Engine
 
     engine = Engine(root, command, stack=stack_or_default(stack))
@@ -246,14 +249,17 @@ def undo_preview(root: str, txn_id: str | None, *, command: str = "undo", stack:
         recovered = tuple(engine.recover())
         txn = engine.find(txn_id)
         undo, conflicts = engine.undo_plan(txn)
+    if files_only:
+        _without_recreates(undo)
     return UndoPreview(txn.id, [str(c) for c in txn.intent.get("checks", [])], undo, _conflicts(list(conflicts)),
                        recovered)
 
 
 def undo(root: str, preview: UndoPreview, *, force: bool = False, command: str = "undo", profile: str | None = None,
          files: list[str] | None = None, host_root: str = "/", now: float | None = None,
-         guard: Guard = nullcontext, stack: Stack | None = None, report: Reporter | None = None) -> Applied:
-    """Undo the previewed transaction.
+         guard: Guard = nullcontext, stack: Stack | None = None, report: Reporter | None = None,
+         files_only: bool = False) -> Applied:
+    """Undo the previewed transaction (``files_only`` as the preview had it).
 
     ``force`` overwrites the hand edits the preview showed, and only those: an
     edit made since the preview refuses the undo. ``profile``: the baseline's
@@ -269,6 +275,8 @@ def undo(root: str, preview: UndoPreview, *, force: bool = False, command: str =
         engine.recover()
         txn = engine.find(preview.txn_id)
         undo_plan, raw = engine.undo_plan(txn)
+        if files_only:
+            _without_recreates(undo_plan)
         now_marks = frozenset(c.mark for c in _conflicts(list(raw)))
         if now_marks and not force:
             raise EngineError("files were edited since the transaction; undo refused (use --force to overwrite them)")
@@ -283,6 +291,12 @@ def undo(root: str, preview: UndoPreview, *, force: bool = False, command: str =
         base = load_baseline(root)
         profile = base.profile if base else "local"
     return _after_change(root, result, profile, files, host_root, now, seen.done)
+
+
+def _without_recreates(plan: Plan) -> None:
+    from checks.change.plan import Recreate
+
+    plan.changes = [c for c in plan.changes if not isinstance(c, Recreate)]
 
 
 def _after_change(root: str, result: ApplyResult, profile: str, files: list[str] | None, host_root: str,

@@ -43,6 +43,7 @@ SETTLE = 1.5
 """Seconds a container must have been up, unrestarted, before it counts as healthy."""
 POLL = 0.25
 DEFAULT_PORT = 3001
+JUST_STARTED = "it has only just started"
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +188,10 @@ class ComposeStack:
                 problem = self._probes(change, seen, secrets, left())
                 if problem is None:
                     return GateResult(True, "", recreated, (), self.clock() - start)
-            elif problem is None:
-                problem = ("", self._up_failed(up), None)
+            elif up.code != 0 and (problem is None or problem[1] == JUST_STARTED):
+                # compose's own line says more than "just started" (a port in use, a missing image...)
+                problem = (problem[0] if problem else "", self._up_failed(up), problem[2] if problem else None)
+            assert problem is not None  # every branch above that leaves it None returned
             last = problem
             fatal = up.code != 0 or problem[1].startswith("exited")
             if fatal or self.clock() + self.poll >= deadline:
@@ -216,7 +219,7 @@ class ComposeStack:
                     return service, f"its healthcheck says {c.health}{again}", c.id
                 up_for = self.wall() - c.started if c.started is not None else self.settle
                 if up_for < self.settle:
-                    return service, again[2:] or "it has only just started", c.id
+                    return service, again[2:] or JUST_STARTED, c.id
         return None
 
     def _probes(self, change: Recreate, seen: Sequence[_Seen], secrets: Mapping[str, str],

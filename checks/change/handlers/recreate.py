@@ -215,8 +215,8 @@ class RecreateHandler:
         except (OSError, EngineError) as exc:
             return [f"{_masked([str(exc)], ctx)[0]}; {by_hand(change)}"]
         if not result.ok:
-            return [f"after the files were restored, {_masked([failure(change, result)], ctx)[0]}; look at "
-                    f"'docker compose logs {' '.join(change.services)}'"]
+            return [f"after the files were restored, {_masked([failure(change, result)], ctx)[0]}; "
+                    f"{by_hand(change)}, then look at 'docker compose logs {' '.join(change.services)}'"]
         return []
 
     def undo(self, entry: RecreateEntry, ctx: Context) -> tuple[list[Any], list[UndoConflict]]:
