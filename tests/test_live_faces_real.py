@@ -4,7 +4,7 @@ The live state is the live layer's own (:func:`checks.live.gather.gather`), read
 Engine and from the server namespace's /proc/net; the apply goes through the use cases to the
 docker CLI. What is checked is what the faces add: the welcome and network lines from a real
 state, and a real recreate driving the progress line to its outcome, after which the LAN can no
-longer reach 5432.
+longer reach 5432 nor 6379.
 
 Marked ``live``: without a dockerd that can start they skip with the reason (fail under CI=true).
 """
@@ -36,7 +36,7 @@ def _provider(lab):
     return live_state
 
 
-async def test_the_assistant_shows_the_real_stack_and_recreates_postgres_with_progress(lab_env, live_install,
+async def test_the_assistant_shows_the_real_stack_and_recreates_with_progress(lab_env, live_install,
                                                                                      monkeypatch):
     from tui.widgets import ProgressLine
 
@@ -76,7 +76,8 @@ async def test_the_assistant_shows_the_real_stack_and_recreates_postgres_with_pr
                              what="the apply")
         assert review.state["network"] == "applied", screen_text(app)
         outcome = str(review.query_one("#review-outcome").render())
-        assert "Recreated postgres (healthy in" in outcome, outcome
+        assert "Recreated postgres, redis (healthy in" in outcome, outcome  # NET-001 rebinds both
         assert any(what.startswith("recreating") for what, _ in heard), heard
         assert not review.query_one("#review-progress").has_class("-active")
     assert lab.lan_tcp(lab.server_ip, 5432) != "open"
+    assert lab.lan_tcp(lab.server_ip, 6379) != "open"
