@@ -24,7 +24,9 @@ class WelcomeScreen(DesterScreen):
     HELP = ("dester-harden looked at the DesterLib installation below: its compose and env files, the ports it "
             "publishes, its media library. The score is 100 when nothing fails; each failing check lowers it by "
             "its severity.\n\nPress **Enter** to start the guided setup: one decision per screen, a preview of every "
-            "change before it is made, and an undo for each. Nothing is written until you apply a preview.")
+            "change before it is made, and an undo for each. Nothing is written until you apply a preview.\n\n"
+            "**Running** is what the Docker Engine says runs now (or why it could not be asked: then the "
+            "changes are made to the files only, and the screens say what to do by hand).")
     BINDINGS = [
         Binding("enter,s", "start", "Start setup", id="welcome.start", tooltip="Start the guided setup"),
         Binding("h", "app.history", "History", id="welcome.history", tooltip="The undo journal: earlier changes"),

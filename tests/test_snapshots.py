@@ -232,3 +232,26 @@ def test_progress_mid_apply(install, snap_compare, monkeypatch):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=MAIN, run_before=_without_toasts(run))
+
+
+def test_confirm_modal(install, snap_compare, monkeypatch):
+    """A plan's confirmation before it recreates the API (the stack part's prisma question), No focused."""
+    app = make_app(install, shown_root=SHOWN_ROOT)
+    real_plan = app.session.plan
+
+    def plan(step, checks=None, profile=None, preview=False):
+        sp = real_plan(step, checks, profile, preview)
+        if not preview and not sp.plan.empty:
+            sp.plan.confirm = ["recreating api runs `prisma db push --accept-data-loss` at start; no backup "
+                               "younger than 24 h was found (OPS-001 looks for them); go on?"]
+        return sp
+
+    monkeypatch.setattr(app.session, "plan", plan)
+
+    async def run(pilot):
+        await walk_to_review(pilot.app, pilot)
+        await wait_screen(pilot.app, pilot, "PreviewModal")
+        await pilot.press("a")
+        await wait_screen(pilot.app, pilot, "ConfirmModal")
+
+    assert snap_compare(app, terminal_size=MAIN, run_before=_without_toasts(run))
