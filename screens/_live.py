@@ -128,7 +128,7 @@ def drift_lines(report: Report | None) -> list[str]:
         if f.id != "DKR-009" or f.status != FAIL:
             continue
         for e in f.evidence:
-            text = e.note or e.text
+            text = e.text or e.note  # the text is the headline; the note lists each difference
             if text:
                 out.append(shown(" ".join(text.split())))
     return list(dict.fromkeys(out))

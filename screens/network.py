@@ -38,7 +38,7 @@ class NetworkScreen(FixStepScreen):
 
     def show_live(self, live, pending: bool = False) -> None:
         """What listens now, per database and cache port, and what is fixed on disk but not applied."""
-        from screens._live import CHECKING, drift_lines, engine_line, listening_lines
+        from screens._live import CHECKING, drift_lines, engine_line, hanging, listening_lines
 
         box = self.query_one("#network-live", Static)
         if pending:
@@ -54,13 +54,15 @@ class NetworkScreen(FixStepScreen):
             rows.append((engine_line(live, self.dester_app.euid), "yellow"))
         lines = listening_lines(self.session.inst, live)
         rows += [(line, "red" if "listening now on" in line and _exposed(line) else "") for line in lines]
-        rows += [(line, "yellow") for line in drift_lines(self.session.report)]
-        if not lines and live.docker_reachable:
+        drifted = drift_lines(self.session.report)
+        if not lines and not drifted and live.docker_reachable:
             rows.append(("nothing of the database or cache listens", ""))
         t = Text()
         t.append("Now: ", style="bold")
         for i, (line, style) in enumerate(rows):  # one line each: the fixes and their effect stay in view
             t.append(("\n     " if i else "") + clip(line, width), style=style)
+        for i, line in enumerate(drifted):  # drift wraps: what must be recreated is said whole
+            t.append(("\n     " if rows or i else "") + hanging("Now: ", line, width + 5)[5:], style="yellow")
         box.update(t)
 
     def on_choice_list_changed(self, event: ChoiceList.Changed) -> None:

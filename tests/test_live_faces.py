@@ -345,11 +345,12 @@ def test_drift_lines_come_from_the_dkr009_findings():
 
     from checks.audit.findings import FAIL, PASS
 
-    ev = NS(note="fixed on disk, not applied: postgres runs with the old ports and must be recreated", text="x")
+    ev = NS(text="fixed on disk, not applied: service postgres runs with the old ports and must be recreated",
+            note="5432/tcp published on all interfaces:5432; the files say 127.0.0.1:5432")
     report = NS(findings=[NS(id="DKR-009", status=FAIL, evidence=[ev, ev]), NS(id="NET-001", status=FAIL,
                                                                                evidence=[ev]),
                           NS(id="DKR-009", status=PASS, evidence=[NS(note="other", text="")])])
-    assert _live.drift_lines(report) == [ev.note]  # type: ignore[arg-type]
+    assert _live.drift_lines(report) == [ev.text]  # type: ignore[arg-type]
 
 
 def test_reverted_outcome_masks_by_value_and_by_url():
@@ -418,3 +419,19 @@ def test_the_live_line_in_each_colour_system(tmp_path, flag):
         assert kinds["indexed"] and not kinds["rgb"], kinds
     else:
         assert kinds["rgb"], kinds
+
+
+async def test_network_step_says_whole_what_must_be_recreated(install, monkeypatch):
+    """DKR-009's headline (the live checks' finding) wraps at 80 columns instead of being cut."""
+    line = "fixed on disk, not applied: service postgres runs with the old ports and must be recreated"
+    monkeypatch.setattr(_live, "drift_lines", lambda report: [line])
+    app = make_app(install, live_state=lambda root: demo_live(root))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_screen(app, pilot, "WelcomeScreen")
+        await wait_until(pilot, lambda: app.live_ready, what="the live state")
+        await pilot.press("enter")
+        await wait_screen(app, pilot, "NetworkScreen")
+        shown = str(app.screen.query_one("#network-live").render())
+        assert " ".join(shown.split()).endswith(line.replace("  ", " ")), shown
+        assert all(len(row) <= 76 for row in shown.splitlines()), shown
+        assert "must be recreated" in shown and "…" not in shown.splitlines()[-1]
