@@ -435,3 +435,46 @@ async def test_network_step_says_whole_what_must_be_recreated(install, monkeypat
         assert " ".join(shown.split()).endswith(line.replace("  ", " ")), shown
         assert all(len(row) <= 76 for row in shown.splitlines()), shown
         assert "must be recreated" in shown and "…" not in shown.splitlines()[-1]
+
+
+async def test_the_summary_asks_nothing_by_hand_for_a_step_applied_to_the_running_stack(install, monkeypatch):
+    app = make_app(install)
+    _with_recreate(app, monkeypatch)
+    real_apply = app.session.apply
+
+    def apply(sp, report=None):
+        # The files for real; the recreate as the stack would report it (no Docker here).
+        sp.plan.changes = [c for c in sp.plan.changes if not isinstance(c, Recreate)]
+        done = real_apply(sp)
+        assert done.reverted is None
+        done.recreated = [Recreated(("api",), 1.0)]
+        return done
+
+    monkeypatch.setattr(app.session, "apply", apply)
+    async with app.run_test(size=(80, 24)) as pilot:
+        review = await _to_first_preview(app, pilot)
+        for _ in review.steps:
+            await wait_screen(app, pilot, "PreviewModal")
+            await pilot.press("a")
+        await wait_until(pilot, lambda: review.done, what="the review")
+        assert set(review.state.values()) == {"applied"}
+        assert app.applied_notes == []
+        await pilot.press("n")
+        await wait_screen(app, pilot, "SummaryScreen")
+        text = _text(app)
+        assert "Before `docker compose up -d`" not in text and "psql" not in text
+
+
+async def test_a_reverted_step_leaves_no_note_for_the_summary(install, monkeypatch):
+    app = make_app(install)
+    _with_recreate(app, monkeypatch)
+    monkeypatch.setattr(app.session, "apply", lambda sp, report=None: Applied(
+        "", [], [], None, None, reverted=Reverted("api did not become healthy within 120 s")))
+    async with app.run_test(size=(80, 24)) as pilot:
+        review = await _to_first_preview(app, pilot)
+        for _ in review.steps:
+            await wait_screen(app, pilot, "PreviewModal")
+            await pilot.press("a")
+        await wait_until(pilot, lambda: review.done, what="the review")
+        assert set(review.state.values()) == {"reverted"}
+        assert app.applied_notes == []

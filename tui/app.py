@@ -245,7 +245,10 @@ class DesterApp(App[int]):
             done: Applied = await self._run_engine(self.session.apply, step_plan)
         else:
             done = await self._run_engine(self.session.apply, step_plan, report)
-        self.applied_notes += [n for n in step_plan.plan.notes if n not in self.applied_notes]
+        # A note says what to do before `docker compose up -d`: nothing when the change was taken back
+        # (the health gate failed) or was already applied to the running stack (services recreated).
+        if done.reverted is None and not done.recreated:
+            self.applied_notes += [n for n in step_plan.plan.notes if n not in self.applied_notes]
         return done
 
     async def apply_undo(self, preview: UndoPreview, force: bool = False) -> Applied:
