@@ -478,3 +478,40 @@ async def test_a_reverted_step_leaves_no_note_for_the_summary(install, monkeypat
         await wait_until(pilot, lambda: review.done, what="the review")
         assert set(review.state.values()) == {"reverted"}
         assert app.applied_notes == []
+
+
+async def test_undo_from_history_shows_progress_and_what_it_recreated(install, monkeypatch):
+    from tests.apphelpers import harden
+
+    harden(install, now=lambda: 1_795_000_000.0)
+    app = make_app(install)
+    gate = threading.Event()
+
+    def undo(preview, force=False, report=None):
+        assert report is not None
+        report("recreating postgres", 0.3)
+        gate.wait(30)
+        return Applied("20261118T130000-000001", [], [], None, None, recreated=[Recreated(("postgres",), 2.0)])
+
+    monkeypatch.setattr(app.session, "undo", undo)
+    said: list[str] = []
+    real_notify = app.notify
+
+    def notify(message, *args, **kwargs):
+        said.append(str(message))
+        return real_notify(message, *args, **kwargs)
+
+    monkeypatch.setattr(app, "notify", notify)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_screen(app, pilot, "ReauditScreen")
+        await pilot.press("h")
+        history = await wait_screen(app, pilot, "HistoryScreen")
+        await pilot.press("u")
+        await wait_screen(app, pilot, "UndoModal")
+        await pilot.press("u")
+        progress = history.query_one("#history-progress")
+        await wait_until(pilot, lambda: "recreating postgres… 0.3 s" in str(progress.render()), what="progress")
+        gate.set()
+        await wait_until(pilot, lambda: any("Recreated postgres (healthy in 2.0 s)" in m for m in said),
+                         what="the outcome")
+        assert not progress.has_class("-active")

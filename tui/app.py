@@ -251,9 +251,15 @@ class DesterApp(App[int]):
             self.applied_notes += [n for n in step_plan.plan.notes if n not in self.applied_notes]
         return done
 
-    async def apply_undo(self, preview: UndoPreview, force: bool = False) -> Applied:
-        """Undo a previewed transaction; ``force`` overwrites only the hand edits the preview showed."""
-        done: Applied = await self._run_engine(self.session.undo, preview, force)
+    async def apply_undo(self, preview: UndoPreview, force: bool = False, report: Reporter | None = None) -> Applied:
+        """Undo a previewed transaction; ``force`` overwrites only the hand edits the preview showed.
+
+        ``report``: the engine's progress while it recreates services (called from the worker thread).
+        """
+        if report is None:
+            done: Applied = await self._run_engine(self.session.undo, preview, force)
+        else:
+            done = await self._run_engine(self.session.undo, preview, force, report)
         return done
 
     # -- flows ------------------------------------------------------------------

@@ -263,12 +263,12 @@ class Session:
         """What undoing ``txn_id`` changes, with the files edited by hand since (typed conflicts)."""
         return usecases.undo_preview(self.root, txn_id, command="assistant:undo")
 
-    def undo(self, preview: UndoPreview, force: bool = False) -> Applied:
+    def undo(self, preview: UndoPreview, force: bool = False, report: Reporter | None = None) -> Applied:
         """Undo the previewed transaction. ``force`` overwrites hand edits, but only the ones the
-        preview showed: edits made after it refuse the undo."""
+        preview showed: edits made after it refuse the undo. ``report``: as for :meth:`apply`."""
         done = usecases.undo(self.root, preview, force=force, command="assistant:undo",
                              profile=self.choices.profile, files=self.files, host_root=self.host_root,
-                             now=self.clock())
+                             now=self.clock(), **_given(usecases.undo, report=report))
         self._after(done)
         return done
 
