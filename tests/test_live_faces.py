@@ -39,7 +39,8 @@ def install(tmp_path):
 
 
 def _text(app) -> str:
-    return screen_text(app)
+    """What the screen says, whitespace collapsed (long lines wrap under their first one)."""
+    return " ".join(screen_text(app).split())
 
 
 # -- the live state on the screens ---------------------------------------------------------
