@@ -36,8 +36,7 @@ def _provider(lab):
     return live_state
 
 
-async def test_the_assistant_shows_the_real_stack_and_recreates_with_progress(lab_env, live_install,
-                                                                                     monkeypatch):
+async def test_the_assistant_shows_the_real_stack_and_recreates_with_progress(lab_env, live_install, monkeypatch):
     from tui.widgets import ProgressLine
 
     lab = lab_env
