@@ -14,7 +14,7 @@ from checks.assistant.steps import STEP_BY_ID
 from checks.assistant.usecases import ConflictKind
 from checks.core.textio import shown
 from tui.errors import one_line
-from tui.widgets import clip, plain
+from tui.widgets import ProgressLine, clip, plain
 
 from ._base import DesterScreen
 from .undo import UndoModal
@@ -39,6 +39,7 @@ class HistoryScreen(DesterScreen):
         with VerticalScroll(id="history-body"):
             yield Static("", id="history-head")
             yield DataTable(id="history-table", cursor_type="row")
+            yield ProgressLine(moving=self.dester_app.cursor_blink, id="history-progress")
             yield Static("", id="history-detail")
         yield from self.compose_footer()
 
@@ -132,11 +133,28 @@ class HistoryScreen(DesterScreen):
         ok = await self.app.push_screen_wait(UndoModal(txn_id, text, bool(preview.conflicts)))
         if not ok:
             return
+        from .review import make_reporter
+
+        progress = self.query_one("#history-progress", ProgressLine)
         try:
-            done = await self.dester_app.apply_undo(preview, force=bool(preview.conflicts))
+            done = await self.dester_app.apply_undo(preview, force=bool(preview.conflicts),
+                                                    report=make_reporter(self.app, progress))
         except Exception as exc:  # noqa: BLE001
             self.notify(one_line(exc), markup=False, title="Nothing was changed", severity="error", timeout=10)
             return
+        finally:
+            progress.stop()
+        if done.reverted is not None:  # the stack did not come up healthy: the undo was taken back by itself
+            from screens._live import reverted_outcome
+
+            told = reverted_outcome(done.reverted.message, done.reverted.last_logs, preview.plan.secrets)
+            self.notify("\n".join([told.headline, *told.lines[-6:]]), markup=False, title="Not undone",
+                        severity="error", timeout=20)
+            self.load()
+            return
         score = f" Score now {done.report.score}/100." if done.report is not None else ""
-        self.notify(f"Undone: {txn_id}.{score}")
+        from screens._live import recreated_outcome
+
+        again = "".join(" " + recreated_outcome(r.services, r.elapsed).headline + "." for r in done.recreated)
+        self.notify(f"Undone: {txn_id}.{score}{again}", markup=False)
         self.load()

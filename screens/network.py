@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from checks.assistant.steps import PROFILES
-from tui.widgets import ChoiceList
+from tui.widgets import ChoiceList, clip
 
 from ._base import FixStepScreen
 
@@ -29,10 +29,41 @@ class NetworkScreen(FixStepScreen):
         current = self.session.choices.profile
         items = [(key, Text(title, style="bold"), sentence) for key, (title, sentence) in PROFILES.items()]
         yield ChoiceList(items, multiple=False, chosen={current}, id="network-profile")
+        yield Static("", id="network-live")
 
     def setup(self) -> None:
         super().setup()
         self.query_one("#network-profile", ChoiceList).focus()
+        self.show_live(self.dester_app.live, pending=not self.dester_app.live_ready)
+
+    def show_live(self, live, pending: bool = False) -> None:
+        """What listens now, per database and cache port, and what is fixed on disk but not applied."""
+        from screens._live import CHECKING, drift_lines, engine_line, hanging, listening_lines
+
+        box = self.query_one("#network-live", Static)
+        if pending:
+            box.update(Text(CHECKING, style="dim"))
+            return
+        box.display = live is not None
+        if live is None:
+            box.update("")
+            return
+        width = max(30, self.size.width - 12)  # after "Now: ", inside the padding and the scroll bar
+        rows: list[tuple[str, str]] = []
+        if not live.docker_reachable:
+            rows.append((engine_line(live, self.dester_app.euid), "yellow"))
+        lines = listening_lines(self.session.inst, live)
+        rows += [(line, "red" if "listening now on" in line and _exposed(line) else "") for line in lines]
+        drifted = drift_lines(self.session.report)
+        if not lines and not drifted and live.docker_reachable:
+            rows.append(("nothing of the database or cache listens", ""))
+        t = Text()
+        t.append("Now: ", style="bold")
+        for i, (line, style) in enumerate(rows):  # one line each: the fixes and their effect stay in view
+            t.append(("\n     " if i else "") + clip(line, width), style=style)
+        for i, line in enumerate(drifted):  # drift wraps: what must be recreated is said whole
+            t.append(("\n     " if rows or i else "") + hanging("Now: ", line, width + 5)[5:], style="yellow")
+        box.update(t)
 
     def on_choice_list_changed(self, event: ChoiceList.Changed) -> None:
         if event.choice_list.id != "network-profile":
@@ -54,3 +85,10 @@ class NetworkScreen(FixStepScreen):
         if self.is_attached:
             self.fill_fixes()
             self.refresh_effect()
+            self.show_live(self.dester_app.live, pending=not self.dester_app.live_ready)
+
+
+def _exposed(line: str) -> bool:
+    """A "listening now on" line naming an address other than loopback."""
+    addresses = line.split("listening now on ", 1)[-1].replace(" and ", ", ").split(", ")
+    return any(not (a.startswith("127.") or a.startswith("[::1]")) for a in addresses)

@@ -13,15 +13,23 @@ from checks.core.textio import shown
 from ._base import FixStepScreen
 
 LIVE_SHORT = (
-    "PostgreSQL keeps the old password in its data volume until it is changed inside the database too: the "
-    "live-system step will do that; until then F1 says how.")
+    "Docker is reachable: applying this step also changes the password inside the running PostgreSQL (ALTER "
+    "ROLE), then recreates the API and checks that the new password works and the old one is refused; undo puts "
+    "the old one back.")
+
+FILES_ONLY_SHORT = (
+    "PostgreSQL keeps the old password in its data volume. Without the Docker Engine this step changes the "
+    "files only: then, before `docker compose up -d`, change it inside the database too (F1 says how).")
 
 LIVE_ROTATION = (
     "PostgreSQL keeps the old password inside its data volume: changing the files alone does not change it. "
-    "Live rotation means running ALTER USER inside the database at the same moment the files change, then "
-    "restarting the API; the live-system step will do that (with its own undo). Until then, before "
-    "`docker compose up -d`, run `docker compose exec postgres psql -U <user> -c '\\password <user>'` and type the new "
-    "password (reveal it here with v, or copy it with c).")
+    "When the Docker Engine is reachable, dester-harden rotates it live, as one transaction: ALTER ROLE inside "
+    "the running database (the statement on its standard input, never on a command line), then the files, "
+    "then the API recreated and checked (healthy, the new password accepted, the old one refused); if that "
+    "check fails, everything is put back by itself, and undo puts the old password back everywhere. Without "
+    "Docker access it changes the files only: then, before `docker compose up -d`, run "
+    "`docker compose exec postgres psql -U <user> -c '\\password <user>'` and type the new password (reveal it "
+    "here with v, or copy it with c).")
 
 
 class PasswordScreen(FixStepScreen):
@@ -48,9 +56,10 @@ class PasswordScreen(FixStepScreen):
 
     def compose_extra(self):
         yield Static("", id="password-panel")
+        yield Static("", id="password-running")
 
     def compose_after(self):
-        yield Static(Text(LIVE_SHORT, style="dim"), id="password-live")
+        yield Static(Text(FILES_ONLY_SHORT, style="dim"), id="password-live")
 
     def setup(self) -> None:
         weak = any(f.id == "SEC-001" for f in self.session.failing(self.STEP))
@@ -58,6 +67,33 @@ class PasswordScreen(FixStepScreen):
             self.session.generate_password()
         super().setup()
         self.show_password()
+        self.show_live(self.dester_app.live, pending=not self.dester_app.live_ready)
+
+    def show_live(self, live, pending: bool = False) -> None:
+        """Whether the containers run with the files' password, and how the rotation will be done."""
+        from screens._live import CHECKING, engine_line, hanging, stale_password_line
+
+        running = self.query_one("#password-running", Static)
+        how = self.query_one("#password-live", Static)
+        if pending:
+            running.display = True
+            running.update(Text(CHECKING, style="dim"))
+            return
+        reachable = live is not None and live.docker_reachable
+        how.update(Text(LIVE_SHORT if reachable else FILES_ONLY_SHORT, style="dim"))
+        line = None
+        if live is not None:
+            line = (stale_password_line(self.session.inst, live) if reachable
+                    else engine_line(live, self.dester_app.euid))
+        if live is None:
+            running.update("")
+        width = max(40, self.size.width - 6)
+        if reachable and line is None:
+            running.update(Text(hanging("Live: ", "the running containers use the password the files give them.",
+                                        width), style="dim"))
+        running.display = live is not None
+        if line is not None:
+            running.update(Text(hanging("Live: ", line, width), style="yellow"))
 
     def show_password(self) -> None:
         session = self.session

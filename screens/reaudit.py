@@ -66,10 +66,16 @@ class ReauditScreen(DesterScreen):
     def action_refresh(self) -> None:
         self.load()
 
+    def show_live(self, live) -> None:
+        """The live state arrived: audit again with it, so drift (DKR-009) shows in the list."""
+        if live is not None and self.session.report is not None:
+            self.load()
+
     @work(thread=True, exclusive=True, group="reaudit", exit_on_error=False)
     def load(self) -> None:
         try:
             recovered = self.session.recover()
+            self.app.call_from_thread(self.dester_app.start_live)
             report = self.session.audit()
         except Exception as exc:  # noqa: BLE001 - one line on screen, never a traceback
             from tui.errors import one_line

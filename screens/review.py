@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from rich.text import Text
 from textual import work
@@ -15,10 +16,12 @@ from checks.assistant.steps import STEP_BY_ID
 from checks.assistant.usecases import Level, Notice
 from checks.core.textio import shown
 from tui.errors import one_line
-from tui.widgets import clip
+from tui.widgets import ProgressLine, clip
 
 from ._base import DesterScreen
+from ._live import Outcome, recreated_outcome, reverted_outcome
 from ._results import PreviewChoice, ReviewResult
+from .confirm import ConfirmModal
 from .preview import PreviewModal
 
 
@@ -41,17 +44,22 @@ class ReviewScreen(DesterScreen):
         self.steps = steps
         self.state: dict[str, str] = {s: "pending" for s in steps}
         self.done = False
+        self.outcomes: list[Outcome] = []
+        """What each step applied to the running stack did, in order."""
 
     def compose(self) -> ComposeResult:
         yield from self.compose_header()
         with VerticalScroll(id="review-body"):
             yield Static("Pending changes, one preview per step:", id="review-intro")
             yield DataTable(id="review-table", cursor_type="row", zebra_stripes=False)
+            yield ProgressLine(moving=self.dester_app.cursor_blink, id="review-progress")
+            yield Static("", id="review-outcome")
             yield Static("", id="review-status")
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
         self.sub_title = self.NAME
+        self.query_one("#review-outcome").display = False  # until something was applied to the stack
         table = self.query_one(DataTable)
         table.add_column("state", width=8)
         table.add_column("step", width=29)
@@ -99,14 +107,31 @@ class ReviewScreen(DesterScreen):
             if choice is PreviewChoice.SKIP:
                 self.set_state(step, "skipped")
                 continue
+            questions = [q for q in getattr(step_plan.plan, "confirm", None) or [] if q]
+            if questions and not await self.app.push_screen_wait(
+                    ConfirmModal(f"Before applying {STEP_BY_ID[step].title}", questions)):
+                self.set_state(step, "declined")
+                status.update(f"{STEP_BY_ID[step].title}: not applied (you said no); nothing was changed.")
+                continue
             status.update(f"Applying {STEP_BY_ID[step].title}…")
             self.set_state(step, "applying")
+            progress = self.query_one("#review-progress", ProgressLine)
+            progress.services = []
             try:
-                done = await self.dester_app.apply_plan(step_plan)
+                done = await self.dester_app.apply_plan(step_plan, make_reporter(self.app, progress))
             except Exception as exc:  # noqa: BLE001
                 self.set_state(step, "failed")
                 self.notify(one_line(exc), markup=False, title="Nothing was changed", severity="error", timeout=10)
                 continue
+            finally:
+                progress.stop()
+            if done.reverted is not None:  # the health gate failed: the engine took it all back by itself
+                self.set_state(step, "reverted")
+                self.add_outcome(reverted_outcome(done.reverted.message, done.reverted.last_logs,
+                                                  _secrets(step_plan, session)))
+                continue
+            for r in done.recreated:
+                self.add_outcome(recreated_outcome(r.services, r.elapsed))
             self.set_state(step, "applied")
             self.app.sub_title = self.NAME
             notices += [n for n in done.notices if n not in notices]
@@ -117,6 +142,21 @@ class ReviewScreen(DesterScreen):
         score = f" Score now {session.report.score}/100." if session.report is not None else ""
         status.update(Text(f"Done.{score} Press n for the summary.", style="bold"))
         self.done = True
+
+    def add_outcome(self, outcome: Outcome) -> None:
+        """What applying to the running stack did: recreated services, or the auto-revert with its log lines."""
+        self.outcomes.append(outcome)
+        t = Text()
+        for o in self.outcomes:
+            t.append(("✓ " if o.ok else "✗ ") + o.headline + "\n", style="green" if o.ok else "bold yellow")
+            if o.lines:
+                t.append("  Its last log lines (masked):\n", style="dim")
+                for line in o.lines[-12:]:
+                    t.append("  " + clip(line, max(20, (self.size.width or 80) - 6)) + "\n", style="dim")
+        t.rstrip()
+        box = self.query_one("#review-outcome", Static)
+        box.update(t)
+        box.display = True
 
     def tell(self, notices: list[Notice]) -> None:
         """The applied steps' notices (where the old secrets went, media left alone...) as one toast,
@@ -135,3 +175,21 @@ class ReviewScreen(DesterScreen):
 
     def action_back(self) -> None:
         self.dismiss(ReviewResult.back(self.steps[-1] if self.steps else None))
+
+
+def _secrets(step_plan, session) -> list[str]:
+    """Every secret the plan knows, masked again in what the revert shows."""
+    plan = step_plan.plan
+    out = list(plan.secrets) + list(getattr(plan, "named_secrets", {}).values())
+    if session.choices.db_password:
+        out.append(session.choices.db_password)
+    return out
+
+
+def make_reporter(app, progress):
+    """The engine's reporter: called in the apply's thread, shown on the app's; it never fails the apply."""
+    def report(what: str, elapsed: float | None) -> None:
+        with contextlib.suppress(Exception):  # a closing terminal must not break the transaction
+            app.call_from_thread(progress.report, what, elapsed)
+
+    return report

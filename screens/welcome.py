@@ -24,7 +24,9 @@ class WelcomeScreen(DesterScreen):
     HELP = ("dester-harden looked at the DesterLib installation below: its compose and env files, the ports it "
             "publishes, its media library. The score is 100 when nothing fails; each failing check lowers it by "
             "its severity.\n\nPress **Enter** to start the guided setup: one decision per screen, a preview of every "
-            "change before it is made, and an undo for each. Nothing is written until you apply a preview.")
+            "change before it is made, and an undo for each. Nothing is written until you apply a preview.\n\n"
+            "**Running** is what the Docker Engine says runs now (or why it could not be asked: then the "
+            "changes are made to the files only, and the screens say what to do by hand).")
     BINDINGS = [
         Binding("enter,s", "start", "Start setup", id="welcome.start", tooltip="Start the guided setup"),
         Binding("h", "app.history", "History", id="welcome.history", tooltip="The undo journal: earlier changes"),
@@ -36,22 +38,48 @@ class WelcomeScreen(DesterScreen):
         with VerticalScroll(id="welcome-body"):
             yield Static(Text("Auditing…"), id="welcome-score")
             yield Static("", id="welcome-found")
+            yield Static("", id="welcome-live")
             yield Static("", id="welcome-top")
         yield Static("Press Enter to start the guided setup.", id="welcome-next")
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
+        self.show_live(self.dester_app.live, pending=not self.dester_app.live_ready)
         self.load()
 
     def action_refresh(self) -> None:
         self.query_one("#welcome-score", Static).update(Text("Auditing…"))
+        self.dester_app.forget_live()  # asked again after the recovery, with the files
         self.load()
 
+    def show_live(self, live, pending: bool = False) -> None:
+        """The Engine's line ("Docker Engine 20.10.24: 3 containers running"); hidden when not checked.
+
+        A state that arrives after the files' audit brings the live checks:
+        the audit is run again with it (without recovering twice).
+        """
+        from screens._live import CHECKING, engine_line, hanging
+
+        line = self.query_one("#welcome-live", Static)
+        if pending:
+            line.update(Text.assemble(("Running      ", "bold"), (CHECKING, "dim")))
+            return
+        line.display = live is not None
+        if live is None:
+            line.update("")
+            return
+        label = "Running      "
+        text = hanging(label, engine_line(live, self.dester_app.euid), max(40, self.size.width - 4))
+        line.update(Text.assemble((label, "bold"), (text[len(label):], "" if live.docker_reachable else "yellow")))
+        self.load(recover=False)  # exclusive: an audit still running without it is cancelled
+
     @work(thread=True, exclusive=True, group="welcome-audit", exit_on_error=False)
-    def load(self) -> None:
+    def load(self, recover: bool = True) -> None:
         session = self.session
         try:
-            recovered = session.recover()
+            recovered = session.recover() if recover else session.recovered
+            if recover:  # the live state is read once nothing is left half-applied
+                self.app.call_from_thread(self.dester_app.start_live)
             report = session.audit()
             summary = session.summary()
         except Exception as exc:  # noqa: BLE001 - one line on screen, never a traceback
@@ -60,7 +88,10 @@ class WelcomeScreen(DesterScreen):
             session.report = None
             self.app.call_from_thread(self.show_error, one_line(exc))
             return
-        self.app.call_from_thread(self.show, report, summary, recovered)
+        from textual.worker import get_current_worker
+
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self.show, report, summary, recovered)
 
     def show_error(self, message: str) -> None:
         self.query_one("#welcome-score", Static).update(

@@ -33,6 +33,9 @@ def make_app(root: str, **kwargs):
     kwargs.setdefault("now", lambda: CLOCK)
     kwargs.setdefault("new_secret", seeded_secrets())
     kwargs.setdefault("cursor_blink", False)
+    # No Docker in a test unless it brings its own (a fake LiveState, or the live lab).
+    kwargs.setdefault("live_state", lambda root: None)
+    kwargs.setdefault("euid", 1000)
     return build_app(root, **kwargs)
 
 
@@ -157,3 +160,44 @@ def harden(root: str, **session_kwargs) -> Session:
         s.choices.selected[step] = s.default_selection(step)
         s.apply(s.plan(step))
     return s
+
+
+#: The Engine the fake live states answer with (the lab's Debian docker.io).
+ENGINE_VERSION = "20.10.24"
+
+
+def demo_live(root: str, *, reachable: bool = True, stale: tuple[str, ...] = (),
+              error: str = "permission denied on /var/run/docker.sock"):
+    """A fixed LiveState for the demo install as the CLI deploys it: every service running, postgres and
+    redis published on all interfaces (``HostIp ""``), the API on 0.0.0.0:3001; no real Docker.
+
+    ``stale``: services whose running container holds other password values than the files
+    (not recreated since the files changed). ``reachable=False``: the Engine refused with ``error``;
+    the listening sockets (read from /proc without Docker) still show the exposure.
+    """
+    from checks.install.discovery import discover
+    from checks.live.model import Binding, Container, EngineInfo, Listener, LiveState, value_digest
+
+    listeners = (Listener("0.0.0.0", 3001, 4), Listener("0.0.0.0", 5432, 4), Listener("::", 5432, 6),
+                 Listener("0.0.0.0", 6379, 4), Listener("::", 6379, 6))
+    if not reachable:
+        return LiveState(project="desterlib", engine_error=error, listeners=listeners)
+    inst = discover(root, None, "/", CLOCK)
+    bindings = {"postgres": (Binding("", 5432, 5432),), "redis": (Binding("", 6379, 6379),),
+                "api": (Binding("0.0.0.0", 3001, 3001),)}
+    containers = []
+    for svc in inst.services:
+        def running(key: str, value: str | None, service: str = svc.name) -> str:
+            old = service in stale and ("PASSWORD" in key or key == "DATABASE_URL")
+            return value_digest("an-old-value" if old else (value or ""))
+
+        env = {k: running(k, v.value) for k, v in svc.environment.items()}
+        containers.append(Container(id=f"{svc.name}0000", name=f"desterlib-{svc.name}", service=svc.name,
+                                    status="running", health="healthy" if svc.name == "postgres" else None,
+                                    restart_count=0, started_at="2026-11-18T12:00:00Z", image=svc.image_name,
+                                    image_id=f"sha256:{svc.name}", image_created=CLOCK - 86400,
+                                    bindings=bindings.get(svc.name, ()), env=env))
+    return LiveState(project="desterlib",
+                     engine=EngineInfo(ENGINE_VERSION, "1.41", "unix:///var/run/docker.sock", "iptables"),
+                     containers=tuple(containers), listeners=listeners, addresses=("192.168.1.20",),
+                     gathered_at=CLOCK)

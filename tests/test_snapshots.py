@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 import time
 
 import pytest
@@ -21,10 +22,13 @@ from checks.demo import materialize
 from tests.apphelpers import (
     STEP_SCREENS,
     answer_previews,
+    demo_live,
     harden,
     make_app,
     settle,
+    wait_in_stack,
     wait_screen,
+    wait_until,
     walk_to_review,
 )
 
@@ -164,3 +168,90 @@ def _without_toasts(run_before):
 
 def test_too_small_notice(install, snap_compare):
     assert snap_compare(make_app(install, shown_root=SHOWN_ROOT), terminal_size=(70, 20), run_before=_on_welcome)
+
+
+# -- the live system (a fixed fake LiveState: no Docker, no clock) -----------------------------
+
+LIVE_STATES = {
+    "docker": lambda root: demo_live(root),
+    "nodocker": lambda root: demo_live(root, reachable=False),
+}
+
+
+def _live(run_before):
+    """run_before, once the live state has arrived and what it set off (the welcome's re-audit) is done."""
+    async def run(pilot):
+        await wait_until(pilot, lambda: pilot.app.live_ready, what="the live state")
+        await settle(pilot.app, pilot)
+        await run_before(pilot)
+    return run
+
+
+LIVE_SCREENS = {"welcome": _on_welcome, "network": _keys_to("NetworkScreen"),
+                "password": _keys_to("NetworkScreen", "PasswordScreen")}
+LIVE_CASES = [(name, state, MAIN, False) for name in LIVE_SCREENS for state in LIVE_STATES]
+LIVE_CASES += [("welcome", "nodocker", MAIN, True), ("network", "docker", MAIN, True)]
+
+
+@pytest.mark.parametrize(("name", "state", "size", "no_color"), LIVE_CASES,
+                         ids=[f"{n}-{s}-{w}x{h}{'-nocolor' if nc else ''}" for n, s, (w, h), nc in LIVE_CASES])
+def test_live_screen(name, state, size, no_color, install, snap_compare, monkeypatch):
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    app = make_app(install, shown_root=SHOWN_ROOT, live_state=LIVE_STATES[state])
+    assert snap_compare(app, terminal_size=size, run_before=_without_toasts(_live(LIVE_SCREENS[name])))
+
+
+def test_progress_mid_apply(install, snap_compare, monkeypatch):
+    """The review while the first step recreates a service: the reporter's last words and elapsed time."""
+    app = make_app(install, shown_root=SHOWN_ROOT)
+    release = threading.Event()
+
+    def apply(step_plan, report=None):
+        report("recreating api", 0.4)
+        report("waiting for api to be healthy", 3.1)
+        release.wait(60)  # until the snapshot is taken (the app's exit releases it)
+        raise RuntimeError("stopped by the test")
+
+    monkeypatch.setattr(app.session, "apply", apply)
+    exit_app = app.exit
+
+    def exit_and_release(*args, **kwargs):
+        release.set()
+        return exit_app(*args, **kwargs)
+
+    monkeypatch.setattr(app, "exit", exit_and_release)
+
+    async def run(pilot):
+        await walk_to_review(pilot.app, pilot)
+        review = await wait_in_stack(pilot.app, pilot, "ReviewScreen")
+        await wait_screen(pilot.app, pilot, "PreviewModal")
+        await pilot.press("a")
+        progress = review.query_one("#review-progress")
+        await wait_until(pilot, lambda: "waiting for api" in str(progress.render()), what="the progress line")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=MAIN, run_before=_without_toasts(run))
+
+
+def test_confirm_modal(install, snap_compare, monkeypatch):
+    """A plan's confirmation before it recreates the API (the stack part's prisma question), No focused."""
+    app = make_app(install, shown_root=SHOWN_ROOT)
+    real_plan = app.session.plan
+
+    def plan(step, checks=None, profile=None, preview=False):
+        sp = real_plan(step, checks, profile, preview)
+        if not preview and not sp.plan.empty:
+            sp.plan.confirm = ["recreating api runs `prisma db push --accept-data-loss` at start; no backup "
+                               "younger than 24 h was found (OPS-001 looks for them); go on?"]
+        return sp
+
+    monkeypatch.setattr(app.session, "plan", plan)
+
+    async def run(pilot):
+        await walk_to_review(pilot.app, pilot)
+        await wait_screen(pilot.app, pilot, "PreviewModal")
+        await pilot.press("a")
+        await wait_screen(pilot.app, pilot, "ConfirmModal")
+
+    assert snap_compare(app, terminal_size=MAIN, run_before=_without_toasts(run))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, ClassVar
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.message import Message
 from textual.screen import Screen
 
 from checks.assistant.session import Session
@@ -28,6 +29,8 @@ from screens._results import ReviewResult, StepAnswer
 if TYPE_CHECKING:
     from checks.assistant.session import StepPlan
     from checks.assistant.usecases import Applied, UndoPreview
+    from checks.change.stack import Reporter
+    from checks.live.model import LiveState
 
 #: Step id -> (module, class) of its screen, imported when first shown.
 STEP_SCREENS = {
@@ -44,7 +47,7 @@ STEP_SCREENS = {
 #: The screens' style files (screens/NAME.tcss), preloaded by the app.
 SCREEN_STYLES = ("welcome", "network", "password", "permissions", "containers", "tls", "firewall", "backups",
                  "review", "preview", "summary", "reaudit", "history", "undo", "help",
-                 "suppress")
+                 "suppress", "confirm")
 
 
 def _screen_class(step: str):
@@ -73,10 +76,26 @@ class DesterApp(App[int]):
                 priority=True),
     ]
 
-    def __init__(self, session: Session, *, theme: str | None = None, cursor_blink: bool = True) -> None:
+    class LiveStateReady(Message):
+        """The live state arrived from its worker (None: not checked)."""
+
+        def __init__(self, state: LiveState | None) -> None:
+            super().__init__()
+            self.state = state
+
+    def __init__(self, session: Session, *, theme: str | None = None, cursor_blink: bool = True,
+                 live_state=None, euid: int | None = None) -> None:
         super().__init__()
         self.session = session
         """The installation and the user's choices."""
+        self._live_provider = live_state
+        """``live_state(root) -> LiveState | None``; None: the session's use case (tests give a fake)."""
+        self.live: LiveState | None = None
+        """The running system, once gathered (``live_ready``); None when not checked."""
+        self.live_ready = False
+        self._live_started = False
+        self.euid = os.geteuid() if euid is None and hasattr(os, "geteuid") else euid
+        """Who runs the assistant: a permission denied on the Docker socket says "run with sudo" unless root."""
         self._theme_name = theme
         self.cursor_blink = cursor_blink
         """Off in tests and snapshots, so frames do not depend on timing."""
@@ -118,6 +137,40 @@ class DesterApp(App[int]):
             loop.add_signal_handler(signal.SIGTERM, self._on_hangup, 143)
         except (NotImplementedError, RuntimeError, ValueError, AttributeError):
             pass
+
+    # -- the live system --------------------------------------------------------
+    def start_live(self) -> None:
+        """Gather the live state once, in a worker (after recovery: a killed change is rolled back first)."""
+        if self._live_started:
+            return
+        self._live_started = True
+        self.gather_live()
+
+    def forget_live(self) -> None:
+        """The next :meth:`start_live` asks the running system again (a refresh)."""
+        self._live_started = False
+
+    @work(thread=True, exclusive=True, group="live", exit_on_error=False)
+    def gather_live(self) -> None:
+        state: LiveState | None
+        try:
+            if self._live_provider is not None:
+                state = self._live_provider(self.session.root)
+                self.session.live = state
+            else:
+                state = self.session.gather_live()
+        except Exception:  # noqa: BLE001 - the live state is extra: the files' audit stands without it
+            state = None
+            self.session.live = None
+        self.post_message(self.LiveStateReady(state))
+
+    def on_dester_app_live_state_ready(self, message: LiveStateReady) -> None:
+        self.live = message.state
+        self.live_ready = True
+        for screen in list(self.screen_stack):
+            show = getattr(screen, "show_live", None)
+            if show is not None and screen.is_attached:
+                show(message.state)
 
     def preload_screens(self) -> None:
         """Import the other screens in the background once the first one is shown (faster first visits)."""
@@ -183,15 +236,30 @@ class DesterApp(App[int]):
             if self.hangup:
                 self.exit(self.hangup_code)
 
-    async def apply_plan(self, step_plan: StepPlan) -> Applied:
-        """Apply a previewed step plan as one transaction (then the baseline is saved)."""
-        done: Applied = await self._run_engine(self.session.apply, step_plan)
-        self.applied_notes += [n for n in step_plan.plan.notes if n not in self.applied_notes]
+    async def apply_plan(self, step_plan: StepPlan, report: Reporter | None = None) -> Applied:
+        """Apply a previewed step plan as one transaction (then the baseline is saved).
+
+        ``report``: the engine's progress while it recreates services (called from the worker thread).
+        """
+        if report is None:
+            done: Applied = await self._run_engine(self.session.apply, step_plan)
+        else:
+            done = await self._run_engine(self.session.apply, step_plan, report)
+        # A note says what to do before `docker compose up -d`: nothing when the change was taken back
+        # (the health gate failed) or was already applied to the running stack (services recreated).
+        if done.reverted is None and not done.recreated:
+            self.applied_notes += [n for n in step_plan.plan.notes if n not in self.applied_notes]
         return done
 
-    async def apply_undo(self, preview: UndoPreview, force: bool = False) -> Applied:
-        """Undo a previewed transaction; ``force`` overwrites only the hand edits the preview showed."""
-        done: Applied = await self._run_engine(self.session.undo, preview, force)
+    async def apply_undo(self, preview: UndoPreview, force: bool = False, report: Reporter | None = None) -> Applied:
+        """Undo a previewed transaction; ``force`` overwrites only the hand edits the preview showed.
+
+        ``report``: the engine's progress while it recreates services (called from the worker thread).
+        """
+        if report is None:
+            done: Applied = await self._run_engine(self.session.undo, preview, force)
+        else:
+            done = await self._run_engine(self.session.undo, preview, force, report)
         return done
 
     # -- flows ------------------------------------------------------------------

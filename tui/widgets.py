@@ -186,3 +186,75 @@ class ChoiceList(OptionList):
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()  # a click or Enter: the same as Space
         self.action_toggle_choice()
+
+
+#: The frames of the progress indicator: characters, not colour, so it reads under NO_COLOR too.
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+
+class ProgressLine(Static):
+    """One line while a change is applied to the running stack: ``⠙ waiting for api to be healthy… 5.4 s``.
+
+    Driven by the engine's reporter (``report(what, elapsed)``, from the worker
+    thread through ``call_from_thread``). Between two reports an animated line
+    turns its indicator and counts the seconds on from the last elapsed time
+    (``clock``: injected); a still one (``moving=False``: snapshots, tests)
+    shows exactly what was reported, so its frames do not depend on timing.
+    """
+
+    DEFAULT_CSS = """
+    ProgressLine { height: auto; display: none; }
+    ProgressLine.-active { display: block; }
+    """
+
+    def __init__(self, *, moving: bool = True, clock=None, **kwargs) -> None:
+        super().__init__("", **kwargs)
+        import time
+
+        self.moving = moving
+        self.clock = clock or time.monotonic
+        self.what: str | None = None
+        self.elapsed: float | None = None
+        self.frame = 0
+        self._at = 0.0
+        self.services: list[str] = []
+        """The services the reports named as being recreated, in order (for the outcome)."""
+
+    def on_mount(self) -> None:
+        if self.moving:
+            self.set_interval(0.1, self._tick)
+
+    def report(self, what: str, elapsed: float | None) -> None:
+        """One report of the engine: what it is doing now, and the seconds since it began (or None)."""
+        self.what = " ".join(str(what).split())
+        self.elapsed = elapsed
+        self._at = self.clock()
+        self.frame += 1
+        words = self.what.split()
+        if len(words) >= 2 and words[0] == "recreating":
+            for name in words[1:]:
+                name = name.strip(",")
+                if name and name not in self.services:
+                    self.services.append(name)
+        self.add_class("-active")
+        self._show()
+
+    def stop(self) -> None:
+        """The apply is over: the line goes (the outcome is told elsewhere)."""
+        self.what = None
+        self.remove_class("-active")
+        self.update("")
+
+    def _tick(self) -> None:
+        if self.what is None:
+            return
+        self.frame += 1
+        self._show(self.clock() - self._at)
+
+    def _show(self, since: float = 0.0) -> None:
+        t = Text()
+        t.append(SPINNER[self.frame % len(SPINNER)] + " ", style="bold")
+        t.append(shown(self.what or "") + "…")
+        if self.elapsed is not None:
+            t.append(f" {self.elapsed + since:.1f} s", style="dim")
+        self.update(t)

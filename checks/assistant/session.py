@@ -15,7 +15,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from checks.assistant import usecases
 from checks.assistant.baseline import load_baseline
@@ -27,7 +27,9 @@ if TYPE_CHECKING:  # imported where used: the assistant's first frame needs none
     from checks.assistant.usecases import Applied, UndoPreview
     from checks.audit.run import Report
     from checks.change.plan import Plan
+    from checks.change.stack import Reporter
     from checks.install.model import Installation
+    from checks.live.model import LiveState
 
 
 @dataclass(slots=True)
@@ -104,6 +106,8 @@ class Session:
         self.report: Report | None = None
         self.inst: Installation | None = None
         self.recovered: list[str] = []
+        self.live: LiveState | None = None
+        """The running system as last gathered (:meth:`gather_live`); None until then, or when not checked."""
 
     # -- reading -------------------------------------------------------------
     @property
@@ -126,8 +130,25 @@ class Session:
         from checks.install.discovery import discover
 
         self.inst = discover(self.root, self.files, self.host_root, self.clock())
-        self.report = run_audit(self.inst, profile or self.choices.profile, settings=self.settings)
+        live = _given(run_audit, live=self.live)  # the live checks, once gathered
+        self.report = run_audit(self.inst, profile or self.choices.profile, settings=self.settings, **live)
         return self.report
+
+    def gather_live(self) -> LiveState | None:
+        """Ask the running system (Docker Engine, listening sockets) once, through the use case.
+
+        None when this build has no live layer or the use case did not check;
+        an unreachable Engine is a state with its reason, not an error.
+        """
+        fn = getattr(usecases, "live_state", None)
+        if fn is not None:
+            self.live = fn(self.root)
+        else:  # the use case comes with the live checks; until then the live layer is asked directly
+            from checks.install.discovery import discover
+            from checks.live.gather import gather
+
+            self.live = gather(discover(self.root, self.files, self.host_root, self.clock()))
+        return self.live
 
     def suppress(self, check: str, reason: str, until: str | None = None, scope: str | None = None) -> None:
         """Add a suppression to the settings file (as ``dester-harden suppress``) and use it from now on."""
@@ -202,18 +223,23 @@ class Session:
 
             return StepPlan(step, Plan(), report.score, report.score, preview)
         pw = self.choices.db_password if "SEC-001" in only else None
+        live = _given(usecases.plan, live=self.live)  # plans the recreates
         planned = usecases.plan(self.root, profile, only=only, files=self.files, host_root=self.host_root,
                                 now=self.clock(), new_secret=self._new_secret, db_password=pw,
-                                validate_with_compose=not preview)
+                                validate_with_compose=not preview, **live)
         return StepPlan(step, planned.plan, planned.score_before, planned.score_after, preview)
 
-    def apply(self, step_plan: StepPlan) -> Applied:
-        """Apply a previewed plan as one transaction (the use case saves the baseline)."""
+    def apply(self, step_plan: StepPlan, report: Reporter | None = None) -> Applied:
+        """Apply a previewed plan as one transaction (the use case saves the baseline).
+
+        ``report``: told what the engine does to the running stack ("recreating api", elapsed).
+        """
         if step_plan.preview:
             raise ValueError("a preview plan is never applied: build the plan again without preview=True")
+        progress = _given(usecases.apply, report=report)
         done = usecases.apply(self.root, step_plan.plan, command=f"assistant:{step_plan.step}",
                               profile=self.choices.profile, files=self.files, host_root=self.host_root,
-                              now=self.clock())
+                              now=self.clock(), **progress)
         self._save_profile()
         self._after(done)
         return done
@@ -237,12 +263,12 @@ class Session:
         """What undoing ``txn_id`` changes, with the files edited by hand since (typed conflicts)."""
         return usecases.undo_preview(self.root, txn_id, command="assistant:undo")
 
-    def undo(self, preview: UndoPreview, force: bool = False) -> Applied:
+    def undo(self, preview: UndoPreview, force: bool = False, report: Reporter | None = None) -> Applied:
         """Undo the previewed transaction. ``force`` overwrites hand edits, but only the ones the
-        preview showed: edits made after it refuse the undo."""
+        preview showed: edits made after it refuse the undo. ``report``: as for :meth:`apply`."""
         done = usecases.undo(self.root, preview, force=force, command="assistant:undo",
                              profile=self.choices.profile, files=self.files, host_root=self.host_root,
-                             now=self.clock())
+                             now=self.clock(), **_given(usecases.undo, report=report))
         self._after(done)
         return done
 
@@ -253,3 +279,15 @@ class Session:
 
         return display_path(path, self.root, escaped=True)
 
+
+def _given(fn: Callable[..., object], **kwargs: object) -> dict[str, Any]:
+    """The keyword arguments that are set and that ``fn`` takes.
+
+    The live state and the progress reporter reach the use cases only where
+    they take them: until every part of the live layer is in, a use case
+    without the parameter works as before (files only) instead of failing.
+    """
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    return {k: v for k, v in kwargs.items() if v is not None and k in params}
