@@ -176,7 +176,7 @@ def demo_live(root: str, *, reachable: bool = True, stale: tuple[str, ...] = (),
     the listening sockets (read from /proc without Docker) still show the exposure.
     """
     from checks.install.discovery import discover
-    from checks.live.model import Binding, Container, EngineInfo, Listener, LiveState, value_digest
+    from checks.live.model import Binding, Container, EngineInfo, Listener, LiveMount, LiveState, value_digest
 
     listeners = (Listener("0.0.0.0", 3001, 4), Listener("0.0.0.0", 5432, 4), Listener("::", 5432, 6),
                  Listener("0.0.0.0", 6379, 4), Listener("::", 6379, 6))
@@ -192,11 +192,14 @@ def demo_live(root: str, *, reachable: bool = True, stale: tuple[str, ...] = (),
             return value_digest("an-old-value" if old else (value or ""))
 
         env = {k: running(k, v.value) for k, v in svc.environment.items()}
+        # mounted as the files say (as Compose names volumes: project_volume), so nothing drifts
+        mounts = tuple(LiveMount(m.kind, (m.host_path or "") if m.kind == "bind" else f"desterlib_{m.source}",
+                                 m.target or "", not m.read_only) for m in svc.mounts if m.target)
         containers.append(Container(id=f"{svc.name}0000", name=f"desterlib-{svc.name}", service=svc.name,
                                     status="running", health="healthy" if svc.name == "postgres" else None,
                                     restart_count=0, started_at="2026-11-18T12:00:00Z", image=svc.image_name,
                                     image_id=f"sha256:{svc.name}", image_created=CLOCK - 86400,
-                                    bindings=bindings.get(svc.name, ()), env=env))
+                                    bindings=bindings.get(svc.name, ()), mounts=mounts, env=env))
     return LiveState(project="desterlib",
                      engine=EngineInfo(ENGINE_VERSION, "1.41", "unix:///var/run/docker.sock", "iptables"),
                      containers=tuple(containers), listeners=listeners, addresses=("192.168.1.20",),

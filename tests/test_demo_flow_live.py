@@ -19,16 +19,12 @@ from checks.assistant.session import Session
 from tests.apphelpers import seeded_secrets
 from tests.test_rotation_live import OLD, api_health, files_of, lab_env
 
-#: Session.gather_live arrives with the faces branch; without it the session plans files only.
-GATHER_LIVE = Session.__dict__.get("gather_live")
-pytestmark = [pytest.mark.live, pytest.mark.skipif(
-    GATHER_LIVE is None, reason="the session plans with the live state once the faces branch is in")]
+pytestmark = pytest.mark.live
 
 STEPS = ("network", "password", "permissions")
 
 
 def test_first_run_rebind_rotate_permissions_then_undo_everything(live_lab, live_install, monkeypatch):
-    assert GATHER_LIVE is not None
     lab_env(live_lab, monkeypatch)
     install = live_install("cli", hc_interval="2s")
     root = Path(install)
@@ -40,7 +36,7 @@ def test_first_run_rebind_rotate_permissions_then_undo_everything(live_lab, live
     new = s.generate_password()
     applied = []
     for step in STEPS:
-        GATHER_LIVE(s)
+        s.gather_live()
         s.choices.selected[step] = s.default_selection(step)
         done = s.apply(s.plan(step))
         assert done.reverted is None, (step, done.reverted)

@@ -178,9 +178,8 @@ def _fix(args) -> int:
 
 
 def _live_state(root: str):
-    """What runs now, through the use case the live checks add (None: files only, as before it exists)."""
-    gather = getattr(usecases, "live_state", None)
-    return gather(root) if gather is not None else None
+    """What runs now (None when the live layer is off: files only)."""
+    return usecases.live_state(root)
 
 
 def _questions(questions: list[str], yes: bool) -> bool:

@@ -15,7 +15,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from checks.assistant import usecases
 from checks.assistant.baseline import load_baseline
@@ -130,8 +130,8 @@ class Session:
         from checks.install.discovery import discover
 
         self.inst = discover(self.root, self.files, self.host_root, self.clock())
-        live = _given(run_audit, live=self.live)  # the live checks, once gathered
-        self.report = run_audit(self.inst, profile or self.choices.profile, settings=self.settings, **live)
+        # the live checks, once gathered (None before: they are skipped, never passed)
+        self.report = run_audit(self.inst, profile or self.choices.profile, settings=self.settings, live=self.live)
         return self.report
 
     def gather_live(self) -> LiveState | None:
@@ -140,14 +140,7 @@ class Session:
         None when this build has no live layer or the use case did not check;
         an unreachable Engine is a state with its reason, not an error.
         """
-        fn = getattr(usecases, "live_state", None)
-        if fn is not None:
-            self.live = fn(self.root)
-        else:  # the use case comes with the live checks; until then the live layer is asked directly
-            from checks.install.discovery import discover
-            from checks.live.gather import gather
-
-            self.live = gather(discover(self.root, self.files, self.host_root, self.clock()))
+        self.live = usecases.live_state(self.root)
         return self.live
 
     def suppress(self, check: str, reason: str, until: str | None = None, scope: str | None = None) -> None:
@@ -223,10 +216,9 @@ class Session:
 
             return StepPlan(step, Plan(), report.score, report.score, preview)
         pw = self.choices.db_password if "SEC-001" in only else None
-        live = _given(usecases.plan, live=self.live)  # plans the recreates
         planned = usecases.plan(self.root, profile, only=only, files=self.files, host_root=self.host_root,
                                 now=self.clock(), new_secret=self._new_secret, db_password=pw,
-                                validate_with_compose=not preview, **live)
+                                validate_with_compose=not preview, live=self.live)  # plans the recreates
         return StepPlan(step, planned.plan, planned.score_before, planned.score_after, preview)
 
     def apply(self, step_plan: StepPlan, report: Reporter | None = None) -> Applied:
@@ -236,10 +228,9 @@ class Session:
         """
         if step_plan.preview:
             raise ValueError("a preview plan is never applied: build the plan again without preview=True")
-        progress = _given(usecases.apply, report=report)
         done = usecases.apply(self.root, step_plan.plan, command=f"assistant:{step_plan.step}",
                               profile=self.choices.profile, files=self.files, host_root=self.host_root,
-                              now=self.clock(), **progress)
+                              now=self.clock(), report=report)
         self._save_profile()
         self._after(done)
         return done
@@ -268,7 +259,7 @@ class Session:
         preview showed: edits made after it refuse the undo. ``report``: as for :meth:`apply`."""
         done = usecases.undo(self.root, preview, force=force, command="assistant:undo",
                              profile=self.choices.profile, files=self.files, host_root=self.host_root,
-                             now=self.clock(), **_given(usecases.undo, report=report))
+                             now=self.clock(), report=report)
         self._after(done)
         return done
 
@@ -279,15 +270,3 @@ class Session:
 
         return display_path(path, self.root, escaped=True)
 
-
-def _given(fn: Callable[..., object], **kwargs: object) -> dict[str, Any]:
-    """The keyword arguments that are set and that ``fn`` takes.
-
-    The live state and the progress reporter reach the use cases only where
-    they take them: until every part of the live layer is in, a use case
-    without the parameter works as before (files only) instead of failing.
-    """
-    import inspect
-
-    params = inspect.signature(fn).parameters
-    return {k: v for k, v in kwargs.items() if v is not None and k in params}

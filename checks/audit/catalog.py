@@ -78,7 +78,8 @@ CATALOG: tuple[Check, ...] = (
           "file keeps publishing PostgreSQL to the world until it is recreated. Read from /proc/net (no "
           "Docker access needed) and the running containers' port bindings (an empty host address means "
           "every interface, IPv6 too).",
-          "Fix the binding (NET-001), then recreate the service (`docker compose up -d SERVICE`).",
+          "Fix the binding (NET-001), then recreate the service (`docker compose up -d --no-deps SERVICE`); "
+          "dester-harden fix does both when the Docker Engine is reachable.",
           _s("critical"), live=True),
     Check("NET-007", "Docker-published ports bypass the host firewall",
           "Docker inserts its own iptables rules ahead of ufw and firewalld: a port published on 0.0.0.0 is "
@@ -260,8 +261,9 @@ CATALOG: tuple[Check, ...] = (
           "combined.log that GET /api/v1/logs serves without authentication. Bursts of 429 \"Too many "
           "requests\" or of 5xx answers mean someone is hammering the API.",
           "After a leak, rotate the database password and truncate the log; keep the logs endpoint blocked. "
-          "For bursts, find the source address and stop publishing the API beyond the profile (NET-003).",
-          _s("medium"), fixable=False, live=True),
+          "For bursts, find the source address and stop publishing the API beyond the profile (NET-003). "
+          "dester-harden fix rotates the leaked password live and empties a host-side combined.log.",
+          _s("medium"), live=True),
 )
 
 BY_ID: dict[str, Check] = {c.id: c for c in CATALOG}

@@ -41,7 +41,7 @@ from checks.change import confined
 from checks.change.plan import Command, FileEdit, Login, ModeChange, Plan, Refusal, TreeChmod
 from checks.core.errors import InputError
 from checks.core.yamlpos import Node, parse_yaml
-from checks.fix import dkr, edit, envedit, fs, net, ops, rotate, sec, secmove, securl
+from checks.fix import dkr, edit, envedit, fs, live, net, ops, rotate, sec, secmove, securl
 from checks.fix.batch import Batch as _Batch
 from checks.fix.batch import Stale as _Stale
 from checks.fix.composecheck import ComposeRejected, compose_available, compose_check
@@ -128,14 +128,14 @@ class Planner:
 
             raise InputError(Masker(self.base.secrets).text(self.base.unfollowed[0]) +
                              "; nothing is fixed until every file can be followed")
-        self.base_report = run_audit(self.base, profile)
+        self.base_report = run_audit(self.base, profile, live=self.live)
 
     # -- the planned state ------------------------------------------------------
     def inst(self) -> Installation:
         return discover(self.root, self.files, self.host_root, self.now, overlay=self.overlay)
 
     def failing(self, check_id: str, inst: Installation | None = None) -> Finding | None:
-        rep = run_audit(inst or self.inst(), self.profile, only={check_id})
+        rep = run_audit(inst or self.inst(), self.profile, only={check_id}, live=self.live)
         f = rep.findings[0] if rep.findings else None
         return f if f is not None and f.status == FAIL else None
 
@@ -443,13 +443,13 @@ class Planner:
             for cid in sorted(only & failing):
                 if cid not in {f.id for f in FIXERS}:
                     chk = BY_ID[cid]
-                    why = "a live check: arrives with the live-system work" if chk.live else (
+                    why = "a live check with nothing dester-harden can change for it" if chk.live else (
                         "explained only: no change dester-harden can make safely" if not chk.fixable else
                         "not automated yet")
                     self.refusals.append(Refusal(cid, why, chk.fix))
         plan = self._assemble(selected)
         self._validate(plan, selected)
-        if self.live is not None and not plan.empty:
+        if self.live is not None and (not plan.empty or self.recreate_also):
             from checks.audit.rules.ops import newest_backup_age
             from checks.fix.live import add_recreates
 
@@ -588,6 +588,8 @@ FIXERS: tuple[Fixer, ...] = (
     Fixer("FS-006", True, fs.fix_fs_006),
     Fixer("FS-007", True, fs.fix_fs_007),
     Fixer("FS-005", True, fs.fix_fs_005),
+    Fixer("NET-006", True, live.fix_net_006),
+    Fixer("DKR-009", True, live.fix_dkr_009),
 )
 
 
