@@ -126,3 +126,74 @@ def test_interpolation_changes_count(tmp_path):
     assert affected(before, after) == ["redis"]  # an interpolated command
     before, after = _two(tmp_path, base, base, COMPOSE)
     assert affected(before, after) == []
+
+
+# -- DKR-009 and NET-006: what runs differs from the files ------------------------------------------------
+
+
+def running_as_files(root: Path, **bindings: tuple) -> LiveState:
+    """Every service of ``root`` running as its files say, but with the port bindings given (service=...)."""
+    from checks.live.model import Binding, LiveMount, value_digest
+
+    inst = discover(str(root))
+    out = []
+    for svc in inst.services:
+        ports = bindings.get(svc.name)
+        if ports is None:
+            ports = tuple(Binding(p.host_ip or "", int(p.published or 0), int(p.target)) for p in svc.ports)
+        mounts = tuple(LiveMount(m.kind, (m.host_path or "") if m.kind == "bind" else f"desterlib_{m.source}",
+                                 m.target or "", not m.read_only) for m in svc.mounts if m.target)
+        out.append(Container(id=f"id-{svc.name}", name=f"desterlib-{svc.name}", service=svc.name, status="running",
+                             health=None, restart_count=0, started_at="", image=svc.image_name, image_id="x",
+                             image_created=None, bindings=ports, mounts=mounts,
+                             env={k: value_digest(v.value or "") for k, v in svc.environment.items()}))
+    return LiveState(project="desterlib", engine=ENGINE, containers=tuple(out))
+
+
+def bind_postgres_locally(root: Path) -> None:
+    compose = root / "docker-compose.yml"
+    text = compose.read_text()
+    assert '"5432:5432"' in text
+    compose.write_text(text.replace('"5432:5432"', '"127.0.0.1:5432:5432"'))
+
+
+def test_dkr_009_recreates_what_runs_with_old_ports_and_changes_no_file(tmp_path):
+    from checks.live.model import Binding
+
+    root = cli_install(tmp_path)
+    bind_postgres_locally(root)  # fixed on disk; the container still publishes on every interface
+    state = running_as_files(root, postgres=(Binding("", 5432, 5432),))
+    plan, _ = plan_fixes(str(root), only={"DKR-009"}, live=state, validate_with_compose=False)
+    assert plan.files() == []
+    first, last = recreates(plan)
+    assert (first.when, last.when) == ("rollback", "apply")
+    assert last.services == ("postgres",)
+
+
+def test_dkr_009_plans_nothing_when_what_runs_is_what_the_files_say(tmp_path):
+    root = cli_install(tmp_path)
+    bind_postgres_locally(root)
+    plan, _ = plan_fixes(str(root), only={"DKR-009"}, live=running_as_files(root), validate_with_compose=False)
+    assert plan.empty
+
+
+def test_net_006_binds_the_port_in_the_files_and_recreates_the_database(tmp_path):
+    root = cli_install(tmp_path)
+    state = running_as_files(root)  # 5432:5432 in the files and in what runs: listening on every interface
+    plan, _ = plan_fixes(str(root), only={"NET-006"}, live=state, validate_with_compose=False)
+    compose = str(root / "docker-compose.yml")
+    assert compose in plan.files()
+    edit = next(c for c in plan.changes if getattr(c, "path", None) == compose)
+    assert b"127.0.0.1:5432:5432" in edit.after
+    assert "postgres" in recreates(plan)[-1].services
+
+
+def test_net_006_with_the_files_fixed_already_only_recreates(tmp_path):
+    from checks.live.model import Binding
+
+    root = cli_install(tmp_path)
+    bind_postgres_locally(root)
+    state = running_as_files(root, postgres=(Binding("", 5432, 5432),))
+    plan, _ = plan_fixes(str(root), only={"NET-006"}, live=state, validate_with_compose=False)
+    assert plan.files() == []
+    assert recreates(plan)[-1].services == ("postgres",)

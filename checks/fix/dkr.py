@@ -114,3 +114,13 @@ def fix_dkr_008(p: Planner) -> None:
                                       "add max-size by hand")
             yield (("DKR-008", svc.name), apply)
     p.each("DKR-008", targets, batch=True)
+
+
+def fix_dkr_009(p: Planner) -> None:
+    """Recreate what runs with old ports, environment, mounts or image: the files are right already."""
+    from checks.fix.live import drifted
+
+    services = [s for s in drifted(p.base, p.live) if s not in p.recreate_also]
+    if services:
+        p.recreate_also += services
+        p.notes.append(f"Recreated to run with the files as they are: {', '.join(services)} (DKR-009).")

@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from checks.change.plan import Login, Plan, Recreate
 from checks.install.discovery import find_api_service
 from checks.install.model import Installation, Service
 from checks.live.model import LiveState
-
-if TYPE_CHECKING:  # pragma: no cover - the planner imports the fixers, not the other way round
-    from checks.fix.planner import Planner
 
 INIT_ONLY = frozenset({
     "POSTGRES_PASSWORD", "POSTGRES_USER", "POSTGRES_DB", "POSTGRES_INITDB_ARGS", "POSTGRES_INITDB_WALDIR",
@@ -152,20 +149,3 @@ def drifted(inst: Installation, live: LiveState | None) -> list[str]:
             out.append(svc.name)
     return out
 
-
-def fix_dkr_009(p: Planner) -> None:
-    """Recreate what runs with old ports, environment, mounts or image: the files are right already."""
-    services = [s for s in drifted(p.base, p.live) if s not in p.recreate_also]
-    if services:
-        p.recreate_also += services
-        p.notes.append(f"Recreated to run with the files as they are: {', '.join(services)} (DKR-009).")
-
-
-def fix_net_006(p: Planner) -> None:
-    """A database port listening on all interfaces now: bind it in the files (NET-001) if they still publish it
-    so, and recreate the service either way (the files may be fixed already and not applied)."""
-    from checks.fix import net
-
-    if p.failing("NET-001") is not None:
-        net.fix_net_001(p)
-    fix_dkr_009(p)

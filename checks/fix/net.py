@@ -162,3 +162,13 @@ def _add_top_network(p: Planner, inst: Installation) -> None:
     text = p.read_text(path)
     ci = edit.child_indent(text, root)
     p.write_text(path, edit.insert_lines(text, root, ["networks:", f"{ci}desterlib-net:", f"{ci}{ci}driver: bridge"]))
+
+
+def fix_net_006(p: Planner) -> None:
+    """A database port listening on all interfaces now: bind it in the files (NET-001) if they still publish it
+    so, and recreate the service either way (the files may be fixed already and not applied)."""
+    from checks.fix.dkr import fix_dkr_009
+
+    if p.failing("NET-001") is not None:
+        fix_net_001(p)
+    fix_dkr_009(p)

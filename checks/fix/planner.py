@@ -41,7 +41,7 @@ from checks.change import confined
 from checks.change.plan import Command, FileEdit, Login, ModeChange, Plan, Refusal, TreeChmod
 from checks.core.errors import InputError
 from checks.core.yamlpos import Node, parse_yaml
-from checks.fix import dkr, edit, envedit, fs, live, net, ops, rotate, sec, secmove, securl
+from checks.fix import dkr, edit, envedit, fs, net, ops, rotate, sec, secmove, securl
 from checks.fix.batch import Batch as _Batch
 from checks.fix.batch import Stale as _Stale
 from checks.fix.composecheck import ComposeRejected, compose_available, compose_check
@@ -588,8 +588,8 @@ FIXERS: tuple[Fixer, ...] = (
     Fixer("FS-006", True, fs.fix_fs_006),
     Fixer("FS-007", True, fs.fix_fs_007),
     Fixer("FS-005", True, fs.fix_fs_005),
-    Fixer("NET-006", True, live.fix_net_006),
-    Fixer("DKR-009", True, live.fix_dkr_009),
+    Fixer("NET-006", True, net.fix_net_006),
+    Fixer("DKR-009", True, dkr.fix_dkr_009),
 )
 
 
