@@ -183,8 +183,10 @@ def test_net_006_binds_the_port_in_the_files_and_recreates_the_database(tmp_path
     plan, _ = plan_fixes(str(root), only={"NET-006"}, live=state, validate_with_compose=False)
     compose = str(root / "docker-compose.yml")
     assert compose in plan.files()
-    edit = next(c for c in plan.changes if getattr(c, "path", None) == compose)
-    assert b"127.0.0.1:5432:5432" in edit.after
+    from checks.change.plan import FileEdit
+
+    edit = next(c for c in plan.changes if isinstance(c, FileEdit) and c.path == compose)
+    assert edit.after is not None and b"127.0.0.1:5432:5432" in edit.after
     assert "postgres" in recreates(plan)[-1].services
 
 
