@@ -605,7 +605,7 @@ def newer_install(tmp: Path | str, hardened: bool = False, now: float = FIXED_NO
         _dir(data / sub)
     # The API's SQLite database (FS-007): created by Prisma under Docker's umask, 0644 in a 0755 directory;
     # hardened, 0600 in a 0700 one.
-    _write(data / "db" / "main.db", "SQLite format 3\x00", 0o600 if hardened else 0o644)
+    _sqlite(data / "db" / "main.db", 0o600 if hardened else 0o644)
     if hardened:
         _dir(data / "db", 0o700)
     _write(root / ".env.example", _fill(NEWER_ENV_EXAMPLE, media="/Volumes/External/Library/Media"), 0o644)
@@ -642,6 +642,19 @@ def _dir(path: Path, mode: int = 0o755) -> Path:
 
 def _write(path: Path, text: str, mode: int) -> None:
     path.write_text(text, encoding="utf-8")
+    os.chmod(path, mode)
+
+
+def _sqlite(path: Path, mode: int) -> None:
+    """A real SQLite database (the API stand-in of the live lab opens it; a header alone is no database)."""
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    try:
+        con.execute("CREATE TABLE IF NOT EXISTS library (id INTEGER PRIMARY KEY, name TEXT)")
+        con.commit()
+    finally:
+        con.close()
     os.chmod(path, mode)
 
 
