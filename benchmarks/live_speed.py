@@ -104,7 +104,9 @@ def cli_overhead(lab: Any, inst: Any, runs: int) -> None:
 
     def run(*extra: str, env: dict[str, str] | None = None) -> Callable[[], object]:
         def once() -> None:
-            lab.in_server([exe, "audit", str(inst), *extra], env=env, capture_output=True)
+            done = lab.in_server([exe, "audit", "--dir", str(inst), *extra], env=env, capture_output=True)
+            if done.returncode not in (0, 1):  # 1: findings; anything else is not a measurement
+                raise RuntimeError(f"audit exited {done.returncode}: {done.stderr.strip()[-300:]}")
         return once
 
     env = {k: v for k, v in os.environ.items() if k != "DESTER_HARDEN_NO_LIVE"}
