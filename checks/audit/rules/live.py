@@ -42,6 +42,18 @@ def _no_containers(live: LiveState) -> Outcome:
                                    "(nothing to compare with the files)")
 
 
+def _running(ctx: Context) -> LiveState | Outcome:
+    """The live state of a check that reads the running containers, or why that check is skipped."""
+    live = ctx.live
+    if live is None:
+        return Outcome(SKIPPED, reason=NOT_RUN)
+    if (skipped := _engine_needed(live)) is not None:
+        return skipped
+    if not live.containers:
+        return _no_containers(live)
+    return live
+
+
 def _is_scanner(svc: Service) -> bool:
     return "scanner" in svc.name.lower() or "scanner" in svc.image_repo
 
@@ -187,13 +199,9 @@ def update_command(service: str, built: bool) -> str:
 
 @check("DKR-005")
 def dkr_005(ctx: Context) -> Outcome:
-    live = ctx.live
-    if live is None:
-        return Outcome(SKIPPED, reason=NOT_RUN)
-    if (skipped := _engine_needed(live)) is not None:
-        return skipped
-    if not live.containers:
-        return _no_containers(live)
+    live = _running(ctx)
+    if isinstance(live, Outcome):
+        return live
     ev: list[Evidence] = []
     judged = 0
     for c in live.containers:
@@ -213,13 +221,9 @@ def dkr_005(ctx: Context) -> Outcome:
 
 @check("DKR-009")
 def dkr_009(ctx: Context) -> Outcome:
-    live = ctx.live
-    if live is None:
-        return Outcome(SKIPPED, reason=NOT_RUN)
-    if (skipped := _engine_needed(live)) is not None:
-        return skipped
-    if not live.containers:
-        return _no_containers(live)
+    live = _running(ctx)
+    if isinstance(live, Outcome):
+        return live
     ev: list[Evidence] = []
     idle: list[Evidence] = []
     for svc in ctx.inst.services:
