@@ -34,7 +34,8 @@ from checks.core.textio import decode_source
 from checks.core.yamlpos import parse_yaml
 from checks.fix import envedit
 from checks.fix.edit import EditRefused
-from checks.fix.planner import FIXERS, plan_fixes
+from checks.fix.planner import plan_fixes
+from checks.fix.registry import FIXERS
 from checks.install.discovery import discover
 from checks.install.envfile import load_env_file
 

@@ -33,7 +33,8 @@ from checks.change.engine import Engine, EngineError
 from checks.change.journal import JOURNAL_DIR, Redactor
 from checks.change.plan import FileEdit, ModeChange, Plan, TreeChmod
 from checks.demo import materialize
-from checks.fix.planner import FIXERS, plan_fixes
+from checks.fix.planner import plan_fixes
+from checks.fix.registry import FIXERS
 
 from .installs import CLI_PASSWORD, cli_install, newer_install, setup_script_install
 

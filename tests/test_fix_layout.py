@@ -71,7 +71,7 @@ def test_fix_modules_stay_small(path):
 
 
 def test_every_fixer_lives_in_its_area_module():
-    from checks.fix.planner import FIXERS
+    from checks.fix.registry import FIXERS
 
     for fixer in FIXERS:
         area = fixer.id.split("-")[0].lower()

@@ -33,7 +33,8 @@ from checks.audit.findings import FAIL
 from checks.audit.run import run_audit
 from checks.change.engine import Engine
 from checks.core.secrets import Masker
-from checks.fix.planner import FIXERS, plan_fixes
+from checks.fix.planner import plan_fixes
+from checks.fix.registry import FIXERS
 from checks.install.discovery import discover
 
 from . import installs

@@ -17,7 +17,8 @@ from unittest import mock
 
 from hypothesis import HealthCheck, Phase, example, given, settings
 
-from checks.fix.planner import FIXERS, Planner
+from checks.fix.planner import Planner
+from checks.fix.registry import FIXERS
 
 from .conftest import FIXED_NOW
 from .test_edit import compose_docs, make, new_secrets

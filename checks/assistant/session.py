@@ -187,7 +187,7 @@ class Session:
         return [f for f in (rep.findings if rep else []) if f.id in ids and f.status == FAIL]
 
     def default_selection(self, step: str, report: Report | None = None) -> set[str]:
-        from checks.fix.planner import FIXERS
+        from checks.fix.registry import FIXERS
 
         fixable = {fx.id for fx in FIXERS}
         st = STEP_BY_ID[step]
@@ -195,7 +195,7 @@ class Session:
 
     def fixable(self, step: str) -> list[str]:
         """The check ids of this step that dester-harden can fix from the files."""
-        from checks.fix.planner import FIXERS
+        from checks.fix.registry import FIXERS
 
         fixable = {fx.id for fx in FIXERS}
         return [c for c in STEP_BY_ID[step].checks if c in fixable]

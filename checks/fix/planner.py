@@ -18,9 +18,9 @@ re-discovers. The result is the plan the one-at-a-time loop builds.
 The fixers live in one module per area (checks/fix/net.py, sec.py, secmove.py,
 securl.py, fs.py, dkr.py, ops.py; rotate.py is the live password rotation they share)
 and plan from the targets their rules hand them (the rule modules' public target
-functions, or the ``target`` of a finding's evidence);
-this module is the registry (:data:`FIXERS`), the :class:`Planner` they drive, and
-the validation of the result. Some 610 lines: the Planner is one state
+functions, or the ``target`` of a finding's evidence); checks/fix/registry.py says which
+fixer serves which check and in what order. This module is the :class:`Planner` they
+drive and the validation of the result. Some 570 lines: the Planner is one state
 machine (the overlay, the batch rounds, the refusals, the final re-audit), which
 split across modules would be harder to follow, not easier.
 """
@@ -31,7 +31,7 @@ import os
 import secrets as _secrets
 import stat
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TypeVar
 
 from checks.audit.catalog import BY_ID
@@ -41,18 +41,19 @@ from checks.change import confined
 from checks.change.plan import Command, FileEdit, Login, ModeChange, Plan, Refusal, TreeChmod
 from checks.core.errors import InputError
 from checks.core.yamlpos import Node, parse_yaml
-from checks.fix import dkr, edit, envedit, fs, net, ops, rotate, sec, secmove, securl
+from checks.fix import edit, envedit, rotate
 from checks.fix.batch import Batch as _Batch
 from checks.fix.batch import Stale as _Stale
 from checks.fix.composecheck import ComposeRejected, compose_available, compose_check
 from checks.fix.edit import EditRefused
+from checks.fix.registry import FIXERS, Fixer
 from checks.fix.sec import APP_SECRET_BYTES, PASSWORD_BYTES
 from checks.install.discovery import Overlay, discover
 from checks.install.model import EnvEntry, EnvFile, Installation, Service
 from checks.live.model import LiveState
 
-__all__ = ["APP_SECRET_BYTES", "FIXERS", "PASSWORD_BYTES", "Fixer", "PlanError", "Planner", "compose_available",
-           "compose_check", "plan_fixes"]
+__all__ = ["APP_SECRET_BYTES", "PASSWORD_BYTES", "PlanError", "Planner", "compose_available", "compose_check",
+           "plan_fixes"]
 
 T = TypeVar("T")
 #: Where a fixer's target is (check, service or file, ...): what a refusal is remembered by.
@@ -66,14 +67,6 @@ State = tuple[dict[str, bytes], dict[str, int]]
 
 class PlanError(Exception):
     """The planned changes failed their own validation; nothing will be written."""
-
-
-@dataclass(frozen=True, slots=True)
-class Fixer:
-    id: str
-    default: bool
-    """Part of ``dester-harden fix`` without ``--only`` (else offered: only when asked for)."""
-    run: Callable[[Planner], None]
 
 
 class Planner:
@@ -558,39 +551,6 @@ class Planner:
 def _key_text(key: Key) -> str:
     """Where a target is, for messages: its service or file (never a value)."""
     return str(key[1]) if len(key) > 1 else str(key[0])
-
-
-#: In the order they run: secrets move before they are rotated; modes come last,
-#: when it is known which files still hold secrets.
-FIXERS: tuple[Fixer, ...] = (
-    Fixer("SEC-003", True, secmove.fix_sec_003),
-    Fixer("SEC-001", True, sec.fix_sec_001),
-    Fixer("SEC-002", True, sec.fix_sec_002),
-    Fixer("OPS-002", True, ops.fix_ops_002),
-    Fixer("SEC-004", True, securl.fix_sec_004),
-    Fixer("SEC-005", True, securl.fix_sec_005),
-    Fixer("SEC-006", True, sec.fix_sec_006),
-    Fixer("SEC-007", True, sec.fix_sec_007),
-    Fixer("NET-002", False, net.fix_net_002),
-    Fixer("NET-001", True, net.fix_net_001),
-    Fixer("NET-003", True, net.fix_net_003),
-    Fixer("NET-004", True, net.fix_net_004),
-    Fixer("NET-005", True, net.fix_net_005),
-    Fixer("FS-004", True, fs.fix_fs_004),
-    Fixer("DKR-001", False, dkr.fix_dkr_001),
-    Fixer("DKR-002", True, dkr.fix_dkr_002),
-    Fixer("DKR-003", True, dkr.fix_dkr_003),
-    Fixer("DKR-006", True, dkr.fix_dkr_006),
-    Fixer("DKR-008", True, dkr.fix_dkr_008),
-    Fixer("FS-001", True, fs.fix_fs_001),
-    Fixer("FS-002", True, fs.fix_fs_002),
-    Fixer("FS-003", True, fs.fix_fs_003),
-    Fixer("FS-006", True, fs.fix_fs_006),
-    Fixer("FS-007", True, fs.fix_fs_007),
-    Fixer("FS-005", True, fs.fix_fs_005),
-    Fixer("NET-006", True, net.fix_net_006),
-    Fixer("DKR-009", True, dkr.fix_dkr_009),
-)
 
 
 def plan_fixes(root: str, profile: str = "local", only: set[str] | None = None, files: list[str] | None = None,
