@@ -213,7 +213,8 @@ def _gone(pid: int, timeout: float = 60) -> bool:
             with open(f"/proc/{pid}/stat") as fh:
                 if fh.read().split(") ", 1)[1].startswith("Z"):
                     return True
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):
+            # Reaped between open() and read(): the read fails with ESRCH.
             return True
         time.sleep(0.05)
     return False
