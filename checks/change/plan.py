@@ -25,6 +25,9 @@ class FileEdit:
     after: bytes
     mode: int | None = None
     """For a new file: its mode. Existing files keep theirs."""
+    owner: tuple[int, int] | None = None
+    """For a new file: its (uid, gid); None: the directory's. A system file gets the owner its
+    server expects (``root:www-data`` for an nginx password file), not the install's."""
 
     @property
     def is_new(self) -> bool:
@@ -67,6 +70,16 @@ class FileDelete(FileEdit):
     code that lists a plan's files sees it too."""
 
     after: bytes | None = None  # type: ignore[assignment]  # a deletion has no content after
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """Create the symbolic link ``path`` pointing to ``target`` (nginx's ``sites-enabled/NAME ->
+    ../sites-available/NAME``). Nothing may exist at ``path``; undo removes the link it made (and only
+    that link: one that points elsewhere by then is a conflict)."""
+
+    path: str
+    target: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +171,7 @@ class Recreate:
     description: str = ""
 
 
-Change = FileEdit | FileDelete | ModeChange | TreeChmod | TreeRestore | Command | Recreate
+Change = FileEdit | FileDelete | ModeChange | TreeChmod | TreeRestore | Command | Recreate | Link
 
 
 @dataclass(slots=True)
@@ -190,6 +203,15 @@ class Plan:
     named: list[str] = field(default_factory=list)
     """Files the user named on the command line (``--file``): the only files the
     engine changes outside the installation directory (see checks.change.confined)."""
+    system: list[str] = field(default_factory=list)
+    """System directories the user chose to change by choosing a front door (``/etc/nginx``,
+    ``/etc/caddy``, under ``--root`` when given): files and links under them are changed through their
+    path, after the engine's trust check (every directory from the top down owned by root or the
+    user running dester-harden and writable by nobody else, no symbolic link on the way)."""
+    shown_secrets: dict[str, str] = field(default_factory=dict)
+    """Secrets the user must be shown once (label -> value: the proxy's login password): a face shows
+    them masked, with reveal and copy, and keeps them in the keyring when one works. Never journaled
+    in plaintext (they are in :attr:`secrets` too)."""
 
     @property
     def empty(self) -> bool:
