@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from checks.change.stack import Reporter, Stack
     from checks.install.model import Installation
     from checks.live.model import LiveState
+    from checks.proxy.model import Choice
 
 
 class Level(enum.Enum):
@@ -117,8 +118,12 @@ class Planned:
 def plan(root: str, profile: str, *, only: set[str] | None = None, files: list[str] | None = None,
          host_root: str = "/", now: float | None = None, new_secret: Callable[[int], str] | None = None,
          db_password: str | None = None, validate_with_compose: bool = True, live: LiveState | None = None,
-         files_only: bool = False, health_timeout: float = 120.0) -> Planned:
+         files_only: bool = False, health_timeout: float = 120.0, front_door: Choice | None = None) -> Planned:
     """The fixes for ``only`` (every fixable failure when None), against the files as they are now.
+
+    ``front_door`` (the TLS step, ``fix --domain D --proxy P``): TLS-001/002/003 are fixed by setting up
+    that proxy (system files under ``host_root``, validated, reloaded); its generated login password is
+    in ``Planned.plan.shown_secrets``. Without it those checks are not fixed (they need a domain).
 
     ``live`` (what runs now): the plan also recreates the running services it changes, behind the
     health gate (``health_timeout`` seconds), unless ``files_only``.
