@@ -27,6 +27,9 @@ CONF_DIR = {"caddy": "/etc/caddy", "nginx": "/etc/nginx"}
 MAIN_FILE = {"caddy": "Caddyfile", "nginx": "nginx.conf"}
 VERSION_TIMEOUT = 2.0
 VALIDATE_TIMEOUT = 10.0
+#: ``-e``: where nginx logs before it has read the configuration's own ``error_log``. A build whose
+#: compiled-in default is a file would open (and create) it even under ``-t``; ``stderr`` writes nothing.
+_NGINX_EARLY_LOG = "stderr"
 _SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -378,12 +381,8 @@ def validate_argv(server: Server, sysroot: SystemRoot) -> tuple[str, ...]:
     main = os.path.join(sysroot.path(CONF_DIR[server.kind]), MAIN_FILE[server.kind])
     if server.kind == "caddy":
         return (binary, "validate", "--adapter", "caddyfile", "--config", main)
-    # -e: Debian's nginx opens its compiled-in error log even under -t; the installed one is the right one.
-    return (binary, "-t", "-q", "-c", main, "-e", _nginx_error_log(sysroot))
+    return (binary, "-t", "-q", "-c", main, "-e", _NGINX_EARLY_LOG)
 
-
-def _nginx_error_log(sysroot: SystemRoot) -> str:
-    return sysroot.path("/var/log/nginx/error.log")
 
 
 def reload_argv(server: Server, sysroot: SystemRoot) -> tuple[str, ...]:
@@ -394,7 +393,7 @@ def reload_argv(server: Server, sysroot: SystemRoot) -> tuple[str, ...]:
     main = os.path.join(sysroot.path(CONF_DIR[server.kind]), MAIN_FILE[server.kind])
     if server.kind == "caddy":
         return (binary, "reload", "--adapter", "caddyfile", "--config", main)
-    return (binary, "-s", "reload", "-c", main, "-e", _nginx_error_log(sysroot))
+    return (binary, "-s", "reload", "-c", main, "-e", _NGINX_EARLY_LOG)
 
 
 __all__ = ["INSTALL_HINT", "CONF_DIR", "Server", "Validation", "find_server", "parse_version", "validate",
