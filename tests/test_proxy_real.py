@@ -27,11 +27,14 @@ pytestmark = pytest.mark.proxy
 PASSWORD = "correct horse battery"
 #: Computed once (bcrypt at the real cost is the slow part; the servers read any cost).
 HASH = hash_password(PASSWORD, cost=4)
-REFUSED = ["/api/v1/logs", "/api/v1/logs/", "/API/V1/LOGS", "/api/v1/settings", "/api/v1/settings/providers",
-           "/api/docs", "/api/docs/", "/api/docs/swagger.json", "/api/docs.json"]
-KEY_OF = {"/api/v1/logs": "logs", "/api/v1/logs/": "logs", "/API/V1/LOGS": "logs", "/api/v1/settings": "settings",
-          "/api/v1/settings/providers": "settings", "/api/docs": "docs", "/api/docs/": "docs",
-          "/api/docs/swagger.json": "docs", "/api/docs.json": "docs"}
+#: Every form of the protected paths a client could send (case, dot segments, doubled slashes, percent
+#: escapes), with the key that opens it; each is refused (403) unless that key is opted in.
+REFUSED = [("/api/v1/logs", "logs"), ("/api/v1/logs/", "logs"), ("/API/V1/LOGS", "logs"), ("/api/v1/Logs", "logs"),
+           ("//api/v1/logs", "logs"), ("/api/v1//logs", "logs"), ("/api/v1/./logs", "logs"),
+           ("/api/v1/x/../logs", "logs"), ("/api/v1/%6cogs", "logs"), ("/api%2Fv1/logs", "logs"),
+           ("/api/v1/logs?lines=500", "logs"), ("/api/v1/settings", "settings"),
+           ("/api/v1/settings/providers", "settings"), ("/api/docs", "docs"), ("/api/docs/", "docs"),
+           ("/api/docs/swagger.json", "docs"), ("/api/docs.json", "docs"), ("/api/docs%2Ejson", "docs")]
 OPEN_SETS = [frozenset(c) for n in range(len(PROTECTED) + 1) for c in combinations(sorted(PROTECTED), n)]
 
 
@@ -247,9 +250,9 @@ def _check_serving(lab: ProxyLab, served, open_paths: frozenset[str] = frozenset
     assert headers["content-security-policy"] == "frame-ancestors 'none'"
     assert headers["referrer-policy"] == "strict-origin-when-cross-origin"
     assert "upstream-standin" not in headers.get("server", "")
-    for path in REFUSED:
+    for path, key in REFUSED:
         answer = lab.get(served, path, user="desterlib", password=PASSWORD)
-        if KEY_OF[path] in open_paths:
+        if key in open_paths:
             assert answer["status"] == 200, (path, answer)
             assert lab.get(served, path)["status"] == 401, path  # opened behind the login, not to everyone
         else:
@@ -307,3 +310,31 @@ def test_nginx_reads_a_bcrypt_htpasswd_made_by_the_real_hash(proxy_lab):
     served = proxy_lab.nginx(site, cert)
     assert proxy_lab.get(served, "/", user="desterlib", password=PASSWORD)["status"] == 200
     assert proxy_lab.get(served, "/", user="desterlib", password=PASSWORD + "x")["status"] == 401
+
+
+def test_a_link_to_a_directory_in_the_tree_follows_the_copy(tmp_path):
+    """sites-enabled as a link to the whole sites-available directory: the planned site is read there."""
+    server = _server("nginx")
+    conf = _etc_copy(tmp_path, "nginx")
+    shutil.rmtree(conf / "sites-enabled")
+    (conf / "sites-enabled").symlink_to("/etc/nginx/sites-available")
+    req = _nginx_request(tmp_path)
+    changes, _links = _nginx_changes(tmp_path, nginx_site(req) + "bogus_directive on;\n")
+    result = validate(server, SystemRoot(str(tmp_path)), changes)
+    assert not result.ok and "bogus_directive" in result.message
+
+
+def test_the_hosts_own_configuration_validates_and_is_left_alone(tmp_path):
+    """Without --root: the machine's /etc/<server> as it is (Debian's defaults here), nothing written."""
+    for kind in ("caddy", "nginx"):
+        server = _server(kind)
+        etc = Path("/etc") / kind
+        if not etc.is_dir():
+            continue
+        before = _tree(etc)
+        logs = Path("/var/log") / kind
+        logs_before = _tree(logs) if logs.is_dir() else None
+        result = validate(server, SystemRoot(), {})
+        assert result.ok, result.message
+        assert _tree(etc) == before
+        assert (_tree(logs) if logs.is_dir() else None) == logs_before

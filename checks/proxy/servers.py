@@ -280,8 +280,9 @@ def _build(scratch: _Scratch, changes: Mapping[str, bytes | None], links: Mappin
         if os.path.lexists(where):
             os.unlink(where)
         os.symlink(target_path, where)
-    for dirpath, _dirs, files in os.walk(scratch.conf):
-        for name in files:
+    for dirpath, dirs, files in os.walk(scratch.conf):
+        # os.walk lists a link to a directory among dirs (and does not enter it): retarget it too.
+        for name in [d for d in dirs if os.path.islink(os.path.join(dirpath, d))] + files:
             full = os.path.join(dirpath, name)
             if os.path.islink(full):
                 target = os.readlink(full)
@@ -337,6 +338,7 @@ def _first_error(kind: str, output: str, scratch: _Scratch) -> str:
     if m:
         picked = m.group(1).replace('\\"', '"')
     picked = re.sub(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ", "", picked)
+    picked = re.sub(r"^(?:nginx|caddy): ", "", picked)
     return picked[:300]
 
 
