@@ -193,20 +193,27 @@ class ProxyLab:
             _unavailable(f"{kind} is not installed (apt install {kind})")
         return str(found)
 
-    def caddy(self, site: str) -> Served:
-        """``caddy run`` with the generated ``site`` behind the lab's global options."""
+    def caddy_config(self, site: str) -> str:
+        """The lab's main Caddyfile: its global options, then ``site``."""
+        storage = self.tmp / "caddy" / "storage"
+        return ("{\n"
+                f"\tadmin 127.0.0.1:{ADMIN_PORT}\n"
+                "\tskip_install_trust\n"
+                f"\tstorage file_system {storage}\n"
+                f"\thttp_port {self.http_port}\n"
+                f"\thttps_port {self.https_port}\n"
+                "}\n\n" + site)
+
+    def caddy(self, site: str, conf_dir: Path | None = None) -> Served:
+        """``caddy run`` with the generated ``site`` behind the lab's global options (the main Caddyfile in
+        ``conf_dir`` when given, as DIR/etc/caddy under ``--root DIR``)."""
         binary = self.require("caddy")
         d = self.tmp / "caddy"
         (d / "xdg").mkdir(parents=True, exist_ok=True)
         storage = d / "storage"
-        conf = d / "Caddyfile"
-        conf.write_text("{\n"
-                        f"\tadmin 127.0.0.1:{ADMIN_PORT}\n"
-                        "\tskip_install_trust\n"
-                        f"\tstorage file_system {storage}\n"
-                        f"\thttp_port {self.http_port}\n"
-                        f"\thttps_port {self.https_port}\n"
-                        "}\n\n" + site)
+        conf = (conf_dir or d) / "Caddyfile"
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(self.caddy_config(site))
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(d / "xdg"),
                "XDG_DATA_HOME": str(d / "xdg" / "data"), "XDG_CONFIG_HOME": str(d / "xdg" / "config")}
         log = d / "caddy.log"
@@ -226,22 +233,25 @@ class ProxyLab:
             time.sleep(0.1)
         return served
 
-    def nginx(self, site: str, cert: Path) -> Served:
-        """``nginx -g 'daemon off;'`` with the generated ``site`` in a lab main configuration."""
+    def nginx(self, site: str, cert: Path, conf_dir: Path | None = None) -> Served:
+        """``nginx -g 'daemon off;'`` with the generated ``site`` (``site.conf``) in a lab main configuration
+        (both in ``conf_dir`` when given, as DIR/etc/nginx under ``--root DIR``)."""
         binary = self.require("nginx")
         d = self.tmp / "nginx"
         d.mkdir(parents=True, exist_ok=True)
-        (d / "site.conf").write_text(site)
+        c = conf_dir or d
+        c.mkdir(parents=True, exist_ok=True)
+        (c / "site.conf").write_text(site)
         temps = "\n".join(f"\t{name}_temp_path {d / name};" for name in ("client_body", "proxy", "fastcgi",
                                                                             "uwsgi", "scgi"))
         # user root: the workers read the htpasswd file in the test's tmp dir (0700, root's).
-        (d / "nginx.conf").write_text(f"user root;\nworker_processes 1;\npid {d / 'nginx.pid'};\n"
+        (c / "nginx.conf").write_text(f"user root;\nworker_processes 1;\npid {d / 'nginx.pid'};\n"
                                       f"error_log {d / 'error.log'};\nevents {{ worker_connections 64; }}\n"
                                       f"http {{\n\taccess_log {d / 'access.log'};\n{temps}\n"
-                                      f"\tinclude {d / 'site.conf'};\n}}\n")
+                                      f"\tinclude {c / 'site.conf'};\n}}\n")
         log = d / "nginx.out"
         with log.open("wb") as out:
-            proc = subprocess.Popen(self.ns.argv(binary, "-c", str(d / "nginx.conf"), "-e", str(d / "error.log"),
+            proc = subprocess.Popen(self.ns.argv(binary, "-c", str(c / "nginx.conf"), "-e", str(d / "error.log"),
                                                  "-g", "daemon off;"),
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=d)
         served = Served("nginx", proc, cert, d / "error.log")

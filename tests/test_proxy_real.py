@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from itertools import combinations
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pytest
 from checks.core.sysroot import SystemRoot
 from checks.proxy.generate import Cert, SiteRequest, caddy_site, hash_password, htpasswd, nginx_site
 from checks.proxy.model import PROTECTED
-from checks.proxy.servers import Server, find_server, validate
+from checks.proxy.servers import Server, find_server, reload_argv, validate, validate_argv
 from tests.proxylab import DOMAIN, ProxyLab, self_signed
 
 pytestmark = pytest.mark.proxy
@@ -338,3 +339,74 @@ def test_the_hosts_own_configuration_validates_and_is_left_alone(tmp_path):
         assert result.ok, result.message
         assert _tree(etc) == before
         assert (_tree(logs) if logs.is_dir() else None) == logs_before
+
+
+# ------------------------------------------------------------------------- after installing: argv
+
+
+def _until(fn, seconds: float = 15) -> bool:
+    """Poll ``fn`` until it is true or the deadline passes (a reload is applied asynchronously)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if fn():
+            return True
+        time.sleep(0.1)
+    return bool(fn())
+
+
+def test_caddy_validate_and_reload_argv_work_on_the_installed_file(proxy_lab, tmp_path):
+    """validate_argv and reload_argv under --root DIR, on a Caddy that runs from DIR/etc/caddy/Caddyfile
+    (reload goes through the admin endpoint the Caddyfile names, inside the lab's namespace)."""
+    server = _server("caddy")
+    root = SystemRoot(str(tmp_path / "root"))
+    conf = Path(root.path("/etc/caddy"))
+
+    def site(open_paths: frozenset[str]) -> str:
+        return caddy_site(SiteRequest(DOMAIN, "caddy", proxy_lab.api_port, HASH, open_paths=open_paths,
+                                      caddy_directive=server.caddy_directive, https_port=proxy_lab.https_port,
+                                      tls_internal=True))
+
+    served = proxy_lab.caddy(site(frozenset()), conf_dir=conf)
+    logs = {"user": "desterlib", "password": PASSWORD}
+    assert proxy_lab.get(served, "/api/v1/logs", **logs)["status"] == 403
+    (conf / "Caddyfile").write_text(proxy_lab.caddy_config(site(frozenset({"logs"}))))
+    assert proxy_lab.ns.run(*validate_argv(server, root)).returncode == 0
+    done = proxy_lab.ns.run(*reload_argv(server, root))
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert _until(lambda: proxy_lab.get(served, "/api/v1/logs", **logs).get("status") == 200)
+    # A broken file: the validator says so, the reload fails, and the running config keeps serving.
+    (conf / "Caddyfile").write_text(proxy_lab.caddy_config(site(frozenset())).replace("route {", "route {{"))
+    assert proxy_lab.ns.run(*validate_argv(server, root)).returncode != 0
+    assert proxy_lab.ns.run(*reload_argv(server, root)).returncode != 0
+    assert proxy_lab.get(served, "/api/v1/logs", **logs)["status"] == 200
+
+
+def test_nginx_validate_and_reload_argv_work_on_the_installed_file(proxy_lab, tmp_path):
+    """validate_argv and reload_argv under --root DIR, on an nginx that runs from DIR/etc/nginx/nginx.conf.
+    nginx -s reload only signals the master (its exit status says nothing of the new configuration):
+    validate_argv is the gate before it."""
+    server = _server("nginx")
+    root = SystemRoot(str(tmp_path / "root"))
+    conf = Path(root.path("/etc/nginx"))
+    cert, key = self_signed(proxy_lab.tmp / "cert", DOMAIN)
+    pw = proxy_lab.tmp / "desterlib.htpasswd"
+    pw.write_text(htpasswd("desterlib", HASH))
+
+    def site(open_paths: frozenset[str]) -> str:
+        return nginx_site(SiteRequest(DOMAIN, "nginx", proxy_lab.api_port, HASH, open_paths=open_paths,
+                                      cert=Cert(str(cert), str(key), False), htpasswd=str(pw),
+                                      acme_root=str(proxy_lab.tmp), http_port=proxy_lab.http_port,
+                                      https_port=proxy_lab.https_port))
+
+    served = proxy_lab.nginx(site(frozenset()), cert, conf_dir=conf)
+    logs = {"user": "desterlib", "password": PASSWORD}
+    assert proxy_lab.get(served, "/api/v1/settings", **logs)["status"] == 403
+    (conf / "site.conf").write_text(site(frozenset({"settings"})))
+    done = proxy_lab.ns.run(*validate_argv(server, root))
+    assert done.returncode == 0, done.stderr[-1000:]
+    done = proxy_lab.ns.run(*reload_argv(server, root))
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert _until(lambda: proxy_lab.get(served, "/api/v1/settings", **logs).get("status") == 200)
+    (conf / "site.conf").write_text(site(frozenset()).replace("proxy_pass", "proxy_passs", 1))
+    failed = proxy_lab.ns.run(*validate_argv(server, root))
+    assert failed.returncode != 0 and "proxy_passs" in failed.stderr
