@@ -292,19 +292,24 @@ def test_find_server_gives_up_on_a_version_that_hangs(tmp_path, monkeypatch):
 
 
 def test_find_server_sees_a_running_process_by_exe(tmp_path):
-    """A process whose /proc/PID/exe is the binary: running (a copy of sleep named nginx)."""
+    """A process whose /proc/PID/exe is the binary: running. The binary is a copy of sleep under a name
+    nothing else runs (a real nginx elsewhere on the machine must not decide the negative case)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    fake = bin_dir / "nginx"
+    fake = bin_dir / "dh-fake-srv"
     fake.write_bytes(Path("/bin/sleep").read_bytes())
     fake.chmod(0o755)
-    assert not find_server("nginx", SystemRoot(), {"PATH": str(bin_dir)}).running
+    assert not servers._running(str(fake), "dh-fake-srv")
     proc = subprocess.Popen([str(fake), "30"])
     try:
+        assert servers._running(str(fake), "dh-none")  # by exe
+        assert servers._running("/nonexistent/x", "dh-fake-srv")  # by comm
+        (bin_dir / "nginx").symlink_to(fake)
         assert find_server("nginx", SystemRoot(), {"PATH": str(bin_dir)}).running
     finally:
         proc.kill()
         proc.wait()
+    assert not servers._running(str(fake), "dh-fake-srv")
 
 
 DEBIAN_CADDYFILE = """\

@@ -410,3 +410,26 @@ def test_nginx_validate_and_reload_argv_work_on_the_installed_file(proxy_lab, tm
     (conf / "site.conf").write_text(site(frozenset()).replace("proxy_pass", "proxy_passs", 1))
     failed = proxy_lab.ns.run(*validate_argv(server, root))
     assert failed.returncode != 0 and "proxy_passs" in failed.stderr
+
+
+def test_planned_files_outside_the_config_dir_are_read_from_the_plan(tmp_path):
+    """A placeholder certificate the plan creates (outside /etc/nginx, absent under the root so far) is
+    what nginx -t reads; without it in the plan the same site is invalid. Keys may be system paths."""
+    server = _server("nginx")
+    _etc_copy(tmp_path, "nginx")
+    req = _nginx_request(tmp_path)
+    cert_dir = tmp_path / "etc" / "ssl" / "desterlib"
+    pem, key = (cert_dir / "fullchain.pem").read_bytes(), (cert_dir / "privkey.pem").read_bytes()
+    shutil.rmtree(cert_dir)
+    changes, links = _nginx_changes(tmp_path, nginx_site(req))
+    assert not validate(server, SystemRoot(str(tmp_path)), changes, links).ok
+    planned = dict(changes)
+    planned["/etc/ssl/desterlib/fullchain.pem"] = pem  # a system path: taken under the root
+    planned[str(cert_dir / "privkey.pem")] = key
+    before = _tree(tmp_path)
+    result = validate(server, SystemRoot(str(tmp_path)), planned, links)
+    assert result.ok, result.message
+    assert _tree(tmp_path) == before and not cert_dir.exists()
+    # A planned removal is seen too: the certificate the site names is gone.
+    planned[str(cert_dir / "privkey.pem")] = None
+    assert not validate(server, SystemRoot(str(tmp_path)), planned, links).ok
