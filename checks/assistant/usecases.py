@@ -124,17 +124,21 @@ def plan(root: str, profile: str, *, only: set[str] | None = None, files: list[s
 
     ``front_door`` (the TLS step, ``fix --domain D --proxy P``): TLS-001/002/003 are fixed by setting up
     that proxy (system files under ``host_root``, validated, reloaded); its generated login password is
-    in ``Planned.plan.shown_secrets``. Without it those checks are not fixed (they need a domain).
+    in ``Planned.plan.shown_secrets``. Without it, the one saved in the installation's settings (an
+    earlier TLS step); with neither, those checks are a refusal that says how to give one.
+    ``hasher``: bcrypt for the login (tests and snapshots fix the salt).
 
     ``live`` (what runs now): the plan also recreates the running services it changes, behind the
     health gate (``health_timeout`` seconds), unless ``files_only``.
     """
     from checks.fix.planner import plan_fixes
 
+    if front_door is None:
+        front_door = _settings(root).front_door
     built, planner = plan_fixes(root, profile, only=only, files=files, host_root=host_root, now=now,
                                 new_secret=new_secret, db_password=db_password,
                                 validate_with_compose=validate_with_compose, live=None if files_only else live,
-                                health_timeout=health_timeout)
+                                health_timeout=health_timeout, front_door=front_door, hasher=hasher)
     return Planned(built, planner.base_report, getattr(planner, "final_report", planner.base_report))
 
 
