@@ -550,7 +550,7 @@ class Planner:
         tls.assemble(plan, self.system)
         plan.named = sorted(self.named)
         outside = {c.path for c in plan.changes if isinstance(c, (FileEdit, ModeChange))
-                   and os.path.relpath(c.path, self.root).startswith("..")}
+                   and os.path.relpath(c.path, self.root).startswith("..") and c.path not in system}
         for path in sorted(outside):  # only files the user named get this far (checks.change.confined)
             plan.notes.append(f"{path} is OUTSIDE the installation directory {self.root}: it is changed only "
                               "because you named it on the command line (--file).")
