@@ -11,6 +11,7 @@ there; log files go to the scratch directory.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shutil
@@ -48,6 +49,7 @@ class Server:
 
     @property
     def install_hint(self) -> str:
+        """How to install it (``apt install caddy``)."""
         return INSTALL_HINT[self.kind]
 
     @property
@@ -60,6 +62,8 @@ class Server:
 
 @dataclass(frozen=True, slots=True)
 class Validation:
+    """The server's own validator's verdict on a whole configuration."""
+
     ok: bool
     message: str
     """One line: the validator's verdict (``caddy validate: Valid configuration``) or its first error."""
@@ -211,7 +215,7 @@ class _Scratch:
             return self.extra[system]
         if not self.sysroot.real and not token.startswith(self.sysroot.root + "/"):
             under = self.sysroot.path(token)
-            if os.path.lexists(under) or glob_hits(under):
+            if os.path.lexists(under) or _glob_hits(under):
                 return under
         return token
 
@@ -220,12 +224,9 @@ class _Scratch:
         return os.path.join(self.logs, f"log{self._log_n}.log")
 
 
-def glob_hits(pattern: str) -> bool:
-    if not any(c in pattern for c in "*?["):
-        return False
-    import glob
-
-    return bool(glob.glob(pattern))
+def _glob_hits(pattern: str) -> bool:
+    """An include pattern (``sites-enabled/*``) that matches something."""
+    return any(c in pattern for c in "*?[") and bool(glob.glob(pattern))
 
 
 _ABS = re.compile(r"(?<![\w.\-/:$~^])(/[\w.\-/*?\[\]+@%,]+)")
