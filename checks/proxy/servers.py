@@ -383,8 +383,15 @@ def validate_argv(server: Server, sysroot: SystemRoot) -> tuple[str, ...]:
     binary = server.binary or server.kind
     main = os.path.join(sysroot.path(CONF_DIR[server.kind]), MAIN_FILE[server.kind])
     if server.kind == "caddy":
-        return (binary, "validate", "--adapter", "caddyfile", "--config", main)
+        # caddy validate provisions the config: `tls internal` makes a whole CA under $XDG_DATA_HOME and
+        # smallstep a ~/.step, in root's (or, under sudo, the user's) home. A throwaway HOME instead;
+        # the binary and the file are positional arguments, never part of the script's text.
+        return ("sh", "-c", _CADDY_VALIDATE_SH, binary, main)
     return (binary, "-t", "-q", "-c", main, "-e", _NGINX_EARLY_LOG)
+
+
+_CADDY_VALIDATE_SH = ('d=$(mktemp -d) || exit 1; HOME="$d" XDG_DATA_HOME="$d/data" XDG_CONFIG_HOME="$d/config" '
+                      '"$0" validate --adapter caddyfile --config "$1"; rc=$?; rm -rf "$d"; exit $rc')
 
 
 
