@@ -319,8 +319,9 @@ _SECRETish = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{10,}")
 def _first_error(kind: str, output: str, scratch: _Scratch) -> str:
     """The validator's first error line, with scratch paths shown as the real ones and no hashes."""
     lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
-    picked = ""
-    for ln in lines:
+    # Caddy ends with its verdict ("Error: adapting config ..." / "Error: provisioning ..."), after JSON log lines.
+    picked = next((ln for ln in lines if kind == "caddy" and ln.startswith("Error:")), "")
+    for ln in [] if picked else lines:
         low = ln.lower()
         if kind == "nginx" and ("[emerg]" in low or "[crit]" in low or "[alert]" in low or "failed" in low):
             picked = ln
