@@ -370,7 +370,15 @@ def test_caddy_validate_and_reload_argv_work_on_the_installed_file(proxy_lab, tm
     logs = {"user": "desterlib", "password": PASSWORD}
     assert proxy_lab.get(served, "/api/v1/logs", **logs)["status"] == 403
     (conf / "Caddyfile").write_text(proxy_lab.caddy_config(site(frozenset({"logs"}))))
-    assert proxy_lab.ns.run(*validate_argv(server, root)).returncode == 0
+    home = tmp_path / "home"
+    home.mkdir()
+    with pytest.MonkeyPatch.context() as env:
+        # The validator provisions `tls internal` (a CA): none of it lands in the caller's home.
+        for name, value in (("HOME", home), ("XDG_DATA_HOME", home / "d"), ("XDG_CONFIG_HOME", home / "c")):
+            env.setenv(name, str(value))
+        done = proxy_lab.ns.run(*validate_argv(server, root))
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert list(home.iterdir()) == []
     done = proxy_lab.ns.run(*reload_argv(server, root))
     assert done.returncode == 0, done.stderr[-1000:]
     assert _until(lambda: proxy_lab.get(served, "/api/v1/logs", **logs).get("status") == 200)

@@ -11,6 +11,7 @@ there; log files go to the scratch directory.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shutil
@@ -48,6 +49,7 @@ class Server:
 
     @property
     def install_hint(self) -> str:
+        """How to install it (``apt install caddy``)."""
         return INSTALL_HINT[self.kind]
 
     @property
@@ -60,6 +62,8 @@ class Server:
 
 @dataclass(frozen=True, slots=True)
 class Validation:
+    """The server's own validator's verdict on a whole configuration."""
+
     ok: bool
     message: str
     """One line: the validator's verdict (``caddy validate: Valid configuration``) or its first error."""
@@ -211,7 +215,7 @@ class _Scratch:
             return self.extra[system]
         if not self.sysroot.real and not token.startswith(self.sysroot.root + "/"):
             under = self.sysroot.path(token)
-            if os.path.lexists(under) or glob_hits(under):
+            if os.path.lexists(under) or _glob_hits(under):
                 return under
         return token
 
@@ -220,12 +224,9 @@ class _Scratch:
         return os.path.join(self.logs, f"log{self._log_n}.log")
 
 
-def glob_hits(pattern: str) -> bool:
-    if not any(c in pattern for c in "*?["):
-        return False
-    import glob
-
-    return bool(glob.glob(pattern))
+def _glob_hits(pattern: str) -> bool:
+    """An include pattern (``sites-enabled/*``) that matches something."""
+    return any(c in pattern for c in "*?[") and bool(glob.glob(pattern))
 
 
 _ABS = re.compile(r"(?<![\w.\-/:$~^])(/[\w.\-/*?\[\]+@%,]+)")
@@ -318,8 +319,9 @@ _SECRETish = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{10,}")
 def _first_error(kind: str, output: str, scratch: _Scratch) -> str:
     """The validator's first error line, with scratch paths shown as the real ones and no hashes."""
     lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
-    picked = ""
-    for ln in lines:
+    # Caddy ends with its verdict ("Error: adapting config ..." / "Error: provisioning ..."), after JSON log lines.
+    picked = next((ln for ln in lines if kind == "caddy" and ln.startswith("Error:")), "")
+    for ln in [] if picked else lines:
         low = ln.lower()
         if kind == "nginx" and ("[emerg]" in low or "[crit]" in low or "[alert]" in low or "failed" in low):
             picked = ln
@@ -382,8 +384,15 @@ def validate_argv(server: Server, sysroot: SystemRoot) -> tuple[str, ...]:
     binary = server.binary or server.kind
     main = os.path.join(sysroot.path(CONF_DIR[server.kind]), MAIN_FILE[server.kind])
     if server.kind == "caddy":
-        return (binary, "validate", "--adapter", "caddyfile", "--config", main)
+        # caddy validate provisions the config: `tls internal` makes a whole CA under $XDG_DATA_HOME and
+        # smallstep a ~/.step, in root's (or, under sudo, the user's) home. A throwaway HOME instead;
+        # the binary and the file are positional arguments, never part of the script's text.
+        return ("sh", "-c", _CADDY_VALIDATE_SH, binary, main)
     return (binary, "-t", "-q", "-c", main, "-e", _NGINX_EARLY_LOG)
+
+
+_CADDY_VALIDATE_SH = ('d=$(mktemp -d) || exit 1; HOME="$d" XDG_DATA_HOME="$d/data" XDG_CONFIG_HOME="$d/config" '
+                      '"$0" validate --adapter caddyfile --config "$1"; rc=$?; rm -rf "$d"; exit $rc')
 
 
 
