@@ -25,7 +25,7 @@ from checks.change.engine import Engine, EngineError, recover_install
 from checks.change.hostjournal import records
 from checks.change.intent import BadJournal
 from checks.change.journal import list_txns
-from checks.change.plan import Command, FileEdit, Link, Plan
+from checks.change.plan import Change, Command, FileEdit, Link, Plan
 from checks.change.preview import render
 from tests.treesnap import differences, snapshot
 
@@ -85,7 +85,7 @@ class Site:
         """The TLS install's shape: reload pair around a site, a password file, a key, a Caddyfile edit, a link."""
         reload = (str(self.reload), "nginx")
         htpasswd = f"dester:{'$2b$04$' + 'a' * 53}\n".encode()
-        changes = [
+        changes: list[Change] = [
             Command(("true",), reload, "reload nginx when this is taken back", host=True),
             FileEdit(str(self.nginx / "sites-available" / "desterlib"), None, SITE, 0o644, (0, 0)),
             FileEdit(str(self.nginx / "desterlib.htpasswd"), None, htpasswd, 0o640, (0, www_gid())),
