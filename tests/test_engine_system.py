@@ -344,8 +344,8 @@ def test_a_tampered_journal_naming_a_system_path_outside_its_dirs_is_refused(sit
 POINTS = [f"mark:{n}" for n in range(1, 15)] + ["link-rename", "file-rename:1", "file-rename:3"]
 
 
-def _killed_child(site: Site, point: str) -> int:
-    """Fork a child that applies the plan and SIGKILLs itself at ``point``; its wait status."""
+def _killed_child(site: Site, point: str, recover: bool = False) -> int:
+    """Fork a child that applies the plan (``recover``: recovers) and SIGKILLs itself at ``point``; its wait status."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child never returns to pytest
         try:
@@ -385,7 +385,10 @@ def _killed_child(site: Site, point: str) -> int:
                     return real_replace(src, dst, *a, **k)
 
                 os.replace = replace
-            Engine(str(site.install)).apply(site.plan())
+            if recover:
+                recover_install(str(site.install))
+            else:
+                Engine(str(site.install)).apply(site.plan())
         finally:
             sys.stdout.flush()
             os._exit(3)
@@ -402,3 +405,35 @@ def test_a_kill_at_any_entry_boundary_is_recovered_to_wholly_before(site, point)
     assert messages and "rolled back" in messages[0], messages
     assert not differences(before, snapshot(site.dir)), differences(before, snapshot(site.dir))
     assert [t.state for t in list_txns(str(site.install))] == ["rolled-back"]
+
+
+@pytest.mark.parametrize("n", range(1, 7))
+def test_a_kill_during_the_recovery_is_recovered_by_the_next_one(site, n):
+    before = snapshot(site.dir)
+    assert os.WTERMSIG(_killed_child(site, "mark:14")) == signal.SIGKILL
+    status = _killed_child(site, f"mark:{n}", recover=True)  # after the n-th entry taken back
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    recover_install(str(site.install))
+    assert not differences(before, snapshot(site.dir)), differences(before, snapshot(site.dir))
+    assert [t.state for t in list_txns(str(site.install))] == ["rolled-back"]
+
+
+def test_a_link_is_made_without_renameat2_too(site, monkeypatch):
+    from checks.change.handlers import link as link_mod
+
+    class NoRenameat2:
+        def __init__(self, *a, **k) -> None:
+            pass
+
+    monkeypatch.setattr(link_mod.ctypes, "CDLL", NoRenameat2)
+    d = os.open(site.nginx / "sites-enabled", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.symlink("a", ".t1", dir_fd=d)
+        link_mod.rename_noreplace(d, ".t1", "one")
+        os.symlink("b", ".t2", dir_fd=d)
+        with pytest.raises(FileExistsError):
+            link_mod.rename_noreplace(d, ".t2", "one")
+    finally:
+        os.close(d)
+    assert os.readlink(site.nginx / "sites-enabled" / "one") == "a"
+    assert not (site.nginx / "sites-enabled" / ".t1").is_symlink()
