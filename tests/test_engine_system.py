@@ -9,6 +9,7 @@ tests skip, saying so.
 from __future__ import annotations
 
 import base64
+import ctypes
 import grp
 import json
 import os
@@ -425,7 +426,7 @@ def test_a_link_is_made_without_renameat2_too(site, monkeypatch):
         def __init__(self, *a, **k) -> None:
             pass
 
-    monkeypatch.setattr(link_mod.ctypes, "CDLL", NoRenameat2)
+    monkeypatch.setattr(ctypes, "CDLL", NoRenameat2)
     d = os.open(site.nginx / "sites-enabled", os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.symlink("a", ".t1", dir_fd=d)
