@@ -171,6 +171,7 @@ def test_a_pem_key_as_a_secret_round_trips_through_the_secret_store_and_undo(sit
                 system=[str(site.nginx)])
     result = Engine(str(site.install)).apply(plan)
     assert key.read_bytes() == new.encode()
+    assert result.secret_store == "keyring"  # the hermetic plaintext keyring: the store's real path
     for name in os.listdir(result.txn.dir):
         blob = (Path(result.txn.dir) / name).read_bytes()
         assert old.splitlines()[2].encode() not in blob and new.splitlines()[2].encode() not in blob
@@ -210,6 +211,17 @@ def test_a_rollback_leaves_a_link_someone_replaced_meanwhile(site):
         Engine(str(site.install)).apply(site.plan(swap))
     assert os.readlink(link) == "/elsewhere"
     assert not (site.nginx / "desterlib.key").exists()
+
+
+def test_a_link_inside_the_installation_is_confined_like_its_files(site):
+    (site.install / "conf").mkdir()
+    plan = Plan(checks=["X"], changes=[Link(str(site.install / "conf" / "current"), "../docker-compose.yml")])
+    before = snapshot(site.install)
+    Engine(str(site.install)).apply(plan)
+    assert os.readlink(site.install / "conf" / "current") == "../docker-compose.yml"
+    undo_last(site.install)
+    after = {k: v for k, v in snapshot(site.install).items() if not k.startswith(".dester-harden")}
+    assert not differences({k: v for k, v in before.items() if not k.startswith(".dester-harden")}, after)
 
 
 def test_a_link_is_only_made_where_nothing_is(site):
