@@ -352,6 +352,14 @@ def test_a_tampered_journal_naming_a_system_path_outside_its_dirs_is_refused(sit
         engine.undo_plan(engine.find(None))
 
 
+def test_a_transaction_without_system_changes_stays_format_3_for_older_releases(site):
+    plan = Plan(checks=["X"], changes=[FileEdit(str(site.install / ".env"), b"A=1\n", b"A=2\n")],
+                system=[str(site.nginx)])
+    intent = Engine(str(site.install)).apply(plan).txn.intent
+    assert intent["format"] == 3 and "system" not in intent
+    assert records() == []  # nothing changed on the host: no host record
+
+
 # -- kill -9 ------------------------------------------------------------------------------------------
 
 POINTS = [f"mark:{n}" for n in range(1, 15)] + ["link-rename", "file-rename:1", "file-rename:3"]
