@@ -23,13 +23,18 @@ from checks.assistant.passwords import DEFAULT_PASSWORD_BYTES
 from checks.assistant.steps import STEP_BY_ID, STEP_OF_CHECK
 from checks.audit.findings import FAIL, Finding
 
+FRONT_DOOR_STEP = "tls"
+"""The step whose fixes are a front door: planned from :attr:`Choices.front_door`, not from a fix list."""
+
 if TYPE_CHECKING:  # imported where used: the assistant's first frame needs none of them
+    from checks.assistant.frontdoor import Kept, Options
     from checks.assistant.usecases import Applied, UndoPreview
     from checks.audit.run import Report
     from checks.change.plan import Plan
     from checks.change.stack import Reporter
     from checks.install.model import Installation
     from checks.live.model import LiveState
+    from checks.proxy.model import Choice
 
 
 @dataclass(slots=True)
@@ -41,6 +46,11 @@ class Choices:
     """step id -> the check ids whose fixes the user wants."""
     db_password: str | None = None
     """The generated database password (never shown unless revealed)."""
+    front_door: Choice | None = None
+    """The TLS step's front door (domain, proxy, opted-in paths); None until a valid domain is entered."""
+    proxy_password: str | None = None
+    """The front door's generated login password: one per session, so the plan previewed on the TLS
+    screen and the one built again on review carry the same (never shown unless revealed)."""
 
 
 @dataclass(slots=True)
@@ -106,6 +116,8 @@ class Session:
         self.report: Report | None = None
         self.inst: Installation | None = None
         self.recovered: list[str] = []
+        self.kept: Kept | None = None
+        """Where the front door's login went (after the TLS step was applied)."""
         self.live: LiveState | None = None
         """The running system as last gathered (:meth:`gather_live`); None until then, or when not checked."""
 
@@ -210,6 +222,8 @@ class Session:
         """
         only = set(self.choices.selected.get(step, set()) if checks is None else checks)
         profile = profile or self.choices.profile
+        if step == FRONT_DOOR_STEP:
+            return self._front_door_step_plan(only, profile, preview)
         if not only:
             report = self.audit(profile)
             from checks.change.plan import Plan
@@ -220,6 +234,73 @@ class Session:
                                 now=self.clock(), new_secret=self._new_secret, db_password=pw,
                                 validate_with_compose=not preview, live=self.live)  # plans the recreates
         return StepPlan(step, planned.plan, planned.score_before, planned.score_after, preview)
+
+    # -- the TLS step: a front door ----------------------------------------------------
+    def front_door_options(self) -> Options:
+        """The servers installed here (Caddy preselected when installed), the saved choice, the front doors
+        already in place (the use case; system paths under ``host_root``)."""
+        from checks.assistant import frontdoor
+
+        return frontdoor.options(self.root, host_root=self.host_root)
+
+    def choose_front_door(self, choice: Choice | None) -> None:
+        """The TLS step's choice (None: no valid domain yet, nothing to apply on this step)."""
+        self.choices.front_door = choice
+        if choice is None:
+            self.choices.selected.pop(FRONT_DOOR_STEP, None)
+        else:
+            self.choices.selected[FRONT_DOOR_STEP] = set(STEP_BY_ID[FRONT_DOOR_STEP].checks)
+
+    def front_door_plan(self, choice: Choice, preview: bool = False) -> StepPlan:
+        """The plan that sets up ``choice``: the generated site, validated, and its login in
+        ``plan.shown_secrets`` (the same password for every plan of this session)."""
+        self.choose_front_door(choice)
+        return self.plan(FRONT_DOOR_STEP, preview=preview)
+
+    def _front_door_step_plan(self, only: set[str], profile: str, preview: bool) -> StepPlan:
+        from checks.change.plan import Plan
+
+        choice = self.choices.front_door
+        if choice is None or not only:
+            report = self.audit(profile)
+            return StepPlan(FRONT_DOOR_STEP, Plan(), report.score, report.score, preview)
+        planned = usecases.plan(self.root, profile, only=only, files=self.files, host_root=self.host_root,
+                                now=self.clock(), new_secret=self._proxy_secret, validate_with_compose=not preview,
+                                live=self.live, front_door=choice)
+        shown = planned.plan.shown_secrets
+        if shown:
+            self.choices.proxy_password = next(iter(shown.values()))
+        return StepPlan(FRONT_DOOR_STEP, planned.plan, planned.score_before, planned.score_after, preview)
+
+    def _proxy_secret(self, nbytes: int) -> str:
+        """The session's ``new_secret`` for the TLS plan: the login's password, generated once."""
+        if self.choices.proxy_password is None:
+            self.choices.proxy_password = self._new_secret(nbytes)
+        return self.choices.proxy_password
+
+    def _keep_front_door(self, step_plan: StepPlan, done: Applied) -> None:
+        """After the front door is installed: keep its login (keyring, else a 0600 file), say where, and
+        save the choice so a re-audit checks the same front door."""
+        from checks.assistant import frontdoor
+        from checks.assistant.usecases import Level, Notice
+        from checks.core.errors import InputError
+
+        choice = self.choices.front_door
+        if choice is None or done.reverted is not None:
+            return
+        for password in step_plan.plan.shown_secrets.values():
+            try:
+                self.kept = frontdoor.keep_password(choice, password)
+            except OSError as exc:
+                done.notices.append(Notice(Level.WARNING, "The proxy login's password was not kept "
+                                           f"({' '.join(str(exc).split())}): note it now (v reveals it)."))
+            else:
+                done.notices.append(Notice(Level.INFO, f"The proxy login's password is kept in {self.kept.where}."))
+        try:
+            frontdoor.save_choice(self.root, choice)
+        except (InputError, OSError) as exc:
+            done.notices.append(Notice(Level.WARNING, "The front door was not saved in the settings "
+                                       f"({' '.join(str(exc).split())}): a re-audit will not know its domain."))
 
     def apply(self, step_plan: StepPlan, report: Reporter | None = None) -> Applied:
         """Apply a previewed plan as one transaction (the use case saves the baseline).
@@ -232,6 +313,8 @@ class Session:
                               profile=self.choices.profile, files=self.files, host_root=self.host_root,
                               now=self.clock(), report=report)
         self._save_profile()
+        if step_plan.step == FRONT_DOOR_STEP:
+            self._keep_front_door(step_plan, done)
         self._after(done)
         return done
 
