@@ -130,7 +130,8 @@ class TLSScreen(FixStepScreen):
                 t.append("• " + shown(door.summary()) + "\n", style="yellow" if door.open_paths or not door.auth else "")
         else:
             t.append("No front door is set up here yet.", style="dim")
-        self.query_one("#tls-existing", Static).update(t.rstrip() or t)
+        t.rstrip()
+        self.query_one("#tls-existing", Static).update(t)
 
     # -- the choice ----------------------------------------------------------------------------------
     def choice(self):
