@@ -36,8 +36,8 @@ class TLSScreen(FixStepScreen):
     NAME = "HTTPS (TLS)"
     CSS_PATH = "tls.tcss"
     SHOWS_SECRET = True
-    INTRO = ("On the internet only an HTTPS proxy that asks for a login may face the world: DesterLib's API has "
-             "none. Enter the domain that points at this server; Tab moves between the fields.")
+    INTRO = ("Only an HTTPS proxy with a login may face the internet: DesterLib's API has none. "
+             "The domain must point at this server. Tab moves between the fields.")
     HELP = ("DesterLib has no authentication, so the proxy's login is what keeps strangers out; HTTPS keeps the "
             "password and your library's names off the wire.\n\n"
             "- **Domain**: the name that points at this server (`media.example.com`).\n"
@@ -59,23 +59,28 @@ class TLSScreen(FixStepScreen):
     revealed: bool = False
 
     def compose(self):
+        from textual.containers import Horizontal
+
         yield from self.compose_header()
         with VerticalScroll(id="step-body", classes="step-body", can_focus=False):
             yield Static(self.INTRO, classes="step-intro")
-            yield Static("Domain", classes="tls-label")
-            yield Input(placeholder="media.example.com", id="tls-domain")
+            with Horizontal(classes="tls-row"):
+                yield Static("Domain", classes="tls-label")
+                yield Input(placeholder="media.example.com", id="tls-domain")
             yield Static("", id="tls-domain-error")
-            yield Static("Proxy", classes="tls-label")
-            with RadioSet(id="tls-proxy"):
-                for key, title in SERVERS:
-                    yield RadioButton(title, id=f"tls-proxy-{key}")
-            yield Static("Also serve behind the login (refused from outside unless ticked):", classes="tls-label")
+            with Horizontal(classes="tls-row"):
+                yield Static("Proxy", classes="tls-label")
+                with RadioSet(id="tls-proxy"):
+                    for key, title in SERVERS:
+                        yield RadioButton(title, id=f"tls-proxy-{key}")
+            yield Static("Also serve behind the login (refused from outside unless ticked):", classes="tls-heading")
             for key, what in OPEN_PATHS:
                 yield Checkbox(what, id=f"tls-open-{key}")
-            yield Static("", id="tls-existing")
             yield Static("", id="tls-password")
             with EffectView(classes="step-effect-box"):
                 yield Static("", classes="step-effect", id="step-effect")
+            yield Static("", id="tls-existing")
+            yield Static("", id="tls-findings")
         yield from self.compose_footer()
 
     def setup(self) -> None:
@@ -84,8 +89,28 @@ class TLSScreen(FixStepScreen):
         self.query_one("#tls-domain", Input).focus()
         self.query_one("#tls-existing", Static).update(Text("Looking for Caddy and nginx…", style="dim"))
         self.query_one("#tls-password").display = False
+        self.query_one("#tls-domain-error").display = False
         self.query_one("#step-effect", Static).update(Text("Enter a domain to see the configuration.", style="dim"))
+        self.show_findings()
         self.run_worker(self._load_options, thread=True, exclusive=True, group="tls-options", exit_on_error=False)
+
+    def show_findings(self) -> None:
+        """Where the step's checks stand now, one line each."""
+        from checks.assistant.steps import STEP_BY_ID
+        from checks.audit.findings import FAIL, PASS
+
+        report = self.session.report
+        t = Text()
+        for cid in STEP_BY_ID[self.STEP].checks:
+            f = next((x for x in (report.findings if report else []) if x.id == cid), None)
+            if f is None:
+                continue
+            word, style = {FAIL: ("✗", "red"), PASS: ("✓", "green")}.get(f.status, ("?", "yellow"))
+            t.append(f"{word} ", style=style)
+            t.append(f"{cid} ", style="bold")
+            t.append(f"{f.check.title}\n")
+        t.rstrip()
+        self.query_one("#tls-findings", Static).update(t)
 
     # -- what this machine offers ------------------------------------------------------------------
     def _load_options(self) -> None:
@@ -127,7 +152,8 @@ class TLSScreen(FixStepScreen):
         if found.existing:
             t.append("Front doors already here:\n", style="bold")
             for door in found.existing:  # wrapped, not cut: what it leaves open is the point
-                t.append("• " + shown(door.summary()) + "\n", style="yellow" if door.open_paths or not door.auth else "")
+                risky = bool(door.open_paths) or not door.auth
+                t.append("• " + shown(door.summary()) + "\n", style="yellow" if risky else "")
         else:
             t.append("No front door is set up here yet.", style="dim")
         t.rstrip()
@@ -142,15 +168,16 @@ class TLSScreen(FixStepScreen):
 
         text = self.query_one("#tls-domain", Input).value.strip()
         error = self.query_one("#tls-domain-error", Static)
+        error.display = False
+        error.update("")
         if not text:
-            error.update("")
             return None
         try:
             domain = validate_domain(text)
         except InputError as exc:
             error.update(plain(" ".join(str(exc).split()), "red"))
+            error.display = True
             return None
-        error.update("")
         server = next((key for key, _ in SERVERS if self.query_one(f"#tls-proxy-{key}", RadioButton).value),
                       self.options.preselected if self.options is not None else "caddy")
         opened = frozenset(key for key, _ in OPEN_PATHS if self.query_one(f"#tls-open-{key}", Checkbox).value)
@@ -207,8 +234,7 @@ class TLSScreen(FixStepScreen):
         t.append("Login: ", style="bold")
         t.append(f"{LOGIN_USER} / ")
         t.append(pw if self.revealed else MASK[0] * len(pw), style="bold green" if self.revealed else "bold")
-        t.append("\n       shown once: kept in the keyring after applying", style="dim")
-        t.append("\n       v reveal · c copy", style="dim")
+        t.append("\n       v reveal · c copy · kept in the keyring once applied", style="dim")
         panel.update(t)
         panel.display = True
 
