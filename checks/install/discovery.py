@@ -69,6 +69,8 @@ class Overlay:
     """Absolute path -> the bytes the file will have."""
     modes: dict[str, int] = field(default_factory=dict)
     """Absolute path -> the permission bits it will have."""
+    links: dict[str, str] = field(default_factory=dict)
+    """Absolute path -> the target of a symbolic link that will be created there."""
 
 
 class _Reader:
@@ -215,6 +217,8 @@ def _discover(root: str, files: list[str] | None, host_root: str, now: float | N
         now=time.time() if now is None else now,
         root_mode=(overlay.modes[root] if overlay and root in overlay.modes else stat.S_IMODE(st.st_mode)),
         mode_overlay=dict(overlay.modes) if overlay else {},
+        planned=dict(overlay.contents) if overlay else {},
+        planned_links=dict(overlay.links) if overlay else {},
         root_uid=st.st_uid,
         reached={p: how for p, how in loader.reached.items() if p not in top_paths},
         unfollowed=list(loader.unfollowed),

@@ -276,8 +276,22 @@ def find_proxies(ctx: Context) -> tuple[list[Proxy], list[str]]:
     port = api_port(svc) if svc else 3001
     proxies: list[Proxy] = []
     unreadable: list[str] = []
-    for kind, path in _candidate_files(ctx):
+    planned = ctx.inst.planned
+    candidates = _candidate_files(ctx)
+    seen = {os.path.abspath(p) for _, p in candidates}
+    for path in planned:  # a site file the planner is about to write (the fix's own re-audit)
+        if path not in seen and path.startswith(os.path.join(ctx.inst.host_root, "etc/caddy/")):
+            candidates.append(("caddy", path))
+        elif path not in seen and path.startswith(os.path.join(ctx.inst.host_root, "etc/nginx/")):
+            candidates.append(("nginx", path))
+    for kind, path in candidates:
         display = ctx.inst.display(path)
+        if os.path.abspath(path) in planned:
+            if path.endswith((".htpasswd", ".crt", ".key")):
+                continue
+            proxies += (parse_caddy if kind == "caddy" else parse_nginx)(
+                planned[os.path.abspath(path)].decode("utf-8", "replace"), display, port)
+            continue
         try:
             src = read_config(path, display, ctx.inst.host_root)
         except InputError:
