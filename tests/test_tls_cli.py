@@ -17,8 +17,6 @@ from pathlib import Path
 import pytest
 
 from checks.assistant import frontdoor, usecases
-from checks.core.errors import InputError
-from checks.proxy import generate
 from checks.proxy.model import Choice
 from checks.proxy.servers import Server
 
@@ -129,7 +127,6 @@ class FrontDoorFakes:
     def __init__(self, monkeypatch, saved: Choice | None = None, preselected: str = "caddy") -> None:
         self.choices: list[Choice | None] = []
         self.kept: list[tuple[Choice, str]] = []
-        self.saved_choices: list[Choice] = []
         self.saved = saved
         self.preselected = preselected
         real_plan = usecases.plan
@@ -154,17 +151,17 @@ class FrontDoorFakes:
             self.kept.append((choice, password))
             return frontdoor.Kept("the system keyring (dester-harden / proxy:" + choice.domain + ")", True)
 
-        def validate_domain(text):
-            text = text.strip().lower()
-            if "." not in text or " " in text or "/" in text:
-                raise InputError(f"not a domain name: {text!r}")
-            return text
+        real_apply = usecases.apply
+        self.applied_for: list[Choice | None] = []
+
+        def apply(root, plan, **kw):
+            self.applied_for.append(kw.get("front_door"))
+            return real_apply(root, plan, **kw)
 
         monkeypatch.setattr(usecases, "plan", plan)
         monkeypatch.setattr(frontdoor, "options", options)
         monkeypatch.setattr(frontdoor, "keep_password", keep_password)
-        monkeypatch.setattr(frontdoor, "save_choice", lambda root, choice: self.saved_choices.append(choice))
-        monkeypatch.setattr(generate, "validate_domain", validate_domain)
+        monkeypatch.setattr(usecases, "apply", apply)
 
 
 @pytest.fixture
@@ -179,7 +176,7 @@ def test_domain_and_proxy_build_the_choice(install, monkeypatch, capsys):
     capsys.readouterr()
     assert code in (0, 1)
     assert fakes.choices == [Choice("media.example.com", "nginx", frozenset({"docs", "logs"}))]
-    assert fakes.kept == [] and fakes.saved_choices == []  # a dry run keeps and saves nothing
+    assert fakes.kept == [] and fakes.applied_for == []  # a dry run keeps and applies nothing
 
 
 def test_domain_without_proxy_takes_the_saved_one_else_the_preselected(install, monkeypatch, capsys):
@@ -195,13 +192,13 @@ def test_domain_without_proxy_takes_the_saved_one_else_the_preselected(install, 
                              Choice("old.example.org", "nginx", frozenset({"docs"}))]
 
 
-@pytest.mark.parametrize("bad", ["not a domain", "nodot", "x.example.com/path"])
+@pytest.mark.parametrize("bad", ["not a domain", "nodot", "x.example.com/path", "192.0.2.1", "a_b.example.com"])
 def test_a_bad_domain_is_one_line_exit_2_and_nothing_is_planned(install, monkeypatch, capsys, bad):
     fakes = FrontDoorFakes(monkeypatch)
     before = sorted(p.name for p in install.iterdir())
     assert _main("fix", "--dir", str(install), "--domain", bad, "--proxy", "caddy", "--yes") == 2
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "not a domain" in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("dester-harden: error: "), err
     assert fakes.choices == []
     assert sorted(p.name for p in install.iterdir()) == before
 
@@ -245,7 +242,7 @@ def test_in_a_pipe_the_password_is_never_printed_only_where_it_is_kept(install, 
     assert "Proxy login: desterlib / (the password is not printed" in out
     assert "kept in the system keyring (dester-harden / proxy:a.example.com)" in out
     assert fakes.kept == [(Choice("a.example.com", "caddy"), PASSWORD)]
-    assert fakes.saved_choices == [Choice("a.example.com", "caddy")]
+    assert fakes.applied_for == [Choice("a.example.com", "caddy")]  # apply records it in the settings
 
 
 def test_the_preview_never_shows_the_password(install, monkeypatch, capsys):

@@ -168,12 +168,13 @@ def _fix(args) -> int:
         print("Nothing was changed.")
         return EXIT_OK
     done = usecases.apply(root, plan, command="fix", profile=args.profile, files=args.file,
-                          host_root=args.host_root, guard=_hangup_ignored, report=_Progress())
+                          host_root=args.host_root, guard=_hangup_ignored, report=_Progress(),
+                          front_door=choice)  # recorded in the settings once it is installed
     if done.reverted is not None:
         return _reverted(done.reverted)
     print(f"\nApplied as transaction {done.txn_id} (undo: dester-harden undo {_undo_hint(args)}{done.txn_id}).")
-    if choice is not None and any(c in plan.checks for c in TLS_CHECKS):
-        _front_door_done(root, choice, plan.shown_secrets)
+    if choice is not None and plan.shown_secrets:
+        _show_login(choice, plan.shown_secrets)
     for r in done.recreated:
         print(shown(r.text()))
     for n in done.notices:
@@ -239,18 +240,17 @@ def _say_tls_needs_domain(planned: usecases.Planned, plan) -> None:
             return
 
 
-def _front_door_done(root: str, choice, shown_secrets: dict[str, str]) -> None:
-    """After the front door is installed: keep its login, show the password once (on a terminal only:
-    never into a pipe or a log), and save the choice so a re-audit checks the same front door."""
+def _show_login(choice, shown_secrets: dict[str, str]) -> None:
+    """After the front door is installed: keep its new login and show the password once, on a terminal
+    only (never into a pipe or a log). ``usecases.apply`` has recorded the choice in the settings."""
     from checks.assistant import frontdoor
     from checks.proxy.generate import LOGIN_USER
 
     for password in shown_secrets.values():
         try:
             kept = frontdoor.keep_password(choice, password)
-        except OSError as exc:
-            print(f"dester-harden: warning: the proxy login was not kept ({shown_line(exc.strerror or str(exc))})",
-                  file=sys.stderr)
+        except (OSError, InputError) as exc:
+            print(f"dester-harden: warning: the proxy login was not kept ({shown_line(str(exc))})", file=sys.stderr)
             where = ("nowhere: write it down now" if _stdout_tty()
                      else "nowhere: undo this transaction and fix again for a new login")
         else:
@@ -260,11 +260,6 @@ def _front_door_done(root: str, choice, shown_secrets: dict[str, str]) -> None:
         else:
             print(f"Proxy login: {LOGIN_USER} / (the password is not printed where stdout is not a terminal; "
                   f"kept in {where})")
-    try:
-        frontdoor.save_choice(root, choice)
-    except (InputError, OSError) as exc:
-        print(f"dester-harden: warning: the front door was not saved in the settings ({shown_line(str(exc))}); "
-              "a re-audit will not know its domain", file=sys.stderr)
 
 
 def _stdout_tty() -> bool:

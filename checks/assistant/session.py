@@ -95,7 +95,8 @@ class Session:
 
     def __init__(self, root: str, profile: str | None = None, files: list[str] | None = None, host_root: str = "/",
                  now: Callable[[], float] | None = None, hostname: str | None = None,
-                 new_secret: Callable[[int], str] | None = None, shown_root: str | None = None) -> None:
+                 new_secret: Callable[[int], str] | None = None, shown_root: str | None = None,
+                 hasher: Callable[[str], str] | None = None) -> None:
         self.root = os.path.abspath(os.path.expanduser(root))
         from checks.core.textio import shown
 
@@ -107,6 +108,8 @@ class Session:
         self.clock = now or time.time
         self.hostname = hostname or socket.gethostname()
         self._new_secret = new_secret or _secrets.token_urlsafe
+        self._hasher = hasher
+        """bcrypt for the front door's login (None: the generator's, a random salt; snapshots fix it)."""
         self.baseline = load_baseline(self.root)
         from checks.audit.settings import load_settings
 
@@ -266,7 +269,7 @@ class Session:
             return StepPlan(FRONT_DOOR_STEP, Plan(), report.score, report.score, preview)
         planned = usecases.plan(self.root, profile, only=only, files=self.files, host_root=self.host_root,
                                 now=self.clock(), new_secret=self._proxy_secret, validate_with_compose=not preview,
-                                live=self.live, front_door=choice)
+                                live=self.live, front_door=choice, hasher=self._hasher)
         shown = planned.plan.shown_secrets
         if shown:
             self.choices.proxy_password = next(iter(shown.values()))
@@ -279,8 +282,8 @@ class Session:
         return self.choices.proxy_password
 
     def _keep_front_door(self, step_plan: StepPlan, done: Applied) -> None:
-        """After the front door is installed: keep its login (keyring, else a 0600 file), say where, and
-        save the choice so a re-audit checks the same front door."""
+        """After the front door is installed: keep its new login (keyring, else a 0600 file) and say where
+        (the use case has recorded the choice in the settings, so a re-audit checks the same front door)."""
         from checks.assistant import frontdoor
         from checks.assistant.usecases import Level, Notice
         from checks.core.errors import InputError
@@ -291,16 +294,11 @@ class Session:
         for password in step_plan.plan.shown_secrets.values():
             try:
                 self.kept = frontdoor.keep_password(choice, password)
-            except OSError as exc:
+            except (OSError, InputError) as exc:
                 done.notices.append(Notice(Level.WARNING, "The proxy login's password was not kept "
                                            f"({' '.join(str(exc).split())}): note it now (v reveals it)."))
             else:
                 done.notices.append(Notice(Level.INFO, f"The proxy login's password is kept in {self.kept.where}."))
-        try:
-            frontdoor.save_choice(self.root, choice)
-        except (InputError, OSError) as exc:
-            done.notices.append(Notice(Level.WARNING, "The front door was not saved in the settings "
-                                       f"({' '.join(str(exc).split())}): a re-audit will not know its domain."))
 
     def apply(self, step_plan: StepPlan, report: Reporter | None = None) -> Applied:
         """Apply a previewed plan as one transaction (the use case saves the baseline).
@@ -309,9 +307,10 @@ class Session:
         """
         if step_plan.preview:
             raise ValueError("a preview plan is never applied: build the plan again without preview=True")
+        front_door = self.choices.front_door if step_plan.step == FRONT_DOOR_STEP else None
         done = usecases.apply(self.root, step_plan.plan, command=f"assistant:{step_plan.step}",
                               profile=self.choices.profile, files=self.files, host_root=self.host_root,
-                              now=self.clock(), report=report)
+                              now=self.clock(), report=report, front_door=front_door)
         self._save_profile()
         if step_plan.step == FRONT_DOOR_STEP:
             self._keep_front_door(step_plan, done)
