@@ -57,6 +57,8 @@ class TLSScreen(FixStepScreen):
     ]
 
     revealed: bool = False
+    login: str | None = None
+    """The password of the login the last plan made (None: no plan yet, it failed, or it keeps an older login)."""
 
     def compose(self):
         from textual.containers import Horizontal
@@ -209,6 +211,8 @@ class TLSScreen(FixStepScreen):
     def effect_text(self, step_plan):
         from checks.change.plan import Command, Link
 
+        # the login is shown with the plan that made it (a plan that failed has none to show)
+        self.login = next(iter(step_plan.plan.shown_secrets.values()), None)
         t = super().effect_text(step_plan)
         for c in step_plan.plan.changes:
             if isinstance(c, Link):
@@ -216,6 +220,11 @@ class TLSScreen(FixStepScreen):
             elif isinstance(c, Command) and c.description:
                 t.append(f"\nthen: {shown(c.description)}", style="dim")
         return t
+
+    def refresh_effect(self) -> None:
+        self.login = None  # until the new plan says which
+        self.query_one("#tls-password").display = False
+        super().refresh_effect()
 
     def _show_effect(self, text) -> None:
         super()._show_effect(text)
@@ -225,7 +234,7 @@ class TLSScreen(FixStepScreen):
     def show_password(self) -> None:
         from checks.proxy.generate import LOGIN_USER
 
-        pw = self.session.choices.proxy_password
+        pw = self.login
         panel = self.query_one("#tls-password", Static)
         if not pw or self.session.choices.front_door is None:
             panel.display = False
@@ -239,13 +248,13 @@ class TLSScreen(FixStepScreen):
         panel.display = True
 
     def action_reveal(self) -> None:
-        if not self.session.choices.proxy_password:
+        if not self.login:
             return
         self.revealed = not self.revealed
         self.show_password()
 
     def action_copy(self) -> None:
-        pw = self.session.choices.proxy_password
+        pw = self.login
         if not pw or self.session.choices.front_door is None:
             self.notify("Enter a domain first: the login is made with the configuration.", severity="warning")
             return
