@@ -92,8 +92,8 @@ def test_caddy_front_door_installed_served_and_undone(proxy_lab: ProxyLab, tmp_p
     proxy_lab.domain = DOMAIN
     before = snapshot(root)
 
-    done = dester(proxy_lab, "fix", "--dir", install, "--root", str(root), "--profile", "internet", "--domain",
-                  DOMAIN, "--proxy", "caddy", "--only", "TLS-001,TLS-002,TLS-003", "--yes")
+    done = dester(proxy_lab, "fix", "--dir", install, "--root", str(root), "--profile", "internet", "--fail-on",
+                  "never", "--domain", DOMAIN, "--proxy", "caddy", "--only", "TLS-001,TLS-002,TLS-003", "--yes")
     assert done.returncode == 0, done.stdout + done.stderr
     password = _password()
     assert password not in done.stdout + done.stderr  # not a terminal: never printed
@@ -113,7 +113,7 @@ def test_caddy_front_door_installed_served_and_undone(proxy_lab: ProxyLab, tmp_p
     assert snapshot(root) == before
     # Reloaded with the old configuration: the front door's name is no longer served.
     gone = proxy_lab.get(served, "/api/v1/library", user="desterlib", password=password)
-    assert gone["status"] != 200, gone
+    assert gone.get("status") != 200, gone  # no certificate for it any more: the handshake fails
 
 
 def _nginx_conf(root: Path, run: Path) -> Path:
@@ -122,9 +122,10 @@ def _nginx_conf(root: Path, run: Path) -> Path:
     (conf / "sites-enabled").mkdir()
     (conf / "conf.d").mkdir()
     temps = "".join(f"\t{n}_temp_path {run / n};\n" for n in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    # Debian's layout with the lab's paths; user root: the workers read files in the test's 0700 tmp dir.
+    # Debian's layout with the lab's paths; user root: the workers read files in the test's 0700 tmp dir
+    # (group www-data: the password file is made for the workers' group).
     (conf / "nginx.conf").write_text(
-        f"user root;\nworker_processes 1;\npid {run / 'nginx.pid'};\nerror_log {run / 'error.log'};\n"
+        f"user root www-data;\nworker_processes 1;\npid {run / 'nginx.pid'};\nerror_log {run / 'error.log'};\n"
         f"events {{ worker_connections 64; }}\nhttp {{\n\taccess_log {run / 'access.log'};\n{temps}"
         f"\tinclude {conf / 'conf.d'}/*.conf;\n\tinclude {conf / 'sites-enabled'}/*;\n}}\n")
     (conf / "sites-available" / "default").write_text(
@@ -152,7 +153,7 @@ def test_nginx_front_door_installed_served_and_undone(proxy_lab: ProxyLab, tmp_p
     try:
         before = snapshot(root)
         done = dester(proxy_lab, "fix", "--dir", install, "--root", str(root), "--profile", "internet",
-                      "--domain", DOMAIN, "--proxy", "nginx", "--yes")
+                      "--fail-on", "never", "--domain", DOMAIN, "--proxy", "nginx", "--yes")
         assert done.returncode == 0, done.stdout + done.stderr
         assert "certbot certonly --webroot" in done.stdout
         password = _password()
@@ -188,7 +189,7 @@ def test_a_failing_reload_rolls_everything_back(proxy_lab: ProxyLab, tmp_path: P
         before = snapshot(root)
         os.unlink(run / "nginx.pid")  # nginx runs, but `nginx -s reload` cannot find it
         done = dester(proxy_lab, "fix", "--dir", install, "--root", str(root), "--profile", "internet",
-                      "--domain", DOMAIN, "--proxy", "nginx", "--yes")
+                      "--fail-on", "never", "--domain", DOMAIN, "--proxy", "nginx", "--yes")
         assert done.returncode != 0, done.stdout
         assert "Traceback" not in done.stderr
         assert snapshot(root) == before

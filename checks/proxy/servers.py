@@ -153,7 +153,8 @@ def is_debian_default_caddyfile(text: str) -> bool:
 
 
 def nginx_layout(sysroot: SystemRoot) -> str:
-    """``sites`` when nginx.conf includes Debian's sites-enabled (with sites-available beside it), else ``conf.d``."""
+    """``sites`` when nginx.conf includes Debian's sites-enabled (with sites-available beside it), else ``conf.d``.
+    Under ``--root DIR`` the include may name DIR/etc/nginx/sites-enabled as well as /etc/nginx/sites-enabled."""
     conf = Path(sysroot.path("/etc/nginx"))
     try:
         text = (conf / "nginx.conf").read_text(errors="replace")
@@ -162,7 +163,8 @@ def nginx_layout(sysroot: SystemRoot) -> str:
     for raw in text.splitlines():
         line = raw.split("#", 1)[0].strip()
         m = re.match(r"include\s+(\S+?)\s*;", line)
-        if m and re.fullmatch(r"(/etc/nginx/)?sites-enabled/\S*", m.group(1)) and (conf / "sites-available").is_dir():
+        prefixes = "|".join(re.escape(d) for d in {"/etc/nginx/", str(conf) + "/"})
+        if m and re.fullmatch(rf"({prefixes})?sites-enabled/\S*", m.group(1)) and (conf / "sites-available").is_dir():
             return "sites"
     return "conf.d"
 
