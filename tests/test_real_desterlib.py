@@ -524,7 +524,7 @@ def test_docs_proxy(tmp_path, snippet, dest, tls1, tls2, tls3):
         assert [(e.file, e.line) for e in f.evidence] == [(str(conf), 1)], cid
     if tls1 == FAIL:
         assert report.by_id("TLS-001").reason == "the proxy serves plain HTTP"
-    assert report.by_id("TLS-003").evidence[0].note == "serves /api/v1/logs and /api/v1/settings"
+    assert report.by_id("TLS-003").evidence[0].note == "serves /api/v1/logs, /api/v1/settings, /api/docs"
     # The API on 0.0.0.0:3001 bypasses the proxy: NET-003 is high on the internet profile.
     net3 = report.by_id("NET-003")
     assert (net3.status, net3.severity) == (FAIL, "high")
@@ -537,7 +537,7 @@ def test_no_proxy_at_all(tmp_path):
     report = _audit(tmp_path, CASES["rendered-cli"], "internet", host)
     tls1 = report.by_id("TLS-001")
     assert (tls1.status, tls1.severity) == (FAIL, "critical")
-    assert tls1.reason == "no Caddy or nginx configuration proxies to the API"
+    assert tls1.reason == "no Caddy, nginx, Traefik or cloudflared front door proxies to the API"
     assert report.by_id("TLS-002").status == SKIPPED
     assert report.by_id("TLS-003").status == SKIPPED
 
