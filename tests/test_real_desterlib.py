@@ -552,3 +552,29 @@ def test_docs_caddyfile_through_the_command_line(tmp_path):
     status = {f["id"]: f["status"] for f in doc["findings"]}
     assert (status["TLS-001"], status["TLS-002"], status["TLS-003"]) == ("pass", "fail", "fail")
     assert doc["profile"] == "internet"
+
+
+def test_docs_cloudflared_config(tmp_path):
+    """remote-access.md's tunnel: HTTPS at Cloudflare, no Access policy, everything served."""
+    host = tmp_path / "host"
+    conf = host / "etc/cloudflared/config.yml"
+    _copy("docs-snippets/remote-access.md@7ca9c63/cloudflared-config.yml", conf)
+    report = _audit(tmp_path, CASES["rendered-cli"], "internet", host)
+    got = tuple(report.by_id(cid).status for cid in ("TLS-001", "TLS-002", "TLS-003"))
+    assert got == (P, F, F)
+    assert [(e.file, e.line) for e in report.by_id("TLS-002").evidence] == [(str(conf), 5)]
+    assert report.by_id("TLS-003").evidence[0].text.startswith(f"cloudflared at {conf}:5: HTTPS; no login")
+
+
+def test_docs_traefik_labels(tmp_path):
+    """docker.md's labels on the api service: HTTPS (websecure, a resolver), no login, nothing refused."""
+    fragment = (REAL / "docs-snippets/docker.md@30206f0/traefik-labels.compose-fragment.yml").read_text()
+    root = _dir(tmp_path / "install")
+    _write(root / "docker-compose.yml", "services:\n" + "".join("  " + ln + "\n" for ln in fragment.splitlines()),
+           0o644)
+    host = _dir(tmp_path / "host")
+    inst = discover(str(root), host_root=str(host), now=FIXED_NOW)
+    report = run_audit(inst, "internet")
+    got = tuple(report.by_id(cid).status for cid in ("TLS-001", "TLS-002", "TLS-003"))
+    assert got == (P, F, F)
+    assert "Traefik cannot refuse a path" in (report.by_id("TLS-003").evidence[0].note or "")

@@ -135,7 +135,7 @@ def front_doors(inst: Installation, *, tailscale: Callable[[], str | None] | Non
     doors += _compose_doors(inst, reader, svc, port)
     doors += _cloudflared_files(inst, sysroot, reader, port)
     if tailscale is not None:
-        output = tailscale() if sysroot.real else None  # under --root the running tailscale is not the copy's
+        output = tailscale()
         if output:
             doors += tailscale_doors(output, port)
     return Detected(_unique(doors), reader.unreadable, reader.notes)

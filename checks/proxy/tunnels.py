@@ -47,6 +47,17 @@ def _truthy(text: str) -> bool:
     return text.strip().strip("\"'").lower() in ("true", "1", "yes", "on")
 
 
+def _used(opts: dict[str, tuple[str, int]]) -> list[str]:
+    """The middlewares a router names (``login``, ``login@docker``, ``auth@file``)."""
+    return [u.strip() for u in opts.get("middlewares", ("", 0))[0].split(",") if u.strip()]
+
+
+def _kinds(used: list[str], middlewares: dict[str, set[str]]) -> set[str]:
+    """What the middlewares defined in these labels do (``basicauth``, ``ipallowlist``)."""
+    return {kind for u in used if "@" not in u or u.endswith("@docker")
+            for kind in middlewares.get(u.split("@", 1)[0], ())}
+
+
 def traefik_doors(svc: Service, file: str, port: int, is_api: bool) -> tuple[list[FrontDoor], list[str]]:
     """The Traefik routers of ``svc``'s labels when they lead to the API, and notes."""
     lab = labels(svc)
@@ -72,8 +83,7 @@ def traefik_doors(svc: Service, file: str, port: int, is_api: bool) -> tuple[lis
     allow_blocked: set[str] = set()
     main: list[tuple[str, dict[str, tuple[str, int]]]] = []
     for name, opts in routers.items():
-        used = [u.strip() for u in opts.get("middlewares", ("", 0))[0].split(",") if u.strip()]
-        kinds = {kind for u in used for kind in middlewares.get(u.split("@", 1)[0] if u.endswith("@docker") else u, ())}
+        kinds = _kinds(_used(opts), middlewares)
         rule = opts.get("rule", ("", 0))[0]
         paths = re.findall(r"Path(?:Prefix)?\(\s*`([^`]*)`", rule)
         if paths and kinds & set(_ALLOW_MIDDLEWARES):
@@ -83,9 +93,9 @@ def traefik_doors(svc: Service, file: str, port: int, is_api: bool) -> tuple[lis
             continue
         main.append((name, opts))
     for name, opts in main:
-        used = [u.strip() for u in opts.get("middlewares", ("", 0))[0].split(",") if u.strip()]
+        used = _used(opts)
         elsewhere = [u for u in used if "@" in u and not u.endswith("@docker")]
-        kinds = {kind for u in used for kind in middlewares.get(u.split("@", 1)[0], ())}
+        kinds = _kinds(used, middlewares)
         rule, line = opts.get("rule", ("", svc.where.line or 0))
         hosts = tuple(re.findall(r"Host\(\s*`([^`]*)`", rule))
         entry = opts.get("entrypoints", ("", 0))[0].lower()

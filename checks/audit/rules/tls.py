@@ -8,9 +8,12 @@ cloudflared tunnel run with a token) never lets TLS-002 or TLS-003 pass.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from checks.audit.catalog import BY_ID
 from checks.audit.findings import ERROR, FAIL, PASS, SKIPPED, Evidence, Outcome
 from checks.audit.rules import Context, check
+from checks.core.sysroot import SystemRoot
 from checks.install.model import Where
 from checks.proxy import detect
 from checks.proxy.model import FrontDoor
@@ -22,10 +25,17 @@ def detected(ctx: Context) -> detect.Detected:
     """The installation's front doors, read once per audit (TLS-001/002/003 and NET-003 share them)."""
     got = ctx.cache.get(_KEY)
     if not isinstance(got, detect.Detected):
-        runner = detect.tailscale_status if ctx.profile == "tailscale" else None
-        got = detect.front_doors(ctx.inst, tailscale=runner)
+        got = detect.front_doors(ctx.inst, tailscale=_tailscale(ctx))
         ctx.cache[_KEY] = got
     return got
+
+
+def _tailscale(ctx: Context) -> Callable[[], str | None] | None:
+    """``tailscale serve status`` for the tailscale profile on this machine's own root (under
+    ``--root DIR`` the running tailscale is not the copy's)."""
+    if ctx.profile != "tailscale" or not SystemRoot(ctx.inst.host_root).real:
+        return None
+    return detect.tailscale_status
 
 
 def _ev(ctx: Context, door: FrontDoor, note: str | None) -> Evidence:
