@@ -358,3 +358,46 @@ def test_unreadable_config_is_named(tmp_path):
     os.truncate(os.path.join(inst.host_root, "etc/caddy/Caddyfile"), 5 * 1024 * 1024)
     got = front_doors(inst)
     assert got.doors == [] and got.unreadable == [os.path.join(inst.host_root, "etc/caddy/Caddyfile")]
+
+
+# -- Caddy's own order, not the written one ----------------------------------------------------------
+
+def _caddy(tmp_path: Path, body: str) -> FrontDoor:
+    return one(doors(tmp_path, {"etc/caddy/Caddyfile": "x.example.com {\n" + body + "}\n"}))
+
+
+def test_caddy_top_level_refusal_never_runs_before_a_catch_all_handle(tmp_path):
+    """Caddy runs ``handle`` before ``respond``: the catch-all handle proxies the logs too."""
+    d = _caddy(tmp_path, REFUSE_CADDY + "  handle {\n    reverse_proxy 127.0.0.1:3001\n  }\n")
+    assert d.blocked == frozenset()
+    d = _caddy(tmp_path / "plain", REFUSE_CADDY + "  reverse_proxy 127.0.0.1:3001\n")
+    assert d.blocked == ALL
+
+
+def test_caddy_handles_are_exclusive_the_refusing_one_wins(tmp_path):
+    body = ("  @blocked path /api/v1/logs* /api/v1/settings* /api/docs*\n  handle {\n    reverse_proxy :3001\n  }\n"
+            "  handle @blocked {\n    respond 403\n  }\n")
+    assert _caddy(tmp_path, body).blocked == ALL
+    body = "  handle /api/v1/logs* {\n    abort\n  }\n  handle {\n    reverse_proxy :3001\n  }\n"
+    assert _caddy(tmp_path / "path", body).blocked == {"logs"}
+
+
+def test_caddy_route_keeps_the_written_order(tmp_path):
+    body = "  route {\n    reverse_proxy :3001\n" + REFUSE_CADDY.replace("  ", "    ") + "  }\n"
+    assert _caddy(tmp_path, body).blocked == frozenset()
+    body = "  route {\n" + REFUSE_CADDY.replace("  ", "    ") + "    reverse_proxy :3001\n  }\n"
+    assert _caddy(tmp_path / "first", body).blocked == ALL
+
+
+def test_caddy_refusal_that_depends_on_a_header_refuses_nothing_for_sure(tmp_path):
+    body = ("  @b {\n    path /api/v1/logs* /api/v1/settings* /api/docs*\n    header X-Admin no\n  }\n"
+            "  respond @b 403\n  reverse_proxy :3001\n")
+    assert _caddy(tmp_path, body).blocked == frozenset()
+    body = body.replace("header X-Admin no", "not remote_ip private_ranges")
+    assert _caddy(tmp_path / "outsiders", body).blocked == ALL
+
+
+def test_caddy_login_on_a_subpath_only_is_no_login(tmp_path):
+    body = "  basicauth /admin/* {\n    a $2a$14$x\n  }\n  reverse_proxy :3001\n"
+    assert not _caddy(tmp_path, body).auth
+    assert _caddy(tmp_path / "all", body.replace(" /admin/*", "")).auth

@@ -8,12 +8,12 @@ read as part of that site (a snippet with the login or the refusals).
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from checks.proxy.caddyroute import API, Site, Stmt
 from checks.proxy.confread import PROBES, Reader, blocks, strip_comments, targets_port
 from checks.proxy.model import FrontDoor
 
@@ -24,6 +24,9 @@ _AUTH = re.compile(r"^\s*(basicauth|basic_auth|forward_auth|jwtauth|authorize|au
 
 #: Maps an import pattern and the importing file's directory to a path on this machine (or None:
 #: it names a container path no mount provides).
+#: Requests that stand for "the API" when asking whether a login guards it.
+_GENERAL = ("/", "/api/v1/library", "/ws")
+
 Resolve = Callable[[str, str], str | None]
 
 
@@ -103,19 +106,6 @@ class _Load:
         return "\n".join(out)
 
 
-def _covers(pattern: str, probe: str) -> bool:
-    """Caddy's path matcher: exact unless ``*``, which matches anything (case-insensitive)."""
-    pattern = pattern.strip().strip("\"'").lower()
-    if not pattern.startswith(("/", "*")):
-        return False
-    return fnmatch.fnmatchcase(probe.lower(), pattern)
-
-
-def _refused(patterns: list[str]) -> frozenset[str]:
-    return frozenset(k for k, probes in PROBES.items()
-                     if all(any(_covers(p, probe) for p in patterns) for probe in probes))
-
-
 def _site(site: _Site, body: str, port: int, auto_https_off: bool) -> FrontDoor | None:
     upstreams = re.findall(r"reverse_proxy\s+([^{\n]*)", body) + re.findall(r"^\s*to\s+([^\n]+)", body, re.M)
     if not any(targets_port(u, port) for u in upstreams):
@@ -124,32 +114,17 @@ def _site(site: _Site, body: str, port: int, auto_https_off: bool) -> FrontDoor 
     tls = re.search(r"^\s*tls\s", body + "\n", re.M) is not None
     https = tls or (not auto_https_off and any(_https_address(a) for a in addrs))
     hosts = tuple(h for h in (_host(a) for a in addrs) if h)
-    auth = _AUTH.search(body) is not None
-    matchers: dict[str, list[str]] = {}
-    for name, paths in re.findall(r"^\s*(@[\w-]+)\s+path\s+([^\n{]+)", body, re.M):
-        matchers.setdefault(name, []).extend(paths.split())
-    for name, inner in re.findall(r"^\s*(@[\w-]+)\s*\{([^}]*)\}", body, re.M):
-        if re.search(r"^\s*not\b", inner, re.M):
-            continue  # "everything but": not a refusal of the protected paths
-        for paths in re.findall(r"^\s*path\s+([^\n]+)", inner, re.M):
-            matchers.setdefault(name, []).extend(paths.split())
-    blocked: set[str] = set()
-    for m in re.finditer(r"^\s*(respond|abort|error)\s+([^\n{]*)", body, re.M):
-        words = m.group(2).split()
-        status = next((w for w in words if w.isdigit()), "")
-        if m.group(1) == "respond" and (not status or not status.startswith(("4", "5"))):
-            continue
-        if m.group(1) == "error" and status and not status.startswith(("4", "5")):
-            continue
-        pats: list[str] = []
-        for w in words:
-            pats += matchers.get(w, []) if w.startswith("@") else ([w] if w.startswith("/") else [])
-        blocked |= _refused(pats)
-    for m in re.finditer(r"^\s*(handle|route|handle_path)\s+(\S+)\s*\{([^}]*)\}", body, re.M):
-        if re.search(r"\b(respond\s+\S*\s*[45]\d\d|abort|error\s+\S*\s*[45]\d\d)", m.group(3)):
-            pats = matchers.get(m.group(2), []) if m.group(2).startswith("@") else [m.group(2)]
-            blocked |= _refused(pats)
-    return FrontDoor("caddy", site.file, site.line, hosts, https, auth, frozenset(blocked))
+
+    def is_api(stmt: Stmt) -> bool:
+        words = stmt.args + [a for c in stmt.children or [] if c.name == "to" for a in c.args]
+        return any(targets_port(w, port) for w in words)
+
+    routes = Site.of(body, is_api)
+    ends = {p: routes.outcomes(p) for p in _GENERAL + tuple(q for ps in PROBES.values() for q in ps)}
+    blocked = frozenset(k for k, probes in PROBES.items() if not any(o[0] == API for p in probes for o in ends[p]))
+    reached = [login for got in ends.values() for where, login in got if where == API]
+    auth = all(reached) if reached else _AUTH.search(body) is not None
+    return FrontDoor("caddy", site.file, site.line, hosts, https, auth, blocked)
 
 
 def _https_address(addr: str) -> bool:
