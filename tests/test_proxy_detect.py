@@ -401,3 +401,15 @@ def test_caddy_login_on_a_subpath_only_is_no_login(tmp_path):
     body = "  basicauth /admin/* {\n    a $2a$14$x\n  }\n  reverse_proxy :3001\n"
     assert not _caddy(tmp_path, body).auth
     assert _caddy(tmp_path / "all", body.replace(" /admin/*", "")).auth
+
+
+def test_nginx_login_is_inherited_and_overridden_like_nginx_does(tmp_path):
+    conf = ("http {\n    auth_basic \"DesterLib\";\n    auth_basic_user_file /etc/nginx/.htpasswd;\n"
+            "    include sites-enabled/*;\n}\n")
+    host = {"etc/nginx/nginx.conf": conf, "etc/nginx/sites-enabled/x": NGINX_OPEN}
+    assert one(doors(tmp_path, host)).auth  # from the http block
+    off = "    location / {\n        auth_basic off;\n"
+    host["etc/nginx/sites-enabled/x"] = NGINX_OPEN.replace("    location / {\n", off)
+    assert not one(doors(tmp_path / "off", host)).auth  # the location turns it off
+    closed = NGINX_CLOSED.replace("    location / {\n", off)
+    assert not one(doors(tmp_path / "off2", {"etc/nginx/conf.d/x.conf": closed})).auth

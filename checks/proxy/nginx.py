@@ -20,6 +20,9 @@ from checks.proxy.model import FrontDoor
 
 MAX_DEPTH = 8
 
+#: Requests that stand for "the API" when asking whether a login guards it.
+_GENERAL = ("/", "/api/v1/library", "/ws")
+
 _INCLUDE = re.compile(r"^\s*include\s+([^;\s]+)\s*;", re.M)
 _REFUSE = re.compile(r"\bdeny\s+all\s*;|\breturn\s+(4\d\d|444)\b")
 _LOCATION = re.compile(r"^location\s+(=|~\*?|\^~)?\s*(\S+)$")
@@ -42,6 +45,8 @@ class _Load:
     conf_dir: str
     servers: list[_Server] = field(default_factory=list)
     upstreams: dict[str, str] = field(default_factory=dict)
+    http_auth: bool | None = None
+    """The ``http`` block's own login setting, which every server inherits (None: none set)."""
     loaded: set[str] = field(default_factory=set)
 
     def file(self, path: str, depth: int = 0) -> None:
@@ -64,6 +69,9 @@ class _Load:
             if header == "server":
                 self.servers.append(_Server(offset + line, body, display))
             elif header == "http":
+                own = _auth_setting("\n".join(t for _, t in blocks(body)[1]))
+                if own is not None:
+                    self.http_auth = own
                 self._context(body, display, offset + body_line - 1, depth)
             elif len(words) == 2 and words[0] == "upstream":
                 self.upstreams[words[1]] = body
@@ -151,8 +159,8 @@ def _server(load: _Load, server: _Server, port: int) -> FrontDoor | None:
         return None
     listens = re.findall(r"^\s*listen\s+([^;]+);", body, re.M)
     https = any(re.search(r"\bssl\b|\bquic\b", ln) or re.search(r"(^|:)443\b", ln.split()[0]) for ln in listens)
-    auth = bool(re.search(r"^\s*auth_basic\s+(?!off\b)[^;]+;", body, re.M)
-                or re.search(r"^\s*auth_request\s", body, re.M))
+    own = _auth_setting("\n".join(t for _, t in blocks(body)[1]))
+    server_auth = own if own is not None else bool(load.http_auth)
     names = re.findall(r"^\s*server_name\s+([^;]+);", body, re.M)
     hosts = tuple(h for n in names for h in n.split() if h not in ("_", '""', "localhost"))
     locations = _locations(body)
@@ -161,7 +169,23 @@ def _server(load: _Load, server: _Server, port: int) -> FrontDoor | None:
         picked = [_select(locations, p) for p in probes]
         if all(loc is None or _REFUSE.search(loc.own) or not load.proxies_to(loc.body, port) for loc in picked):
             blocked.add(key)
+    # The login holds when every location that proxies the API's ordinary paths asks for it (a
+    # location's own auth_basic, on or off, overrides the server's, which overrides http's).
+    served = [loc for loc in (_select(locations, p) for p in _GENERAL) if loc is not None
+              and load.proxies_to(loc.body, port)]
+    auth = all((_auth_setting(loc.own) if _auth_setting(loc.own) is not None else server_auth) for loc in served) \
+        if served else server_auth
     return FrontDoor("nginx", server.file, server.line, hosts, https, auth, frozenset(blocked))
+
+
+def _auth_setting(own: str) -> bool | None:
+    """A context's own login setting: True (auth_basic REALM, auth_request URI), False (off), None."""
+    basic = re.findall(r"(?:^|[;\s])auth_basic\s+([^;]+);", own)
+    request = re.findall(r"(?:^|[;\s])auth_request\s+([^;]+);", own)
+    values = [v.strip().strip("\"'") for v in basic + request]
+    if not values:
+        return None
+    return any(v != "off" for v in values)
 
 
 def nginx_doors(reader: Reader, entries: list[str], conf_dir: str, port: int, resolve: Resolve) -> list[FrontDoor]:
