@@ -413,3 +413,24 @@ def test_nginx_login_is_inherited_and_overridden_like_nginx_does(tmp_path):
     assert not one(doors(tmp_path / "off", host)).auth  # the location turns it off
     closed = NGINX_CLOSED.replace("    location / {\n", off)
     assert not one(doors(tmp_path / "off2", {"etc/nginx/conf.d/x.conf": closed})).auth
+
+
+def test_caddy_single_site_without_braces(tmp_path):
+    text = "{\n  email a@b.c\n}\nx.example.com\n\nbasicauth {\n  a $2a$14$x\n}\nreverse_proxy localhost:3001\n"
+    d = one(doors(tmp_path, {"etc/caddy/Caddyfile": text}))
+    assert (d.line, d.hosts, d.https, d.auth) == (4, ("x.example.com",), True, True)
+    assert not one(doors(tmp_path / "open", {"etc/caddy/Caddyfile": "x.example.com\nreverse_proxy :3001\n"})).auth
+
+
+def test_caddy_import_never_leaves_the_root_copy(tmp_path):
+    """Under --root DIR a relative import that climbs out of DIR is not followed; an absolute one with
+    ``..`` stays inside DIR."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "site").write_text("x.example.com {\n  reverse_proxy :3001\n}\n")
+    inst = build(tmp_path, {"etc/caddy/Caddyfile": "import ../../../outside/*\n"})
+    got = front_doors(inst)
+    assert got.doors == [] and any("not followed" in n for n in got.notes)
+    host = {"etc/caddy/Caddyfile": "import /../../etc/caddy/sites/*\n",
+            "etc/caddy/sites/a": "x.example.com {\n  reverse_proxy :3001\n}\n"}
+    assert one(doors(tmp_path / "inside", host)).file.endswith("inside/host/etc/caddy/sites/a")

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from checks.core.textio import shown
 from checks.proxy.caddyroute import API, Site, Stmt
 from checks.proxy.confread import PROBES, Reader, blocks, strip_comments, targets_port
 from checks.proxy.model import FrontDoor
@@ -60,10 +61,18 @@ class _Load:
             return
         self.loaded.add(real)
         here = os.path.dirname(path)
-        found, loose = blocks(strip_comments(src.text))
+        text = strip_comments(src.text)
+        found, loose = blocks(text)
         for header, _line, body, _ in found:
             if header.startswith("(") and header.endswith(")"):
                 self.snippets[header[1:-1].strip()] = body
+        first_site = min((line for header, line, _, _ in found if header and not header.startswith("(")), default=None)
+        bare = next((ln for ln, t in loose if t.split()[0] != "import"), None) if depth == 0 else None
+        if bare is not None and (first_site is None or bare < first_site):
+            # One site without braces: its address on this line, its directives the rest of the file.
+            lines = text.split("\n")
+            self.sites.append(_Site(lines[bare - 1].strip(), bare, "\n".join(lines[bare:]), src.display, here))
+            found = [b for b in found if b[1] < bare]
         for header, line, body, _ in found:
             if header.startswith("("):
                 continue
@@ -80,7 +89,8 @@ class _Load:
     def _files(self, pattern: str, here: str) -> list[str]:
         target = self.resolve(pattern.strip("\"'"), here)
         if target is None:
-            self.reader.notes.append(f"import {pattern}: not a path on this machine (a container path no mount has)")
+            self.reader.notes.append(f"import {shown(pattern)}: not followed "
+                                     "(outside the root, or a container path no mount has)")
             return []
         return self.reader.glob(target)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import itertools
 import os
 import re
 import stat
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from checks.core.errors import InputError
-from checks.core.textio import MAX_CONFIG_BYTES, Source, decode_source, read_capped
+from checks.core.textio import MAX_CONFIG_BYTES, Source, decode_source, read_capped, shown
 
 #: Kernel and device filesystems: their "files" are not configuration, and
 #: reading some of them blocks, never ends, or returns this process's secrets.
@@ -123,9 +124,10 @@ class Reader:
         """Regular files matching ``pattern``, sorted (as Caddy and nginx load them), capped."""
         if in_pseudo(os.path.realpath(os.path.dirname(pattern) or "/"), self.host_root):
             return []
-        hits = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        # Lazily, and stopped past the cap: a pattern such as /*/*/*/* must not walk the whole disk.
+        hits = sorted(itertools.islice(glob.iglob(pattern), MAX_GLOB + 1)) if glob.has_magic(pattern) else [pattern]
         if len(hits) > MAX_GLOB:
-            self.notes.append(f"{pattern}: more than {MAX_GLOB} files match; only the first {MAX_GLOB} were read")
+            self.notes.append(f"{shown(pattern)}: more than {MAX_GLOB} files match; only {MAX_GLOB} were read")
             hits = hits[:MAX_GLOB]
         return [h for h in hits if regular_config(h, self.host_root) is not None]
 

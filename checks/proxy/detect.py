@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import glob
 import os
+import posixpath
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -112,7 +113,14 @@ def front_doors(inst: Installation, *, tailscale: Callable[[], str | None] | Non
     doors: list[FrontDoor] = []
 
     def system(pattern: str, here: str) -> str | None:
-        return sysroot.path(pattern) if pattern.startswith("/") else os.path.join(here, pattern)
+        # Normalised as a system path first: "/../x" is "/x"; a relative "../../x" that leaves
+        # --root DIR names nothing of the copy.
+        if pattern.startswith("/"):
+            return sysroot.path(posixpath.normpath(pattern))
+        joined = os.path.normpath(os.path.join(here, pattern))
+        if not sysroot.real and os.path.commonpath([joined, sysroot.root]) != sysroot.root:
+            return None
+        return joined
 
     # Caddy: the main Caddyfile, Caddyfiles of the install directory, a caddy service's mounts.
     root = inst.root

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from checks.core.textio import shown
 from checks.proxy.confread import PROBES, Reader, blocks, strip_comments, targets_port
 from checks.proxy.model import FrontDoor
 
@@ -85,7 +86,8 @@ class _Load:
     def _files(self, pattern: str) -> list[str]:
         target = self.resolve(pattern.strip("\"'"), self.conf_dir)
         if target is None:
-            self.reader.notes.append(f"include {pattern}: not a path on this machine (a container path no mount has)")
+            self.reader.notes.append(f"include {shown(pattern)}: not followed "
+                                     "(outside the root, or a container path no mount has)")
             return []
         return self.reader.glob(target)
 
