@@ -434,3 +434,43 @@ def test_caddy_import_never_leaves_the_root_copy(tmp_path):
     host = {"etc/caddy/Caddyfile": "import /../../etc/caddy/sites/*\n",
             "etc/caddy/sites/a": "x.example.com {\n  reverse_proxy :3001\n}\n"}
     assert one(doors(tmp_path / "inside", host)).file.endswith("inside/host/etc/caddy/sites/a")
+
+
+# -- proxies run by compose: their mounts say where the container paths are ---------------------------
+
+def test_caddy_service_mounts_resolve_container_imports(tmp_path):
+    compose = API + ("  caddy:\n    image: caddy:2.7\n    volumes:\n      - ./Caddyfile:/etc/caddy/Caddyfile:ro\n"
+                     "      - ./sites:/etc/caddy/sites:ro\n")
+    install = {"Caddyfile": "import /etc/caddy/sites/*\nimport /etc/caddy/absent/*\n",
+               "sites/dester": ("x.example.com {\n  import /etc/caddy/sites/login.snippet\n"
+                                "  reverse_proxy api:3001\n}\n"),
+               "sites/login.snippet": "basic_auth {\n  a $2a$14$x\n}\n" + REFUSE_CADDY}
+    got = front_doors(build(tmp_path, {}, compose, install=install))
+    d = one(got.doors)
+    assert (d.file, d.line, d.auth, d.blocked) == ("sites/dester", 1, True, ALL)
+    assert any("import /etc/caddy/absent/*: not followed" in n for n in got.notes)
+
+
+def test_nginx_service_mounts_resolve_container_includes(tmp_path):
+    compose = API + ("  proxy:\n    image: nginx:1.27\n    volumes:\n"
+                     "      - ./nginx/nginx.conf:/etc/nginx/nginx.conf:ro\n"
+                     "      - ./nginx/sites:/etc/nginx/conf.d:ro\n")
+    install = {"nginx/nginx.conf": "http {\n  include /etc/nginx/conf.d/*.conf;\n}\n",
+               "nginx/sites/dester.conf": NGINX_OPEN.replace("127.0.0.1", "api"),
+               "nginx/sites/other.txt": NGINX_OPEN}
+    d = one(front_doors(build(tmp_path, {"etc/nginx/nginx.conf": "http {\n}\n"}, compose, install=install)).doors)
+    assert (d.file, d.line, d.auth) == ("nginx/sites/dester.conf", 1, False)
+
+
+def test_install_dir_file_never_reads_the_hosts_etc(tmp_path, monkeypatch):
+    """An absolute include in a file of the install directory is not this machine's /etc."""
+    opened = []
+    real_open = os.open
+
+    def spy(path, *a, **kw):
+        opened.append(os.fsdecode(path))
+        return real_open(path, *a, **kw)
+    monkeypatch.setattr(os, "open", spy)
+    inst = build(tmp_path, {}, install={"nginx.conf": "http {\n  include /etc/nginx/*.conf;\n}\n"})
+    assert front_doors(inst).doors == []
+    assert not [p for p in opened if p.startswith("/etc/")], opened

@@ -122,11 +122,18 @@ def front_doors(inst: Installation, *, tailscale: Callable[[], str | None] | Non
             return None
         return joined
 
-    # Caddy: the main Caddyfile, Caddyfiles of the install directory, a caddy service's mounts.
+    def local(pattern: str, here: str) -> str | None:
+        # An absolute path in a file of the install directory is a container's or another
+        # machine's: only what a service mounts says where it is (see _compose_doors).
+        return None if pattern.startswith("/") else os.path.join(here, pattern)
+
+    # What compose services mount first: their container paths resolve through the mounts, so their
+    # reading of a file the install directory also holds is the one kept.
+    doors += _compose_doors(inst, reader, svc, port)
+    # Caddy: the main Caddyfile (and imports), then Caddyfiles lying in the install directory.
     root = inst.root
-    caddy_entries = [sysroot.path("/etc/caddy/Caddyfile")]
-    caddy_entries += _globbed(root, ("Caddyfile", "*/Caddyfile", "caddy/*"))
-    doors += caddy_doors(reader, caddy_entries, port, system)
+    doors += caddy_doors(reader, [sysroot.path("/etc/caddy/Caddyfile")], port, system)
+    doors += caddy_doors(reader, _globbed(root, ("Caddyfile", "*/Caddyfile", "caddy/*")), port, local)
     # nginx: nginx.conf and its includes; without one, Debian's own includes.
     conf_dir = sysroot.path("/etc/nginx")
     main = os.path.join(conf_dir, "nginx.conf")
@@ -138,9 +145,8 @@ def front_doors(inst: Installation, *, tailscale: Callable[[], str | None] | Non
             reader.notes.append(f"{inst.display(main)} not found: read conf.d/*.conf and sites-enabled/* "
                                 "as Debian's nginx.conf includes them")
     doors += nginx_doors(reader, entries, conf_dir, port, system)
-    local = _globbed(root, ("nginx.conf", "nginx/*.conf", "nginx/conf.d/*.conf", "*.conf"))
-    doors += nginx_doors(reader, local, root, port, lambda p, here: os.path.join(here, p))
-    doors += _compose_doors(inst, reader, svc, port)
+    doors += nginx_doors(reader, _globbed(root, ("nginx.conf", "nginx/*.conf", "nginx/conf.d/*.conf", "*.conf")),
+                         root, port, local)
     doors += _cloudflared_files(inst, sysroot, reader, port)
     if tailscale is not None:
         output = tailscale()
