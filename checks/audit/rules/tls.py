@@ -98,7 +98,7 @@ def tls_002(ctx: Context) -> Outcome:
     if skip is not None:
         return skip
     if not doors:
-        return Outcome(SKIPPED, reason="no front door to the API found (see TLS-001)")
+        return Outcome(SKIPPED, reason="no reverse proxy to the API found (see TLS-001)")
     ev = [_ev(ctx, d, "no login: basic_auth/auth_basic, forward auth or Access")
           for d in doors if not d.unknown and not d.auth]
     if ev:
@@ -115,7 +115,7 @@ def tls_003(ctx: Context) -> Outcome:
     if skip is not None:
         return skip
     if not doors:
-        return Outcome(SKIPPED, reason="no front door to the API found (see TLS-001)")
+        return Outcome(SKIPPED, reason="no reverse proxy to the API found (see TLS-001)")
     ev = []
     for d in doors:
         if d.unknown or not d.open_paths:
