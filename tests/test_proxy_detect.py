@@ -474,3 +474,16 @@ def test_install_dir_file_never_reads_the_hosts_etc(tmp_path, monkeypatch):
     inst = build(tmp_path, {}, install={"nginx.conf": "http {\n  include /etc/nginx/*.conf;\n}\n"})
     assert front_doors(inst).doors == []
     assert not [p for p in opened if p.startswith("/etc/")], opened
+
+
+def test_caddy_huge_or_branchy_site_ends_and_assumes_the_worst(tmp_path):
+    """Thousands of directives do not overflow the stack; more maybe-matchers than can be followed
+    count as reaching the API without a login, never as refused."""
+    long = "".join(f"  header X-{i} v\n" for i in range(5000)) + REFUSE_CADDY + "  reverse_proxy :3001\n"
+    assert _caddy(tmp_path, long).blocked == ALL
+    branchy = "".join(f"  @h{i} header X-{i} v\n  rewrite @h{i} /x{i}\n" for i in range(40))
+    d = _caddy(tmp_path / "branchy", branchy + REFUSE_CADDY + "  reverse_proxy :3001\n")
+    assert (d.auth, d.blocked) == (False, frozenset())
+    # A maybe-matcher on a directive that changes nothing is no branch: all refused, quickly.
+    quiet = "".join(f"  @h{i} header X-{i} v\n  header @h{i} X-Seen {i}\n" for i in range(40))
+    assert _caddy(tmp_path / "quiet", quiet + REFUSE_CADDY + "  reverse_proxy :3001\n").blocked == ALL

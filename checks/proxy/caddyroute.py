@@ -31,6 +31,8 @@ _TERMINAL = frozenset({"respond", "abort", "error", "redir", "file_server", "php
 _BLOCKS = frozenset({"handle", "handle_path", "route"})
 _TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|`[^`]*`|\S+')
 MAX_DEPTH = 16
+#: Directives looked at per request before giving up (and assuming the worst).
+MAX_STEPS = 20000
 
 API, REFUSED, OTHER, THROUGH = "api", "refused", "other", "through"
 
@@ -129,6 +131,7 @@ class Site:
     matchers: dict[str, list[Stmt]] = field(default_factory=dict)
     is_api: Callable[[Stmt], bool] = lambda _s: True
     """Whether a ``reverse_proxy`` statement's upstreams are the API."""
+    _budget: int = MAX_STEPS
 
     @classmethod
     def of(cls, body: str, is_api: Callable[[Stmt], bool]) -> Site:
@@ -167,44 +170,57 @@ class Site:
 
     def outcomes(self, path: str | None) -> set[tuple[str, bool]]:
         """Where a request for ``path`` may end: (API/REFUSED/OTHER, whether it passed a login)."""
-        return {(o if o != THROUGH else OTHER, login) for o, login in self._run(_sorted(self.stmts), path, False, 0)}
+        self._budget = MAX_STEPS
+        got = self._run(_sorted(self.stmts), path, False, 0, frozenset())
+        return {(o if o != THROUGH else OTHER, login) for o, login in got}
 
     def _run(self, stmts: list[Stmt], path: str | None, login: bool, depth: int,
-             handled: frozenset[int] = frozenset()) -> set[tuple[str, bool]]:
-        if depth > MAX_DEPTH:
-            return {(API, login)}  # too deep to follow: assume the worst
+             handled: frozenset[int]) -> set[tuple[str, bool]]:
+        """Straight through the directives; a branch (a matcher that may or may not take the request, a
+        block that may fall through) recurses, bounded in depth and in steps."""
+        out: set[tuple[str, bool]] = set()
         for i, s in enumerate(stmts):
+            self._budget -= 1
+            if depth > MAX_DEPTH or self._budget < 0:
+                return out | {(API, False)}  # too much to follow: assume the worst
             if id(s) in handled:
                 continue  # another handle of its group took the request
             matched, used = self._match(s, path)
-            if matched is False:
+            if matched is False or not self._acts(s, login, path):
                 continue
-            rest = stmts[i + 1:]
-            taken = self._take(s, used, path, login, depth, stmts, i, handled)
             if matched is None:
-                return taken | self._run(rest, path, login, depth, handled)
-            return taken
-        return {(THROUGH, login)}
+                out |= self._run(stmts[i + 1:], path, login, depth + 1, handled)  # the way that skips it
+            if s.name in _TERMINAL:
+                return out | {(self._terminal(s, used), login)}
+            if s.name in _BLOCKS and s.children is not None:
+                inner_path = None if s.name == "handle_path" else path  # the API sees the path without the prefix
+                children = s.children if s.name == "route" else _sorted(s.children)
+                inner = self._run(children, inner_path, login, depth + 1, frozenset())
+                out |= {o for o in inner if o[0] != THROUGH}
+                throughs = {through_login for o, through_login in inner if o == THROUGH}
+                if not throughs:
+                    return out
+                if s.name != "route":
+                    handled = handled | _group(stmts, i)
+                if len(throughs) > 1:
+                    for through_login in throughs:
+                        out |= self._run(stmts[i + 1:], path, through_login, depth + 1, handled)
+                    return out
+                login = throughs.pop()
+            elif s.name in AUTH:
+                login = True
+            elif s.name in ("rewrite", "uri", "try_files"):
+                path = None  # the path is no longer the one asked for
+        return out | {(THROUGH, login)}
 
-    def _take(self, s: Stmt, used: int, path: str | None, login: bool, depth: int, stmts: list[Stmt], i: int,
-              handled: frozenset[int]) -> set[tuple[str, bool]]:
-        rest = stmts[i + 1:]
-        if s.name in _TERMINAL:
-            return {(self._terminal(s, used), login)}
-        if s.name in _BLOCKS and s.children is not None:
-            inner_path = None if s.name == "handle_path" else path  # the API sees the path without the prefix
-            children = s.children if s.name == "route" else _sorted(s.children)
-            inner = self._run(children, inner_path, login, depth + 1)
-            out = {o for o in inner if o[0] != THROUGH}
-            group = _group(stmts, i) if s.name != "route" else frozenset()
-            for _, through_login in {o for o in inner if o[0] == THROUGH}:
-                out |= self._run(rest, path, through_login, depth + 1, handled | group)
-            return out
+    @staticmethod
+    def _acts(s: Stmt, login: bool, path: str | None) -> bool:
+        """Whether taking ``s`` changes where the request goes (a header directive does not)."""
+        if s.name in _TERMINAL or (s.name in _BLOCKS and s.children is not None):
+            return True
         if s.name in AUTH:
-            return self._run(rest, path, True, depth, handled)
-        if s.name in ("rewrite", "uri", "try_files"):
-            return self._run(rest, None, login, depth, handled)  # the path is no longer the one asked for
-        return self._run(rest, path, login, depth, handled)
+            return not login
+        return s.name in ("rewrite", "uri", "try_files") and path is not None
 
     def _terminal(self, s: Stmt, used: int) -> str:
         args = s.args[used:]
