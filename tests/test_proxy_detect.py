@@ -487,3 +487,19 @@ def test_caddy_huge_or_branchy_site_ends_and_assumes_the_worst(tmp_path):
     # A maybe-matcher on a directive that changes nothing is no branch: all refused, quickly.
     quiet = "".join(f"  @h{i} header X-{i} v\n  header @h{i} X-Seen {i}\n" for i in range(40))
     assert _caddy(tmp_path / "quiet", quiet + REFUSE_CADDY + "  reverse_proxy :3001\n").blocked == ALL
+
+
+@pytest.mark.parametrize("form", ["list", "map"])
+@pytest.mark.parametrize("login", [True, False], ids=["login", "open"])
+def test_traefik_both_label_forms_with_and_without_a_login(tmp_path, form, login):
+    lab = {"traefik.enable": "true", "traefik.http.routers.d.rule": "Host(`x.example.com`)",
+           "traefik.http.routers.d.entrypoints": "websecure"}
+    if login:
+        lab["traefik.http.routers.d.middlewares"] = "auth@docker"
+        lab["traefik.http.middlewares.auth.forwardauth.address"] = "http://authelia:9091/api/verify"
+    if form == "list":
+        text = "".join(f'      - "{k}={v}"\n' for k, v in lab.items())
+    else:
+        text = "".join(f'      {k}: "{v}"\n' for k, v in lab.items())
+    d = one(doors(tmp_path, {}, API + "    labels:\n" + text))
+    assert (d.https, d.auth, d.unknown) == (True, login, False)
