@@ -503,3 +503,18 @@ def test_traefik_both_label_forms_with_and_without_a_login(tmp_path, form, login
         text = "".join(f'      {k}: "{v}"\n' for k, v in lab.items())
     d = one(doors(tmp_path, {}, API + "    labels:\n" + text))
     assert (d.https, d.auth, d.unknown) == (True, login, False)
+
+
+def test_default_tailscale_runner(tmp_path, monkeypatch):
+    """A stand-in ``tailscale`` on PATH (the real one is not in Debian): its output, or None when it
+    fails or is absent."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    assert detect.tailscale_status() is None
+    script = bin_dir / "tailscale"
+    script.write_text('#!/bin/sh\n[ "$1 $2 $3" = "serve status --json" ] && echo \'{"Web": {}}\' && exit 0\nexit 1\n')
+    script.chmod(0o755)
+    assert json.loads(detect.tailscale_status() or "null") == {"Web": {}}
+    script.write_text("#!/bin/sh\nexit 3\n")
+    assert detect.tailscale_status() is None
