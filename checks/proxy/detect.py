@@ -23,6 +23,7 @@ followed at the last moment, capped, nothing from /proc, /sys or /dev.
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import posixpath
 import shutil
@@ -34,7 +35,7 @@ from checks.core.sysroot import SystemRoot
 from checks.install.discovery import api_port, find_api_service
 from checks.install.model import Installation, Service
 from checks.proxy.caddy import caddy_doors
-from checks.proxy.confread import Reader, in_pseudo, read_config
+from checks.proxy.confread import MAX_GLOB, Reader, in_pseudo, read_config
 from checks.proxy.model import FrontDoor
 from checks.proxy.nginx import nginx_doors
 from checks.proxy.tunnels import cloudflared_doors, is_cloudflared, tailscale_doors, token_tunnel, traefik_doors
@@ -210,7 +211,9 @@ def _mounted_files(svc: Service, host_root: str) -> list[tuple[str, str]]:
             continue  # /proc mounted into the proxy: thousands of entries, none of them configuration
         target = (m.target or "").rstrip("/")
         if os.path.isdir(m.host_path):
-            out += [(f"{target}/{os.path.basename(p)}", p) for p in sorted(glob.glob(os.path.join(m.host_path, "*")))]
+            # Capped: a proxy that mounts a data directory must not have every file in it read.
+            hits = sorted(itertools.islice(glob.iglob(os.path.join(m.host_path, "*")), MAX_GLOB))
+            out += [(f"{target}/{os.path.basename(p)}", p) for p in hits]
         else:
             out.append((target, m.host_path))
     return out
