@@ -1,5 +1,8 @@
 """Front doors that exist (checks/proxy/detect.py): each form with a fail and a pass case, in tmp
-dirs used as the host root (``--root``), and what TLS-001/002/003 and NET-003 make of them."""
+dirs used as the host root (``--root``), and what TLS-001/002/003 and NET-003 make of them.
+
+Over 500 lines: every form (Caddy, nginx, Traefik, cloudflared, tailscale) and the rules built on
+them share the one install builder here, and each form's fail and pass cases read best side by side."""
 
 from __future__ import annotations
 
