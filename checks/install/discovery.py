@@ -537,6 +537,15 @@ def find_api_service(inst: Installation) -> Service | None:
     return None
 
 
+def api_port(svc: Service) -> int:
+    """The port the API listens on inside its container (``PORT``, default 3001)."""
+    var = svc.environment.get("PORT")
+    # str.isdigit() accepts "²", which int() refuses: only ASCII digits are a port.
+    if var is not None and var.value and re.fullmatch(r"[0-9]{1,5}", var.value.strip()):
+        return int(var.value.strip())
+    return 3001
+
+
 def _layout(inst: Installation) -> str:
     first = inst.compose_files[0].path
     if os.path.dirname(first) == os.path.join(inst.root, "docker"):
