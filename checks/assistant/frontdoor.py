@@ -8,11 +8,15 @@ servers or keeps secrets on its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from checks.core.errors import InputError
 from checks.core.sysroot import SystemRoot
 from checks.proxy.model import SERVERS, Choice, FrontDoor
 from checks.proxy.servers import Server
+
+if TYPE_CHECKING:
+    from checks.install.model import Installation
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +70,10 @@ def options(root: str, *, host_root: str = "/") -> Options:
     return Options(found, saved.server if saved else preselected, saved, existing, port)
 
 
-def _doors(inst: object) -> list[FrontDoor]:
-    try:
-        from checks.proxy import detect
-    except ImportError:  # pragma: no cover - detection lands beside this
-        return []
-    return list(detect.front_doors(inst).doors)  # type: ignore[arg-type]
+def _doors(inst: Installation) -> list[FrontDoor]:
+    from checks.proxy import detect
+
+    return list(detect.front_doors(inst).doors)
 
 
 def keep_password(choice: Choice, password: str) -> Kept:

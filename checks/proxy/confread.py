@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fnmatch
 import glob
 import itertools
 import os
 import re
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from checks.core.errors import InputError
@@ -98,13 +99,38 @@ class Reader:
     """``Installation.display``: a path as shown."""
     unreadable: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    planned: Mapping[str, bytes] = field(default_factory=dict)
+    """Contents the fix planner is about to write (``Installation.planned``): its re-audit reads them
+    instead of the disk, so a planned front door is judged like an installed one."""
+    planned_links: Mapping[str, str] = field(default_factory=dict)
+    """Symbolic links the planner is about to create (path -> target)."""
     _seen: dict[str, Source | None] = field(default_factory=dict)
 
     def show(self, path: str) -> str:
         return self.display(path)
 
+    def _planned_path(self, path: str) -> str | None:
+        """The planned file ``path`` stands for (through a planned link), or None."""
+        path = os.path.abspath(path)
+        for _ in range(8):
+            if path in self.planned:
+                return path
+            target = self.planned_links.get(path)
+            if target is None:
+                return None
+            path = os.path.normpath(os.path.join(os.path.dirname(path), target))
+        return None
+
     def read(self, path: str) -> Source | None:
         """The file's text, or None (not a regular file, unreadable: recorded, too big: recorded)."""
+        planned = self._planned_path(path) if self.planned else None
+        if planned is not None:
+            data = self.planned[planned]
+            st = os.stat_result((stat.S_IFREG | 0o644, 0, 0, 1, 0, 0, len(data), 0, 0, 0))
+            try:
+                return decode_source(planned, self.show(path), "proxy configuration", data, st)
+            except InputError:
+                return None
         real = regular_config(path, self.host_root)
         if real is None:
             return None
@@ -129,7 +155,12 @@ class Reader:
         if len(hits) > MAX_GLOB:
             self.notes.append(f"{shown(pattern)}: more than {MAX_GLOB} files match; only {MAX_GLOB} were read")
             hits = hits[:MAX_GLOB]
-        return [h for h in hits if regular_config(h, self.host_root) is not None]
+        if self.planned or self.planned_links:
+            extra = [p for p in (*self.planned, *self.planned_links)
+                     if fnmatch.fnmatchcase(p, pattern) and p not in hits and self._planned_path(p) is not None]
+            hits = sorted(hits + extra)[:MAX_GLOB]
+        return [h for h in hits if (self.planned and self._planned_path(h) is not None)
+                or regular_config(h, self.host_root) is not None]
 
 
 def strip_comments(text: str) -> str:

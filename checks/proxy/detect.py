@@ -108,7 +108,7 @@ def front_doors(inst: Installation, *, tailscale: Callable[[], str | None] | Non
     """Every front door to the API found for ``inst``; ``tailscale`` runs ``tailscale serve status
     --json`` (:func:`tailscale_status`; None: not asked, as outside the tailscale profile)."""
     sysroot = SystemRoot(inst.host_root)
-    reader = Reader(inst.host_root, inst.display)
+    reader = Reader(inst.host_root, inst.display, planned=inst.planned, planned_links=inst.planned_links)
     svc = find_api_service(inst)
     port = api_port(svc) if svc else 3001
     doors: list[FrontDoor] = []
