@@ -120,6 +120,29 @@ def test_caddy_site_file_not_imported_is_not_loaded(tmp_path):
     assert doors(tmp_path, host) == []
 
 
+def test_an_import_that_names_the_root_copy_itself_is_read_there(tmp_path):
+    """Under --root DIR, a tree a server runs from names DIR/etc/caddy/...: not moved under DIR twice;
+    a /etc/caddy/... path of a copied tree is taken under DIR."""
+    host_root = tmp_path / "host"
+    site = "x.example.com {\n  reverse_proxy 127.0.0.1:3001\n}\n"
+    host = {"etc/caddy/Caddyfile": f"import {host_root}/etc/caddy/own.caddy\nimport /etc/caddy/copied.caddy\n",
+            "etc/caddy/own.caddy": site, "etc/caddy/copied.caddy": site.replace("x.", "y.")}
+    found = sorted(d.file for d in doors(tmp_path, host))
+    assert [f.rsplit("/", 1)[1] for f in found] == ["copied.caddy", "own.caddy"]
+
+
+def test_planned_site_and_link_are_judged_like_installed_ones(tmp_path):
+    """The fix planner's re-audit: a site file and its sites-enabled link it is about to write."""
+    inst = build(tmp_path, {"etc/nginx/nginx.conf": NGINX_CONF, "etc/nginx/sites-available/.keep": ""})
+    base = os.path.join(inst.host_root, "etc/nginx")
+    assert front_doors(inst).doors == []
+    inst.planned[os.path.join(base, "sites-available/desterlib")] = NGINX_OPEN.encode()
+    assert front_doors(inst).doors == []  # only in sites-available: nginx does not load it
+    inst.planned_links[os.path.join(base, "sites-enabled/desterlib")] = "../sites-available/desterlib"
+    d = one(front_doors(inst).doors)
+    assert d.kind == "nginx" and not d.auth
+
+
 def test_caddy_import_cycle_ends(tmp_path):
     host = {"etc/caddy/Caddyfile": "import Caddyfile\nimport *\nx.example.com {\n  reverse_proxy :3001\n}\n"}
     assert one(doors(tmp_path, host)).line == 3

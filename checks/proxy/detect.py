@@ -117,7 +117,12 @@ def front_doors(inst: Installation, *, tailscale: Callable[[], str | None] | Non
         # Normalised as a system path first: "/../x" is "/x"; a relative "../../x" that leaves
         # --root DIR names nothing of the copy.
         if pattern.startswith("/"):
-            return sysroot.path(posixpath.normpath(pattern))
+            norm = posixpath.normpath(pattern)
+            if not sysroot.real and os.path.commonpath([norm, sysroot.root]) == sysroot.root:
+                # Already a path under --root DIR (a tree whose files name DIR/etc/..., as a server
+                # running from that copy needs them to): not moved under DIR twice.
+                return norm
+            return sysroot.path(norm)
         joined = os.path.normpath(os.path.join(here, pattern))
         if not sysroot.real and os.path.commonpath([joined, sysroot.root]) != sysroot.root:
             return None
