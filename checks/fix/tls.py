@@ -364,6 +364,7 @@ def assemble(plan: Plan, sc: SystemChanges) -> None:
     """Put the front door's changes into ``plan``: the rollback-side reload first, the files and links
     after the compose edits, the validation and the reload after them (the Recreate pair, added later,
     still goes around everything)."""
+    plan.notes.extend(sc.notes)
     if not sc.files and not sc.links:
         return
     plan.changes[:0] = sc.first
@@ -373,4 +374,3 @@ def assemble(plan: Plan, sc: SystemChanges) -> None:
     plan.system = sorted(set(sc.dirs))
     plan.shown_secrets.update(sc.shown)
     plan.secrets |= sc.secrets
-    plan.notes.extend(sc.notes)

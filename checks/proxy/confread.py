@@ -128,9 +128,11 @@ class Reader:
             data = self.planned[planned]
             st = os.stat_result((stat.S_IFREG | 0o644, 0, 0, 1, 0, 0, len(data), 0, 0, 0))
             try:
-                return decode_source(planned, self.show(path), "proxy configuration", data, st)
+                src: Source | None = decode_source(planned, self.show(path), "proxy configuration", data, st)
             except InputError:
-                return None
+                src = None
+            self._seen[planned] = src
+            return src
         real = regular_config(path, self.host_root)
         if real is None:
             return None
@@ -145,6 +147,10 @@ class Reader:
             src = None
         self._seen[real] = src
         return src
+
+    def sources(self) -> list[Source | None]:
+        """Every file read so far (planned ones included)."""
+        return list(self._seen.values())
 
     def glob(self, pattern: str) -> list[str]:
         """Regular files matching ``pattern``, sorted (as Caddy and nginx load them), capped."""

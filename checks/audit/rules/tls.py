@@ -117,10 +117,15 @@ def tls_003(ctx: Context) -> Outcome:
     if not doors:
         return Outcome(SKIPPED, reason="no reverse proxy to the API found (see TLS-001)")
     ev = []
+    accepted = []
     for d in doors:
         if d.unknown or not d.open_paths:
             continue
-        note = "serves " + ", ".join(d.open_paths)
+        if not d.unaccepted_paths:
+            accepted.append(_ev(ctx, d, "serves " + ", ".join(d.open_paths) + " behind the login, as you chose "
+                                "in the TLS step"))
+            continue
+        note = "serves " + ", ".join(d.unaccepted_paths)
         if d.kind == "traefik":
             note += " (Traefik cannot refuse a path without a plugin; no IP-allowlisted router for it)"
         ev.append(_ev(ctx, d, note))
@@ -129,4 +134,4 @@ def tls_003(ctx: Context) -> Outcome:
     unknown = [d for d in doors if d.unknown]
     if unknown:
         return _with(Outcome(ERROR, reason=_unknown_reason(ctx, unknown)), sev)
-    return _with(Outcome(PASS), sev)
+    return _with(Outcome(PASS, accepted), sev)
