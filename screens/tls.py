@@ -10,6 +10,7 @@ the choice are the session's (the use cases the CLI calls too); the screen only 
 from __future__ import annotations
 
 from rich.text import Text
+from textual import work
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Checkbox, Input, RadioButton, RadioSet, Static
@@ -68,7 +69,10 @@ class TLSScreen(FixStepScreen):
             yield Static(self.INTRO, classes="step-intro")
             with Horizontal(classes="tls-row"):
                 yield Static("Domain", classes="tls-label")
-                yield Input(placeholder="media.example.com", id="tls-domain")
+                domain = Input(placeholder="media.example.com", id="tls-domain")
+                # no blink when the app says so: a snapshot must not catch the cursor half-way
+                domain.cursor_blink = self.dester_app.cursor_blink
+                yield domain
             yield Static("", id="tls-domain-error")
             with Horizontal(classes="tls-row"):
                 yield Static("Proxy", classes="tls-label")
@@ -208,11 +212,34 @@ class TLSScreen(FixStepScreen):
         self.refresh_effect()
 
     # -- the generated configuration and its login -----------------------------------------------------------
+    @work(thread=True, exclusive=True, group="step-effect", exit_on_error=False)
+    def plan_effect(self, checks: set[str]) -> None:
+        """Plan the front door the fields describe now; what a slower, older plan finds is dropped (a
+        cancelled thread still finishes: typing a domain starts one plan per key)."""
+        choice = self.session.choices.front_door
+        login = None
+        try:
+            if choice is None:
+                return
+            step_plan = self.session.front_door_plan(choice, preview=True)
+            login = next(iter(step_plan.plan.shown_secrets.values()), None)
+            text = self.effect_text(step_plan)
+        except Exception as exc:  # noqa: BLE001 - shown as one line, never a traceback
+            from tui.errors import one_line
+
+            text = "Cannot plan this step: " + one_line(exc)
+        self.app.call_from_thread(self._show_plan, choice, text, login)
+
+    def _show_plan(self, choice, text, login: str | None) -> None:
+        if not self.is_attached or choice != self.session.choices.front_door:
+            return  # the plan of a choice since changed: the current one's is on its way
+        self.login = login  # the login is shown with the plan that made it (a failed plan has none)
+        self._show_effect(text)
+        self.show_password()
+
     def effect_text(self, step_plan):
         from checks.change.plan import Command, Link
 
-        # the login is shown with the plan that made it (a plan that failed has none to show)
-        self.login = next(iter(step_plan.plan.shown_secrets.values()), None)
         t = super().effect_text(step_plan)
         for c in step_plan.plan.changes:
             if isinstance(c, Link):
@@ -225,11 +252,6 @@ class TLSScreen(FixStepScreen):
         self.login = None  # until the new plan says which
         self.query_one("#tls-password").display = False
         super().refresh_effect()
-
-    def _show_effect(self, text) -> None:
-        super()._show_effect(text)
-        if self.is_attached:
-            self.show_password()
 
     def show_password(self) -> None:
         from checks.proxy.generate import LOGIN_USER

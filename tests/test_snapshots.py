@@ -301,10 +301,11 @@ async def _tls_with_domain(pilot):
     app = pilot.app
     await wait_screen(app, pilot, "WelcomeScreen")
     app.fix_one("tls")
-    await wait_screen(app, pilot, "TLSScreen")
+    screen = await wait_screen(app, pilot, "TLSScreen")
     for ch in "media.example.com":
         await pilot.press(ch)
-    await wait_until(pilot, lambda: app.session.choices.proxy_password is not None, what="the plan")
+    await settle(app, pilot)
+    await wait_until(pilot, lambda: screen.login is not None, what="the plan of media.example.com")
     await settle(app, pilot)
     pilot.app.clear_notifications()
     await pilot.pause()

@@ -195,3 +195,19 @@ async def test_review_then_apply_installs_the_planned_front_door_and_keeps_its_l
                                             for n in app._notifications), what="where the login is kept")
         assert all(pw not in str(n.message) for n in app._notifications)
     assert FAKE_HASH in Path(root, "desterlib.caddy").read_text()
+
+
+async def test_a_plan_for_a_domain_since_changed_is_not_shown(root, monkeypatch):
+    """Typing starts one plan per key; an older one that finishes last must not replace the current one."""
+    Fakes(monkeypatch)
+    app = make_app(root, profile="internet")
+    async with app.run_test(size=(100, 40)) as pilot:
+        screen = await open_tls(app, pilot)
+        await type_domain(pilot, app, "media.example.com")
+        login = screen.login
+        screen._show_plan(Choice("media.example.co", "caddy"), "STALE PLAN", "stale-login")
+        await pilot.pause()
+        assert "STALE PLAN" not in screen_text(app) and screen.login == login
+        screen._show_plan(Choice("media.example.com", "caddy"), "CURRENT PLAN", login)
+        await pilot.pause()
+        assert "CURRENT PLAN" in screen_text(app)

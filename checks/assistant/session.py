@@ -255,15 +255,17 @@ class Session:
             self.choices.selected[FRONT_DOOR_STEP] = set(STEP_BY_ID[FRONT_DOOR_STEP].checks)
 
     def front_door_plan(self, choice: Choice, preview: bool = False) -> StepPlan:
-        """The plan that sets up ``choice``: the generated site, validated, and its login in
-        ``plan.shown_secrets`` (the same password for every plan of this session)."""
-        self.choose_front_door(choice)
-        return self.plan(FRONT_DOOR_STEP, preview=preview)
+        """The plan that sets up ``choice`` (chosen or not: the TLS screen previews while the user types):
+        the generated site, validated, and its login in ``plan.shown_secrets`` (the same password for
+        every plan of this session)."""
+        return self._front_door_step_plan(set(STEP_BY_ID[FRONT_DOOR_STEP].checks), self.choices.profile, preview,
+                                          choice)
 
-    def _front_door_step_plan(self, only: set[str], profile: str, preview: bool) -> StepPlan:
+    def _front_door_step_plan(self, only: set[str], profile: str, preview: bool,
+                              choice: Choice | None = None) -> StepPlan:
         from checks.change.plan import Plan
 
-        choice = self.choices.front_door
+        choice = choice or self.choices.front_door
         if choice is None or not only:
             report = self.audit(profile)
             return StepPlan(FRONT_DOOR_STEP, Plan(), report.score, report.score, preview)
