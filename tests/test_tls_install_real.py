@@ -85,8 +85,12 @@ def test_caddy_front_door_installed_served_and_undone(proxy_lab: ProxyLab, tmp_p
     conf = root / "etc" / "caddy"
     # A Caddyfile of the user's own (global options, another site): the front door is a file of its own,
     # imported at the end. local_certs: the lab's CA instead of ACME, for every site.
-    proxy_lab.caddy_config = (lambda site, orig=proxy_lab.caddy_config:  # type: ignore[method-assign]
-                              orig(site).replace("\tskip_install_trust\n", "\tskip_install_trust\n\tlocal_certs\n"))
+    orig = proxy_lab.caddy_config
+
+    def with_local_certs(site: str) -> str:
+        return orig(site).replace("\tskip_install_trust\n", "\tskip_install_trust\n\tlocal_certs\n")
+
+    proxy_lab.caddy_config = with_local_certs  # type: ignore[method-assign]
     proxy_lab.domain = "other.lab.test"
     served = proxy_lab.caddy('other.lab.test {\n\trespond "the other site"\n}\n', conf_dir=conf)
     proxy_lab.domain = DOMAIN

@@ -251,6 +251,7 @@ def fix_tls(p: Planner) -> None:
     else:
         sc.notes.append(f"{choice.server} is not running: start it (systemctl start {choice.server}) to serve "
                         f"https://{choice.domain}/.")
+    sc.secrets.add(hashed)  # masked in previews like any secret: an offline guess needs it
     if password is not None:
         sc.shown[f"proxy login {generate.LOGIN_USER} @ {choice.domain}"] = password
         sc.secrets.add(password)
