@@ -910,7 +910,7 @@ dester.example.com {
     basic_auth {
         admin $2a$14$Zkx19XLiW6VYouLHR5NmfOFU0z2GTNmpkT/5qqR7hx4IjWJPDhjvG
     }
-    @blocked path /api/v1/logs* /api/v1/settings*
+    @blocked path /api/v1/logs* /api/v1/settings* /api/docs*
     respond @blocked 403
     reverse_proxy 127.0.0.1:3001
 }
@@ -931,6 +931,7 @@ server {
     auth_basic_user_file /etc/nginx/.htpasswd;
     location /api/v1/logs { return 403; }
     location ^~ /api/v1/settings { deny all; }
+    location ~ ^/api/docs { return 404; }
     location / {
         proxy_pass http://127.0.0.1:3001;
     }
@@ -974,7 +975,7 @@ def test_tls001_passes_with_caddy_https(tmp_path):
 @case("TLS-001", FAIL)
 def test_tls001_fails_without_a_proxy(tmp_path):
     f = tls(tmp_path, {}, "TLS-001")
-    assert f.reason is not None and "no Caddy or nginx" in f.reason
+    assert f.reason is not None and "no Caddy, nginx, Traefik or cloudflared" in f.reason
     return f
 
 
@@ -1066,7 +1067,7 @@ def test_tls_skips_a_fifo_and_a_device_in_the_config_dirs(tmp_path):
 
 
 def test_tls_read_config_returns_none_for_non_regular_files(tmp_path):
-    from checks.audit.rules.tls import read_config
+    from checks.proxy.detect import read_config
 
     os.mkfifo(tmp_path / "fifo")
     (tmp_path / "zero").symlink_to("/dev/zero")

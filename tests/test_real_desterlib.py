@@ -524,7 +524,7 @@ def test_docs_proxy(tmp_path, snippet, dest, tls1, tls2, tls3):
         assert [(e.file, e.line) for e in f.evidence] == [(str(conf), 1)], cid
     if tls1 == FAIL:
         assert report.by_id("TLS-001").reason == "the proxy serves plain HTTP"
-    assert report.by_id("TLS-003").evidence[0].note == "serves /api/v1/logs and /api/v1/settings"
+    assert report.by_id("TLS-003").evidence[0].note == "serves /api/v1/logs, /api/v1/settings, /api/docs"
     # The API on 0.0.0.0:3001 bypasses the proxy: NET-003 is high on the internet profile.
     net3 = report.by_id("NET-003")
     assert (net3.status, net3.severity) == (FAIL, "high")
@@ -537,7 +537,7 @@ def test_no_proxy_at_all(tmp_path):
     report = _audit(tmp_path, CASES["rendered-cli"], "internet", host)
     tls1 = report.by_id("TLS-001")
     assert (tls1.status, tls1.severity) == (FAIL, "critical")
-    assert tls1.reason == "no Caddy or nginx configuration proxies to the API"
+    assert tls1.reason == "no Caddy, nginx, Traefik or cloudflared front door proxies to the API"
     assert report.by_id("TLS-002").status == SKIPPED
     assert report.by_id("TLS-003").status == SKIPPED
 
@@ -552,3 +552,29 @@ def test_docs_caddyfile_through_the_command_line(tmp_path):
     status = {f["id"]: f["status"] for f in doc["findings"]}
     assert (status["TLS-001"], status["TLS-002"], status["TLS-003"]) == ("pass", "fail", "fail")
     assert doc["profile"] == "internet"
+
+
+def test_docs_cloudflared_config(tmp_path):
+    """remote-access.md's tunnel: HTTPS at Cloudflare, no Access policy, everything served."""
+    host = tmp_path / "host"
+    conf = host / "etc/cloudflared/config.yml"
+    _copy("docs-snippets/remote-access.md@7ca9c63/cloudflared-config.yml", conf)
+    report = _audit(tmp_path, CASES["rendered-cli"], "internet", host)
+    got = tuple(report.by_id(cid).status for cid in ("TLS-001", "TLS-002", "TLS-003"))
+    assert got == (P, F, F)
+    assert [(e.file, e.line) for e in report.by_id("TLS-002").evidence] == [(str(conf), 5)]
+    assert report.by_id("TLS-003").evidence[0].text.startswith(f"cloudflared at {conf}:5: HTTPS; no login")
+
+
+def test_docs_traefik_labels(tmp_path):
+    """docker.md's labels on the api service: HTTPS (websecure, a resolver), no login, nothing refused."""
+    fragment = (REAL / "docs-snippets/docker.md@30206f0/traefik-labels.compose-fragment.yml").read_text()
+    root = _dir(tmp_path / "install")
+    _write(root / "docker-compose.yml", "services:\n" + "".join("  " + ln + "\n" for ln in fragment.splitlines()),
+           0o644)
+    host = _dir(tmp_path / "host")
+    inst = discover(str(root), host_root=str(host), now=FIXED_NOW)
+    report = run_audit(inst, "internet")
+    got = tuple(report.by_id(cid).status for cid in ("TLS-001", "TLS-002", "TLS-003"))
+    assert got == (P, F, F)
+    assert "Traefik cannot refuse a path" in (report.by_id("TLS-003").evidence[0].note or "")

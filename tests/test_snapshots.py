@@ -128,7 +128,6 @@ SCREENS = {
     "password": (_keys_to("NetworkScreen", "PasswordScreen"), False, None, True),
     "permissions": (_keys_to("NetworkScreen", "PasswordScreen", "PermissionsScreen"), False, None, False),
     "containers": (_keys_to(*STEPS[:4]), False, None, False),
-    "tls": (_keys_to(*STEPS[:4], "TLSScreen"), False, "internet", False),
     "firewall": (_keys_to(*STEPS[:5]), False, None, False),
     "backups": (_keys_to(*STEPS), False, None, False),
     "preview": (_first_preview, False, None, True),
@@ -255,3 +254,66 @@ def test_confirm_modal(install, snap_compare, monkeypatch):
         await wait_screen(pilot.app, pilot, "ConfirmModal")
 
     assert snap_compare(app, terminal_size=MAIN, run_before=_without_toasts(run))
+
+
+# -- the TLS step: a real front door planned for a domain ------------------------------------------------
+
+#: The TLS snapshots plan a real Caddy site, whose text names the install and the system root: both at
+#: fixed paths (as the shown root is fixed elsewhere), made afresh for each test.
+TLS_TOP = "/tmp/dester-harden-snapshot-tls"
+#: bcrypt with a fixed salt: the hash in the previewed site is the same on every run.
+TLS_SALT = b"$2b$12$DesterHardenSnapshot.e"
+
+
+def _fixed_hasher(password: str) -> str:
+    import bcrypt
+
+    return bcrypt.hashpw(password.encode(), TLS_SALT).decode()
+
+
+@pytest.fixture
+def tls_install(monkeypatch):
+    import shutil
+    import subprocess
+
+    from checks.assistant import frontdoor
+    from checks.proxy.servers import Server
+
+    caddy = shutil.which("caddy")
+    version = subprocess.run([caddy, "version"], capture_output=True, text=True).stdout if caddy else ""
+    if not version.lstrip("v").startswith("2.6.") or not os.path.isfile("/etc/caddy/Caddyfile"):
+        if os.environ.get("CI") == "true":
+            pytest.fail("the TLS snapshots validate with Debian's caddy 2.6 (apt install caddy)")
+        pytest.skip(f"the TLS snapshots validate with Debian's caddy 2.6; found: {version.strip() or 'none'}")
+    shutil.rmtree(TLS_TOP, ignore_errors=True)
+    os.makedirs(os.path.join(TLS_TOP, "root", "etc"))
+    shutil.copytree("/etc/caddy", os.path.join(TLS_TOP, "root", "etc", "caddy"), symlinks=True)
+    root = materialize(os.path.join(TLS_TOP, "srv"))
+    # What this machine has installed is no input of a snapshot: the servers shown are fixed.
+    servers = {"caddy": Server("caddy", caddy, "2.6.2", False), "nginx": Server("nginx", None, None, False)}
+    monkeypatch.setattr(frontdoor, "options", lambda r, *, host_root="/": frontdoor.Options(
+        servers, "caddy", None, (), 3001))
+    yield root
+    shutil.rmtree(TLS_TOP, ignore_errors=True)
+
+
+async def _tls_with_domain(pilot):
+    app = pilot.app
+    await wait_screen(app, pilot, "WelcomeScreen")
+    app.fix_one("tls")
+    screen = await wait_screen(app, pilot, "TLSScreen")
+    for ch in "media.example.com":
+        await pilot.press(ch)
+    await settle(app, pilot)
+    await wait_until(pilot, lambda: screen.login is not None, what="the plan of media.example.com")
+    await settle(app, pilot)
+    pilot.app.clear_notifications()
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", [MAIN, BIG], ids=["80x24", "120x40"])
+def test_tls_screen(size, tls_install, snap_compare):
+    """The TLS step with a domain entered: the proxy choice, the login masked, the generated site."""
+    app = make_app(tls_install, profile="internet", shown_root=SHOWN_ROOT,
+                   host_root=os.path.join(TLS_TOP, "root"), hasher=_fixed_hasher)
+    assert snap_compare(app, terminal_size=size, run_before=_tls_with_domain)

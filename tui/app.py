@@ -26,6 +26,10 @@ from checks.assistant.session import Session
 from checks.assistant.steps import APPLY_STEPS, STEP_BY_ID, STEPS
 from screens._results import ReviewResult, StepAnswer
 
+#: The steps reviewed and applied: the fix-list steps, and the TLS step once a front door is chosen
+#: (its selection is set by the TLS screen from a valid domain, never by default).
+REVIEW_STEPS = (*APPLY_STEPS, "tls")
+
 if TYPE_CHECKING:
     from checks.assistant.session import StepPlan
     from checks.assistant.usecases import Applied, UndoPreview
@@ -311,7 +315,8 @@ class DesterApp(App[int]):
             result = await self._walk(steps, i)
             if result is None:
                 return  # backed out of the first step
-            pending = [s for s in self.steps_for_profile() if s in APPLY_STEPS and self.session.choices.selected.get(s)]
+            pending = [s for s in self.steps_for_profile()
+                       if s in REVIEW_STEPS and self.session.choices.selected.get(s)]
             from screens.review import ReviewScreen
 
             review = ReviewScreen(pending)
@@ -336,7 +341,7 @@ class DesterApp(App[int]):
             if result is None:
                 self._back_home()
                 return
-            pending = [step] if step in APPLY_STEPS and self.session.choices.selected.get(step) else []
+            pending = [step] if step in REVIEW_STEPS and self.session.choices.selected.get(step) else []
             from screens.review import ReviewScreen
 
             answer: ReviewResult = await self.push_screen_wait(ReviewScreen(pending))

@@ -131,13 +131,17 @@ def _fix(args) -> int:
     from checks.fix.planner import PlanError
 
     root = _root(args)
+    choice = _front_door(args, root)  # bad input is refused before anything (recovery included) writes
+    tls_wanted = sorted(TLS_CHECKS & args.only) if args.only else []
+    if choice is None and tls_wanted:
+        return _err(_needs_domain(tls_wanted[0]))
     recover(root)
     files_only = getattr(args, "files_only", False)
     live = None if files_only else _live_state(root)
     try:
         planned = usecases.plan(root, args.profile, only=args.only, files=args.file, host_root=args.host_root,
                                 live=live, files_only=files_only,
-                                health_timeout=getattr(args, "health_timeout", 120.0))
+                                health_timeout=getattr(args, "health_timeout", 120.0), front_door=choice)
     except PlanError as exc:
         return _err(str(exc))
     plan = planned.plan
@@ -146,6 +150,8 @@ def _fix(args) -> int:
         for tree in (c for c in plan.changes if isinstance(c, TreeChmod)):
             for line in list_tree(tree):
                 print(line)
+    if choice is None:
+        _say_tls_needs_domain(planned, plan)
     if plan.empty:
         return exit_code(planned.before, args.fail_on)
     if args.dry_run:
@@ -162,10 +168,13 @@ def _fix(args) -> int:
         print("Nothing was changed.")
         return EXIT_OK
     done = usecases.apply(root, plan, command="fix", profile=args.profile, files=args.file,
-                          host_root=args.host_root, guard=_hangup_ignored, report=_Progress())
+                          host_root=args.host_root, guard=_hangup_ignored, report=_Progress(),
+                          front_door=choice)  # recorded in the settings once it is installed
     if done.reverted is not None:
         return _reverted(done.reverted)
-    print(f"\nApplied as transaction {done.txn_id} (undo: dester-harden undo {done.txn_id}).")
+    print(f"\nApplied as transaction {done.txn_id} (undo: dester-harden undo {_undo_hint(args)}{done.txn_id}).")
+    if choice is not None and plan.shown_secrets:
+        _show_login(choice, plan.shown_secrets)
     for r in done.recreated:
         print(shown(r.text()))
     for n in done.notices:
@@ -175,6 +184,89 @@ def _fix(args) -> int:
         return _err(done.audit_error or "the files do not parse after the change")
     print(f"Score: {planned.score_before}/100 -> {done.report.score}/100")
     return exit_code(done.report, args.fail_on)
+
+
+#: The checks a front door fixes (the TLS step's): they need a domain.
+TLS_CHECKS = frozenset({"TLS-001", "TLS-002", "TLS-003"})
+
+
+def _needs_domain(check: str) -> str:
+    return f"{check} needs a domain: dester-harden fix --domain D --proxy caddy"
+
+
+def _undo_hint(args) -> str:
+    """``--root DIR `` when the change was made under one: its undo needs the same root."""
+    root = getattr(args, "host_root", "/")
+    return "" if root == "/" else f"--root {shown_line(root)} "
+
+
+def _front_door(args, root: str):
+    """The front door asked for: ``--domain`` (checked: one line, exit 2) with ``--proxy`` (else the saved
+    server, else the preselected one), or the saved choice; None when there is neither."""
+    domain, proxy, opened = getattr(args, "domain", None), getattr(args, "proxy", None), getattr(args, "open", None)
+    if domain is None and proxy is None and opened is None:
+        if args.only and not (TLS_CHECKS & args.only):
+            return None  # no TLS fix asked for: nothing to look up
+        if args.only is None and args.profile != "internet":
+            return None  # the TLS checks apply to the internet profile only
+    from checks.assistant import frontdoor
+    from checks.proxy.generate import validate_domain
+    from checks.proxy.model import Choice
+
+    if domain is not None:
+        domain = validate_domain(domain)  # InputError: one line, exit 2
+    saved = None
+    if domain is None or proxy is None:
+        found = frontdoor.options(root, host_root=args.host_root)
+        saved = found.saved
+        if domain is None:
+            if saved is None:
+                if proxy is not None or opened is not None:
+                    raise InputError("--proxy and --open need --domain D (no front door is saved yet)")
+                return None
+            domain = saved.domain
+        proxy = proxy or (saved.server if saved is not None else found.preselected)
+    if opened is None:
+        opened = saved.open_paths if saved is not None and saved.domain == domain else frozenset()
+    return Choice(domain, proxy, frozenset(opened))
+
+
+def _say_tls_needs_domain(planned: usecases.Planned, plan) -> None:
+    """Failing TLS checks the plan does not fix (no domain): the one command that would."""
+    refused = {r.check for r in plan.refusals}
+    for f in planned.before.findings:
+        if f.id in TLS_CHECKS and f.status == "fail" and f.id not in plan.checks and f.id not in refused:
+            print(f"Note: {_needs_domain(f.id)}")
+            return
+
+
+def _show_login(choice, shown_secrets: dict[str, str]) -> None:
+    """After the front door is installed: keep its new login and show the password once, on a terminal
+    only (never into a pipe or a log). ``usecases.apply`` has recorded the choice in the settings."""
+    from checks.assistant import frontdoor
+    from checks.proxy.generate import LOGIN_USER
+
+    for password in shown_secrets.values():
+        try:
+            kept = frontdoor.keep_password(choice, password)
+        except (OSError, InputError) as exc:
+            print(f"dester-harden: warning: the proxy login was not kept ({shown_line(str(exc))})", file=sys.stderr)
+            where = ("nowhere: write it down now" if _stdout_tty()
+                     else "nowhere: undo this transaction and fix again for a new login")
+        else:
+            where = shown_line(kept.where)
+        if _stdout_tty():
+            print(f"Proxy login: {LOGIN_USER} / {password}  (shown once; kept in {where})")
+        else:
+            print(f"Proxy login: {LOGIN_USER} / (the password is not printed where stdout is not a terminal; "
+                  f"kept in {where})")
+
+
+def _stdout_tty() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _live_state(root: str):
@@ -289,7 +381,7 @@ def _undo(args) -> int:
         print("Nothing was changed.")
         return EXIT_OK
     done = usecases.undo(root, preview, force=args.force, guard=_hangup_ignored, report=_Progress(),
-                         files_only=files_only)
+                         files_only=files_only, host_root=args.host_root)
     if done.reverted is not None:
         return _reverted(done.reverted)
     print(f"Undone: transaction {preview.txn_id} (recorded as {done.txn_id}).")

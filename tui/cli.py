@@ -12,7 +12,7 @@ import os
 import sys
 
 from checks import __version__
-from tui.output import COLOR_SYSTEMS
+from tui.output import COLOR_SYSTEMS, add_root_option
 from tui.output import mask_for_stdout as _mask_for_stdout
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -46,6 +46,18 @@ def _ids(text: str) -> set[str]:
     return ids
 
 
+def _open_paths(text: str) -> frozenset[str]:
+    """``--open logs,settings,docs``: keys of the protected paths (checks.proxy.model.PROTECTED)."""
+    from checks.proxy.model import PROTECTED
+
+    keys = {t.strip().lower() for t in text.split(",") if t.strip()}
+    unknown = sorted(keys - set(PROTECTED))
+    if unknown:
+        raise argparse.ArgumentTypeError("unknown path " + ", ".join(unknown) + " (one of: " + ", ".join(PROTECTED)
+                                         + ")")
+    return frozenset(keys)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="dester-harden",
@@ -74,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--only", type=_ids, metavar="ID,...", help="run only these checks")
         p.add_argument("--skip", type=_ids, metavar="ID,...",
                        help="do not run these checks (e.g. FS-005 on a huge library)")
-        p.add_argument("--host-root", default="/", help=argparse.SUPPRESS)
+        add_root_option(p)
 
     audit = sub.add_parser("audit", help="report every exposure, ranked, with why and how to fix it",
                            description="Audit the installation from its files. Exit 0 when nothing fails at or above "
@@ -87,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain = sub.add_parser("explain", help="explain a check (ID) or the score (--score)")
     explain.add_argument("id", nargs="?", metavar="ID", help="a check id such as NET-001")
     explain.add_argument("--score", action="store_true", help="explain how the score is computed")
+    add_root_option(explain)  # accepted as on every command; explain reads no system path
 
     fix = sub.add_parser("fix", help="preview, then apply, the fixes for what the audit found (undo with 'undo')",
                          description="Plan the fixes, show every change (diffs with secrets masked, modes, media "
@@ -102,14 +115,25 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("--health-timeout", type=_seconds, default=120.0, metavar="SECONDS", help="seconds recreated "
                      "services get to become healthy before the change is taken back by itself (default 120)")
     fix.add_argument("--files-only", action="store_true", help="change the files only, recreate no running service")
+    fix.add_argument("--domain", metavar="D", help="set up HTTPS with a login for this domain (TLS-001, TLS-002, "
+                     "TLS-003): a Caddy or nginx front door, validated before it is installed; default: the one "
+                     "saved by the last such fix")
+    fix.add_argument("--proxy", choices=("caddy", "nginx"), default=None,
+                     help="the front door's server (default: the saved one, else Caddy when installed)")
+    fix.add_argument("--open", type=_open_paths, metavar="PATH,...", default=None,
+                     help="serve these API paths behind the login too (refused from outside by default): "
+                          "logs (/api/v1/logs), settings (/api/v1/settings: the TMDB key), docs (/api/docs: "
+                          "the Swagger UI that drives the whole API)")
 
     history = sub.add_parser("history", help="list the transactions in this installation's undo journal")
     history.add_argument("--dir", metavar="D", help="the DesterLib install directory")
+    add_root_option(history)
 
     undo = sub.add_parser("undo", help="take back a transaction (the last one by default)")
     undo.add_argument("txn", nargs="?", metavar="TXN", help="a transaction id from 'history' (default: the last)")
     undo.add_argument("--last", action="store_true", help="the last applied transaction (the default)")
     undo.add_argument("--dir", metavar="D", help="the DesterLib install directory")
+    add_root_option(undo)
     undo.add_argument("--force", action="store_true", help="undo even files edited by hand since the transaction")
     umode = undo.add_mutually_exclusive_group()
     umode.add_argument("--dry-run", action="store_true", help="only show what undo would change")
@@ -133,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     reaudit.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
     reaudit.add_argument("--fail-on", choices=("critical", "high", "medium", "low", "never"), default="high",
                          help="exit 1 when a check regressed at or above this severity (default: high)")
-    reaudit.add_argument("--host-root", default="/", help=argparse.SUPPRESS)
+    add_root_option(reaudit)
 
     def terminal_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--color-system", choices=COLOR_SYSTEMS, default=None,
@@ -151,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     assistant.add_argument("-f", "--file", metavar="FILE", action="append", help="compose file to read (repeatable)")
     assistant.add_argument("--profile", choices=("local", "tailscale", "internet"), default=None,
                            help="start with this exposure profile (default: the last one chosen, else local)")
-    assistant.add_argument("--host-root", default="/", help=argparse.SUPPRESS)
+    add_root_option(assistant)
     terminal_options(assistant)
 
     demo = sub.add_parser("demo",

@@ -22,15 +22,16 @@ def apply_terminal_options(color_system: str | None) -> None:
 
 def build_app(root: str, *, profile: str | None = None, files=None, host_root: str = "/", theme: str | None = None,
               now=None, hostname: str | None = None, new_secret=None, cursor_blink: bool = True,
-              shown_root: str | None = None, live_state=None, euid: int | None = None):
+              shown_root: str | None = None, live_state=None, euid: int | None = None, hasher=None):
     """The app for one installation (the tests build theirs here too; ``shown_root``: how the
     screens name the install directory, fixed by the snapshot tests; ``live_state(root)``: the
-    running system, a fake in tests, the use case when None; ``euid``: fixed by the snapshots)."""
+    running system, a fake in tests, the use case when None; ``euid``: fixed by the snapshots;
+    ``hasher``: bcrypt for the proxy login, with a fixed salt in the snapshots)."""
     from checks.assistant.session import Session
     from tui.app import DesterApp
 
     session = Session(root, profile=profile, files=files, host_root=host_root, now=now, hostname=hostname,
-                      new_secret=new_secret, shown_root=shown_root)
+                      new_secret=new_secret, shown_root=shown_root, hasher=hasher)
     return DesterApp(session, theme=theme, cursor_blink=cursor_blink, live_state=live_state, euid=euid)
 
 

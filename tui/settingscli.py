@@ -13,6 +13,8 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from tui.output import add_root_option
+
 if TYPE_CHECKING:
     from checks.audit.settings import Settings
 
@@ -31,6 +33,7 @@ def add_parsers(sub: Any) -> None:  # argparse's _SubParsersAction is private
                                                   "install) or path:PATH (a file or a directory)")
     sup.add_argument("--until", metavar="YYYY-MM-DD", help="the last day the suppression applies")
     sup.add_argument("--dir", metavar="D", help="the DesterLib install directory")
+    add_root_option(sup)  # accepted as on every command; a suppression names no system path
 
     st = sub.add_parser("settings", help="print the effective settings: profile, suppressions, the file's path",
                         description="Show the settings this installation's audits use: the profile and where it "
@@ -38,7 +41,7 @@ def add_parsers(sub: Any) -> None:  # argparse's _SubParsersAction is private
                                     "nothing, and where the settings file is.")
     st.add_argument("--dir", metavar="D", help="the DesterLib install directory")
     st.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
-    st.add_argument("--host-root", default="/", help=argparse.SUPPRESS)
+    add_root_option(st)
 
 
 def _install_dir(args: argparse.Namespace) -> str:

@@ -23,13 +23,18 @@ from checks.assistant.passwords import DEFAULT_PASSWORD_BYTES
 from checks.assistant.steps import STEP_BY_ID, STEP_OF_CHECK
 from checks.audit.findings import FAIL, Finding
 
+FRONT_DOOR_STEP = "tls"
+"""The step whose fixes are a front door: planned from :attr:`Choices.front_door`, not from a fix list."""
+
 if TYPE_CHECKING:  # imported where used: the assistant's first frame needs none of them
+    from checks.assistant.frontdoor import Kept, Options
     from checks.assistant.usecases import Applied, UndoPreview
     from checks.audit.run import Report
     from checks.change.plan import Plan
     from checks.change.stack import Reporter
     from checks.install.model import Installation
     from checks.live.model import LiveState
+    from checks.proxy.model import Choice
 
 
 @dataclass(slots=True)
@@ -41,6 +46,11 @@ class Choices:
     """step id -> the check ids whose fixes the user wants."""
     db_password: str | None = None
     """The generated database password (never shown unless revealed)."""
+    front_door: Choice | None = None
+    """The TLS step's front door (domain, proxy, opted-in paths); None until a valid domain is entered."""
+    proxy_password: str | None = None
+    """The front door's generated login password: one per session, so the plan previewed on the TLS
+    screen and the one built again on review carry the same (never shown unless revealed)."""
 
 
 @dataclass(slots=True)
@@ -85,7 +95,8 @@ class Session:
 
     def __init__(self, root: str, profile: str | None = None, files: list[str] | None = None, host_root: str = "/",
                  now: Callable[[], float] | None = None, hostname: str | None = None,
-                 new_secret: Callable[[int], str] | None = None, shown_root: str | None = None) -> None:
+                 new_secret: Callable[[int], str] | None = None, shown_root: str | None = None,
+                 hasher: Callable[[str], str] | None = None) -> None:
         self.root = os.path.abspath(os.path.expanduser(root))
         from checks.core.textio import shown
 
@@ -97,6 +108,8 @@ class Session:
         self.clock = now or time.time
         self.hostname = hostname or socket.gethostname()
         self._new_secret = new_secret or _secrets.token_urlsafe
+        self._hasher = hasher
+        """bcrypt for the front door's login (None: the generator's, a random salt; snapshots fix it)."""
         self.baseline = load_baseline(self.root)
         from checks.audit.settings import load_settings
 
@@ -106,6 +119,8 @@ class Session:
         self.report: Report | None = None
         self.inst: Installation | None = None
         self.recovered: list[str] = []
+        self.kept: Kept | None = None
+        """Where the front door's login went (after the TLS step was applied)."""
         self.live: LiveState | None = None
         """The running system as last gathered (:meth:`gather_live`); None until then, or when not checked."""
 
@@ -210,6 +225,8 @@ class Session:
         """
         only = set(self.choices.selected.get(step, set()) if checks is None else checks)
         profile = profile or self.choices.profile
+        if step == FRONT_DOOR_STEP:
+            return self._front_door_step_plan(only, profile, preview)
         if not only:
             report = self.audit(profile)
             from checks.change.plan import Plan
@@ -221,6 +238,70 @@ class Session:
                                 validate_with_compose=not preview, live=self.live)  # plans the recreates
         return StepPlan(step, planned.plan, planned.score_before, planned.score_after, preview)
 
+    # -- the TLS step: a front door ----------------------------------------------------
+    def front_door_options(self) -> Options:
+        """The servers installed here (Caddy preselected when installed), the saved choice, the front doors
+        already in place (the use case; system paths under ``host_root``)."""
+        from checks.assistant import frontdoor
+
+        return frontdoor.options(self.root, host_root=self.host_root)
+
+    def choose_front_door(self, choice: Choice | None) -> None:
+        """The TLS step's choice (None: no valid domain yet, nothing to apply on this step)."""
+        self.choices.front_door = choice
+        if choice is None:
+            self.choices.selected.pop(FRONT_DOOR_STEP, None)
+        else:
+            self.choices.selected[FRONT_DOOR_STEP] = set(STEP_BY_ID[FRONT_DOOR_STEP].checks)
+
+    def front_door_plan(self, choice: Choice, preview: bool = False) -> StepPlan:
+        """The plan that sets up ``choice`` (chosen or not: the TLS screen previews while the user types):
+        the generated site, validated, and its login in ``plan.shown_secrets`` (the same password for
+        every plan of this session)."""
+        return self._front_door_step_plan(set(STEP_BY_ID[FRONT_DOOR_STEP].checks), self.choices.profile, preview,
+                                          choice)
+
+    def _front_door_step_plan(self, only: set[str], profile: str, preview: bool,
+                              choice: Choice | None = None) -> StepPlan:
+        from checks.change.plan import Plan
+
+        choice = choice or self.choices.front_door
+        if choice is None or not only:
+            report = self.audit(profile)
+            return StepPlan(FRONT_DOOR_STEP, Plan(), report.score, report.score, preview)
+        planned = usecases.plan(self.root, profile, only=only, files=self.files, host_root=self.host_root,
+                                now=self.clock(), new_secret=self._proxy_secret, validate_with_compose=not preview,
+                                live=self.live, front_door=choice, hasher=self._hasher)
+        shown = planned.plan.shown_secrets
+        if shown:
+            self.choices.proxy_password = next(iter(shown.values()))
+        return StepPlan(FRONT_DOOR_STEP, planned.plan, planned.score_before, planned.score_after, preview)
+
+    def _proxy_secret(self, nbytes: int) -> str:
+        """The session's ``new_secret`` for the TLS plan: the login's password, generated once."""
+        if self.choices.proxy_password is None:
+            self.choices.proxy_password = self._new_secret(nbytes)
+        return self.choices.proxy_password
+
+    def _keep_front_door(self, step_plan: StepPlan, done: Applied) -> None:
+        """After the front door is installed: keep its new login (keyring, else a 0600 file) and say where
+        (the use case has recorded the choice in the settings, so a re-audit checks the same front door)."""
+        from checks.assistant import frontdoor
+        from checks.assistant.usecases import Level, Notice
+        from checks.core.errors import InputError
+
+        choice = self.choices.front_door
+        if choice is None or done.reverted is not None:
+            return
+        for password in step_plan.plan.shown_secrets.values():
+            try:
+                self.kept = frontdoor.keep_password(choice, password)
+            except (OSError, InputError) as exc:
+                done.notices.append(Notice(Level.WARNING, "The proxy login's password was not kept "
+                                           f"({' '.join(str(exc).split())}): note it now (v reveals it)."))
+            else:
+                done.notices.append(Notice(Level.INFO, f"The proxy login's password is kept in {self.kept.where}."))
+
     def apply(self, step_plan: StepPlan, report: Reporter | None = None) -> Applied:
         """Apply a previewed plan as one transaction (the use case saves the baseline).
 
@@ -228,10 +309,13 @@ class Session:
         """
         if step_plan.preview:
             raise ValueError("a preview plan is never applied: build the plan again without preview=True")
+        front_door = self.choices.front_door if step_plan.step == FRONT_DOOR_STEP else None
         done = usecases.apply(self.root, step_plan.plan, command=f"assistant:{step_plan.step}",
                               profile=self.choices.profile, files=self.files, host_root=self.host_root,
-                              now=self.clock(), report=report)
+                              now=self.clock(), report=report, front_door=front_door)
         self._save_profile()
+        if step_plan.step == FRONT_DOOR_STEP:
+            self._keep_front_door(step_plan, done)
         self._after(done)
         return done
 

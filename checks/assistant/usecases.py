@@ -118,22 +118,27 @@ class Planned:
 def plan(root: str, profile: str, *, only: set[str] | None = None, files: list[str] | None = None,
          host_root: str = "/", now: float | None = None, new_secret: Callable[[int], str] | None = None,
          db_password: str | None = None, validate_with_compose: bool = True, live: LiveState | None = None,
-         files_only: bool = False, health_timeout: float = 120.0, front_door: Choice | None = None) -> Planned:
+         files_only: bool = False, health_timeout: float = 120.0, front_door: Choice | None = None,
+         hasher: Callable[[str], str] | None = None) -> Planned:
     """The fixes for ``only`` (every fixable failure when None), against the files as they are now.
 
     ``front_door`` (the TLS step, ``fix --domain D --proxy P``): TLS-001/002/003 are fixed by setting up
     that proxy (system files under ``host_root``, validated, reloaded); its generated login password is
-    in ``Planned.plan.shown_secrets``. Without it those checks are not fixed (they need a domain).
+    in ``Planned.plan.shown_secrets``. Without it, the one saved in the installation's settings (an
+    earlier TLS step); with neither, those checks are a refusal that says how to give one.
+    ``hasher``: bcrypt for the login (tests and snapshots fix the salt).
 
     ``live`` (what runs now): the plan also recreates the running services it changes, behind the
     health gate (``health_timeout`` seconds), unless ``files_only``.
     """
     from checks.fix.planner import plan_fixes
 
+    if front_door is None:
+        front_door = _settings(root).front_door
     built, planner = plan_fixes(root, profile, only=only, files=files, host_root=host_root, now=now,
                                 new_secret=new_secret, db_password=db_password,
                                 validate_with_compose=validate_with_compose, live=None if files_only else live,
-                                health_timeout=health_timeout)
+                                health_timeout=health_timeout, front_door=front_door, hasher=hasher)
     return Planned(built, planner.base_report, getattr(planner, "final_report", planner.base_report))
 
 
@@ -170,8 +175,11 @@ class Applied:
 
 def apply(root: str, planned: Plan, *, command: str, profile: str, files: list[str] | None = None,
           host_root: str = "/", now: float | None = None, guard: Guard = nullcontext, stack: Stack | None = None,
-          report: Reporter | None = None) -> Applied:
+          report: Reporter | None = None, front_door: Choice | None = None) -> Applied:
     """Apply a previewed plan as one transaction, audit the result, save the baseline.
+
+    ``front_door``: the choice the plan was built for; once a plan that sets it up is applied, it is
+    recorded in the installation's settings (``[front_door]``), so re-audits and fixes use the same.
 
     The engine refuses a plan whose files (or modes) changed since it was
     built (:class:`checks.change.engine.StaleError`): what was previewed is
@@ -188,7 +196,15 @@ def apply(root: str, planned: Plan, *, command: str, profile: str, files: list[s
             result = Engine(root, command, stack=seen, report=report).apply(planned)
     except GateFailed as exc:
         return Applied("", [], [], None, None, reverted=reverted(exc, planned))
-    return _after_change(root, result, profile, files, host_root, now, seen.done)
+    out = _after_change(root, result, profile, files, host_root, now, seen.done)
+    if front_door is not None and planned.system:
+        from checks.audit.settings import save_front_door
+
+        try:
+            save_front_door(root, front_door)
+        except (OSError, InputError) as exc:
+            out.notices.append(Notice(Level.WARNING, f"the front door was not recorded in the settings: {exc}"))
+    return out
 
 
 class ConflictKind(enum.Enum):

@@ -227,7 +227,8 @@ CATALOG: tuple[Check, ...] = (
           _s("medium"), live=True),
     Check("TLS-001", "No HTTPS reverse proxy in front of the API",
           "Exposed to the internet, the API would send tokens, library data and (via its logs) the database "
-          "password in clear text.",
+          "password in clear text. Front doors found: Caddy (with imports), nginx (enabled sites), Traefik "
+          "labels, cloudflared ingress, and a tailscale funnel under the tailscale profile.",
           "Put Caddy (automatic HTTPS) or nginx with a certificate in front of 127.0.0.1:3001.",
           ("info", "info", "critical"), profiles=("internet",)),
     Check("TLS-002", "Reverse proxy asks for no authentication",
@@ -235,9 +236,11 @@ CATALOG: tuple[Check, ...] = (
           "to anyone.",
           "Require basic authentication (bcrypt hash of a generated password) at the proxy.",
           ("info", "info", "high"), profiles=("internet",)),
-    Check("TLS-003", "Proxy serves /api/v1/logs and /api/v1/settings",
-          "Those endpoints are unauthenticated and the logs contain DATABASE_URL with the password.",
-          "Block /api/v1/logs and /api/v1/settings at the proxy (respond 403).",
+    Check("TLS-003", "Proxy serves /api/v1/logs, /api/v1/settings or /api/docs",
+          "Those endpoints are unauthenticated: the logs contain DATABASE_URL with the password, the settings "
+          "hold the TMDB and provider keys, and the Swagger UI at /api/docs drives the whole API.",
+          "Refuse /api/v1/logs, /api/v1/settings (and everything under it) and /api/docs (and the spec files) "
+          "at the proxy (respond 403), even behind the login.",
           ("info", "info", "high"), profiles=("internet",)),
     Check("FW-001", "No active host firewall",
           "Without ufw or firewalld every service that listens on the server is reachable from the network.",

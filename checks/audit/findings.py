@@ -55,6 +55,9 @@ class Outcome:
     evidence: list[Evidence] = field(default_factory=list)
     reason: str | None = None
     """For skipped and error: why; for fail: an optional one-line summary."""
+    severity: str | None = None
+    """The catalog's severity under another profile than the audit's (a tailscale funnel is judged as
+    the internet profile); None: the audit profile's."""
 
 
 @dataclass(slots=True)

@@ -139,7 +139,7 @@ def _run(report: Report, ctx: Context, fns: dict[str, CheckFn], profile: str, ma
 
 def _finding(chk: Check, outcome: Outcome, profile: str, masker: Masker) -> Finding:
     reason = masker.text(outcome.reason) if outcome.reason else None
-    return Finding(chk, outcome.status, chk.severity_for(profile), outcome.evidence, reason)
+    return Finding(chk, outcome.status, outcome.severity or chk.severity_for(profile), outcome.evidence, reason)
 
 
 def unfollowed_reason(inst: Installation) -> str:

@@ -27,10 +27,12 @@ from checks.audit.catalog import BY_ID, PROFILES
 from checks.audit.findings import FAIL, Evidence, Finding
 from checks.core.errors import InputError
 from checks.core.names import SETTINGS_FILE
+from checks.proxy.model import PROTECTED, SERVERS, Choice
 
 HEADER = '# dester-harden settings for this installation (see README "Settings")\n'
 SCOPE_KINDS = ("service", "file", "path")
-_TOP_KEYS = {"profile", "suppress"}
+_TOP_KEYS = {"profile", "suppress", "front_door"}
+_FRONT_DOOR_KEYS = {"domain", "server", "open"}
 _SUPPRESS_KEYS = {"check", "scope", "reason", "until"}
 # Patterns, not compiled here: an audit without a settings file never needs them (re caches them).
 _TABLE = r"^\s*\[\[\s*suppress\s*\]\]"
@@ -80,6 +82,8 @@ class Settings:
     """Why the file was not used (untrusted), one line each; the defaults apply then."""
     loaded: bool = False
     """The file exists, was trusted and was read."""
+    front_door: Choice | None = None
+    """The ``[front_door]`` table: the proxy the TLS step set up (a re-audit and ``fix`` use the same)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -170,7 +174,8 @@ def parse(text: str, path: str) -> Settings:
 
     for key in data:
         if key not in _TOP_KEYS:
-            raise SettingsError(f"unknown setting {key!r} (known: profile, [[suppress]])", path, top_line(key))
+            raise SettingsError(f"unknown setting {key!r} (known: profile, [front_door], [[suppress]])", path,
+                                top_line(key))
     profile = data.get("profile")
     if profile is not None and profile not in PROFILES:
         raise SettingsError(f"profile must be one of {', '.join(PROFILES)}", path, top_line("profile"))
@@ -182,7 +187,37 @@ def parse(text: str, path: str) -> Settings:
         start = tables[n] if n < len(tables) else None
         end = tables[n + 1] if n + 1 < len(tables) else len(lines) + 1
         out.append(_suppression(table, path, start, end, lines))
-    return Settings(path, profile, out)
+    settings = Settings(path, profile, out)
+    if "front_door" in data:
+        settings.front_door = _front_door(data["front_door"], path, lines)
+    return settings
+
+
+def _front_door(table: object, path: str, lines: list[str]) -> Choice:
+    start = next((i + 1 for i, ln in enumerate(lines) if re.match(r"^\s*\[\s*front_door\s*\]", ln)), None)
+
+    def where(key: str) -> int | None:
+        return (_key_line(lines, key, start, len(lines) + 1) if start else None) or start
+
+    if not isinstance(table, dict):
+        raise SettingsError("front_door must be a [front_door] table", path, start)
+    for key in table:
+        if key not in _FRONT_DOOR_KEYS:
+            raise SettingsError(f"unknown key {key!r} in [front_door] (known: domain, server, open)", path, where(key))
+    domain, server, opened = table.get("domain"), table.get("server"), table.get("open", [])
+    if not isinstance(domain, str) or not domain:
+        raise SettingsError("[front_door] needs domain = \"NAME\"", path, where("domain"))
+    from checks.proxy.generate import validate_domain
+
+    try:
+        domain = validate_domain(domain)
+    except InputError as exc:
+        raise SettingsError(exc.message, path, where("domain")) from None
+    if server not in SERVERS:
+        raise SettingsError(f"[front_door] server must be one of {', '.join(SERVERS)}", path, where("server"))
+    if not isinstance(opened, list) or not all(isinstance(k, str) and k in PROTECTED for k in opened):
+        raise SettingsError(f"[front_door] open must be a list of {', '.join(PROTECTED)}", path, where("open"))
+    return Choice(domain, str(server), frozenset(opened))
 
 
 def _key_line(lines: list[str], key: str, start: int, end: int) -> int | None:
@@ -411,5 +446,29 @@ def save_profile(install_root: str, profile: str) -> None:
     _write(path, "\n".join(lines) + "\n")
 
 
+def save_front_door(install_root: str, choice: Choice) -> None:
+    """Record ``choice`` as the installation's ``[front_door]`` (the table replaced, everything else kept)."""
+    path = _writable_path(install_root)
+    text = read_text(path) or HEADER
+    table = ("[front_door]\n"
+             f"domain = {_toml_string(choice.domain)}\n"
+             f"server = {_toml_string(choice.server)}\n"
+             f"open = [{', '.join(_toml_string(k) for k in sorted(choice.open_paths))}]\n")
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, ln in enumerate(lines) if re.match(r"^\s*\[\s*front_door\s*\]", ln)), None)
+    if start is not None:
+        end = next((i for i in range(start + 1, len(lines)) if re.match(_HEADER_LINE, lines[i])), len(lines))
+        lines[start:end] = [table + ("\n" if end < len(lines) else "")]
+        new = "".join(lines)
+    else:
+        first = next((i for i, ln in enumerate(lines) if re.match(_HEADER_LINE, ln)), len(lines))
+        body = "".join(lines[:first])
+        if body and not body.endswith("\n"):
+            body += "\n"
+        rest = "\n" + "".join(lines[first:]) if first < len(lines) else ""
+        new = body + ("\n" if body.strip() else "") + table + rest
+    _write(path, new)
+
+
 __all__ = ["Settings", "Suppression", "Matched", "SettingsError", "load_settings", "parse", "match", "covers",
-           "add_suppression", "save_profile", "resolve_profile", "settings_path", "SETTINGS_FILE"]
+           "add_suppression", "save_profile", "save_front_door", "resolve_profile", "settings_path", "SETTINGS_FILE"]

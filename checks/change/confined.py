@@ -11,11 +11,15 @@ the descent instead of redirecting the change. A regular file with more than
 one link is refused (another name for it may be outside), as is anything that
 is not a regular file or a directory.
 
-The one exception: a file the user named on the command line (``--file``) is
-reached through its own path, wherever it is, because the user chose it.
+The exceptions: a file the user named on the command line (``--file``) is
+reached through its own path, wherever it is, because the user chose it; a
+file under one of the system directories the user chose (``/etc/nginx``,
+:attr:`Confined.system`) is reached from ``/`` after every directory on the
+way passed the trust check of :mod:`checks.change.system`.
 
 :func:`problem` is the same rule for the planner, asked before anything is
-planned, so a preview never shows a change the engine will refuse.
+planned, so a preview never shows a change the engine will refuse (and
+:func:`system_problem` the rule for system files).
 """
 
 from __future__ import annotations
@@ -140,6 +144,15 @@ def problem(root: str, path: str, named: Iterable[str] = (), write: bool = False
     return None
 
 
+def system_problem(path: str, system_dirs: Iterable[str], *, link: bool = False) -> str | None:
+    """Why the planner must not change the system file ``path`` (None: it may); see :mod:`checks.change.system`.
+
+    ``link``: a symbolic link is to be created at ``path`` (nothing may be there)."""
+    from checks.change.system import system_problem as rule
+
+    return rule(path, system_dirs, link=link)
+
+
 def _target(link: str) -> str:
     """A link's target for a message: one line, whatever bytes the owner put in it."""
     return "".join(c if c.isprintable() else "?" for c in os.readlink(link))
@@ -148,9 +161,19 @@ def _target(link: str) -> str:
 class Confined:
     """Reads and changes files under one installation root through verified directory descriptors."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, system: Iterable[str] = ()) -> None:
         self.root = os.path.abspath(root)
         self._fd: int | None = None
+        self.system: tuple[str, ...] = tuple(os.path.abspath(d) for d in system)
+        """System directories (:attr:`checks.change.plan.Plan.system`): paths under them are reached from ``/``
+        after the trust check of :mod:`checks.change.system`, not from the install root."""
+
+    def is_system(self, path: str) -> bool:
+        """``path`` is under one of :attr:`system` (and outside the installation)."""
+        from checks.change.system import containing
+
+        path = os.path.abspath(path)
+        return _inside(self.root, path) is None and containing(path, self.system) is not None
 
     # -- descriptors -------------------------------------------------------------
     def root_fd(self) -> int:
@@ -184,6 +207,12 @@ class Confined:
         if named:
             return os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), os.path.basename(path)
         rel = _inside(self.root, path)
+        if rel is None and self.system:
+            from checks.change.system import containing, open_dir
+
+            top = containing(path, self.system)
+            if top is not None:  # (for the system directory itself: its parent, above it)
+                return open_dir(os.path.dirname(path), top, path), os.path.basename(path)
         if rel is None or rel == ".":
             raise ConfinementError(f"{path} is outside the installation directory {self.root}; not changing it")
         parts = rel.split(os.sep)

@@ -12,7 +12,12 @@ What each kind of change does is its handler's (:mod:`checks.change.handlers`): 
 only journals, locks, orders, records progress (:mod:`checks.change.progress`) and rolls back,
 dispatching through the registry. States: ``prepared`` -> (``applied-tentative`` with a
 deadline) -> ``applied`` | ``rolled-back`` (see docs/adr/0003-journal-format-and-states.md).
-Programs run through an injected :class:`checks.change.executor.Executor`.
+Programs run through an injected :class:`checks.change.executor.Executor`. System files (under the
+plan's :attr:`~checks.change.plan.Plan.system` directories) are reached through
+:mod:`checks.change.system` and take the host lock too.
+
+A little over 500 lines: the transaction's life (journal, lock, apply, rollback, undo, recovery)
+is one state machine whose steps share the same invariants; split, each half would re-state them.
 """
 
 from __future__ import annotations
@@ -29,7 +34,15 @@ from typing import TYPE_CHECKING
 from checks.change.confined import Confined
 from checks.change.executor import ActionLog
 from checks.change.handlers import Context, Entry, StaleError, UndoConflict, for_change, for_entry
-from checks.change.intent import FORMAT, TXN_ID, checked_entries, named_outside, reapplies
+from checks.change.intent import (
+    FORMAT,
+    SYSTEM_FORMAT,
+    TXN_ID,
+    checked_entries,
+    intent_system,
+    named_outside,
+    reapplies,
+)
 from checks.change.journal import (
     Redactor,
     SecretStore,
@@ -48,6 +61,7 @@ from checks.change.progress import NAME as PROGRESS
 from checks.change.progress import Progress
 from checks.change.stack import GateFailed
 from checks.change.statedir import journal_dir
+from checks.change.system import changes_system, containing, refuse_overlap
 from checks.change.trust import verify_journal
 from checks.core.errors import EngineError
 
@@ -202,6 +216,9 @@ class Engine:
     def _context(self, txn: Txn | None = None, redactor: Redactor | None = None,
                  secrets: dict[str, str] | None = None) -> Context:
         log = ActionLog(txn.dir, list(redactor.by_token.values()) if redactor else []) if txn else None
+        if txn is not None:
+            # The system directories this transaction recorded: the only ones its entries reach from "/".
+            self._files().system = intent_system(txn.intent)
         return Context(self.root, self._files(), self._executor(), txn, redactor, secrets=secrets or {}, log=log,
                        stack=self.stack, report=self.report)
 
@@ -285,12 +302,14 @@ class Engine:
             with self.locked():
                 self.recover()
                 return self.apply(plan, kind, undoes, tentative)
-        if any(getattr(c, "host", False) for c in plan.changes):
+        if any(getattr(c, "host", False) for c in plan.changes) or changes_system(plan.changes, plan.system, plan.named,
+                                                                                 self.root):
             from checks.change.hostjournal import host_locked, record
 
             with host_locked(self.command):
                 result = self._apply(plan, kind, undoes, tentative)
-                record(result.txn.id, self.root, [e for e in result.txn.intent["entries"] if e.get("host")])
+                record(result.txn.id, self.root, [e for e in result.txn.intent["entries"]
+                                                  if e.get("host") or e.get("system")])
                 return result
         return self._apply(plan, kind, undoes, tentative)
 
@@ -309,11 +328,17 @@ class Engine:
             store = SecretStore(self.journal).put(txn_id, stored)
         for name, data in blobs.items():
             write_private(os.path.join(tdir, name), redactor.redact(data))
-        touched = [p for e in entries for p in e.paths()]
-        txn.intent = {"format": FORMAT, "id": txn_id, "kind": kind, "checks": plan.checks, "undoes": undoes,
+        # Files outside the installation that are not system files are the ones the user named.
+        touched = [p for e in entries if not getattr(e, "system", False) for p in e.paths()]
+        system = sorted({d for e in entries if getattr(e, "system", False) for p in e.paths()
+                         if (d := containing(p, self._files().system))})
+        txn.intent = {"format": SYSTEM_FORMAT if system else FORMAT, "id": txn_id, "kind": kind,
+                      "checks": plan.checks, "undoes": undoes,
                       "secret_store": store, "by": holder_info(self.command), "install": self.root,
                       "named": named_outside(touched, self.root), "progress": True,
                       "entries": [e.to_json() for e in entries]}
+        if system:
+            txn.intent["system"] = system
         if tentative is not None:
             txn.intent["deadline"] = _now() + tentative
         write_private(os.path.join(tdir, "intent.json"), json.dumps(txn.intent, indent=1).encode())
@@ -374,7 +399,7 @@ class Engine:
         # (and later changed) relative to it, never followed out of it.
         if self._fs is not None:
             self._fs.close()
-        self._fs = Confined(self.root)
+        self._fs = Confined(self.root, refuse_overlap(plan.system, self.root))
         ctx = self._context(secrets=dict(plan.named_secrets))
         ctx.named = frozenset(os.path.abspath(p) for p in plan.named)
         for i, change in enumerate(plan.changes):
@@ -404,6 +429,7 @@ class Engine:
         plan.secrets = set(redactor.by_token.values())
         plan.named_secrets = secrets
         plan.named = [e.path for e in entries if getattr(e, "named", False) and hasattr(e, "path")]
+        plan.system = list(intent_system(txn.intent))
         ctx = self._context(txn, redactor, secrets)
         conflicts: list[UndoConflict] = []
         for entry in reversed(entries):

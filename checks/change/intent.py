@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 FORMAT = 3
 """Intents of format 2 record ``install`` and ``named``; format 3 has typed entries (each with its own
 ``"format": 1``), the progress log and the tentative deadline. Older ones (no ``format``, 2) are still read."""
+SYSTEM_FORMAT = 4
+"""Format 3 plus ``system``: the system directories the transaction may change (:mod:`checks.change.system`).
+Written only by transactions that change system files, so every other intent stays readable by the
+releases that know format 3; one of those refuses a format-4 intent (unknown format) rather than guess."""
 
 _BLOB = re.compile(r"[ab][0-9]{1,6}\Z")
 _RECORDS = re.compile(r"tree[0-9]{1,6}\.bin\Z")
@@ -77,8 +81,10 @@ class Loader:
     """The checks a handler's ``load`` applies to one transaction's entries (:mod:`checks.change.handlers`)."""
 
     def __init__(self, where: str, root: str, old_root: str | None, named: set[str], undoes: str | None,
-                 txn_root: str) -> None:
+                 txn_root: str, system: tuple[str, ...] = ()) -> None:
         self.where = where
+        self.system = system
+        """The system directories the intent recorded (format 4; none before)."""
         self.root = root
         self.real = os.path.realpath(root)
         self.old_root = old_root
@@ -103,8 +109,17 @@ class Loader:
         """An absolute normalised path, rebased onto where the installation is now."""
         return self.rebase(_abs_norm(value, what, self.where))
 
-    def confined(self, value: object, what: str) -> str:
-        """A path inside the installation (not it, not its journal) or one the user named."""
+    def confined(self, value: object, what: str, system: bool = False) -> str:
+        """A path inside the installation (not it, not its journal) or one the user named; with
+        ``system``, a path strictly inside one of the system directories the intent recorded."""
+        if system:
+            path = self.path(value, what)
+            if not any(inside(path, d) and path != d for d in self.system):
+                raise self.bad(f"{what} {path} is marked as a system file but lies outside the system directories "
+                               "this transaction recorded")
+            if inside(path, self.root) or inside(path, self.real):
+                raise self.bad(f"{what} {path} is marked as a system file but lies inside the installation")
+            return path
         path = self.absolute(value, what)
         if inside(path, self.root) or inside(path, self.real) or path in self.named_paths:
             if path == self.root or inside(path, os.path.join(self.root, ".dester-harden")):
@@ -115,6 +130,13 @@ class Loader:
     def is_named(self, raw: dict[str, Any]) -> bool:
         """Reached by its own path (not confined to the install) only when the intent names it."""
         return bool(raw.get("named")) and self.rebase(str(raw.get("path"))) in self.named_paths
+
+    def is_system(self, raw: dict[str, Any]) -> bool:
+        """Marked as a system file (its path is then held to :meth:`confined` with ``system``)."""
+        value = raw.get("system", False)
+        if not isinstance(value, bool):
+            raise self.bad(f"the system mark {value!r} is not true or false")
+        return value
 
     def mode(self, value: object, what: str = "mode") -> int:
         return _mode(value, what, self.where)
@@ -163,7 +185,7 @@ def checked_entries(intent: dict[str, Any], txn_id: str, txn_dir: str, install_r
     if not isinstance(intent, dict) or intent.get("invalid"):
         raise BadJournal(where, "its intent.json is not a JSON object")
     fmt = intent.get("format", 1)
-    if fmt not in (1, 2, FORMAT):
+    if fmt not in (1, 2, FORMAT, SYSTEM_FORMAT) or isinstance(fmt, bool):
         raise BadJournal(where, f"unknown journal format {fmt!r}")
     if intent.get("kind", "fix") not in _KINDS:
         raise BadJournal(where, f"unknown transaction kind {intent.get('kind')!r}")
@@ -183,7 +205,13 @@ def checked_entries(intent: dict[str, Any], txn_id: str, txn_dir: str, install_r
     if not isinstance(named_raw, list):
         raise BadJournal(where, "the files named by the user are not a list")
     named = {_abs_norm(p, "a named file", where) for p in named_raw}
-    loader = Loader(where, root, old_root, named, undoes, txn_root)
+    system_raw = intent.get("system") if fmt == SYSTEM_FORMAT else []  # older formats change no system file
+    if not isinstance(system_raw, list) or (fmt == SYSTEM_FORMAT and not system_raw):
+        raise BadJournal(where, "the system directories are not a list of directories")
+    system = tuple(_abs_norm(p, "a system directory", where) for p in system_raw)
+    if any(d == "/" or inside(root, d) or inside(d, root) for d in system):
+        raise BadJournal(where, "a system directory overlaps the installation (or is /)")
+    loader = Loader(where, root, old_root, named, undoes, txn_root, system)
     out = []
     for raw in entries:
         if not isinstance(raw, dict):
@@ -196,6 +224,12 @@ def checked_entries(intent: dict[str, Any], txn_id: str, txn_dir: str, install_r
             raise BadJournal(where, f"unknown entry type {raw.get('type')!r}")
         out.append(handler.load(raw, loader))
     return out
+
+
+def intent_system(intent: dict[str, Any]) -> tuple[str, ...]:
+    """The system directories an intent (already validated by :func:`checked_entries`) recorded."""
+    raw = intent.get("system") if intent.get("format") == SYSTEM_FORMAT else None
+    return tuple(str(p) for p in raw) if isinstance(raw, list) else ()
 
 
 def named_outside(paths: list[str], install_root: str) -> list[str]:

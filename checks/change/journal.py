@@ -265,6 +265,26 @@ class SecretStore:
         write_private(path, data.encode("utf-8"))
         return path
 
+    def keep(self, user: str, value: str) -> str:
+        """Keep one secret the user must be able to find again (the proxy's login) under ``user``:
+        ``"keyring"``, or the path of a 0600 file in the state directory when no keyring works."""
+        kr = self._backend()
+        if kr is not None:
+            try:
+                with _keyring_change(kr):
+                    kr.set_password(self.SERVICE, user, value)
+                return "keyring"
+            except Exception:  # noqa: BLE001 - any keyring trouble means: use the file
+                pass
+        from checks.change.statedir import secrets_dir
+
+        d = secrets_dir()
+        ensure_dir(os.path.dirname(d), parents=True)
+        ensure_private_dir(d)
+        path = os.path.join(d, "".join(c if c.isalnum() or c in ".-_" else "_" for c in user) + ".txt")
+        write_private(path, value.encode("utf-8") + b"\n")
+        return path
+
     def get(self, txn: str, where: str) -> dict[str, str]:
         if where == "keyring":
             # Only read: a rollback must not write the keyring (no probe here).

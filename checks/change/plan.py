@@ -80,6 +80,8 @@ class Link:
 
     path: str
     target: str
+    remove: bool = False
+    """True: remove the link ``path``, which must still point to ``target`` (how undo takes a link back)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +228,7 @@ class Plan:
         path = os.path.abspath(path)
         for i, c in enumerate(self.changes):
             if isinstance(c, FileEdit) and c.path == path:
-                self.changes[i] = FileEdit(c.path, c.before, after, c.mode)
+                self.changes[i] = FileEdit(c.path, c.before, after, c.mode, c.owner)
                 return
         self.changes.append(FileEdit(path, before, after, mode))
 

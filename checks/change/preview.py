@@ -52,12 +52,29 @@ def file_diff(change: FileEdit, root: str, masker: Masker | None) -> list[str]:
                for ln in out]
     out = [shown(ln) for ln in out]
     if change.before is None:
-        out.insert(0, f"new file {name} (mode {oct(change.mode or 0o600)[2:].zfill(4)})")
+        owner = f", owner {_owner_name(change.owner)}" if change.owner is not None else ""
+        out.insert(0, f"new file {name} (mode {oct(change.mode or 0o600)[2:].zfill(4)}{owner})")
     elif change.after is None:
         out.insert(0, f"delete {name}")
     elif change.before is not None and change.after is not None and change.before != change.after and not out:
         out.append(f"{name}: only line endings or encoding change")
     return out
+
+
+def _owner_name(owner: tuple[int, int]) -> str:
+    """``root:www-data`` (numbers where the host has no name for them)."""
+    import grp
+    import pwd
+
+    try:
+        user = pwd.getpwuid(owner[0]).pw_name
+    except KeyError:
+        user = str(owner[0])
+    try:
+        group = grp.getgrgid(owner[1]).gr_name
+    except KeyError:
+        group = str(owner[1])
+    return shown(f"{user}:{group}")
 
 
 def tree_summary(tree: TreeChmod, root: str) -> str:

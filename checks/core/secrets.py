@@ -288,6 +288,8 @@ _BEARER = re.compile(r"(?P<pre>\b(?:[Bb]earer|BEARER|Basic)\s+)(?P<val>[A-Za-z0-
 _TOKENISH = re.compile(r"[0-9._~+/\-=]|.[A-Z]")
 #: A block (``|``) or folded (``>``) scalar header: its lines follow, each masked by value.
 _BLOCK_HEADER = re.compile(r"^[|>][0-9+\-]*\s*(#.*)?$")
+#: A PEM armour line: what a multi-line secret is, not the secret.
+_ARMOUR = re.compile(r"^-----(BEGIN|END) [A-Z0-9 ]+-----$")
 #: Word boundaries for short secrets: whitespace, quotes, brackets, ``=`` and ``,``.
 _WORD_BEFORE = r"(?<![^\s\"'=,\[(])"
 _WORD_AFTER = r"(?![^\s\"',\])])"
@@ -337,7 +339,12 @@ class Masker:
 
     def __init__(self, secrets: Iterable[str] = (), mask: str = MASK) -> None:
         self.mask = mask
-        distinct = {f for s in secrets if s and s.strip() and s.lower() not in _COMMON_VALUES for f in written_forms(s)}
+        secrets = [s for s in secrets if s and s.strip()]
+        distinct = {f for s in secrets if s.lower() not in _COMMON_VALUES for f in written_forms(s)}
+        # Each line of a multi-line secret (a PEM private key) on its own: a diff shows one line at a
+        # time. The armour lines (``-----BEGIN PRIVATE KEY-----``) say what the file is and stay readable.
+        distinct |= {p for s in secrets if "\n" in s for line in s.splitlines()
+                     if len(p := line.strip()) >= 3 and not _ARMOUR.match(p) and not _BLOCK_HEADER.match(p)}
         distinct = {s for s in distinct if s.lower() not in _COMMON_VALUES}
         # Longest first, so a secret containing another is replaced whole.
         self.values = sorted((s for s in distinct if len(s) >= SHORT_SECRET), key=len, reverse=True)

@@ -41,7 +41,7 @@ from checks.change import confined
 from checks.change.plan import Command, FileEdit, Login, ModeChange, Plan, Refusal, TreeChmod
 from checks.core.errors import InputError
 from checks.core.yamlpos import Node, parse_yaml
-from checks.fix import edit, envedit, rotate
+from checks.fix import edit, envedit, rotate, tls
 from checks.fix.batch import Batch as _Batch
 from checks.fix.batch import Stale as _Stale
 from checks.fix.composecheck import ComposeRejected, compose_available, compose_check
@@ -51,6 +51,7 @@ from checks.fix.sec import APP_SECRET_BYTES, PASSWORD_BYTES
 from checks.install.discovery import Overlay, discover
 from checks.install.model import EnvEntry, EnvFile, Installation, Service
 from checks.live.model import LiveState
+from checks.proxy.model import Choice
 
 __all__ = ["APP_SECRET_BYTES", "PASSWORD_BYTES", "PlanError", "Planner", "compose_available", "compose_check",
            "plan_fixes"]
@@ -75,8 +76,17 @@ class Planner:
     def __init__(self, root: str, profile: str = "local", files: list[str] | None = None, host_root: str = "/",
                  now: float | None = None, new_secret: Callable[[int], str] | None = None,
                  db_password: str | None = None, live: LiveState | None = None,
-                 health_timeout: float = 120.0) -> None:
+                 health_timeout: float = 120.0, front_door: Choice | None = None,
+                 hasher: tls.Hasher | None = None, certifier: tls.Certifier | None = None) -> None:
         self.root = os.path.abspath(root)
+        self.front_door = front_door
+        """The front door the user chose (TLS-001/002/003 are fixed by setting it up; checks/fix/tls.py)."""
+        self.hasher = hasher
+        """bcrypt for the proxy login (None: checks.proxy.generate.hash_password; tests fix the salt)."""
+        self.certifier = certifier
+        """The placeholder certificate's maker (None: checks.fix.tls.placeholder_cert)."""
+        self.system = tls.SystemChanges()
+        """The front door's system files, links and commands (outside the overlay's compose edits)."""
         self.live = live
         """What runs now (None: files only): a plan that changes a running service recreates it (checks/fix/live.py)."""
         self.health_timeout = health_timeout
@@ -126,6 +136,15 @@ class Planner:
     # -- the planned state ------------------------------------------------------
     def inst(self) -> Installation:
         return discover(self.root, self.files, self.host_root, self.now, overlay=self.overlay)
+
+    @property
+    def current_fixer(self) -> str | None:
+        """The check whose fixer runs now."""
+        return self._fixing
+
+    @property
+    def overlay_links(self) -> dict[str, str]:
+        return self.overlay.links
 
     def failing(self, check_id: str, inst: Installation | None = None) -> Finding | None:
         rep = run_audit(inst or self.inst(), self.profile, only={check_id}, live=self.live)
@@ -430,6 +449,15 @@ class Planner:
                 continue
             selected.append(fixer.id)
             self._run(fixer)
+        if self.front_door is not None and self.profile == "internet" and not set(selected) & set(tls.TLS_CHECKS):
+            # A front door named again (a new certificate, other opt-ins) is set up again even when it passes.
+            if only is None or set(only) & set(tls.TLS_CHECKS):
+                selected.append("TLS-001")
+                self._run(Fixer("TLS-001", True, tls.fix_tls))
+        elif self.front_door is not None and self.profile != "internet":
+            self.refusals.append(Refusal("TLS-001", f"a public front door is for the internet profile (this "
+                                         f"installation's is {self.profile}): run with --profile internet",
+                                         BY_ID["TLS-001"].fix))
         if selected:
             self._follow_up(selected, failing)
         if only:
@@ -503,7 +531,10 @@ class Planner:
         plan = Plan(checks=selected, refusals=self.refusals, notes=self.notes)
         plan.changes.extend(self.commands)
         plan.named_secrets.update(self.named_secrets)
+        system = self.system.paths()
         for path, after in self.overlay.contents.items():
+            if path in system:
+                continue  # the front door's files keep their own modes and owners (tls.assemble)
             before = self._disk.get(path)
             if before == after:
                 continue
@@ -516,9 +547,10 @@ class Planner:
         plan.changes.extend(self.trees)
         plan.secrets = set(self.base.secrets) | set(self.generated) | set(self.inst().secrets)
         rotate.finish(self, plan)  # the ALTER ROLE commands go before the file edits
+        tls.assemble(plan, self.system)
         plan.named = sorted(self.named)
         outside = {c.path for c in plan.changes if isinstance(c, (FileEdit, ModeChange))
-                   and os.path.relpath(c.path, self.root).startswith("..")}
+                   and os.path.relpath(c.path, self.root).startswith("..") and c.path not in system}
         for path in sorted(outside):  # only files the user named get this far (checks.change.confined)
             plan.notes.append(f"{path} is OUTSIDE the installation directory {self.root}: it is changed only "
                               "because you named it on the command line (--file).")
@@ -556,7 +588,8 @@ def _key_text(key: Key) -> str:
 def plan_fixes(root: str, profile: str = "local", only: set[str] | None = None, files: list[str] | None = None,
                host_root: str = "/", now: float | None = None, new_secret: Callable[[int], str] | None = None,
                db_password: str | None = None, validate_with_compose: bool = True, live: LiveState | None = None,
-               health_timeout: float = 120.0) -> tuple[Plan, Planner]:
+               health_timeout: float = 120.0, front_door: Choice | None = None,
+               hasher: tls.Hasher | None = None, certifier: tls.Certifier | None = None) -> tuple[Plan, Planner]:
     """Plan the fixes; ``db_password`` is the new database password when one was chosen (the assistant).
 
     ``live``: what runs now; a plan that changes a running service then recreates it behind the health
@@ -565,6 +598,7 @@ def plan_fixes(root: str, profile: str = "local", only: set[str] | None = None, 
     ``validate_with_compose=False`` skips the ``docker compose config`` run (about 100 ms): for
     previews that are shown but never applied. A password fix with the database running changes
     it inside the database too (checks/fix/rotate.py)."""
-    planner = Planner(root, profile, files, host_root, now, new_secret, db_password, live, health_timeout)
+    planner = Planner(root, profile, files, host_root, now, new_secret, db_password, live, health_timeout,
+                      front_door, hasher, certifier)
     planner.validate_with_compose = validate_with_compose
     return planner.build(only), planner

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from checks.fix import dkr, fs, net, ops, sec, secmove, securl
+from checks.fix import dkr, fs, net, ops, sec, secmove, securl, tls
 
 if TYPE_CHECKING:  # pragma: no cover - the planner imports the registry, not the other way round
     from checks.fix.planner import Planner
@@ -43,6 +43,9 @@ FIXERS: tuple[Fixer, ...] = (
     Fixer("NET-003", True, net.fix_net_003),
     Fixer("NET-004", True, net.fix_net_004),
     Fixer("NET-005", True, net.fix_net_005),
+    Fixer("TLS-001", True, tls.fix_tls),
+    Fixer("TLS-002", True, tls.fix_tls),
+    Fixer("TLS-003", True, tls.fix_tls),
     Fixer("FS-004", True, fs.fix_fs_004),
     Fixer("DKR-001", False, dkr.fix_dkr_001),
     Fixer("DKR-002", True, dkr.fix_dkr_002),

@@ -69,6 +69,8 @@ class Overlay:
     """Absolute path -> the bytes the file will have."""
     modes: dict[str, int] = field(default_factory=dict)
     """Absolute path -> the permission bits it will have."""
+    links: dict[str, str] = field(default_factory=dict)
+    """Absolute path -> the target of a symbolic link that will be created there."""
 
 
 class _Reader:
@@ -215,6 +217,8 @@ def _discover(root: str, files: list[str] | None, host_root: str, now: float | N
         now=time.time() if now is None else now,
         root_mode=(overlay.modes[root] if overlay and root in overlay.modes else stat.S_IMODE(st.st_mode)),
         mode_overlay=dict(overlay.modes) if overlay else {},
+        planned=dict(overlay.contents) if overlay else {},
+        planned_links=dict(overlay.links) if overlay else {},
         root_uid=st.st_uid,
         reached={p: how for p, how in loader.reached.items() if p not in top_paths},
         unfollowed=list(loader.unfollowed),
@@ -531,6 +535,15 @@ def find_api_service(inst: Installation) -> Service | None:
         if API_IMAGE.search(svc.image_name) or (cn is not None and str(cn.value) in ("desterlib-api", "dester-api")):
             return svc
     return None
+
+
+def api_port(svc: Service) -> int:
+    """The port the API listens on inside its container (``PORT``, default 3001)."""
+    var = svc.environment.get("PORT")
+    # str.isdigit() accepts "²", which int() refuses: only ASCII digits are a port.
+    if var is not None and var.value and re.fullmatch(r"[0-9]{1,5}", var.value.strip()):
+        return int(var.value.strip())
+    return 3001
 
 
 def _layout(inst: Installation) -> str:

@@ -252,6 +252,11 @@ class Installation:
     root_mode: int = 0
     mode_overlay: dict[str, int] = field(default_factory=dict)
     """Planned modes (absolute path -> bits) that checks see instead of the disk's."""
+    planned: dict[str, bytes] = field(default_factory=dict)
+    """Planned contents (absolute path -> bytes) of files outside the compose model that checks read
+    (the front door's system files): what the planner's re-audit sees instead of the disk."""
+    planned_links: dict[str, str] = field(default_factory=dict)
+    """Planned symbolic links (absolute path -> target), for the same re-audit."""
     root_uid: int = 0
     reached: dict[str, str] = field(default_factory=dict)
     """Compose files (absolute path -> ``"include"`` or ``"extends"``) that the files Compose is given

@@ -40,11 +40,24 @@ class FrontDoor:
     """What it does is not known from here (a cloudflared tunnel run with a token: ingress in the dashboard)."""
     public: bool = True
     """Reachable from the internet (False for ``tailscale serve``: the tailnet only; ``funnel`` is public)."""
+    opened: frozenset[str] = field(default_factory=frozenset)
+    """Keys of :data:`PROTECTED` the user chose to serve behind the login (the TLS step's opt-ins, which
+    dester-harden's own site files record in their header): served, but by the user's decision."""
+
+    @property
+    def accepted(self) -> frozenset[str]:
+        """The opt-ins that count: only behind a login."""
+        return self.opened if self.auth else frozenset()
 
     @property
     def open_paths(self) -> list[str]:
         """The protected paths it serves (to anyone who passes its login, or to everyone)."""
         return [p for k, p in PROTECTED.items() if k not in self.blocked]
+
+    @property
+    def unaccepted_paths(self) -> list[str]:
+        """The protected paths it serves that the user did not choose to open behind its login."""
+        return [p for k, p in PROTECTED.items() if k not in self.blocked and k not in self.accepted]
 
     def summary(self) -> str:
         """One line: what it protects and what it leaves open."""

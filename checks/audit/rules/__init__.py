@@ -9,8 +9,8 @@ before the audit; no rule talks to Docker.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from checks.audit.findings import Evidence, Outcome, Target
 from checks.core.secrets import Masker
@@ -29,6 +29,8 @@ class Context:
     masker: Masker
     live: LiveState | None = None
     """What runs (Docker Engine, /proc, the API's endpoints); None when not gathered (``audit --no-live``)."""
+    cache: dict[str, Any] = field(default_factory=dict)
+    """What several checks of one audit share, read once (the front doors for TLS-* and NET-003)."""
 
     def ev(self, where: Where | None, service: str | None = None, note: str | None = None,
            text: str | None = None, target: Target | None = None) -> Evidence:

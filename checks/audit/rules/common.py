@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from checks.core.secrets import url_parts
+from checks.install.discovery import api_port as _api_port
 from checks.install.discovery import find_api_service
 from checks.install.model import EnvVar, Installation, Port, Service, Where
 
@@ -60,11 +61,7 @@ def api_service(inst: Installation) -> Service | None:
 
 
 def api_port(svc: Service) -> int:
-    var = svc.environment.get("PORT")
-    # str.isdigit() accepts "²", which int() refuses: only ASCII digits are a port.
-    if var is not None and var.value and re.fullmatch(r"[0-9]{1,5}", var.value.strip()):
-        return int(var.value.strip())
-    return 3001
+    return _api_port(svc)
 
 
 def service_hosts(inst: Installation) -> set[str]:

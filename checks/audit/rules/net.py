@@ -7,6 +7,7 @@ import ipaddress
 from checks.audit.findings import FAIL, PASS, SKIPPED, Outcome
 from checks.audit.rules import Context, check
 from checks.audit.rules.common import api_port, api_service, db_ports
+from checks.audit.rules.tls import detected
 from checks.install.model import Port
 
 _TAILNET_V4 = ipaddress.ip_network("100.64.0.0/10")
@@ -54,6 +55,20 @@ def allowed_on(host_ip: str | None, profile: str) -> bool:
     return False
 
 
+def _bypass(ctx: Context, port: Port) -> str:
+    """``; the caddy front door at F:L can be bypassed: ...`` when a front door exists."""
+    doors = [d for d in detected(ctx).doors if not d.unknown]
+    if not doors:
+        return ""
+    d = doors[0]
+    where = f"{d.file}:{d.line}" if d.line else d.file
+    ip = port.host_ip or "0.0.0.0"
+    addr = f"[{ip.strip('[]')}]" if ":" in ip else ip
+    more = f" (and {len(doors) - 1} more)" if len(doors) > 1 else ""
+    return (f"; the {d.kind} front door at {where}{more} can be bypassed: "
+            f"the API answers on {addr}:{port.published or port.target}")
+
+
 @check("NET-003")
 def net_003(ctx: Context) -> Outcome:
     svc = api_service(ctx.inst)
@@ -67,7 +82,7 @@ def net_003(ctx: Context) -> Outcome:
         if port_no not in port.target_ports and port_no not in port.published_ports:
             continue
         if not allowed_on(port.host_ip, ctx.profile):
-            what = f"bound to {_ip_shown(port)}; the {ctx.profile} profile allows {allowed}"
+            what = f"bound to {_ip_shown(port)}; the {ctx.profile} profile allows {allowed}" + _bypass(ctx, port)
             ev.append(ctx.ev(port.where, svc.name, what, target=port))
     return Outcome(FAIL if ev else PASS, ev)
 

@@ -149,10 +149,10 @@ def unregister(handler: Handler) -> None:
 def _builtin() -> None:
     if not _LOADED:
         _LOADED.append(True)
-        from checks.change.handlers import command, files, recreate, tree
+        from checks.change.handlers import command, files, link, recreate, tree
 
-        builtin: tuple[Handler, ...] = (files.FILES, files.MODES, tree.TREE, tree.RESTORE, command.COMMANDS,
-                                        recreate.RECREATES)
+        builtin: tuple[Handler, ...] = (files.FILES, files.MODES, link.LINKS, tree.TREE, tree.RESTORE,
+                                        command.COMMANDS, recreate.RECREATES)
         for i, h in enumerate(builtin):
             register(h)
             _ORDER.insert(i, _ORDER.pop())  # before any a test registered first

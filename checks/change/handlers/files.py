@@ -40,12 +40,11 @@ class FileEntry(Entry):
     uid: int
     gid: int
     named: bool = False
+    system: bool = False
+    """Under a system directory of the plan (:mod:`checks.change.system`), reached from ``/``."""
 
     def to_json(self) -> dict[str, Any]:
-        out = Entry.to_json(self)
-        if not self.named:
-            del out["named"]  # as older releases wrote it
-        return out
+        return _without_defaults(Entry.to_json(self))
 
     def paths(self) -> tuple[str, ...]:
         return (self.path,)
@@ -60,15 +59,20 @@ class ModeEntry(Entry):
     before: int
     after: int
     named: bool = False
+    system: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        out = Entry.to_json(self)
-        if not self.named:
-            del out["named"]
-        return out
+        return _without_defaults(Entry.to_json(self))
 
     def paths(self) -> tuple[str, ...]:
         return (self.path,)
+
+
+def _without_defaults(out: dict[str, Any]) -> dict[str, Any]:
+    for key in ("named", "system"):
+        if not out[key]:
+            del out[key]  # as older releases wrote it
+    return out
 
 
 def _path_history(raw: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -100,6 +104,8 @@ class FileHandler:
             if pst is None or not stat.S_ISDIR(pst.st_mode):
                 raise StaleError(f"{os.path.dirname(path)} is gone since the preview; nothing was changed")
             mode, uid, gid = (change.mode if change.mode is not None else 0o600), pst.st_uid, pst.st_gid
+            if change.owner is not None:
+                uid, gid = _owner(change.owner, path)
         blobs = {}
         if current is not None:
             blobs[f"b{index}"] = current
@@ -107,19 +113,20 @@ class FileHandler:
             blobs[f"a{index}"] = change.after
         entry = FileEntry(path, cur_sha, f"b{index}" if current is not None else None,
                           sha256(change.after) if change.after is not None else None,
-                          f"a{index}" if change.after is not None else None, mode, uid, gid, named)
+                          f"a{index}" if change.after is not None else None, mode, uid, gid, named,
+                          not named and fs.is_system(path))
         return Prepared(entry, blobs)
 
     def load(self, raw: dict[str, Any], loader: Loader) -> FileEntry:
-        named = loader.is_named(raw)
-        path = loader.confined(raw.get("path"), "file")
+        named, system = loader.is_named(raw), loader.is_system(raw)
+        path = loader.confined(raw.get("path"), "file", system=system)
         e = FileEntry(path, loader.sha(raw.get("before_sha")), loader.blob(raw.get("before")),
                       loader.sha(raw.get("after_sha")), loader.blob(raw.get("after")),
                       loader.mode(raw.get("mode")), 0, 0, named)
         if (e.before is None) != (e.before_sha is None) or (e.after is None) != (e.after_sha is None):
             raise loader.bad(f"the entry of {path} has a checksum without its blob")
         ids = [loader.id_number(raw.get(k), f"{k} of {path}") for k in ("uid", "gid")]
-        return FileEntry(e.path, e.before_sha, e.before, e.after_sha, e.after, e.mode, ids[0], ids[1], named)
+        return FileEntry(e.path, e.before_sha, e.before, e.after_sha, e.after, e.mode, ids[0], ids[1], named, system)
 
     def apply(self, entry: FileEntry, ctx: Context) -> None:
         assert ctx.txn is not None and ctx.redactor is not None
@@ -173,7 +180,9 @@ class FileHandler:
         if before is None and current is not None:
             change: FileEdit = FileDelete(entry.path, current)
         else:
-            change = FileEdit(entry.path, current, before, entry.mode)  # type: ignore[arg-type]  # None: a deletion
+            # A file the transaction deleted comes back with its owner, not its directory's.
+            owner = (entry.uid, entry.gid) if current is None and before is not None else None
+            change = FileEdit(entry.path, current, before, entry.mode, owner)  # type: ignore[arg-type]  # None: a deletion
         return [change], conflicts
 
     def headline(self, changes: Sequence[FileEdit]) -> str | None:
@@ -211,12 +220,12 @@ class ModeHandler:
                                    "be outside the installation; not changing its mode")
         if stat.S_IMODE(st.st_mode) != change.before:
             raise StaleError(f"{path} mode changed since the preview")
-        return Prepared(ModeEntry(path, change.before, change.after, named))
+        return Prepared(ModeEntry(path, change.before, change.after, named, not named and ctx.fs.is_system(path)))
 
     def load(self, raw: dict[str, Any], loader: Loader) -> ModeEntry:
-        named = loader.is_named(raw)
-        return ModeEntry(loader.confined(raw.get("path"), "path"), loader.mode(raw.get("before")),
-                         loader.mode(raw.get("after")), named)
+        named, system = loader.is_named(raw), loader.is_system(raw)
+        return ModeEntry(loader.confined(raw.get("path"), "path", system=system), loader.mode(raw.get("before")),
+                         loader.mode(raw.get("after")), named, system)
 
     def apply(self, entry: ModeEntry, ctx: Context) -> None:
         ctx.fs.chmod(entry.path, entry.after, entry.named)
@@ -255,6 +264,14 @@ class ModeHandler:
 
     def history(self, raw: dict[str, Any]) -> tuple[list[str], list[str]]:
         return _path_history(raw)
+
+
+def _owner(owner: object, path: str) -> tuple[int, int]:
+    """A new file's (uid, gid) from the plan, checked."""
+    if (not isinstance(owner, tuple) or len(owner) != 2
+            or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 2**32 - 1 for i in owner)):
+        raise EngineError(f"{path}: the owner {owner!r} is not a (uid, gid) pair")
+    return owner[0], owner[1]
 
 
 def _check_unchanged(entry: FileEntry, ctx: Context) -> None:
