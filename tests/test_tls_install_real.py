@@ -10,11 +10,11 @@ server's process is seen as running. The installation is the demo one, on the in
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import keyring
@@ -22,29 +22,11 @@ import pytest
 
 from checks.demo import materialize
 from tests.proxylab import DOMAIN, ProxyLab, Served, _stop, _wait_port
+from tests.treesnap import snapshot
 
 pytestmark = pytest.mark.proxy
 DESTER = os.path.join(sys.prefix, "bin", "dester-harden")
 BLOCKED = ("/api/v1/logs", "/api/v1/settings", "/api/v1/settings/providers", "/api/docs", "/api/docs/swagger.json")
-
-
-def snapshot(root: Path) -> dict[str, tuple[object, ...]]:
-    """Every entry under ``root``: type, mode, owner and content hash or link target."""
-    out: dict[str, tuple[object, ...]] = {}
-    for dirpath, dirs, files in os.walk(root):
-        for name in dirs + files:
-            full = os.path.join(dirpath, name)
-            st = os.lstat(full)
-            rel = os.path.relpath(full, root)
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("link", os.readlink(full), st.st_uid, st.st_gid)
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = ("dir", stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
-            else:
-                with open(full, "rb") as fh:
-                    out[rel] = ("file", stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
-                                hashlib.sha256(fh.read()).hexdigest())
-    return out
 
 
 def dester(lab: ProxyLab, *args: str) -> subprocess.CompletedProcess[str]:
@@ -148,57 +130,58 @@ def _start_nginx(lab: ProxyLab, conf: Path, run: Path) -> subprocess.Popen[bytes
     return proc
 
 
-def test_nginx_front_door_installed_served_and_undone(proxy_lab: ProxyLab, tmp_path: Path) -> None:
+@pytest.fixture
+def nginx_tree(proxy_lab: ProxyLab, tmp_path: Path) -> Iterator[tuple[str, Path, Path, Path, subprocess.Popen[bytes]]]:
+    """The demo install, a --root tree with Debian's nginx layout, and that nginx running from it:
+    (install, root, conf dir, run dir, the server)."""
     install, root = _install(tmp_path), _etc(tmp_path)
     run = tmp_path / "run"
     run.mkdir()
     conf = _nginx_conf(root, run)
     proc = _start_nginx(proxy_lab, conf, run)
     try:
-        before = snapshot(root)
-        done = dester(proxy_lab, "fix", "--dir", install, "--root", str(root), "--profile", "internet",
-                      "--fail-on", "never", "--domain", DOMAIN, "--proxy", "nginx", "--yes")
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert "certbot certonly --webroot" in done.stdout
-        password = _password()
-        link = conf / "sites-enabled" / "desterlib"
-        assert os.readlink(link) == "../sites-available/desterlib"
-        pw = os.stat(conf / "desterlib.htpasswd")
-        assert (stat.S_IMODE(pw.st_mode), pw.st_uid, pw.st_gid) == (0o640, 0, 33)
-        key = os.stat(conf / "desterlib-selfsigned.key")
-        assert (stat.S_IMODE(key.st_mode), key.st_uid, key.st_gid) == (0o600, 0, 0)
-        proxy_lab.http_port, proxy_lab.https_port = 80, 443
-        served = Served("nginx", proc, conf / "desterlib-selfsigned.crt", run / "error.log")
-        _serves_front_door(proxy_lab, served, password)
-        plain = proxy_lab.get(served, "/x", tls=False)
-        assert plain["status"] == 301 and plain["headers"]["location"] == f"https://{DOMAIN}/x"
-
-        undone = dester(proxy_lab, "undo", "--dir", install, "--root", str(root), "--yes")
-        assert undone.returncode == 0, undone.stdout + undone.stderr
-        assert snapshot(root) == before
-        # Reloaded with the old configuration: plain HTTP is the default site's 404 again.
-        assert proxy_lab.get(served, "/x", tls=False)["status"] == 404
+        yield install, root, conf, run, proc
     finally:
         _stop(proc)
 
 
-def test_a_failing_reload_rolls_everything_back(proxy_lab: ProxyLab, tmp_path: Path) -> None:
-    install, root = _install(tmp_path), _etc(tmp_path)
-    run = tmp_path / "run"
-    run.mkdir()
-    conf = _nginx_conf(root, run)
-    proc = _start_nginx(proxy_lab, conf, run)
-    try:
-        compose = (Path(install) / "docker-compose.yml").read_bytes()
-        before = snapshot(root)
-        os.unlink(run / "nginx.pid")  # nginx runs, but `nginx -s reload` cannot find it
-        done = dester(proxy_lab, "fix", "--dir", install, "--root", str(root), "--profile", "internet",
-                      "--fail-on", "never", "--domain", DOMAIN, "--proxy", "nginx", "--yes")
-        assert done.returncode != 0, done.stdout
-        assert "Traceback" not in done.stderr
-        assert snapshot(root) == before
-        assert (Path(install) / "docker-compose.yml").read_bytes() == compose
-        proxy_lab.http_port = 80
-        assert proxy_lab.get(Served("nginx", proc, run / "x", run / "error.log"), "/x", tls=False)["status"] == 404
-    finally:
-        _stop(proc)
+def test_nginx_front_door_installed_served_and_undone(proxy_lab: ProxyLab, nginx_tree) -> None:
+    install, root, conf, run, proc = nginx_tree
+    before = snapshot(root)
+    done = dester(proxy_lab, "fix", "--dir", install, "--root", str(root), "--profile", "internet",
+                  "--fail-on", "never", "--domain", DOMAIN, "--proxy", "nginx", "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "certbot certonly --webroot" in done.stdout
+    password = _password()
+    link = conf / "sites-enabled" / "desterlib"
+    assert os.readlink(link) == "../sites-available/desterlib"
+    pw = os.stat(conf / "desterlib.htpasswd")
+    assert (stat.S_IMODE(pw.st_mode), pw.st_uid, pw.st_gid) == (0o640, 0, 33)
+    key = os.stat(conf / "desterlib-selfsigned.key")
+    assert (stat.S_IMODE(key.st_mode), key.st_uid, key.st_gid) == (0o600, 0, 0)
+    proxy_lab.http_port, proxy_lab.https_port = 80, 443
+    served = Served("nginx", proc, conf / "desterlib-selfsigned.crt", run / "error.log")
+    _serves_front_door(proxy_lab, served, password)
+    plain = proxy_lab.get(served, "/x", tls=False)
+    assert plain["status"] == 301 and plain["headers"]["location"] == f"https://{DOMAIN}/x"
+
+    undone = dester(proxy_lab, "undo", "--dir", install, "--root", str(root), "--yes")
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    assert snapshot(root) == before
+    # Reloaded with the old configuration: plain HTTP is the default site's 404 again.
+    assert proxy_lab.get(served, "/x", tls=False)["status"] == 404
+
+
+def test_a_failing_reload_rolls_everything_back(proxy_lab: ProxyLab, nginx_tree) -> None:
+    install, root, conf, run, proc = nginx_tree
+    compose = (Path(install) / "docker-compose.yml").read_bytes()
+    before = snapshot(root)
+    os.unlink(run / "nginx.pid")  # nginx runs, but `nginx -s reload` cannot find it
+    done = dester(proxy_lab, "fix", "--dir", install, "--root", str(root), "--profile", "internet",
+                  "--fail-on", "never", "--domain", DOMAIN, "--proxy", "nginx", "--yes")
+    assert done.returncode != 0, done.stdout
+    assert "Traceback" not in done.stderr
+    assert snapshot(root) == before
+    assert (Path(install) / "docker-compose.yml").read_bytes() == compose
+    proxy_lab.http_port = 80
+    assert proxy_lab.get(Served("nginx", proc, run / "x", run / "error.log"), "/x", tls=False)["status"] == 404
