@@ -20,7 +20,7 @@ securl.py, fs.py, dkr.py, ops.py; rotate.py is the live password rotation they s
 and plan from the targets their rules hand them (the rule modules' public target
 functions, or the ``target`` of a finding's evidence); checks/fix/registry.py says which
 fixer serves which check and in what order. This module is the :class:`Planner` they
-drive and the validation of the result. Some 570 lines: the Planner is one state
+drive and the validation of the result. Some 600 lines: the Planner is one state
 machine (the overlay, the batch rounds, the refusals, the final re-audit), which
 split across modules would be harder to follow, not easier.
 """
@@ -449,15 +449,9 @@ class Planner:
                 continue
             selected.append(fixer.id)
             self._run(fixer)
-        if self.front_door is not None and self.profile == "internet" and not set(selected) & set(tls.TLS_CHECKS):
-            # A front door named again (a new certificate, other opt-ins) is set up again even when it passes.
-            if only is None or set(only) & set(tls.TLS_CHECKS):
-                selected.append("TLS-001")
-                self._run(Fixer("TLS-001", True, tls.fix_tls))
-        elif self.front_door is not None and self.profile != "internet":
-            self.refusals.append(Refusal("TLS-001", f"a public front door is for the internet profile (this "
-                                         f"installation's is {self.profile}): run with --profile internet",
-                                         BY_ID["TLS-001"].fix))
+        if self.front_door is not None and tls.named_again(self, selected, only):
+            selected.append("TLS-001")
+            self._run(Fixer("TLS-001", True, tls.fix_tls))
         if selected:
             self._follow_up(selected, failing)
         if only:

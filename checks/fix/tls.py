@@ -39,7 +39,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from checks.change.plan import Command, FileEdit, Link, Plan
+from checks.audit.catalog import BY_ID
+from checks.change.plan import Command, FileEdit, Link, Plan, Refusal
 from checks.core.sysroot import SystemRoot
 from checks.proxy import generate, servers
 from checks.proxy.model import SERVERS, Choice
@@ -180,6 +181,20 @@ def previous_hash(sysroot: SystemRoot, choice: Choice) -> str | None:
             if m:
                 return m.group(0)
     return None
+
+
+def named_again(p: Planner, selected: list[str], only: set[str] | None) -> bool:
+    """Whether the planner runs the front door's fixer for a choice the user named although no TLS check
+    fails (a new certificate, other opt-ins: set up again); a front door under another profile than
+    internet is refused here."""
+    if p.front_door is None:
+        return False
+    if p.profile != "internet":
+        p.refusals.append(Refusal("TLS-001", f"a public front door is for the internet profile (this "
+                                  f"installation's is {p.profile}): run with --profile internet",
+                                  BY_ID["TLS-001"].fix))
+        return False
+    return not set(selected) & set(TLS_CHECKS) and (only is None or bool(set(only) & set(TLS_CHECKS)))
 
 
 def fix_tls(p: Planner) -> None:
