@@ -243,3 +243,34 @@ def test_drift_never_counts_a_check_that_could_not_run_now_as_passing(tmp_path):
     d = drift(base, report)
     assert [i.finding.id for i in d.unchecked] == [cid]
     assert cid not in {i.finding.id for i in d.fixed + d.still + d.regressions + d.new}
+
+
+def test_an_audit_started_earlier_but_finished_later_does_not_replace_the_newer_report(tmp_path, monkeypatch):
+    """The welcome's first audit (no live state yet) may end after the one the live state set off."""
+    import threading
+
+    import checks.audit.run as run
+
+    root = materialize(str(tmp_path / "demo"))
+    s = Session(root, hostname="h")
+    real = run.run_audit
+    first_started, release = threading.Event(), threading.Event()
+    calls = []
+
+    def slow_first(inst, profile, **kw):
+        calls.append(kw.get("live"))
+        if len(calls) == 1:
+            first_started.set()
+            assert release.wait(30)
+        return real(inst, profile, **kw)
+
+    monkeypatch.setattr(run, "run_audit", slow_first)
+    older = threading.Thread(target=s.audit)
+    older.start()
+    assert first_started.wait(30)
+    newer = s.audit("internet")
+    release.set()
+    older.join(30)
+    assert not older.is_alive()
+    assert s.report is newer and s.report.profile == "internet"
+    assert s.inst is newer.installation

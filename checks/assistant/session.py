@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets as _secrets
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -118,6 +119,11 @@ class Session:
                                or (self.baseline.profile if self.baseline else "local"))
         self.report: Report | None = None
         self.inst: Installation | None = None
+        self._audit_lock = threading.Lock()
+        self._audits_started = 0
+        self._audit_shown = 0
+        """Audits run in worker threads: one started earlier but finished later (say, before the
+        live state arrived) must not replace the report of one started after it."""
         self.recovered: list[str] = []
         self.kept: Kept | None = None
         """Where the front door's login went (after the TLS step was applied)."""
@@ -144,10 +150,17 @@ class Session:
         from checks.audit.run import run_audit
         from checks.install.discovery import discover
 
-        self.inst = discover(self.root, self.files, self.host_root, self.clock())
+        with self._audit_lock:
+            self._audits_started += 1
+            mine = self._audits_started
+        inst = discover(self.root, self.files, self.host_root, self.clock())
         # the live checks, once gathered (None before: they are skipped, never passed)
-        self.report = run_audit(self.inst, profile or self.choices.profile, settings=self.settings, live=self.live)
-        return self.report
+        report = run_audit(inst, profile or self.choices.profile, settings=self.settings, live=self.live)
+        with self._audit_lock:
+            if mine > self._audit_shown:
+                self._audit_shown = mine
+                self.inst, self.report = inst, report
+        return report
 
     def gather_live(self) -> LiveState | None:
         """Ask the running system (Docker Engine, listening sockets) once, through the use case.
@@ -321,8 +334,10 @@ class Session:
 
     def _after(self, done: Applied) -> None:
         if done.report is not None:
-            self.report = done.report
-            self.inst = done.report.installation
+            with self._audit_lock:  # newer than any audit still running
+                self._audits_started += 1
+                self._audit_shown = self._audits_started
+                self.report, self.inst = done.report, done.report.installation
         if done.baseline is not None:
             self.baseline = done.baseline
 
