@@ -210,6 +210,10 @@ class Plan:
     ``/etc/caddy``, under ``--root`` when given): files and links under them are changed through their
     path, after the engine's trust check (every directory from the top down owned by root or the
     user running dester-harden and writable by nobody else, no symbolic link on the way)."""
+    revert_after: float | None = None
+    """Confirm-or-revert (a firewall plan, issue 12): seconds after the apply within which the user
+    must confirm (``dester-harden confirm``, or the assistant), else the transaction is undone by
+    itself, even with the session and the assistant gone. None: nothing to confirm."""
     shown_secrets: dict[str, str] = field(default_factory=dict)
     """Secrets the user must be shown once (label -> value: the proxy's login password): a face shows
     them masked, with reveal and copy, and keeps them in the keyring when one works. Never journaled

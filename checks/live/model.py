@@ -13,6 +13,8 @@ import hmac
 import secrets
 from dataclasses import dataclass, field
 
+from checks.live.fwmodel import FirewallState
+
 _DIGEST_KEY = secrets.token_bytes(32)
 """Per process: a digest compares values within one run and means nothing outside it."""
 
@@ -164,6 +166,9 @@ class LiveState:
     logs_error: str | None = None
     probes: tuple[Probe, ...] = ()
     probes_error: str | None = None
+    firewall: FirewallState | None = None
+    """The host firewall (issue 12); None when it was not read (see ``firewall_error``)."""
+    firewall_error: str | None = None
     built: frozenset[str] = frozenset()
     """Services the compose files build (``build:``) rather than pull."""
     gathered_at: float = 0.0
