@@ -6,7 +6,7 @@ the faces can show them in plain words and the guard (FW-003) can check them onc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 TAILSCALE_V4 = "100.64.0.0/10"
 TAILSCALE_V6 = "fd7a:115c:a1e0::/48"
@@ -40,3 +40,27 @@ class Want:
         where = f" from {self.source}" if self.source != "any" else ""
         on = f" in on {self.interface}" if self.interface else ""
         return f"{self.action} {what}{where}{on}"
+
+
+@dataclass(slots=True)
+class BackendPlan:
+    """What one backend (ufw, firewalld, nft) makes of the wanted rules; the fixer turns it into a Plan.
+
+    ``edits`` are whole-file contents (before, after) of files under ``system_dirs``; ``sync`` is the
+    argv that makes the live firewall equal the files and verifies it (``python -m
+    checks.firewall.sync ufw --root DIR``), run last on apply and, after the files are restored,
+    on rollback and undo (the reload pair of ADR 0008).
+    """
+
+    backend: str
+    """``ufw``, ``firewalld`` or ``nft``."""
+    edits: list[tuple[str, bytes | None, bytes, int | None, tuple[int, int] | None]]
+    """``(path, before, after, mode, owner)``: before None for a new file (mode/owner then apply)."""
+    system_dirs: list[str]
+    sync: tuple[str, ...]
+    commands: list[str] = field(default_factory=list)
+    """The firewall commands a user would type for the same effect (``ufw allow 22/tcp``), shown in
+    the preview beside the file diffs; informative, the files and ``sync`` are what is applied."""
+    notes: list[str] = field(default_factory=list)
+    refusals: list[tuple[str, str, str]] = field(default_factory=list)
+    """``(check, reason, manual)``: what this backend cannot do (firewalld before 2.3.0 and NET-007)."""
