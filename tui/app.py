@@ -51,7 +51,7 @@ STEP_SCREENS = {
 #: The screens' style files (screens/NAME.tcss), preloaded by the app.
 SCREEN_STYLES = ("welcome", "network", "password", "permissions", "containers", "tls", "firewall", "backups",
                  "review", "preview", "summary", "reaudit", "history", "undo", "help",
-                 "suppress", "confirm")
+                 "suppress", "confirm", "countdown")
 
 
 def _screen_class(step: str):
