@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests import fwlab
 from tests.fwlab import FwSandbox, host_snapshot, snapshot_diff
+from tests.livelab import procs
 
 # -- without a namespace ----------------------------------------------------------------
 
@@ -60,9 +62,35 @@ def test_the_sandbox_path_refuses_what_is_not_private(tmp_path):
             sb.path(bad)
 
 
+def test_an_unavailable_lab_skips_but_fails_under_ci(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no ufw here"):
+        fwlab.unavailable("no ufw here")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"no ufw here \(\.ci/run installs"):
+        fwlab.unavailable("no ufw here")
+
+
 # -- the sandbox ---------------------------------------------------------------------------
 
 firewall = pytest.mark.firewall
+
+
+@firewall
+def test_a_sandbox_whose_session_died_is_reaped_by_the_next(tmp_path, monkeypatch):
+    fwlab.require()
+    base = tmp_path / "base"
+    base.mkdir()
+    monkeypatch.setattr(fwlab, "BASE", base)
+    sb = FwSandbox.start()
+    try:
+        holder = sb.holder_pid
+        (sb.root / "owner").write_text("999999999\ngone\n")  # its owner is gone
+        assert fwlab.reap_stale(base) == [sb.root]
+        assert procs.wait_gone([holder], 5) == []
+        assert not sb.root.exists()
+    finally:
+        sb.close()
 
 
 @firewall
