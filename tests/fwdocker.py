@@ -5,8 +5,10 @@
 * a LAN namespace (``unshare --net``, a ``sleep infinity`` that writes its own pid file) on a veth
   pair: ``dhf-srv`` 10.78.0.1/24, fd78::1/64 in the sandbox, ``dhf-lan`` 10.78.0.2, fd78::2 in the
   LAN (names and addresses apart from the live lab's dhl-*/10.77.0.0/24);
-* Debian's dockerd joined to the sandbox's namespaces with its own config file, data root, exec
-  root, pid file and socket in the session directory and its cgroups under ``/dhf-<token>``, so the
+* Debian's dockerd joined to the sandbox's namespaces with its own config file, data root (a tmpfs
+  inside the namespace: freed with it, where removing the image layers file by file took 15 s),
+  exec root, pid file and socket in the session directory and its cgroups under ``/dhf-<token>``,
+  ``live-restore`` on (a restart keeps the containers), so the
   host's docker CLI and Compose reach it through ``DOCKER_HOST`` while its rules exist only in the
   sandbox;
 * the live lab's images, loaded from its cache (:mod:`tests.livelab.images`, about 3.5 s).
@@ -20,9 +22,11 @@ or freshly started (firewalld); :meth:`FirewallLab.reset` returns to it between 
 redeploy: private /etc copies restored, ``firewall-cmd --reload`` (firewalld), nft tables that the
 baseline does not have deleted, then the baseline restored with ``iptables-restore``.
 
-Fixtures (session scope, one lab and one deploy of the demo install per variant and session):
-``fw_docker_lab`` (ufw), ``fw_docker_lab_firewalld``; function fixtures ``fw_lab`` and
-``fw_lab_firewalld`` are the same labs :meth:`~FirewallLab.reset` before the test. The deployed
+Fixtures: one lab and one deploy of the demo install per session, shared by both variants
+(:meth:`FirewallLab.use_firewalld` switches in a firewalld start plus a dockerd restart, where a
+second lab would cost an image load and a deploy): ``fw_docker_lab`` (ufw) and
+``fw_docker_lab_firewalld`` (session scope); tests take ``fw_lab`` or ``fw_lab_firewalld``, which
+put the lab in their variant and :meth:`~FirewallLab.reset` it before the test. The deployed
 install is ``lab.install`` (a :class:`tests.livelab.LiveInstall`: 5432, 6379 and 0.0.0.0:3001
 published). Without dockerd, the compose plugin or the image cache's ingredients they skip with the
 reason (fail under ``CI=true``).
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -85,6 +90,7 @@ class FirewallLab(FwSandbox):
     lan_net = "10.78.0.0/24"
     lan_net6 = "fd78::/64"
     server_if = SERVER_IF
+    tmpfs = ("data",)
 
     def __init__(self, root: Path, firewalld: bool = False, cache: Path | None = None,
                  plugin: Path | None = None) -> None:
@@ -129,7 +135,8 @@ class FirewallLab(FwSandbox):
         (self.root / "work").mkdir(exist_ok=True)
         if self.plugin:
             (self.root / "docker-config/cli-plugins/docker-compose").symlink_to(self.plugin)
-        (self.root / "daemon.json").write_text("{}\n")
+        # live-restore: a dockerd restart (to switch firewalld on or off) keeps the containers running.
+        (self.root / "daemon.json").write_text('{"live-restore": true}\n')
         t0 = time.monotonic()
         self._lan()
         self._time("LAN namespace + veth", t0)
@@ -143,6 +150,7 @@ class FirewallLab(FwSandbox):
         except images.BuildError as exc:
             raise FwLabUnavailable(str(exc)) from None
         self._time(f"images ({self.images_how})", t0)
+        self.baseline()
 
     def _timer(self, name: str, seconds: float) -> None:
         self.timings.append((name, seconds))
@@ -274,32 +282,84 @@ class FirewallLab(FwSandbox):
             _copy_tree(self.path(real), target)
         self._baseline = {"iptables": self.run(["iptables-save"], check=True).stdout,
                           "ip6tables": self.run(["ip6tables-save"], check=True).stdout,
-                          "tables": self.run(["nft", "list", "tables"], check=True).stdout}
+                          "tables": self.run(["nft", "list", "tables"], check=True).stdout,
+                          "firewalld": self._firewalld_table()}
+
+    def _firewalld_table(self) -> str:
+        """firewalld's live nft table (its runtime state, as the kernel has it); "" without firewalld."""
+        return self.run(["nft", "list", "table", "inet", "firewalld"]).stdout if self.firewalld else ""
 
     def reset(self) -> None:
         """Back to the baseline without a redeploy: files restored, extra nft tables gone, iptables restored."""
         t0 = time.monotonic()
         saved = self.root / ("baseline" if self._baseline else "pristine")
+        files_changed = False
         for real in self.bound:
-            _restore_tree(saved / real.lstrip("/"), self.path(real))
-        if self.firewalld:
-            if not self.firewalld_running:
-                raise AssertionError("firewalld is not running in the firewalld lab (a test stopped it?)")
+            if not _same_tree(saved / real.lstrip("/"), self.path(real)):
+                files_changed = True
+                _restore_tree(saved / real.lstrip("/"), self.path(real))
+        if self.firewalld and not self.firewalld_running:
+            raise AssertionError("firewalld is not running in the firewalld lab (a test stopped it?)")
+        # A reload costs 2-3 s with Docker's re-apply: only when the files or firewalld's live table changed.
+        if self.firewalld and (files_changed or self._firewalld_table() != self._baseline.get("firewalld")):
             self.run(["firewall-cmd", "--reload"], check=True)
-            # Docker re-applies its rules on firewalld's Reloaded signal: let it finish before the restore
-            # below, so the two do not interleave.
-            want = _docker_nat(self._baseline.get("iptables", ""))
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and _docker_nat(self.run(["iptables-save"]).stdout) != want:
-                time.sleep(0.05)
+            # Docker re-makes its rules on firewalld's Reloaded signal, in about a second, deleting and
+            # re-inserting some: let it finish before the restore below, or the two interleave.
+            self._settle(len(_docker_nat(self._baseline.get("iptables", ""))))
         keep = set(self._baseline.get("tables", "").splitlines())
         for line in self.run(["nft", "list", "tables"], check=True).stdout.splitlines():
             if line.strip() and line not in keep:
                 self.run(["nft", "delete", *line.split()], check=True)
-        if self._baseline:
-            self.run(["iptables-restore"], input=self._baseline["iptables"], check=True)
-            self.run(["ip6tables-restore"], input=self._baseline["ip6tables"], check=True)
+        for save, restore in (("iptables-save", "iptables-restore"), ("ip6tables-save", "ip6tables-restore")):
+            wanted = self._baseline.get(save.split("-")[0], "")
+            if wanted and _rules(self.run([save], check=True).stdout) != _rules(wanted):
+                self.run([restore], input=wanted, check=True)
         self._time("reset", t0)
+
+    def use_firewalld(self, on: bool) -> None:
+        """Switch the lab between its ufw and firewalld variants, keeping the deployed containers.
+
+        firewalld must come up before dockerd (started after, it flushes Docker's rules and rejects
+        bridged traffic), and stopping it removes Docker's DNAT rules: either way dockerd is
+        restarted (live-restore keeps the containers), then Docker's rules are waited for and a new
+        :meth:`baseline` taken. Costs a firewalld start plus a dockerd restart, a few seconds,
+        instead of a second lab. A no-op when the lab already is in that variant.
+        """
+        if on == self.firewalld and (self.firewalld_running or not on):
+            return
+        t0 = time.monotonic()
+        want = len(_docker_nat(self._baseline.get("iptables", "")))
+        if on:
+            self.reset()
+            self.start_firewalld()
+        else:
+            # Stopped BEFORE its bus (it cleans up its tables), then everything dockerd does not re-make.
+            self.stop_firewalld()
+            for real in self.bound:
+                _restore_tree(self.root / "pristine" / real.lstrip("/"), self.path(real))
+            self.run(["nft", "flush", "ruleset"], check=True)
+        self.firewalld = on
+        self.stop_dockerd()
+        self.start_dockerd()
+        self._settle(want)
+        if on:
+            # Docker 20.10's rules after a live-restore restart differ from those after a firewalld
+            # reload (no DOCKER-USER before, no isolation rules after). A reset of this variant may
+            # reload, so the baseline is the state after a reload: the one a reset can return to.
+            self.run(["firewall-cmd", "--reload"], check=True)
+            self._settle(want)
+        self.baseline()
+        self._time(f"switch to {'firewalld' if on else 'ufw'}", t0)
+
+    def _settle(self, nat_rules: int, seconds: float = 30) -> None:
+        """Wait until Docker's ``nat_rules`` DNAT rules are back and the iptables rules stop changing."""
+        deadline = time.monotonic() + seconds
+        last, steady = None, 0
+        while time.monotonic() < deadline and steady < 4:
+            now = _rules(self.run(["iptables-save"]).stdout)
+            steady = steady + 1 if now == last and len(_docker_nat("\n".join(now))) >= nat_rules else 0
+            last = now
+            time.sleep(0.1)
 
     # -- probes ---------------------------------------------------------------------------
 
@@ -339,6 +399,25 @@ class FirewallLab(FwSandbox):
         return proc.stdout
 
 
+def _same_tree(a: Path, b: Path) -> bool:
+    """Whether two directories hold the same names, link targets, modes and bytes."""
+    def listing(top: Path) -> dict[str, tuple[int, bytes]]:
+        out = {}
+        for dirpath, dirs, files in os.walk(top):
+            for name in files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]:
+                p = Path(dirpath) / name
+                st = p.lstat()
+                data = os.readlink(p).encode() if p.is_symlink() else p.read_bytes()
+                out[str(p.relative_to(top))] = (st.st_mode, data)
+        return out
+    return listing(a) == listing(b)
+
+
+def _rules(save: str) -> list[str]:
+    """An ``iptables-save`` text without its comments and packet counters: what a comparison needs."""
+    return [re.sub(r" \[\d+:\d+\]$", "", ln) for ln in save.splitlines() if ln and not ln.startswith("#")]
+
+
 def _docker_nat(save: str) -> list[str]:
     """Docker's DNAT rules in an ``iptables-save`` text (sorted): whether its rules are all there."""
     return sorted(ln for ln in save.splitlines() if ln.startswith("-A DOCKER ") and "DNAT" in ln)
@@ -347,34 +426,46 @@ def _docker_nat(save: str) -> list[str]:
 # -- fixtures ----------------------------------------------------------------------------
 
 
-def _lab(firewalld: bool, parent: Path) -> Iterator[FirewallLab]:
+@pytest.fixture(scope="session")
+def _fw_docker(_fw_host_guard: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirewallLab]:
+    """The session's one Docker lab (both variants: :meth:`FirewallLab.use_firewalld` switches)."""
     try:
-        lab = FirewallLab.start_lab(firewalld=firewalld)
+        lab = FirewallLab.start_lab()
     except FwLabUnavailable as exc:
         unavailable(str(exc))
     _sandboxes.append(lab)
     try:
-        lab.deploy_demo(parent)
+        lab.deploy_demo(tmp_path_factory.mktemp("fwlab-demo"))
         yield lab
     finally:
         lab.close()
 
 
 @pytest.fixture(scope="session")
-def fw_docker_lab(_fw_host_guard: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirewallLab]:
-    """The ufw variant (ufw installed, not enabled), the demo install deployed: one per session."""
-    yield from _lab(False, tmp_path_factory.mktemp("fwlab-ufw"))
+def fw_docker_lab(_fw_docker: FirewallLab) -> FirewallLab:
+    """The lab in its ufw variant (ufw installed, not enabled), the demo install deployed (``lab.install``).
+
+    Session-scoped and shared with :func:`fw_docker_lab_firewalld`: a test takes ``fw_lab``, which
+    also puts the lab back in this variant and resets it.
+    """
+    _fw_docker.use_firewalld(False)
+    return _fw_docker
 
 
 @pytest.fixture(scope="session")
-def fw_docker_lab_firewalld(_fw_host_guard: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirewallLab]:
-    """The firewalld variant (firewalld on its private bus before dockerd), the demo install deployed."""
-    yield from _lab(True, tmp_path_factory.mktemp("fwlab-firewalld"))
+def fw_docker_lab_firewalld(_fw_docker: FirewallLab) -> FirewallLab:
+    """The lab in its firewalld variant (firewalld on its private bus, then dockerd restarted after it).
+
+    A test takes ``fw_lab_firewalld``, which also ensures this variant and resets the lab.
+    """
+    _fw_docker.use_firewalld(True)
+    return _fw_docker
 
 
 @pytest.fixture
 def fw_lab(fw_docker_lab: FirewallLab) -> FirewallLab:
     """The ufw lab, reset to its baseline before the test."""
+    fw_docker_lab.use_firewalld(False)
     fw_docker_lab.reset()
     return fw_docker_lab
 
@@ -382,5 +473,6 @@ def fw_lab(fw_docker_lab: FirewallLab) -> FirewallLab:
 @pytest.fixture
 def fw_lab_firewalld(fw_docker_lab_firewalld: FirewallLab) -> FirewallLab:
     """The firewalld lab, reset to its baseline before the test."""
+    fw_docker_lab_firewalld.use_firewalld(True)
     fw_docker_lab_firewalld.reset()
     return fw_docker_lab_firewalld

@@ -230,3 +230,18 @@ def test_firewalld_zone_ports_do_not_govern_a_docker_publish(fw_lab_firewalld):
         assert lab.lan_probe(lab.server_ip, PLAIN) in ("unreachable", "refused")
         lab.run(["firewall-cmd", "--zone=public", f"--add-port={PLAIN}/tcp"], check=True)
         assert lab.lan_probe(lab.server_ip, PLAIN) == "open"
+
+
+@firewall
+def test_the_firewalld_lab_resets_runtime_and_permanent_changes_with_docker_s_rules_back(fw_lab_firewalld):
+    lab = fw_lab_firewalld
+    lab.run(["firewall-cmd", "--zone=public", "--add-port=9999/tcp"], check=True)
+    lab.run(["firewall-cmd", "--permanent", "--zone=public", "--add-port=9998/tcp"], check=True)
+    lab.run(["iptables", "-I", "DOCKER-USER", "-i", lab.server_if, *CONNTRACK_DROP], check=True)
+    assert lab.lan_probe(lab.server_ip, PG) == "timeout"
+    lab.reset()
+    assert lab.run(["firewall-cmd", "--zone=public", "--list-ports"], check=True).stdout.split() == []
+    public = lab.path("/etc/firewalld/zones/public.xml")
+    assert not public.exists() or "9998" not in public.read_text()
+    assert lab.lan_probe(lab.server_ip, PG) == "open"
+    assert lab.lan_http(f"http://{lab.server_ip}:{API}/health") == 200
