@@ -43,7 +43,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +224,16 @@ class FirewallLab(FwSandbox):
         self._time("teardown", t0)
 
     # -- docker ---------------------------------------------------------------------------
+
+    def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, input: str | None = None,
+            timeout: float = 30, check: bool = False) -> subprocess.CompletedProcess[str]:
+        """:meth:`FwSandbox.run` with the lab's ``DOCKER_HOST``/``DOCKER_CONFIG`` (``env`` still wins)."""
+        return super().run(argv, env={**self.env, **(env or {})}, input=input, timeout=timeout, check=check)
+
+    def tool(self, args: Sequence[str], env: Mapping[str, str] | None = None, input: str | None = None,
+             timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """:meth:`FwSandbox.tool` with the lab's ``DOCKER_HOST``/``DOCKER_CONFIG``: the tool sees this dockerd."""
+        return super().tool(args, env={**self.env, **(env or {})}, input=input, timeout=timeout)
 
     def docker(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         """The docker CLI (from the host, through ``DOCKER_HOST``) against the lab's dockerd; text output."""

@@ -6,6 +6,7 @@ fail under CI=true). The host guard's own test needs nothing: it proves the guar
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -245,3 +246,16 @@ def test_the_firewalld_lab_resets_runtime_and_permanent_changes_with_docker_s_ru
     assert not public.exists() or "9998" not in public.read_text()
     assert lab.lan_probe(lab.server_ip, PG) == "open"
     assert lab.lan_http(f"http://{lab.server_ip}:{API}/health") == 200
+
+
+@firewall
+def test_the_tool_in_the_docker_lab_sees_the_lab_s_dockerd(fw_lab, monkeypatch):
+    monkeypatch.delenv("DESTER_HARDEN_NO_LIVE")  # the tool's live input here is the lab's Engine
+    # Inside the sandbox /run is private: without the lab's DOCKER_HOST nothing would find a dockerd.
+    assert "desterlib-postgres" in fw_lab.run(["docker", "ps", "--format", "{{.Names}}"], check=True).stdout.split()
+    args = ["audit", "--dir", str(fw_lab.install), "--only", "DKR-005", "--format", "json"]
+    seen = json.loads(fw_lab.tool(args).stdout)["findings"]
+    assert [(f["id"], f["status"]) for f in seen] == [("DKR-005", "pass")]
+    # The live check is skipped where the Engine cannot be reached: the pass above came from the lab's.
+    blind = json.loads(fw_lab.tool(args, env={"DOCKER_HOST": "unix:///nonexistent.sock"}).stdout)["findings"]
+    assert [f["status"] for f in blind] == ["skipped"]
