@@ -67,8 +67,9 @@ class FirewallState:
 
     frontend: str
     """``ufw``, ``firewalld`` or ``none`` (the one that is active; else the one installed; else none)."""
-    active: bool
-    """The frontend is running and enforcing (``ufw status`` active, ``firewall-cmd --state`` running)."""
+    active: bool | None
+    """The frontend is running and enforcing (ufw's chains are live, firewalld's state is RUNNING);
+    None: it could not be read (not root, a program that did not answer): see ``errors``."""
     version: str | None = None
     """The frontend's version (``0.36.2``, ``1.3.3``)."""
     ufw_installed: bool = False
