@@ -34,6 +34,8 @@ from checks.live.fwmodel import FirewallState, FwRule, Runner, RunResult
 TIMEOUT = 2.0
 NEEDS_ROOT = "reading the firewall needs root: run with sudo"
 OWN_TABLE = "inet dester_harden"
+OWN_CHAIN = "DH-DOCKER"
+"""dester-harden's chain that DOCKER-USER jumps to (:mod:`checks.firewall.ufw` writes it)."""
 _DOCKER_IFACE = re.compile(r"^(docker\d*|br-[0-9a-f]{12}|docker_gwbridge|veth.*)$")
 _SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 _MAX_FILE = 4 * 1024 * 1024
@@ -166,8 +168,10 @@ def firewall_state(*, runner: Runner | None = None, root: SystemRoot | None = No
             errors.append(_why("ip6tables -S", v6))
         if v4.code == 0:
             state.docker_user = ipt.chain_lines(lines4, "DOCKER-USER")
+            state.own_chain = ipt.chain_lines(lines4, OWN_CHAIN)
         if v6.code == 0:
             state.docker_user6 = ipt.chain_lines(lines6, "DOCKER-USER")
+            state.own_chain6 = ipt.chain_lines(lines6, OWN_CHAIN)
         state.docker_backend = docker_backend or ("nftables" if {"ip docker-bridges", "ip6 docker-bridges"} & tables
                                                   else ("iptables" if state.docker_user is not None else None))
         ufw_active = _read_ufw(state, root, ufw_conf, lines4, lines6, v4.code == 0, bridges, errors)

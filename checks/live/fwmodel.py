@@ -89,6 +89,10 @@ class FirewallState:
     """``iptables -S DOCKER-USER`` lines (IPv4); None: no such chain (or not readable: see errors)."""
     docker_user6: tuple[str, ...] | None = None
     """The same for ip6tables."""
+    own_chain: tuple[str, ...] | None = None
+    """``iptables -S DH-DOCKER``: dester-harden's chain that DOCKER-USER jumps to; None: no such chain."""
+    own_chain6: tuple[str, ...] | None = None
+    """The same for ip6tables."""
     own_table: bool = False
     """dester-harden's own nft table (``inet dester_harden``) is loaded."""
     strict_forward_ports: bool | None = None
