@@ -117,3 +117,16 @@ def test_net_007_ufw_deny_does_not_govern_a_docker_publish_and_the_conntrack_dro
     assert lab.lan_probe(lab.server_ip, 5432) == "timeout"
     f = audit(lab, str(lab.install), env=lab.env)["NET-007"]
     assert f["status"] == "pass", f
+
+
+def test_net_007_firewalld_1_3_3_zones_do_not_govern_a_docker_publish(fw_lab_firewalld):
+    lab = fw_lab_firewalld
+    assert lab.lan_probe(lab.server_ip, 5432) == "open"
+    f = audit(lab, str(lab.install), env=lab.env)["NET-007"]
+    assert f["status"] == "fail", f
+    assert "has no StrictForwardPorts (2.3.0+)" in evidence(f)
+    for port in (5432, 6379, 3001):
+        lab.run(["iptables", "-I", "DOCKER-USER", "-p", "tcp", "-m", "conntrack", "--ctorigdstport", str(port),
+                 "--ctdir", "ORIGINAL", "-j", "DROP"], check=True)
+    assert lab.lan_probe(lab.server_ip, 5432) == "timeout"
+    assert audit(lab, str(lab.install), env=lab.env)["NET-007"]["status"] == "pass"
