@@ -4,6 +4,7 @@ gather() and usecases.live_state bring the firewall in."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -24,9 +25,10 @@ def drop(port: int, chain: str = "DOCKER-USER") -> str:
 
 
 def ufw(**kw) -> FirewallState:
-    base = dict(frontend="ufw", active=True, version="0.36.2", ufw_installed=True, default_incoming="deny",
-                iptables="nft", docker_backend="iptables", docker_user=RETURN,
-                rules=(FwRule("allow", 22, "tcp", text="22/tcp ALLOW IN Anywhere"),))
+    base: dict[str, Any] = dict(
+        frontend="ufw", active=True, version="0.36.2", ufw_installed=True, default_incoming="deny",
+        iptables="nft", docker_backend="iptables", docker_user=RETURN,
+        rules=(FwRule("allow", 22, "tcp", text="22/tcp ALLOW IN Anywhere"),))
     base.update(kw)
     return FirewallState(**base)
 
@@ -195,7 +197,7 @@ class NoEngine:
 
 def test_gather_reads_the_firewall_beside_the_engine(tmp_path):
     inst = cli_inst(tmp_path)
-    kw = dict(proc_net=str(tmp_path), probe=False, logs=False, engine=NoEngine)
+    kw: dict[str, Any] = dict(proc_net=str(tmp_path), probe=False, logs=False, engine=NoEngine)
     state = gather(inst, firewall_reader=ufw, **kw)
     assert state.firewall is not None and state.firewall.active and state.engine_error == UNREACHABLE
     state = gather(inst, firewall=False, firewall_reader=ufw, **kw)

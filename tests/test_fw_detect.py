@@ -91,11 +91,11 @@ def ok(text: str) -> RunResult:
 
 
 def answers(v4: str = BASE_V4, v6: str = BASE_V4, flavour: str = "nf_tables", tables: str = "",
-            addr: list | None = None, **extra: RunResult) -> dict[tuple[str, ...], RunResult]:
+            addr: list | None = None, extra: dict[str, RunResult] | None = None) -> dict[tuple[str, ...], RunResult]:
     out = {("iptables", "-S"): ok(v4), ("ip6tables", "-S"): ok(v6),
            ("iptables", "-V"): ok(f"iptables v1.8.9 ({flavour})\n"), ("nft", "list", "tables"): ok(tables),
            ("ip", "-j", "addr"): ok(json.dumps(ADDR if addr is None else addr))}
-    for key, value in extra.items():
+    for key, value in (extra or {}).items():
         out[tuple(key.split(" "))] = value
     return out
 
@@ -201,15 +201,15 @@ def test_docker_user_rule_naming_a_container_address(sysroot, proc):
 def test_legacy_and_nft_flavours(sysroot, proc):
     assert read(sysroot, proc, FakeRunner(answers(flavour="nf_tables"))).iptables == "nft"
     assert read(sysroot, proc, FakeRunner(answers(flavour="legacy"))).iptables == "legacy"
-    assert read(sysroot, proc, FakeRunner(answers(**{"iptables -V": MISSING}))).iptables is None
+    assert read(sysroot, proc, FakeRunner(answers(extra={"iptables -V": MISSING}))).iptables is None
 
 
 def test_mixed_backends_need_rules_on_both_sides(sysroot, proc):
     write(proc, "net/ip_tables_names", "filter\n")
     v4 = BASE_V4 + DOCKER_USER
-    with_rules = FakeRunner(answers(v4, **{"iptables-legacy-save": ok("*filter\n-A INPUT -j ACCEPT\nCOMMIT\n")}))
+    with_rules = FakeRunner(answers(v4, extra={"iptables-legacy-save": ok("*filter\n-A INPUT -j ACCEPT\nCOMMIT\n")}))
     assert read(sysroot, proc, with_rules).mixed_backends is True
-    empty = FakeRunner(answers(v4, **{"iptables-legacy-save": ok("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n")}))
+    empty = FakeRunner(answers(v4, extra={"iptables-legacy-save": ok("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n")}))
     assert read(sysroot, proc, empty).mixed_backends is False
     os.unlink(proc / "net/ip_tables_names")
     never = FakeRunner(answers(v4))
@@ -219,7 +219,7 @@ def test_mixed_backends_need_rules_on_both_sides(sysroot, proc):
 
 def test_docker_nftables_backend_and_the_own_table(sysroot, proc):
     tables = "table ip docker-bridges\ntable ip6 docker-bridges\n"
-    fw = read(sysroot, proc, FakeRunner(answers(tables=tables, **{"iptables -S": ok(BASE_V4)})))
+    fw = read(sysroot, proc, FakeRunner(answers(tables=tables, extra={"iptables -S": ok(BASE_V4)})))
     assert (fw.docker_backend, fw.docker_user, fw.own_table) == ("nftables", None, False)
     fw = read(sysroot, proc, FakeRunner(answers(tables=tables + "table inet dester_harden\n")))
     assert fw.own_table is True
@@ -229,7 +229,7 @@ def test_docker_nftables_backend_and_the_own_table(sysroot, proc):
 
 def test_an_iptables_that_fails_is_a_reason_not_a_guess(sysroot, proc):
     ufw_files(sysroot)
-    runner = FakeRunner(answers(**{"iptables -S": RunResult(124, "", "iptables did not answer in 2 s")}))
+    runner = FakeRunner(answers(extra={"iptables -S": RunResult(124, "", "iptables did not answer in 2 s")}))
     fw = read(sysroot, proc, runner)
     assert fw.active is None and fw.docker_user is None
     assert "iptables -S: iptables did not answer in 2 s" in fw.errors
@@ -277,7 +277,7 @@ def firewalld(root: Path, version: str, strict: str | None = None, rich: Sequenc
 
 def test_firewalld_1_3_3_runtime_against_permanent(sysroot, proc):
     rich = 'rule family="ipv4" source address="10.0.0.0/8" port port="5432" protocol="tcp" accept'
-    fw = read(sysroot, proc, FakeRunner(answers(**firewalld(sysroot, "1.3.3", rich=[rich]))))
+    fw = read(sysroot, proc, FakeRunner(answers(extra=firewalld(sysroot, "1.3.3", rich=[rich]))))
     assert (fw.frontend, fw.active, fw.version, fw.zone, fw.default_incoming) == \
         ("firewalld", True, "1.3.3", "public", "reject")
     assert fw.strict_forward_ports is None  # 1.3.3 has no such setting
@@ -287,9 +287,9 @@ def test_firewalld_1_3_3_runtime_against_permanent(sysroot, proc):
 
 
 def test_firewalld_2_3_0_strict_forward_ports(sysroot, proc):
-    fw = read(sysroot, proc, FakeRunner(answers(**firewalld(sysroot, "2.3.0", strict="yes"))))
+    fw = read(sysroot, proc, FakeRunner(answers(extra=firewalld(sysroot, "2.3.0", strict="yes"))))
     assert fw.strict_forward_ports is True and fw.unpersisted == ()
-    fw = read(sysroot, proc, FakeRunner(answers(**firewalld(sysroot, "2.3.0"))))
+    fw = read(sysroot, proc, FakeRunner(answers(extra=firewalld(sysroot, "2.3.0"))))
     assert fw.strict_forward_ports is False
 
 
