@@ -256,7 +256,7 @@ CATALOG: tuple[Check, ...] = (
           "Enabling a firewall without an SSH allow rule locks you out of a remote server.",
           "Add the SSH allow rule before enabling (dester-harden refuses such a plan).",
           _s("high"), live=True),
-    Check("FW-004", "Firewall rules that will not survive a reboot or a container restart",
+    Check("FW-004", "Firewall rules lost at a reboot or a container restart",
           "A rule added live (`iptables -I DOCKER-USER ...`, a firewalld runtime change) is gone after the "
           "next reboot, and a rule that names a container's address is wrong as soon as the container is "
           "recreated with another one: the port the rule closed is open again without anyone noticing.",
