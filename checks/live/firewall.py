@@ -134,11 +134,12 @@ def firewall_state(*, runner: Runner | None = None, root: SystemRoot | None = No
 
     with concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="firewall") as pool:
         jobs: dict[str, concurrent.futures.Future[RunResult]] = {"addr": pool.submit(ask, ["ip", "-j", "addr"])}
+        fwd_job: concurrent.futures.Future[dict[str, Any]] | None = None
         if root_user:
             jobs |= {"v4": pool.submit(ask, ["iptables", "-S"]), "v6": pool.submit(ask, ["ip6tables", "-S"]),
                      "ver": pool.submit(ask, ["iptables", "-V"]), "nft": pool.submit(ask, ["nft", "list", "tables"])}
             if fwd_conf_present:
-                jobs["fwd"] = pool.submit(_firewalld, ask, root)  # type: ignore[arg-type]
+                fwd_job = pool.submit(_firewalld, ask, root)
         session = pool.submit(ssh.ssh_session, environ, proc)
         ports = pool.submit(ssh.ssh_ports, root, proc)
         state = FirewallState(frontend="none", active=None)
@@ -175,7 +176,7 @@ def firewall_state(*, runner: Runner | None = None, root: SystemRoot | None = No
         state.docker_backend = docker_backend or ("nftables" if {"ip docker-bridges", "ip6 docker-bridges"} & tables
                                                   else ("iptables" if state.docker_user is not None else None))
         ufw_active = _read_ufw(state, root, ufw_conf, lines4, lines6, v4.code == 0, bridges, errors)
-        fwd_state: dict[str, Any] | None = jobs["fwd"].result() if "fwd" in jobs else None  # type: ignore[assignment]
+        fwd_state = fwd_job.result() if fwd_job is not None else None
         fwd_active = bool(fwd_state and fwd_state.get("running"))
         if fwd_state and fwd_state.get("error"):
             errors.append(fwd_state["error"])

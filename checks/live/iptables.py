@@ -175,5 +175,11 @@ def inside(address: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Ne
         net = ipaddress.ip_network(address, strict=False)
     except ValueError:
         return False
-    return any(net.version == n.version and net.subnet_of(n) and net.prefixlen > n.prefixlen  # type: ignore[arg-type]
-               for n in networks)
+    for n in networks:
+        if isinstance(net, ipaddress.IPv4Network) and isinstance(n, ipaddress.IPv4Network):
+            if net.subnet_of(n) and net.prefixlen > n.prefixlen:
+                return True
+        elif isinstance(net, ipaddress.IPv6Network) and isinstance(n, ipaddress.IPv6Network) and \
+                net.subnet_of(n) and net.prefixlen > n.prefixlen:
+            return True
+    return False
