@@ -8,6 +8,7 @@ One sandbox per module (``fw``), one Docker lab per session (``fw_lab``); each c
 from __future__ import annotations
 
 import json
+import shutil
 from typing import Any
 
 import pytest
@@ -130,3 +131,31 @@ def test_net_007_firewalld_1_3_3_zones_do_not_govern_a_docker_publish(fw_lab_fir
                  "--ctdir", "ORIGINAL", "-j", "DROP"], check=True)
     assert lab.lan_probe(lab.server_ip, 5432) == "timeout"
     assert audit(lab, str(lab.install), env=lab.env)["NET-007"]["status"] == "pass"
+
+
+def state_in(sb: FwSandbox) -> dict[str, Any]:
+    """firewall_state() read inside the sandbox, as a dict."""
+    from tests.fwlab import REPO
+
+    code = ("import json, dataclasses; from checks.live.firewall import firewall_state; "
+            "print(json.dumps(dataclasses.asdict(firewall_state())))")
+    done = sb.run(["env", f"PYTHONPATH={REPO}", "python3", "-c", code], timeout=30)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_own_nft_table_docker_nftables_tables_and_a_legacy_mix(fw):
+    if not shutil.which("nft"):
+        pytest.skip("nft is not installed")
+    state = state_in(fw)
+    assert (state["own_table"], state["docker_backend"], state["mixed_backends"]) == (False, None, False)
+    fw.run(["nft", "add", "table", "inet", "dester_harden"], check=True)
+    fw.run(["nft", "add", "table", "ip", "docker-bridges"], check=True)  # what Docker 29's nftables backend makes
+    state = state_in(fw)
+    assert (state["own_table"], state["docker_backend"], state["docker_user"]) == (True, "nftables", None)
+    fw.run(["ufw", "--force", "enable"], check=True)  # rules in the nf_tables tables (iptables-nft)
+    assert state_in(fw)["mixed_backends"] is False
+    if not shutil.which("iptables-legacy"):
+        pytest.skip("iptables-legacy is not installed")
+    fw.run(["iptables-legacy", "-A", "INPUT", "-p", "tcp", "--dport", "9", "-j", "DROP"], check=True)
+    assert state_in(fw)["mixed_backends"] is True
