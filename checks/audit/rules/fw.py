@@ -176,8 +176,11 @@ def _allowed_to_all(fw: FirewallState, port: int, v6: bool) -> bool:
                r.live and r.proto in ("tcp", "any") and r.v6 == v6 for r in fw.rules)
 
 
-def _gap(fw: FirewallState, b: Binding) -> str | None:
-    """Why the forward path does not govern binding ``b`` (None: it does)."""
+def forward_gap(fw: FirewallState, b: Binding) -> str | None:
+    """Why the forward path (after Docker's DNAT) does not govern published binding ``b``; None: it does.
+
+    The test NET-007 makes, public so the faces (:mod:`checks.firewall.situation`) can say the same.
+    """
     if fw.docker_backend == "nftables":
         return None if fw.own_table else ("Docker's nftables backend has no DOCKER-USER chain and "
                                           "dester-harden's table inet dester_harden is not loaded")
@@ -237,7 +240,7 @@ def net_007(ctx: Context) -> Outcome:
         for b in c.bindings:
             if not b.host_port or b.loopback or b.protocol != "tcp":
                 continue
-            why = _gap(fw, b)
+            why = forward_gap(fw, b)
             if why is None:
                 continue
             target = _port_where(ctx, c.service, b.host_port)
