@@ -44,7 +44,7 @@ STEPS: tuple[Step, ...] = (
          ("DKR-001", "DKR-002", "DKR-003", "DKR-004", "DKR-005", "DKR-006", "DKR-007", "DKR-008", "DKR-009"),
          default_off=("DKR-001",), short="Containers"),
     Step("tls", "HTTPS (TLS)", ("TLS-001", "TLS-002", "TLS-003"), short="HTTPS"),
-    Step("firewall", "Firewall", ("FW-001", "FW-002", "FW-003"), short="Firewall"),
+    Step("firewall", "Firewall", ("FW-001", "FW-002", "FW-003", "FW-004"), short="Firewall"),
     Step("backups", "Backups and monitoring", ("OPS-001", "OPS-002"), short="Backups"),
 )
 STEP_BY_ID = {s.id: s for s in STEPS}

@@ -480,7 +480,7 @@ def live_state(install: Installation | str, *, probe: bool = True, logs: bool = 
         install = discover(install_root(install))
     from checks.live.gather import gather
 
-    state = gather(install, probe=probe, logs=logs)
+    state = gather(install, probe=probe, logs=logs, firewall=_live_checks_among(only, skip, FIREWALL_CHECKS))
     # What was not asked for is not checked: its checks say so, rather than pass on nothing.
     if not probe and state.probes_error is None:
         state.probes_error = "the API's endpoints were not probed"
@@ -489,10 +489,15 @@ def live_state(install: Installation | str, *, probe: bool = True, logs: bool = 
     return state
 
 
-def _live_checks_among(only: set[str] | None, skip: set[str] | None) -> bool:
+FIREWALL_CHECKS = frozenset({"FW-001", "FW-002", "FW-004", "NET-007"})
+"""The checks that read the host firewall: without one of them among the asked, it is not read."""
+
+
+def _live_checks_among(only: set[str] | None, skip: set[str] | None, among: frozenset[str] | None = None) -> bool:
     from checks.audit.catalog import CATALOG
 
-    return any(c.live and (not only or c.id in only) and not (skip and c.id in skip) for c in CATALOG)
+    return any(c.live and (not only or c.id in only) and not (skip and c.id in skip)
+               and (among is None or c.id in among) for c in CATALOG)
 
 
 def _live_for(inst: Installation, host_root: str) -> LiveState | None:
