@@ -280,6 +280,8 @@ def strip_block(text: str) -> str:
     for line in text.splitlines(keepends=True):
         if line.startswith(BEGIN):
             inside = True
+            if out and out[-1] == "\n":
+                out.pop()  # the blank line with_block put before the block
             continue
         if inside:
             if line.startswith(END):
@@ -311,7 +313,7 @@ def with_block(text: str, wants: Sequence[Want], v6: bool) -> str:
     base = strip_block(text)
     if not any(w.forwarded for w in wants):
         return base
-    sep = "" if not base or base.endswith("\n\n") else ("\n" if base.endswith("\n") else "\n\n")
+    sep = "\n" if base.endswith("\n") else ("\n\n" if base else "")
     return base + sep + after_block(wants, v6)
 
 
