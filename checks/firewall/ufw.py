@@ -451,6 +451,11 @@ def _reset_chain(runner: Runner, exe: str) -> None:
     if runner([exe, "-w", "-S", CHAIN], _TIMEOUT).code == 0:
         _run(runner, [exe, "-w", "-F", CHAIN])
         _run(runner, [exe, "-w", "-X", CHAIN])
+    du = runner([exe, "-w", "-S", "DOCKER-USER"], _TIMEOUT)
+    if du.code == 0 and du.stdout.split() == ["-N", "DOCKER-USER"]:
+        # Empty: the one our block declared before Docker ran. Deleting fails (and is left) while Docker's
+        # FORWARD jumps to it; Docker creates it again when it starts.
+        runner([exe, "-w", "-X", "DOCKER-USER"], _TIMEOUT)
 
 
 def _check_ufw_dir(sysroot: SystemRoot) -> None:
@@ -467,6 +472,11 @@ def _check_ufw_dir(sysroot: SystemRoot) -> None:
                         "loaded from other files")
 
 
+UFW_INIT = ("/lib/ufw/ufw-init", "/usr/lib/ufw/ufw-init")
+"""ufw's own loader (what ufw.service runs at boot): ``force-reload`` loads the files whether ufw runs or
+not, ``force-stop`` stops it; about 0.7 s faster than ``ufw reload`` (no Python start, no rule parse)."""
+
+
 def sync(sysroot: SystemRoot, runner: Runner) -> None:
     """Make the live ufw and DOCKER-USER rules equal the files, then verify; raises SyncError (one line)."""
     _check_ufw_dir(sysroot)
@@ -475,53 +485,79 @@ def sync(sysroot: SystemRoot, runner: Runner) -> None:
     enabled = (get_var(conf, "ENABLED") or "no").lower() == "yes"
     defaults = (read_system(sysroot.path("/etc/default/ufw")) or b"").decode("utf-8", "replace")
     ipv6 = (get_var(defaults, "IPV6") or "yes").lower() == "yes"
-    exes = ["iptables", "ip6tables"]
-    for exe in exes:
+    for exe in ("iptables", "ip6tables"):
         _reset_chain(runner, exe)
-    status = runner(["ufw", "status"], _TIMEOUT)
-    if status.code == 127:
-        raise SyncError("ufw is not installed (apt install ufw)")
-    active = "Status: active" in status.stdout
-    if enabled:
-        _run(runner, ["ufw", "reload"] if active else ["ufw", "--force", "enable"])
-    elif active:
-        _run(runner, ["ufw", "disable"])
-    verify(sysroot, runner, enabled, ipv6)
+    init = next((p for p in UFW_INIT if os.access(p, os.X_OK)), None)
+    if init is not None:
+        _run(runner, [init, "force-reload" if enabled else "force-stop"])
+    else:
+        status = runner(["ufw", "status"], _TIMEOUT)
+        if status.code == 127:
+            raise SyncError("ufw is not installed (apt install ufw)")
+        active = "Status: active" in status.stdout
+        if enabled:
+            _run(runner, ["ufw", "reload"] if active else ["ufw", "--force", "enable"])
+        elif active:
+            _run(runner, ["ufw", "disable"])
+    policy = (get_var(defaults, "DEFAULT_INPUT_POLICY") or "DROP").upper()
+    verify(sysroot, runner, enabled, ipv6, "DROP" if policy == "REJECT" else policy)
 
 
-def verify(sysroot: SystemRoot, runner: Runner, enabled: bool, ipv6: bool) -> None:
-    """The live rules equal the files: ufw's state, its user chains, DH-DOCKER and its one jump."""
+def _chains(text: str) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """``iptables -S`` as (builtin policies, chain -> its ``-A`` lines); a user chain with no rules is []."""
+    policies: dict[str, str] = {}
+    chains: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0] == "-P":
+            policies[parts[1]] = parts[2]
+        elif len(parts) >= 2 and parts[0] == "-N":
+            chains.setdefault(parts[1], [])
+        elif len(parts) >= 2 and parts[0] == "-A":
+            chains.setdefault(parts[1], []).append(line)
+    return policies, chains
+
+
+def verify(sysroot: SystemRoot, runner: Runner, enabled: bool, ipv6: bool, policy: str = "DROP") -> None:
+    """The live rules equal the files: ufw's user chains and input policy (or nothing of them when ufw is
+    off), DH-DOCKER and its one jump from DOCKER-USER. One ``iptables -S`` per family."""
     etc = sysroot.path("/etc/ufw")
-    status = _run(runner, ["ufw", "status"])
-    if ("Status: active" in status) is not enabled:
-        raise SyncError(f"ufw is {'inactive' if enabled else 'active'} but ufw.conf says ENABLED="
-                        f"{'yes' if enabled else 'no'}")
     for v6, exe in ((False, "iptables"), (True, "ip6tables")):
+        loaded = enabled and (ipv6 or not v6)
+        r = runner([exe, "-w", "-S"], _TIMEOUT)
+        if r.code != 0:
+            if v6 and not loaded:
+                continue  # no ip6tables (IPv6 off in the kernel): nothing of ours can be there
+            raise SyncError(f"{exe} -S failed ({r.code}): {(r.stderr or r.stdout).strip()[:200]}")
+        policies, chains = _chains(r.stdout)
         after = (read_system(os.path.join(etc, "after6.rules" if v6 else "after.rules")) or b"").decode(
             "utf-8", "replace")
-        want_chain = block_lines(after) if enabled and (ipv6 or not v6) else None
-        live_chain = runner([exe, "-w", "-S", CHAIN], _TIMEOUT)
+        want_chain = block_lines(after) if loaded else None
         if want_chain is None:
-            if live_chain.code == 0:
+            if CHAIN in chains:
                 raise SyncError(f"{exe}: chain {CHAIN} is still loaded although the files have no such block")
         else:
-            got = [ln for ln in live_chain.stdout.splitlines() if ln.startswith("-A ")]
-            if live_chain.code != 0 or [_norm(x) for x in got] != [_norm(x) for x in want_chain]:
+            got = chains.get(CHAIN)
+            if got is None or [_norm(x) for x in got] != [_norm(x) for x in want_chain]:
                 raise SyncError(f"{exe}: chain {CHAIN} differs from {'after6' if v6 else 'after'}.rules "
-                                f"({len(got)} live rules, {len(want_chain)} in the file)")
-        du = runner([exe, "-w", "-S", "DOCKER-USER"], _TIMEOUT)
-        jumps = sum(1 for ln in du.stdout.splitlines() if ln.split()[-1:] == [CHAIN]) if du.code == 0 else 0
+                                f"({len(got or [])} live rules, {len(want_chain)} in the file)")
+        jumps = sum(1 for ln in chains.get("DOCKER-USER", []) if ln.split()[-1:] == [CHAIN])
         if jumps != (0 if want_chain is None else 1):
             raise SyncError(f"{exe}: DOCKER-USER jumps to {CHAIN} {jumps} times, the files say "
                             f"{0 if want_chain is None else 1}")
-        if not enabled or (v6 and not ipv6):
+        chain = f"{_prefix(v6)}-user-input"
+        got_user = [_norm(ln) for ln in chains.get(chain, [])]
+        if not loaded:
+            if got_user:
+                raise SyncError(f"{exe}: {chain} still holds {len(got_user)} rules although ufw is disabled")
             continue
+        if chain not in chains:
+            raise SyncError(f"{exe}: ufw is not running ({chain} is missing) although ufw.conf says ENABLED=yes")
+        if policies.get("INPUT") != policy:
+            raise SyncError(f"{exe}: the INPUT policy is {policies.get('INPUT')}, /etc/default/ufw says {policy}")
         rules = parse_user_rules((read_system(os.path.join(etc, "user6.rules" if v6 else "user.rules")) or
                                   b"").decode("utf-8", "replace"))
-        chain = f"{_prefix(v6)}-user-input"
         want = [_norm(ln) for b in rules.blocks for ln in b.lines if ln.split()[1:2] == [chain]]
-        live = runner([exe, "-w", "-S", chain], _TIMEOUT)
-        got_user = [_norm(ln) for ln in live.stdout.splitlines() if ln.startswith("-A ")]
-        if live.code != 0 or got_user != want:
+        if got_user != want:
             raise SyncError(f"{exe}: {chain} differs from {'user6' if v6 else 'user'}.rules "
                             f"({len(got_user)} live rules, {len(want)} in the file)")
