@@ -8,6 +8,7 @@ The user.rules samples in tests/data/ufw were written by real ufw 0.36.2 in the 
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pytest
 
 from checks.change.plan import Command, FileEdit
 from checks.core.sysroot import SystemRoot
-from checks.firewall import guard, ufw
+from checks.firewall import guard, ufw, ufwrules
 from checks.firewall.wants import TAILSCALE_V4, TAILSCALE_V6, Want, WantError, wanted
 from checks.install.discovery import discover
 from checks.live.fwmodel import FirewallState, FwRule, SshSession
@@ -44,11 +45,10 @@ def inst(tmp_path):
     return discover(str(d))
 
 
-def _fw(**kw) -> FirewallState:
-    base = dict(frontend="ufw", active=True, ufw_installed=True, lan_networks=("192.168.1.0/24", "fd00:1::/64"),
-                ssh_ports=(22,), ssh_session=SshSession("192.168.1.50", 50000, "192.168.1.20", 22))
-    base.update(kw)
-    return FirewallState(**base)
+def _fw(**kw: object) -> FirewallState:
+    base = FirewallState("ufw", True, ufw_installed=True, lan_networks=("192.168.1.0/24", "fd00:1::/64"),
+                         ssh_ports=(22,), ssh_session=SshSession("192.168.1.50", 50000, "192.168.1.20", 22))
+    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
 
 
 def _live(*containers: Container) -> LiveState:
@@ -149,42 +149,42 @@ def test_the_wanted_rules_always_pass_the_guard(inst):
     fw = _fw(ssh_ports=(2222,), ssh_session=S)
     ws = wanted("local", fw, inst, None)
     existing = [FwRule("deny", 2222, "tcp")]  # after ours in user.rules: never reached by the session
-    assert guard.guard(fw, [*ufw.user_wants(ws), *existing], environ={}).ok
+    assert guard.guard(fw, [*ufwrules.user_wants(ws), *existing], environ={}).ok
 
 
 # -- ufw's formats ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["user.rules.sample", "user6.rules.sample"])
 def test_user_rules_round_trip_byte_for_byte(name):
     text = (DATA / name).read_text()
-    assert ufw.parse_user_rules(text).render() == text
+    assert ufwrules.parse_user_rules(text).render() == text
 
 
 def test_rendered_blocks_are_exactly_what_ufw_writes():
     text = (DATA / "user.rules.sample").read_text()
-    blocks = {b.tuple_line: b.lines for b in ufw.parse_user_rules(text).blocks}
+    blocks = {b.tuple_line: b.lines for b in ufwrules.parse_user_rules(text).blocks}
     for w in (Want("allow", 22), Want("allow", 3001, source="10.77.0.0/24"), Want("deny", 6379, proto="any"),
               Want("allow", None, proto="any", source="10.0.0.0/8"),
               Want("allow", 3001, source="100.64.0.0/10", interface="tailscale0")):
-        b = ufw.rule_block(w, v6=False)
+        b = ufwrules.rule_block(w, v6=False)
         assert b is not None and blocks[b.tuple_line] == b.lines
     text6 = (DATA / "user6.rules.sample").read_text()
-    blocks6 = {b.tuple_line: b.lines for b in ufw.parse_user_rules(text6).blocks}
-    b6 = ufw.rule_block(Want("allow", 3001, source="fd77::/64"), v6=True)
+    blocks6 = {b.tuple_line: b.lines for b in ufwrules.parse_user_rules(text6).blocks}
+    b6 = ufwrules.rule_block(Want("allow", 3001, source="fd77::/64"), v6=True)
     assert b6 is not None and blocks6[b6.tuple_line] == b6.lines
-    assert ufw.rule_block(Want("allow", 3001, source="fd77::/64"), v6=False) is None
+    assert ufwrules.rule_block(Want("allow", 3001, source="fd77::/64"), v6=False) is None
 
 
 def test_merge_puts_ours_first_removes_db_allows_and_is_idempotent():
-    current = ufw.parse_user_rules((DATA / "user.rules.sample").read_text())
+    current = ufwrules.parse_user_rules((DATA / "user.rules.sample").read_text())
     ws = [Want("allow", 22), Want("deny", 5432), Want("deny", None, proto="any")]
-    merged, removed = ufw.merge_user_rules(current, ws, False, {5432})
+    merged, removed = ufwrules.merge_user_rules(current, ws, False, {5432})
     tuples = [b.tuple_line for b in merged.blocks]
     assert tuples[0].endswith("allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in")
     assert tuples[1].endswith("deny tcp 5432 0.0.0.0/0 any 0.0.0.0/0 in")
     assert removed == ["allow tcp 5432 0.0.0.0/0 any 0.0.0.0/0 in"]  # FW-002
     assert sum("tcp 22 " in t for t in tuples) == 1  # the user's own `allow 22/tcp` is ours now, once
     assert any("comment=6f6c6420737368" in t for t in tuples)  # the user's other rules stay, comments too
-    again, removed2 = ufw.merge_user_rules(merged, ws, False, {5432})
+    again, removed2 = ufwrules.merge_user_rules(merged, ws, False, {5432})
     assert again.render() == merged.render() and removed2 == []
 
 

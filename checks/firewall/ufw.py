@@ -18,23 +18,33 @@ What :func:`plan` writes (ufw 0.36's formats, checked against files real ufw wro
 
 :func:`sync` (``python -m checks.firewall.sync ufw``) removes dester-harden's chain and jump from the
 live tables itself (a ufw reload alone never deletes a chain whose block was removed: the "undo that
-only a reboot fixed" of ufw-docker's users), reloads or disables ufw as ufw.conf says, then verifies
-that the live chains equal the files.
+only a reboot fixed" of ufw-docker's users), then loads the files as ufw.conf says: ufw running and
+staying on, ``iptables-restore -n`` of after.rules and user.rules and the default policies (what
+ufw-init's start does, without its 1.5 s stop); else ufw-init ``force-reload`` (turn on) or
+``force-stop`` (turn off). Then it verifies that the live chains equal the files.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import shlex
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from checks.core.sysroot import SystemRoot
 from checks.firewall.sysfile import read_system
+from checks.firewall.ufwrules import (
+    END_RULES,
+    UserRules,
+    family_source,
+    fresh_user_rules,
+    merge_user_rules,
+    parse_user_rules,
+    prefix,
+    user_wants,
+)
 from checks.firewall.wants import BackendPlan, Want
 from checks.live.fwmodel import FirewallState, Runner
 
@@ -44,197 +54,11 @@ if TYPE_CHECKING:
 CHAIN = "DH-DOCKER"
 BEGIN = "# BEGIN dester-harden"
 END = "# END dester-harden"
-_TUPLE = "### tuple ### "
-_RULES = "### RULES ###"
-_END_RULES = "### END RULES ###"
 _TIMEOUT = 30.0
 
 
 class SyncError(RuntimeError):
     """The live firewall could not be made equal to the files, or differs from them (one line)."""
-
-
-# -- user.rules ----------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Tuple:
-    """A ``### tuple ###`` line: ``action proto dport dst sport src direction[_iface] [comment=HEX]``."""
-
-    action: str
-    proto: str
-    dport: str
-    dst: str
-    sport: str
-    src: str
-    direction: str
-    interface: str | None = None
-    comment: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Tuple | None:
-        parts = text[len(_TUPLE):].split()
-        if len(parts) < 7:
-            return None
-        comment = next((p[len("comment="):] for p in parts[7:] if p.startswith("comment=")), None)
-        direction, _, iface = parts[6].partition("_")
-        return cls(parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], direction, iface or None, comment)
-
-    def key(self) -> tuple[str, ...]:
-        """What the rule does (its comment aside): two tuples with the same key are the same rule."""
-        return (self.action, self.proto, self.dport, self.dst, self.sport, self.src, self.direction,
-                self.interface or "")
-
-    @property
-    def ports(self) -> set[int]:
-        out: set[int] = set()
-        for part in self.dport.split(","):
-            lo, _, hi = part.partition(":")
-            if lo.isdigit() and (not hi or hi.isdigit()):
-                out.update(range(int(lo), int(hi or lo) + 1))
-        return out
-
-
-@dataclass(slots=True)
-class Block:
-    """One rule of user.rules: its tuple line and the ``-A`` lines ufw generated for it."""
-
-    tuple_line: str
-    lines: list[str]
-
-    @property
-    def tuple(self) -> Tuple | None:
-        return Tuple.parse(self.tuple_line)
-
-
-@dataclass(slots=True)
-class UserRules:
-    """user.rules split where ufw itself splits it: the chain declarations, the rules, the rest."""
-
-    head: list[str]
-    blocks: list[Block]
-    tail: list[str]
-    """From ``### END RULES ###`` to the end (logging, rate limiting, COMMIT)."""
-    loose: list[str] = field(default_factory=list)
-    """``-A`` lines inside the RULES section outside any tuple (the package's pristine file has them)."""
-
-    def render(self) -> str:
-        out = list(self.head) + [_RULES]
-        for b in self.blocks:
-            out += ["", b.tuple_line, *b.lines]
-        out += ["", *self.tail]
-        return "\n".join(out) + "\n"
-
-
-def parse_user_rules(text: str) -> UserRules:
-    """Split user.rules (or user6.rules); raises ValueError when it is not in ufw's format."""
-    lines = text.splitlines()
-    if _RULES not in lines:
-        raise ValueError("no '### RULES ###' line: not a ufw user rules file")
-    start = lines.index(_RULES)
-    head = lines[:start]
-    if _END_RULES in lines[start:]:
-        end = start + lines[start:].index(_END_RULES)
-        tail = lines[end:]
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i] == "COMMIT"), len(lines))
-        tail = lines[end:]
-    blocks: list[Block] = []
-    loose: list[str] = []
-    for line in lines[start + 1:end]:
-        if line.startswith(_TUPLE):
-            blocks.append(Block(line, []))
-        elif line.startswith("-"):
-            if blocks:
-                blocks[-1].lines.append(line)
-            else:
-                loose.append(line)
-        elif line.strip() and not line.startswith("#"):
-            raise ValueError(f"unexpected line in the RULES section: {line[:60]!r}")
-    return UserRules(head, blocks, tail, loose)
-
-
-def _prefix(v6: bool) -> str:
-    return "ufw6" if v6 else "ufw"
-
-
-_LOG_LOW = [
-    '-A {p}-after-logging-input -j LOG --log-prefix "[UFW BLOCK] " -m limit --limit 3/min --limit-burst 10',
-    '-A {p}-after-logging-forward -j LOG --log-prefix "[UFW BLOCK] " -m limit --limit 3/min --limit-burst 10',
-    '-I {p}-logging-deny -m conntrack --ctstate INVALID -j RETURN -m limit --limit 3/min --limit-burst 10',
-    '-A {p}-logging-deny -j LOG --log-prefix "[UFW BLOCK] " -m limit --limit 3/min --limit-burst 10',
-    '-A {p}-logging-allow -j LOG --log-prefix "[UFW ALLOW] " -m limit --limit 3/min --limit-burst 10',
-]
-_CHAINS = ("user-input", "user-output", "user-forward", "before-logging-input", "before-logging-output",
-           "before-logging-forward", "user-logging-input", "user-logging-output", "user-logging-forward",
-           "after-logging-input", "after-logging-output", "after-logging-forward", "logging-deny",
-           "logging-allow", "user-limit", "user-limit-accept")
-
-
-def fresh_user_rules(v6: bool, loglevel: str = "low") -> UserRules:
-    """user.rules as ufw 0.36 writes it with no rules (the package ships a shorter file: ufw rewrites it
-    in this form on its first change, and so do we)."""
-    p = _prefix(v6)
-    head = ["*filter", *(f":{p}-{c} - [0:0]" for c in _CHAINS)]
-    logging = [x.format(p=p) for x in _LOG_LOW] if loglevel == "low" else []
-    tail = [_END_RULES, "", "### LOGGING ###", *logging, "### END LOGGING ###", "", "### RATE LIMITING ###",
-            f'-A {p}-user-limit -m limit --limit 3/minute -j LOG --log-prefix "[UFW LIMIT BLOCK] "',
-            f"-A {p}-user-limit -j REJECT", f"-A {p}-user-limit-accept -j ACCEPT", "### END RATE LIMITING ###",
-            "COMMIT"]
-    return UserRules(head, [], tail)
-
-
-def _for_family(w: Want, v6: bool) -> str | None:
-    """The want's source in this family's form (``0.0.0.0/0``/``::/0`` for any); None: not this family."""
-    if w.v6 is not None and w.v6 is not v6:
-        return None
-    if w.source == "any":
-        return "::/0" if v6 else "0.0.0.0/0"
-    net = ipaddress.ip_network(w.source, strict=False)
-    return str(net) if (net.version == 6) is v6 else None
-
-
-def rule_block(w: Want, v6: bool) -> Block | None:
-    """The user.rules block ufw writes for ``w`` (``ufw allow from SRC to any port P proto tcp``)."""
-    src = _for_family(w, v6)
-    if src is None or w.action not in ("allow", "deny"):
-        return None
-    anyaddr = "::/0" if v6 else "0.0.0.0/0"
-    direction = f"in_{w.interface}" if w.interface else "in"
-    dport = str(w.port) if w.port is not None else "any"
-    tuple_line = f"{_TUPLE}{w.action} {w.proto} {dport} {anyaddr} any {src} {direction}"
-    target = "ACCEPT" if w.action == "allow" else "DROP"
-    base = f"-A {_prefix(v6)}-user-input" + (f" -i {w.interface}" if w.interface else "")
-    srcpart = f" -s {src}" if src != anyaddr else ""
-    if w.port is None:
-        lines = [f"{base}{srcpart} -j {target}"]
-    else:
-        protos = ("tcp", "udp") if w.proto == "any" else (w.proto,)
-        lines = [f"{base} -p {p} --dport {w.port}{srcpart} -j {target}" for p in protos]
-    return Block(tuple_line, lines)
-
-
-def user_wants(wants: Sequence[Want]) -> list[Want]:
-    """The wants that are user rules (the default deny is the policy, not a rule)."""
-    return [w for w in wants if not (w.port is None and w.source == "any" and not w.interface)]
-
-
-def merge_user_rules(current: UserRules, wants: Sequence[Want], v6: bool,
-                     denied: set[int]) -> tuple[UserRules, list[str]]:
-    """Ours first in the wanted order, then the user's other rules, without allows of ``denied`` ports.
-
-    Returns the new rules and the removed rules' tuple lines (FW-002)."""
-    ours = [b for b in (rule_block(w, v6) for w in user_wants(wants)) if b is not None]
-    our_keys = {t.key() for b in ours if (t := b.tuple) is not None}
-    kept: list[Block] = []
-    removed: list[str] = []
-    for b in current.blocks:
-        t = b.tuple
-        if t is not None and t.key() in our_keys:
-            continue  # ours from an earlier run: written again at its place
-        if t is not None and t.action in ("allow", "limit") and t.ports & denied:
-            removed.append(b.tuple_line[len(_TUPLE):])
-            continue
-        kept.append(b)
-    return UserRules(current.head, ours + kept, current.tail, current.loose), removed
 
 
 # -- after.rules ---------------------------------------------------------------------------------
@@ -245,7 +69,7 @@ def chain_rules(wants: Sequence[Want], v6: bool) -> list[str]:
     fwd = [w for w in wants if w.forwarded and w.port is not None]
     open_to_all: set[int] = set()
     for w in fwd:
-        src = _for_family(w, v6)
+        src = family_source(w, v6)
         if src is None:
             continue
         anyaddr = "::/0" if v6 else "0.0.0.0/0"
@@ -382,7 +206,7 @@ def plan(wants: Sequence[Want], fw: FirewallState, sysroot: SystemRoot,
             current = parse_user_rules(raw.decode("utf-8", "replace"))
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
-        if _END_RULES not in raw.decode("utf-8", "replace"):
+        if END_RULES not in raw.decode("utf-8", "replace"):
             fresh = fresh_user_rules(v6, loglevel)
             current = UserRules(fresh.head, current.blocks, fresh.tail)
         merged, removed = merge_user_rules(current, wants, v6, denied)
@@ -488,7 +312,11 @@ def sync(sysroot: SystemRoot, runner: Runner) -> None:
     for exe in ("iptables", "ip6tables"):
         _reset_chain(runner, exe)
     init = next((p for p in UFW_INIT if os.access(p, os.X_OK)), None)
-    if init is not None:
+    rejecting = any((get_var(defaults, f"DEFAULT_{c}_POLICY") or "").upper() == "REJECT"
+                    for c in ("INPUT", "OUTPUT", "FORWARD"))  # ufw-init's start adds rules for a REJECT policy
+    if enabled and not rejecting and runner(["iptables", "-w", "-S", "ufw-user-input"], _TIMEOUT).code == 0:
+        _load_running(runner, etc, defaults, ipv6)
+    elif init is not None:
         _run(runner, [init, "force-reload" if enabled else "force-stop"])
     else:
         status = runner(["ufw", "status"], _TIMEOUT)
@@ -501,6 +329,28 @@ def sync(sysroot: SystemRoot, runner: Runner) -> None:
             _run(runner, ["ufw", "disable"])
     policy = (get_var(defaults, "DEFAULT_INPUT_POLICY") or "DROP").upper()
     verify(sysroot, runner, enabled, ipv6, "DROP" if policy == "REJECT" else policy)
+
+
+def _load_running(runner: Runner, etc: str, defaults: str, ipv6: bool) -> None:
+    """ufw runs and stays on: load the files dester-harden changes the way ufw-init's start loads them
+    (``iptables-restore -n``: each file declares its chains, which flushes and refills them, so nothing
+    is duplicated), then the default policies. ufw-init's stop (most of a ``ufw reload``: some 1.5 s of
+    one-by-one chain deletions) is not needed for that; before.rules, which no plan changes, stays loaded."""
+    pols = {c: (get_var(defaults, f"DEFAULT_{c}_POLICY") or "").upper() for c in ("INPUT", "OUTPUT", "FORWARD")}
+    for v6, exe in ((False, "iptables"), (True, "ip6tables")):
+        if v6 and not ipv6:
+            continue
+        for name in (("after6.rules", "user6.rules") if v6 else ("after.rules", "user.rules")):
+            data = read_system(os.path.join(etc, name))
+            if data is None:
+                raise SyncError(f"{os.path.join(etc, name)} does not exist")
+            r = runner([exe + "-restore", "-n", os.path.join(etc, name)], _TIMEOUT)
+            if r.code != 0:
+                msg = (r.stderr or r.stdout).strip().splitlines()
+                raise SyncError(f"{exe}-restore -n {name} failed: {msg[-1] if msg else r.code}")
+        for chain, pol in pols.items():
+            if pol in ("ACCEPT", "DROP"):
+                _run(runner, [exe, "-w", "-P", chain, pol])
 
 
 def _chains(text: str) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -545,7 +395,7 @@ def verify(sysroot: SystemRoot, runner: Runner, enabled: bool, ipv6: bool, polic
         if jumps != (0 if want_chain is None else 1):
             raise SyncError(f"{exe}: DOCKER-USER jumps to {CHAIN} {jumps} times, the files say "
                             f"{0 if want_chain is None else 1}")
-        chain = f"{_prefix(v6)}-user-input"
+        chain = f"{prefix(v6)}-user-input"
         got_user = [_norm(ln) for ln in chains.get(chain, [])]
         if not loaded:
             if got_user:
