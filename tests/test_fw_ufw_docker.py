@@ -5,12 +5,16 @@ through FORWARD, not INPUT). The fixer's plan (local profile) is applied the way
 it, inside the sandbox: the planned files written into the private /etc copies, then the plan's
 last command, the sync. After: 5432 is closed to the LAN over IPv4 and IPv6, 3001 still answers the
 LAN network, loopback reaches both. Undo (the old files back, then the first command's inverse: the
-sync again) gives the LAN exactly what it had before. Marked ``firewall``; skips with the reason
+sync again) gives the LAN exactly what it had before. The same through ``dester-harden fix --only
+FW-001,NET-007 --yes --root`` and ``undo`` run inside the sandbox, where the live firewall read
+(checks.live.firewall, another part of issue 12) is in the tree. Marked ``firewall``; skips with the reason
 where the lab cannot run (fails under CI=true).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import re
 import time
 from pathlib import Path
 
@@ -71,3 +75,32 @@ def test_the_ufw_plan_closes_the_published_database_to_the_lan_and_undo_reopens_
         Path(e.path).write_bytes(e.before)
     _run_cmd(lab, first.inverse)
     assert _reach(lab) == before
+
+
+#: The tests turn the live layer and the firewall read off (tests/conftest.py); inside the sandbox they are the point.
+ON = {"DESTER_HARDEN_NO_LIVE": "0", "DESTER_HARDEN_NO_FIREWALL": "0"}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("checks.live.firewall") is None,
+                    reason="the live firewall read (checks.live.firewall, issue 12's detection) is not in this tree")
+def test_fix_only_fw_001_net_007_through_the_cli_closes_5432_to_the_lan_and_undo_reopens_it(fw_lab):
+    lab = fw_lab
+    lab.run(["ufw", "--force", "enable"], check=True)
+    lab.run(["ufw", "deny", "5432"], check=True)
+    before = _reach(lab)
+    assert before["5432"] == "open"
+    root = str(lab.root / "private")
+    env = {**lab.env, **ON}
+    done = lab.tool(["fix", "--dir", str(lab.install), "--only", "FW-001,NET-007", "--yes", "--root", root], env=env)
+    m = re.search(r"Applied as transaction (\S+) ", done.stdout)
+    assert m, (done.stdout[-2000:], done.stderr[-2000:])
+    assert "Firewall (ufw, local profile), in this order: allow 22/tcp;" in done.stdout
+    after = _reach(lab)
+    assert after["5432"] != "open" and after["5432v6"] != "open", after
+    assert after["3001"] == "open" and after["lo5432"] == "open" and after["lo3001"] == "open", after
+    rows = [ln for ln in lab.run(["ufw", "status", "numbered"], check=True).stdout.splitlines() if ln.startswith("[")]
+    assert rows[0].startswith("[ 1] 22/tcp")
+    undo = lab.tool(["undo", "--dir", str(lab.install), "--root", root, "--yes", m.group(1)], env=env)
+    assert undo.returncode == 0, (undo.stdout[-2000:], undo.stderr[-2000:])
+    assert _reach(lab) == before
+    assert lab.run(["iptables", "-S", "DH-DOCKER"]).returncode != 0
