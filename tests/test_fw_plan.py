@@ -237,6 +237,20 @@ def test_ufw_plan_edits_only_under_its_system_dirs_and_a_second_plan_is_empty(tm
     assert ufw.plan(ws, _fw(), sr, inst).edits == []
 
 
+def test_ufw_plan_removes_a_database_allow_and_says_the_ufw_delete_command(tmp_path, inst):
+    sr = _sysroot(tmp_path)
+    shutil.copy(DATA / "user.rules.sample", sr.path("/etc/ufw/user.rules"))
+    ws = wanted("local", _fw(), inst, None)
+    bp = ufw.plan(ws, _fw(), sr, inst)
+    assert bp.commands[0] == "ufw delete allow 5432/tcp"
+    assert any(n.startswith("FW-002: the rule 'allow tcp 5432 ") for n in bp.notes)
+    after = next(e[2].decode() for e in bp.edits if e[0].endswith("/user.rules"))
+    assert "allow tcp 5432" not in after and after.index("allow tcp 22 ") < after.index("deny tcp 2222 ")
+    for path, _before, data, _m, _o in bp.edits:
+        Path(path).write_bytes(data)
+    assert ufw.plan(ws, _fw(), sr, inst).edits == []
+
+
 def test_a_symlinked_ufw_dir_is_refused(tmp_path, inst):
     (tmp_path / "r" / "etc").mkdir(parents=True)
     (tmp_path / "elsewhere").mkdir()

@@ -37,6 +37,7 @@ from checks.core.sysroot import SystemRoot
 from checks.firewall.sysfile import read_system
 from checks.firewall.ufwrules import (
     END_RULES,
+    Tuple,
     UserRules,
     family_source,
     fresh_user_rules,
@@ -166,6 +167,21 @@ def _ufw_command(w: Want, first: bool) -> str:
     return f"ufw {verb}{on}{src}{port}"
 
 
+def _delete_command(tuple_text: str) -> str:
+    """``ufw delete allow 5432/tcp`` for a removed rule's tuple text (``allow tcp 5432 0.0.0.0/0 any SRC in``)."""
+    t = Tuple.parse("### tuple ### " + tuple_text)
+    if t is None:
+        return f"ufw delete  # {tuple_text}"
+    src = "" if t.src in ("0.0.0.0/0", "::/0") else t.src
+    proto = "" if t.proto == "any" else t.proto
+    if not src and not t.interface:
+        return f"ufw delete {t.action} {t.dport}" + (f"/{proto}" if proto else "")
+    on = f" in on {t.interface}" if t.interface else ""
+    frm = f" from {src}" if src else ""
+    port = f" to any port {t.dport}" + (f" proto {proto}" if proto else "") if t.dport != "any" else ""
+    return f"ufw delete {t.action}{on}{frm}{port}"
+
+
 def sync_argv(sysroot: SystemRoot, backend: str = "ufw") -> tuple[str, ...]:
     """The command a plan runs to make the live firewall equal the files (and verify it)."""
     return (sys.executable, "-m", "checks.firewall.sync", backend) + (() if sysroot.real else ("--root",
@@ -186,6 +202,7 @@ def plan(wants: Sequence[Want], fw: FirewallState, sysroot: SystemRoot,
     defaults = (read_system(default_path) or b"").decode("utf-8", "replace")
     ipv6 = (get_var(defaults, "IPV6") or "yes").lower() == "yes"
     denied = {w.port for w in wants if w.action == "deny" and w.port is not None}
+    deletes: list[str] = []
 
     def edit(path: str, after: str, before: bytes | None) -> None:
         if before is None:
@@ -212,6 +229,9 @@ def plan(wants: Sequence[Want], fw: FirewallState, sysroot: SystemRoot,
         merged, removed = merge_user_rules(current, wants, v6, denied)
         for r in removed:
             bp.notes.append(f"FW-002: the rule '{r}' ({name}) allowed a database or cache port: removed.")
+            cmd = _delete_command(r)
+            if cmd not in deletes:
+                deletes.append(cmd)
         edit(path, merged.render(), raw)
         after_path = os.path.join(etc, "after6.rules" if v6 else "after.rules")
         after_raw = read_system(after_path)
@@ -221,6 +241,7 @@ def plan(wants: Sequence[Want], fw: FirewallState, sysroot: SystemRoot,
     if any(w.port is None and w.action == "deny" for w in wants):
         edit(default_path, set_var(defaults, "DEFAULT_INPUT_POLICY", '"DROP"'), read_system(default_path))
     edit(conf_path, set_var(conf, "ENABLED", "yes"), read_system(conf_path))
+    bp.commands.extend(deletes)
     for i, w in enumerate(user_wants(wants)):
         bp.commands.append(_ufw_command(w, i == 0))
     bp.commands.append("ufw default deny incoming")
