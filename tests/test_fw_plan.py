@@ -299,6 +299,8 @@ def test_the_fixer_plans_files_inside_the_sync_pair_with_confirm_or_revert(tmp_p
     (FirewallState("ufw", True, ufw_installed=True, errors=("ip6tables: permission denied",)),
      "could not be read (ip6tables: permission denied)"),
     (FirewallState("ufw", True, ufw_installed=True, lan_networks=(), ssh_ports=(22,)), "no LAN network"),
+    (FirewallState("ufw", True, ufw_installed=True, lan_networks=("10.0.0.0/8",), mixed_backends=True),
+     "both iptables-legacy and nf_tables"),
 ])
 def test_the_fixer_refuses_rather_than_guess(tmp_path, inst, fw, why):
     sr = _sysroot(tmp_path)

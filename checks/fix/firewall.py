@@ -12,7 +12,8 @@ backend, which has no DOCKER-USER chain; else ufw), and its :class:`BackendPlan`
 * ``Plan.revert_after`` (60 s): the change is undone by itself unless it is confirmed;
 * the rules in plain words and the equivalent ``ufw ...`` commands as notes.
 
-Refused, never guessed: the firewall state could not be read (or a part of it failed), no firewall
+Refused, never guessed: the firewall state could not be read (or a part of it failed), rules in
+both iptables-legacy and nf_tables (adding to either would not say what the host does), no firewall
 is installed ("ufw is not installed: apt install ufw"), the profile cannot be expressed (local without
 a LAN network), or the SSH lockout guard (FW-003) says the rules could cut this session.
 
@@ -99,6 +100,11 @@ def fix_firewall(p: Planner) -> None:
     if fw.errors:
         _refuse(p, f"part of the host firewall could not be read ({fw.errors[0]}): no firewall change is planned "
                 "on a partial view")
+        return
+    if fw.mixed_backends:
+        _refuse(p, "rules are loaded in both iptables-legacy and nf_tables (a mix that blocks every published "
+                "port): make ufw and Docker use the same iptables (update-alternatives --config iptables), then "
+                "run this again")
         return
     backend = backend_for(fw)
     if backend == "ufw" and not fw.ufw_installed and fw.frontend != "ufw":
