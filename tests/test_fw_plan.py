@@ -184,6 +184,10 @@ def test_merge_puts_ours_first_removes_db_allows_and_is_idempotent():
     assert removed == ["allow tcp 5432 0.0.0.0/0 any 0.0.0.0/0 in"]  # FW-002
     assert sum("tcp 22 " in t for t in tuples) == 1  # the user's own `allow 22/tcp` is ours now, once
     assert any("comment=6f6c6420737368" in t for t in tuples)  # the user's other rules stay, comments too
+    route = ufwrules.parse_user_rules(merged.render().replace(
+        "### END RULES ###", "### tuple ### route:allow tcp 5432 0.0.0.0/0 any 0.0.0.0/0 in\n"
+        "-A ufw-user-forward -p tcp --dport 5432 -j ACCEPT\n\n### END RULES ###"))
+    assert ufwrules.merge_user_rules(route, ws, False, {5432})[1] == ["route:allow tcp 5432 0.0.0.0/0 any 0.0.0.0/0 in"]
     again, removed2 = ufwrules.merge_user_rules(merged, ws, False, {5432})
     assert again.render() == merged.render() and removed2 == []
 
@@ -246,6 +250,8 @@ def test_ufw_plan_removes_a_database_allow_and_says_the_ufw_delete_command(tmp_p
     assert any(n.startswith("FW-002: the rule 'allow tcp 5432 ") for n in bp.notes)
     after = next(e[2].decode() for e in bp.edits if e[0].endswith("/user.rules"))
     assert "allow tcp 5432" not in after and after.index("allow tcp 22 ") < after.index("deny tcp 2222 ")
+    assert ufw._delete_command("route:allow tcp 5432 0.0.0.0/0 any 0.0.0.0/0 in") == \
+        "ufw route delete allow to any port 5432 proto tcp"
     for path, _before, data, _m, _o in bp.edits:
         Path(path).write_bytes(data)
     assert ufw.plan(ws, _fw(), sr, inst).edits == []

@@ -174,12 +174,14 @@ def _delete_command(tuple_text: str) -> str:
         return f"ufw delete  # {tuple_text}"
     src = "" if t.src in ("0.0.0.0/0", "::/0") else t.src
     proto = "" if t.proto == "any" else t.proto
-    if not src and not t.interface:
-        return f"ufw delete {t.action} {t.dport}" + (f"/{proto}" if proto else "")
+    route, _, action = t.action.rpartition(":")
+    verb = f"ufw {route} delete {action}" if route else f"ufw delete {action}"
+    if not src and not t.interface and not route:
+        return f"{verb} {t.dport}" + (f"/{proto}" if proto else "")
     on = f" in on {t.interface}" if t.interface else ""
     frm = f" from {src}" if src else ""
     port = f" to any port {t.dport}" + (f" proto {proto}" if proto else "") if t.dport != "any" else ""
-    return f"ufw delete {t.action}{on}{frm}{port}"
+    return f"{verb}{on}{frm}{port}"
 
 
 def sync_argv(sysroot: SystemRoot, backend: str = "ufw") -> tuple[str, ...]:

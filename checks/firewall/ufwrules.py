@@ -195,7 +195,7 @@ def merge_user_rules(current: UserRules, wants: Sequence[Want], v6: bool,
         t = b.tuple
         if t is not None and t.key() in our_keys:
             continue  # ours from an earlier run: written again at its place
-        if t is not None and t.action in ("allow", "limit") and t.ports & denied:
+        if t is not None and t.action.split(":")[-1] in ("allow", "limit") and t.ports & denied:  # route:allow too
             removed.append(b.tuple_line[len(_TUPLE):])
             continue
         kept.append(b)
