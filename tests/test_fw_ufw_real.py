@@ -2,7 +2,7 @@
 
 The planned files are written into the sandbox's private /etc copies, ``python -m
 checks.firewall.sync ufw`` runs inside it: ``ufw status`` lists our rules in order with SSH first,
-DH-DOCKER holds the conntrack rules with one jump from DOCKER-USER, a second sync and two ``ufw
+DH-DOCKER holds the conntrack rules with one jump from DOCKER-USER, a second sync and a ``ufw
 reload`` change nothing, and restoring the old files then syncing leaves iptables as they were
 (ufw-docker's "undo that only a reboot fixed" does not happen). Marked ``firewall``; skips with the
 reason where the sandbox cannot run (fails under CI=true).
@@ -87,8 +87,7 @@ def test_rendered_files_load_sync_is_idempotent_and_restoring_leaves_the_chains_
     applied = _rules(fw)
     assert _sync(fw)[0] == 0 and _rules(fw) == applied  # idempotent
     fw.run(["ufw", "reload"], check=True)
-    fw.run(["ufw", "reload"], check=True)
-    assert _rules(fw) == applied  # reloading twice duplicates nothing
+    assert _rules(fw) == applied  # loaded twice (the sync, then ufw's own reload): nothing duplicated
     _restore(saved)
     code, err, _ = _sync(fw)
     assert code == 0, err
