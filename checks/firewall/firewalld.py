@@ -46,6 +46,7 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape, quoteattr
@@ -63,6 +64,8 @@ MARK = "dester-harden"
 STRICT_SINCE = (2, 3, 0)
 CHECKS = ("FW-001", "FW-002", "FW-004", "NET-007")
 """The checks a refusal of the whole zone names (nothing can be planned for any of them)."""
+NOT_RUNNING = 252
+"""firewall-cmd's exit status when firewalld does not run."""
 DOCKER_WAIT = 5.0
 """Seconds Docker gets to put its rules back after ``--reload`` before the sync gives up."""
 
@@ -534,13 +537,13 @@ def _docker_rules(runner: Runner) -> int | None:
 def sync(sysroot: SystemRoot, runner: Runner) -> None:
     """Make the running firewalld equal the files and check it (see the module docstring); SyncError else."""
     zone = default_zone(sysroot)
-    state = runner(["firewall-cmd", "--state"], 5.0)
-    if state.code == 127:
-        raise SyncError("firewall-cmd is not installed: nothing can load the zone")
-    if state.code != 0:
-        return  # not running: it reads the files when it starts, there is no live zone to make equal
     docker = _docker_rules(runner)
+    # No `--state` first: each firewall-cmd costs about a second here, and --reload says it (252).
     res = runner(["firewall-cmd", "--reload"], 60.0)
+    if res.code == 127:
+        raise SyncError("firewall-cmd is not installed: nothing can load the zone")
+    if res.code == NOT_RUNNING:
+        return  # not running: it reads the files when it starts, there is no live zone to make equal
     if res.code != 0:
         raise SyncError("firewall-cmd --reload failed: " + first_line(res.stderr + res.stdout, f"exit {res.code}"))
     if docker:
@@ -550,8 +553,11 @@ def sync(sysroot: SystemRoot, runner: Runner) -> None:
                 raise SyncError(f"Docker did not put its rules back within {DOCKER_WAIT:g} s of firewalld's "
                                 "reload (published ports are down: restart docker)")
             time.sleep(0.05)
-    live = runner(["firewall-cmd", f"--zone={zone}", "--list-all"], 20.0)
-    perm = runner(["firewall-cmd", "--permanent", f"--zone={zone}", "--list-all"], 20.0)
+    with ThreadPoolExecutor(2) as pool:  # two interpreters at once: the sync's time is mostly theirs
+        asked = [pool.submit(runner, argv, 20.0) for argv in
+                 (["firewall-cmd", f"--zone={zone}", "--list-all"],
+                  ["firewall-cmd", "--permanent", f"--zone={zone}", "--list-all"])]
+        live, perm = (f.result() for f in asked)
     for what, r in (("runtime", live), ("permanent", perm)):
         if r.code != 0:
             raise SyncError(f"firewall-cmd could not list the {what} zone {zone}: "
