@@ -34,33 +34,50 @@ after a rollback or undo restored them): ``firewall-cmd --reload``, a wait until
 rules back (its reload handler needs 0.2-0.3 s), then the check that the running zone equals the
 permanent one and the file's ports, services and sources; a difference is a one-line
 :class:`SyncError`, which rolls the transaction back.
+
+The XML itself (reading, writing, comparing, firewalld's parser) is :mod:`checks.firewall.zonefile`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from xml.sax.saxutils import escape, quoteattr
 
 from checks.core.sysroot import SystemRoot
 from checks.firewall.sysfiles import first_line, new_owner, read_system
 from checks.firewall.wants import BackendPlan, Want
+from checks.firewall.zonefile import (
+    CONF,
+    MARK,
+    PACKAGED_ZONES,
+    ZONES,
+    ZoneView,
+    comment,
+    default_zone,
+    element,
+    element_key,
+    file_view,
+    forward_rule,
+    is_comment,
+    is_marker,
+    opens,
+    parse_list_all,
+    parse_version,
+    parse_zone,
+    render_zone,
+    rich_port_rule,
+    rich_text,
+    service_ports,
+    strict_conf,
+    validate_zone,
+)
 from checks.live.fwmodel import FirewallState, Runner
 
-CONF = "/etc/firewalld/firewalld.conf"
-ZONES = "/etc/firewalld/zones"
-PACKAGED_ZONES = "/usr/lib/firewalld/zones"
-SERVICES = ("/etc/firewalld/services", "/usr/lib/firewalld/services")
-MARK = "dester-harden"
 STRICT_SINCE = (2, 3, 0)
 CHECKS = ("FW-001", "FW-002", "FW-004", "NET-007")
 """The checks a refusal of the whole zone names (nothing can be planned for any of them)."""
@@ -74,204 +91,6 @@ _DENY_TARGETS = {"default", "%%REJECT%%", "DROP", "REJECT"}
 
 class SyncError(Exception):
     """The live firewalld could not be made equal to the files (one line, for the sync command)."""
-
-
-@dataclass(slots=True)
-class ZoneView:
-    """What a zone allows, as ``firewall-cmd --list-all`` shows it (and as the file says it)."""
-
-    target: str = "default"
-    services: set[str] = field(default_factory=set)
-    ports: set[str] = field(default_factory=set)
-    sources: set[str] = field(default_factory=set)
-    forward_ports: set[str] = field(default_factory=set)
-    rich: list[str] = field(default_factory=list)
-
-
-# --- the zone file -------------------------------------------------------------------------------
-
-def parse_zone(data: bytes, where: str) -> ET.Element:
-    """The zone's root element, comments kept (ValueError, one line, for anything firewalld would not read)."""
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise ValueError(f"{where} declares a DTD or entities; not reading it")
-    parser = ET.XMLParser(target=ET.TreeBuilder(insert_comments=True))
-    try:
-        parser.feed(data)
-        root = parser.close()
-    except ET.ParseError as exc:
-        raise ValueError(f"{where} is not well-formed XML ({exc})") from None
-    if root.tag != "zone":
-        raise ValueError(f"{where} is not a firewalld zone (its root element is <{root.tag}>)")
-    return root
-
-
-def _is_comment(el: ET.Element) -> bool:
-    return el.tag is ET.Comment  # type: ignore[comparison-overlap]
-
-
-def _comment(text: str) -> ET.Element:
-    return ET.Comment(text)  # type: ignore[return-value]  # a comment is an Element whose tag is ET.Comment
-
-
-def _ours(el: ET.Element) -> bool:
-    return _is_comment(el) and (el.text or "").strip().startswith(MARK)
-
-
-def _render_el(el: ET.Element, depth: int, out: list[str]) -> None:
-    pad = "  " * depth
-    if _is_comment(el):
-        out.append(f"{pad}<!--{el.text or ''}-->")
-        return
-    attrs = "".join(f" {k}={quoteattr(v)}" for k, v in el.attrib.items())
-    kids = list(el)
-    text = (el.text or "").strip()
-    if not kids and not text:
-        out.append(f"{pad}<{el.tag}{attrs}/>")
-    elif not kids:
-        out.append(f"{pad}<{el.tag}{attrs}>{escape(text)}</{el.tag}>")
-    else:
-        out.append(f"{pad}<{el.tag}{attrs}>")
-        for k in kids:
-            _render_el(k, depth + 1, out)
-        out.append(f"{pad}</{el.tag}>")
-
-
-def render_zone(root: ET.Element) -> bytes:
-    """The zone in firewalld's own layout (two-space indent, ``<x/>``): a file firewalld wrote diffs only
-    where something changed."""
-    out = ['<?xml version="1.0" encoding="utf-8"?>']
-    _render_el(root, 0, out)
-    return ("\n".join(out) + "\n").encode()
-
-
-def _el(tag: str, children: Iterable[ET.Element] = (), **attrs: str) -> ET.Element:
-    e = ET.Element(tag, {k.replace("_", "-"): v for k, v in attrs.items()})
-    e.extend(children)
-    return e
-
-
-def _family(source: str) -> str:
-    return "ipv6" if ipaddress.ip_network(source, strict=False).version == 6 else "ipv4"
-
-
-def rich_text(el: ET.Element) -> str:
-    """A ``<rule>`` element as firewalld prints it (``rule family="ipv4" source address=... accept``), for
-    the elements dester-harden writes and the common ones; anything else in the rule's own order."""
-    parts = ["rule"]
-    if "family" in el.attrib:
-        parts.append(f'family="{el.attrib["family"]}"')
-    if "priority" in el.attrib and el.attrib["priority"] != "0":
-        parts.append(f'priority="{el.attrib["priority"]}"')
-    for k in el:
-        if _is_comment(k):
-            continue
-        attrs = " ".join(f'{a}="{v}"' for a, v in k.attrib.items() if a != "invert")
-        if k.tag in ("source", "destination") and k.attrib.get("invert") in ("true", "yes"):
-            attrs += ' invert="True"'
-        if k.tag in ("accept", "reject", "drop", "mark"):
-            parts.append(k.tag + (f" {attrs}" if attrs else ""))
-        elif k.tag == "forward-port":
-            parts.append("forward-port " + attrs)
-        else:
-            parts.append(f"{k.tag} {attrs}".strip())
-    return " ".join(parts)
-
-
-def _rich_port_rule(w: Want, action: str) -> ET.Element:
-    kids = [_el("source", address=str(ipaddress.ip_network(w.source, strict=False)))]
-    if w.port is not None:
-        kids.append(_el("port", port=str(w.port), protocol=w.proto))
-    kids.append(_el(action))
-    return _el("rule", kids, family=_family(w.source))
-
-
-def _forward_rule(w: Want) -> ET.Element:
-    assert w.port is not None
-    fp = _el("forward-port", port=str(w.port), protocol=w.proto, to_port=str(w.port))
-    if w.source == "any":
-        return fp
-    src = _el("source", address=str(ipaddress.ip_network(w.source, strict=False)))
-    return _el("rule", [src, fp], family=_family(w.source))
-
-
-def _key(el: ET.Element) -> str:
-    return rich_text(el) if el.tag == "rule" else f"{el.tag} {sorted(el.attrib.items())}"
-
-
-def service_ports(sysroot: SystemRoot, name: str) -> set[tuple[int, str]]:
-    """The ports (``(5432, "tcp")``) a firewalld service opens, from its XML (/etc first, then the packaged one)."""
-    if not re.fullmatch(r"[\w.+-]+", name):
-        return set()
-    for d in SERVICES:
-        for base in (sysroot.path(d), d) if not sysroot.real else (d,):
-            try:
-                data = read_system(os.path.join(base, name + ".xml"))
-            except ValueError:
-                data = None
-            if data is None:
-                continue
-            try:
-                root = ET.fromstring(data)
-            except ET.ParseError:
-                return set()
-            out: set[tuple[int, str]] = set()
-            for p in root.iter("port"):
-                out |= _port_range(p.attrib.get("port", ""), p.attrib.get("protocol", "tcp"))
-            return out
-    return set()
-
-
-def _port_range(spec: str, proto: str) -> set[tuple[int, str]]:
-    m = re.fullmatch(r"(\d+)(?:-(\d+))?", spec.strip())
-    if not m:
-        return set()
-    lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-    if hi - lo > 65535:
-        return set()
-    return {(p, proto) for p in range(lo, hi + 1)}
-
-
-def _opens(el: ET.Element, sysroot: SystemRoot, ports: set[int]) -> bool:
-    """The zone element opens one of ``ports`` (a port, a service, an accepting rich rule)."""
-    if el.tag == "port":
-        return any(p in ports for p, _ in _port_range(el.attrib.get("port", ""), "tcp"))
-    if el.tag == "service":
-        return any(p in ports for p, _ in service_ports(sysroot, el.attrib.get("name", "")))
-    if el.tag == "rule" and el.find("accept") is not None:
-        for k in el:
-            if k.tag == "port" and any(p in ports for p, _ in _port_range(k.attrib.get("port", ""), "tcp")):
-                return True
-            if k.tag == "service" and any(p in ports for p, _ in service_ports(sysroot, k.attrib.get("name", ""))):
-                return True
-    return False
-
-
-def default_zone(sysroot: SystemRoot, fw: FirewallState | None = None) -> str:
-    """firewalld's default zone: the live one when read, else firewalld.conf's DefaultZone, else ``public``."""
-    if fw is not None and fw.zone:
-        return fw.zone
-    try:
-        conf = (read_system(sysroot.path(CONF)) or b"").decode("utf-8", "replace")
-    except ValueError:
-        conf = ""
-    m = re.search(r"^\s*DefaultZone\s*=\s*([\w.-]+)\s*$", conf, re.M)
-    return m.group(1) if m else "public"
-
-
-def _version(text: str | None) -> tuple[int, ...] | None:
-    m = re.match(r"\s*(\d+)\.(\d+)(?:\.(\d+))?", text or "")
-    return tuple(int(g or 0) for g in m.groups()) if m else None
-
-
-def strict_conf(conf: bytes) -> bytes:
-    """firewalld.conf with ``StrictForwardPorts=yes`` (the line replaced, or added at the end)."""
-    text = conf.decode("utf-8", "replace")
-    line = "StrictForwardPorts=yes"
-    new, n = re.subn(r"^\s*StrictForwardPorts\s*=.*$", line, text, flags=re.M)
-    if n == 0:
-        new = text + ("" if text.endswith("\n") or not text else "\n") + (
-            f"\n# {MARK}: Docker-published ports only where a forward port allows them (NET-007)\n{line}\n")
-    return new.encode()
 
 
 # --- planning ------------------------------------------------------------------------------------
@@ -301,7 +120,7 @@ def plan(wants: Sequence[Want], fw: FirewallState, sysroot: SystemRoot, inst: ob
             base = read_system(os.path.join(sysroot.path(PACKAGED_ZONES), zone + ".xml"))
             if base is None and not sysroot.real:
                 base = read_system(os.path.join(PACKAGED_ZONES, zone + ".xml"))
-        root = parse_zone(base, path) if base is not None else _el("zone")
+        root = parse_zone(base, path) if base is not None else element("zone")
     except ValueError as exc:
         out.refusals += [(c, str(exc), "") for c in CHECKS]
         return out
@@ -312,12 +131,12 @@ def plan(wants: Sequence[Want], fw: FirewallState, sysroot: SystemRoot, inst: ob
     for el in list(root):
         if skip_next:  # the element behind our marker: ours, planned again below
             skip_next = False
-            if not _is_comment(el):
+            if not is_comment(el):
                 continue
-        if _ours(el):
+        if is_marker(el):
             skip_next = True
             continue
-        if not _is_comment(el) and db_ports and _opens(el, sysroot, db_ports):
+        if not is_comment(el) and db_ports and opens(el, sysroot, db_ports):
             what = rich_text(el) if el.tag == "rule" else f"{el.tag} {el.attrib.get('name') or el.attrib.get('port')}"
             out.notes.append(f"removed from zone {zone}: {what} (it opens a database/cache port, FW-002)")
             out.commands.append(_remove_command(zone, el))
@@ -325,26 +144,26 @@ def plan(wants: Sequence[Want], fw: FirewallState, sysroot: SystemRoot, inst: ob
         kept.append(el)
     head = [e for e in kept if e.tag in ("short", "description")]
     rest = [e for e in kept if e.tag not in ("short", "description")]
-    theirs = {_key(e) for e in rest if not _is_comment(e)}
+    theirs = {element_key(e) for e in rest if not is_comment(e)}
 
     mine: list[tuple[ET.Element, str]] = []
     forwarded = [w for w in wants if w.forwarded and w.port is not None]
-    strict_ok = (_version(fw.version) or (0,)) >= STRICT_SINCE
+    strict_ok = (parse_version(fw.version) or (0,)) >= STRICT_SINCE
     for w in wants:
         if w.action == "allow" and w.port is not None:
             if w.source == "any":
-                el = _el("service", name="ssh") if w.port == 22 and w.proto == "tcp" else \
-                    _el("port", port=str(w.port), protocol=w.proto)
+                el = element("service", name="ssh") if w.port == 22 and w.proto == "tcp" else \
+                    element("port", port=str(w.port), protocol=w.proto)
             else:
-                el = _rich_port_rule(w, "accept")
+                el = rich_port_rule(w, "accept")
             mine.append((el, w.why or w.text()))
             if w.interface:
                 out.notes.append(f"{w.text()}: firewalld matches interfaces by zone, so this is the rule "
                                  "for the sources; put the interface in a zone of its own to go further")
         elif w.action == "allow" and w.source != "any":
-            mine.append((_rich_port_rule(w, "accept"), w.why or w.text()))
+            mine.append((rich_port_rule(w, "accept"), w.why or w.text()))
         elif w.action == "deny" and w.port is not None and w.source != "any":
-            mine.append((_rich_port_rule(w, "reject"), w.why or w.text()))
+            mine.append((rich_port_rule(w, "reject"), w.why or w.text()))
         elif w.action == "deny" and w.port is None:
             target = root.attrib.get("target", "default")
             if target in _DENY_TARGETS:
@@ -357,7 +176,7 @@ def plan(wants: Sequence[Want], fw: FirewallState, sysroot: SystemRoot, inst: ob
     if forwarded and strict_ok:
         for w in forwarded:
             if w.action == "allow":
-                mine.append((_forward_rule(w), f"{w.text()}: Docker publishes it; a forward port lets it "
+                mine.append((forward_rule(w), f"{w.text()}: Docker publishes it; a forward port lets it "
                                                "through StrictForwardPorts"))
     elif forwarded:
         ports = ", ".join(sorted({str(w.port) for w in forwarded}, key=int))
@@ -369,15 +188,15 @@ def plan(wants: Sequence[Want], fw: FirewallState, sysroot: SystemRoot, inst: ob
 
     added: list[ET.Element] = []
     for i, (el, why) in enumerate(mine):
-        k = _key(el)
+        k = element_key(el)
         if k in theirs:
             if i == 0:  # the zone's own SSH rule comes to the front, unmarked: it stays theirs
-                same = next(e for e in rest if not _is_comment(e) and _key(e) == k)
+                same = next(e for e in rest if not is_comment(e) and element_key(e) == k)
                 rest.remove(same)
                 added.append(same)
             continue
         theirs.add(k)
-        added += [_comment(f" {MARK}: {why.replace('--', '-')} "), el]
+        added += [comment(f" {MARK}: {why.replace('--', '-')} "), el]
         out.commands.append(_add_command(zone, el))
     root[:] = head + added + rest
     after = render_zone(root)
@@ -429,103 +248,7 @@ def sync_argv(backend: str, sysroot: SystemRoot) -> tuple[str, ...]:
     return argv if sysroot.real else (*argv, "--root", sysroot.root)
 
 
-_VALIDATE_PY = r"""
-import sys
-try:
-    from firewall.core.io.zone import zone_reader
-except Exception as exc:
-    print("firewalld's python module cannot be loaded (%s)" % exc); sys.exit(3)
-try:
-    zone_reader(sys.argv[2] + ".xml", sys.argv[1])
-except Exception as exc:
-    print(str(exc).splitlines()[0] if str(exc) else type(exc).__name__); sys.exit(1)
-"""
-
-
-def _interpreter() -> str | None:
-    cmd = shutil.which("firewall-cmd") or shutil.which("firewall-offline-cmd")
-    if cmd is None:
-        return None
-    try:
-        with open(cmd, "rb") as fh:
-            line = fh.readline(200).decode("utf-8", "replace")
-    except OSError:
-        return None
-    m = re.match(r"#!\s*(\S+)(?:\s+(\S+))?", line)
-    if not m:
-        return None
-    if os.path.basename(m.group(1)) == "env" and m.group(2):
-        return shutil.which(m.group(2))
-    return m.group(1)
-
-
-def validate_zone(data: bytes, zone: str, runner: Runner | None = None) -> str | None:
-    """None when firewalld's own parser reads the zone ``data``; else its one-line complaint.
-
-    The zone is written to a scratch directory (never /etc/firewalld) and read by
-    ``zone_reader`` in firewalld's interpreter; about 1 s here, most of it firewalld's imports.
-    """
-    from checks.firewall.sysfiles import run
-
-    python = _interpreter()
-    if python is None:
-        return "firewalld is not installed (no firewall-cmd): apt install firewalld"
-    with tempfile.TemporaryDirectory(prefix="dh-firewalld-") as tmp:
-        with open(os.path.join(tmp, zone + ".xml"), "wb") as fh:
-            fh.write(data)
-        res = (runner or run)([python, "-I", "-c", _VALIDATE_PY, tmp, zone], 20.0)
-    if res.code == 0:
-        return None
-    return first_line(res.stdout + "\n" + res.stderr, f"the parser exited with {res.code}")
-
-
 # --- sync ----------------------------------------------------------------------------------------
-
-def parse_list_all(text: str) -> ZoneView:
-    """``firewall-cmd --zone=Z --list-all`` as a :class:`ZoneView`."""
-    view = ZoneView()
-    rich = False
-    for raw in text.splitlines():
-        line = raw.strip()
-        if rich and raw.startswith(("\t", "        ")) and line.startswith("rule"):
-            view.rich.append(line)
-            continue
-        rich = False
-        key, sep, value = line.partition(":")
-        if not sep:
-            continue
-        items = value.split()
-        if key == "target":
-            view.target = value.strip()
-        elif key == "services":
-            view.services = set(items)
-        elif key == "ports":
-            view.ports = set(items)
-        elif key == "sources":
-            view.sources = set(items)
-        elif key == "forward-ports":
-            view.forward_ports = set(items)
-        elif key == "rich rules":
-            rich = True
-    return view
-
-
-def file_view(root: ET.Element) -> ZoneView:
-    """What the zone file says, in :func:`parse_list_all`'s terms."""
-    view = ZoneView(target=root.attrib.get("target", "default"))
-    for el in root:
-        a = el.attrib
-        if el.tag == "service":
-            view.services.add(a.get("name", ""))
-        elif el.tag == "port":
-            view.ports.add(f"{a.get('port')}/{a.get('protocol')}")
-        elif el.tag == "source" and "address" in a:
-            view.sources.add(a["address"])
-        elif el.tag == "rule":
-            view.rich.append(rich_text(el))
-    return view
-
-
 def _docker_rules(runner: Runner) -> int | None:
     """How many rules Docker's nat chain has (None: there is no DOCKER chain, Docker's rules are not there)."""
     res = runner(["iptables", "-w", "-t", "nat", "-S", "DOCKER"], 5.0)
