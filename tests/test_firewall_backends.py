@@ -298,8 +298,8 @@ def test_the_own_table_returns_for_docker_accepts_allowed_sources_and_drops_the_
         'iifname "docker0" return', 'iifname "br-*" return', "ct state established,related accept",
         "ip saddr 10.78.0.0/24 meta l4proto tcp ct original proto-dst 3001 accept",
         "ip6 saddr fd78::/64 meta l4proto tcp ct original proto-dst 3001 accept",
-        "ct state new meta l4proto tcp ct original proto-dst 3001 drop",
-        "ct state new meta l4proto tcp ct original proto-dst 5432 drop"]
+        "ct state new ct status dnat meta l4proto tcp ct original proto-dst 3001 drop",
+        "ct state new ct status dnat meta l4proto tcp ct original proto-dst 5432 drop"]
     text = nft.render(local_wants())
     idiom = text.index("table inet dester_harden\ndelete table inet dester_harden\ntable inet dester_harden {")
     assert idiom > 0 and "type filter hook forward priority filter - 1; policy accept;" in text
@@ -345,3 +345,15 @@ def test_nft_sync_without_the_include_deletes_the_table_and_ignores_no_such_tabl
     run = FakeRunner({("nft", "delete"): RunResult(1, "", "Error: Operation not permitted\n")})
     with pytest.raises(nft.SyncError, match="nft delete table failed: Error: Operation not permitted"):
         nft.sync(nroot, run)
+
+
+def test_ssh_on_another_port_is_a_port_first_and_an_unknown_version_is_refused_too(root: SystemRoot) -> None:
+    need_firewalld()
+    ws = [Want("allow", 2222, why="SSH"), *local_wants()[1:]]
+    bp = firewalld.plan(ws, state(version=None), root, None)  # type: ignore[arg-type]
+    lines = [ln for ln in body(zone_after(bp)) if ln.startswith("<") and not ln.startswith(("<!--", "<short",
+                                                                                           "<description"))]
+    assert lines[0] == '<port port="2222" protocol="tcp"/>'
+    assert bp.refusals[0][0] == "NET-007"
+    assert bp.refusals[0][1].startswith("firewalld's version could not be read, so StrictForwardPorts cannot be "
+                                        "relied on: Docker-published ports (3001, 5432)")

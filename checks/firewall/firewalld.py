@@ -180,10 +180,11 @@ def plan(wants: Sequence[Want], fw: FirewallState, sysroot: SystemRoot, inst: ob
                                                "through StrictForwardPorts"))
     elif forwarded:
         ports = ", ".join(sorted({str(w.port) for w in forwarded}, key=int))
-        version = fw.version or "of unknown version"
+        what = f"firewalld {fw.version} has no StrictForwardPorts" if fw.version else \
+            "firewalld's version could not be read, so StrictForwardPorts cannot be relied on"
         out.refusals.append((
             "NET-007",
-            f"firewalld {version} has no StrictForwardPorts: Docker-published ports ({ports}) bypass its zones",
+            f"{what}: Docker-published ports ({ports}) bypass its zones",
             "bind them to 127.0.0.1 (the network step, NET-001) or upgrade to firewalld 2.3"))
 
     added: list[ET.Element] = []

@@ -12,7 +12,8 @@ only lets the packet go on to Docker's chains. The chain
 * accepts the allowed sources to each forwarded (Docker-published) port, matched by conntrack's
   original destination port (``ct original proto-dst P``: after DNAT the packet's own port is the
   container's),
-* and drops new connections to the other forwarded ports.
+* and drops new connections to the other forwarded ports (``ct status dnat``: only connections a
+  DNAT brought here, so traffic this host merely routes is left alone).
 
 One rule per port and source: an anonymous set of ``ct original proto-dst`` values has no type in
 nft 1.0.6 (it lists as ``0xbb9 [invalid type]``), so none is used.
@@ -98,7 +99,8 @@ def rule_lines(wants: Sequence[Want]) -> list[str]:
         if (_l4(w), w.port) not in drop:
             drop.append((_l4(w), w.port))
     for proto, port in drop:
-        lines.append(f"ct state new meta l4proto {proto} ct original proto-dst {port} drop")
+        # Only what a DNAT brought here (Docker's publishes): traffic this host merely routes is not ours.
+        lines.append(f"ct state new ct status dnat meta l4proto {proto} ct original proto-dst {port} drop")
     return lines
 
 
