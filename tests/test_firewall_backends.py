@@ -8,6 +8,7 @@ real programs in tests/test_firewall_backends_real.py.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Sequence
@@ -225,8 +226,15 @@ def write_zone(root: SystemRoot) -> None:
         '    <port port="3001" protocol="tcp"/>\n    <accept/>\n  </rule>\n</zone>\n')
 
 
+@pytest.fixture(autouse=True)
+def _fw_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    """firewalld's interpreter is "fwpython" for the fake runners (its client script: 3 = cannot load)."""
+    monkeypatch.setattr(firewalld, "interpreter", lambda: "fwpython")
+
+
 def fw_answers(**over: object) -> dict[tuple[str, ...], object]:
     ans: dict[tuple[str, ...], object] = {
+        ("fwpython",): RunResult(3, "firewalld's client module cannot be loaded (x)\n"),
         ("firewall-cmd", "--state"): RunResult(0, "running\n"),
         ("firewall-cmd", "--reload"): RunResult(0, "success\n"),
         ("iptables", "-w", "-t", "nat", "-S", "DOCKER"): RunResult(1, "", "No chain/target/match by that name."),
@@ -275,7 +283,7 @@ def test_sync_waits_for_docker_to_put_its_rules_back(root: SystemRoot) -> None:
     run = FakeRunner(fw_answers(**{"iptables -w -t nat -S DOCKER": docker}))
     firewalld.sync(root, run)
     assert sum(c[:2] == ["iptables", "-w"] for c in run.calls) == 5
-    assert run.calls.index(["firewall-cmd", "--reload"]) == 1
+    assert run.calls.index(["firewall-cmd", "--reload"]) == 2
 
 
 def test_sync_without_a_running_firewalld_changes_nothing_live(root: SystemRoot) -> None:
@@ -357,3 +365,18 @@ def test_ssh_on_another_port_is_a_port_first_and_an_unknown_version_is_refused_t
     assert bp.refusals[0][0] == "NET-007"
     assert bp.refusals[0][1].startswith("firewalld's version could not be read, so StrictForwardPorts cannot be "
                                         "relied on: Docker-published ports (3001, 5432)")
+
+
+def test_sync_through_firewalds_client_reloads_once_and_compares_its_listings(root: SystemRoot) -> None:
+    write_zone(root)
+    view = {"services": ["ssh", "dhcpv6-client"], "ports": [], "sources": [], "forward_ports": [],
+            "rich": ['rule family="ipv4" source address="10.78.0.0/24" port port="3001" protocol="tcp" accept']}
+    listed = RunResult(0, json.dumps({"runtime": view, "permanent": view}))
+    run = FakeRunner(fw_answers(**{"fwpython": lambda: listed if run.calls[-1][4] == "list" else RunResult(0, "")}))
+    firewalld.sync(root, run)
+    assert not [c for c in run.calls if c[0] == "firewall-cmd"], "no firewall-cmd when the client answers"
+    assert [c[4:] for c in run.calls if c[0] == "fwpython"] == [["reload"], ["list", "public"]]
+    drift = dict(view, ports=["5432/tcp"])
+    listed = RunResult(0, json.dumps({"runtime": drift, "permanent": view}))
+    with pytest.raises(firewalld.SyncError, match=r"running ports \(5432/tcp\) differ"):
+        firewalld.sync(root, run)

@@ -248,7 +248,8 @@ except Exception as exc:
 """
 
 
-def _interpreter() -> str | None:
+def interpreter() -> str | None:
+    """firewalld's Python (from ``firewall-cmd``'s first line): its modules are not in ours."""
     cmd = shutil.which("firewall-cmd") or shutil.which("firewall-offline-cmd")
     if cmd is None:
         return None
@@ -271,7 +272,7 @@ def validate_zone(data: bytes, zone: str, runner: Runner | None = None) -> str |
     The zone is written to a scratch directory (never /etc/firewalld) and read by
     ``zone_reader`` in firewalld's interpreter; about 1 s here, most of it firewalld's imports.
     """
-    python = _interpreter()
+    python = interpreter()
     if python is None:
         return "firewalld is not installed (no firewall-cmd): apt install firewalld"
     with tempfile.TemporaryDirectory(prefix="dh-firewalld-") as tmp:
