@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 #: The live lab's fixtures (live_lab, live_install) and the ``live`` marker; the proxy lab's (proxy_lab, ``proxy``).
-pytest_plugins = ["tests.livefixtures", "tests.proxylab", "tests.fwlab"]
+pytest_plugins = ["tests.livefixtures", "tests.proxylab", "tests.fwlab", "tests.fwdocker"]
 
 PROJECT = Path(__file__).resolve().parent.parent
 #: ../shared exists in CI and on developer machines, not in a user's clone.

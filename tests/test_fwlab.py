@@ -136,3 +136,69 @@ def test_the_tool_runs_inside_the_sandbox(fw):
     done = fw.tool(["--version"])
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()
+
+
+# -- with Docker: the facts issue 12 builds on ----------------------------------------------
+
+PG, API, PLAIN = 5432, 3001, 8080
+#: The lab README's DOCKER-USER rule: the original destination port, after DNAT, from the LAN side only.
+CONNTRACK_DROP = ("-p", "tcp", "-m", "conntrack", "--ctorigdstport", str(PG), "--ctdir", "ORIGINAL", "-j", "DROP")
+
+
+@firewall
+def test_ufw_deny_does_not_close_a_docker_published_port_but_closes_a_plain_listener(fw_lab):
+    lab = fw_lab
+    lab.run(["ufw", "deny", str(PG)], check=True)
+    lab.run(["ufw", "deny", f"{PLAIN}/tcp"], check=True)
+    with lab.listener(PLAIN):
+        assert lab.lan_probe(lab.server_ip, PLAIN) == "open"
+        lab.run(["ufw", "--force", "enable"], check=True)
+        assert "Status: active" in lab.run(["ufw", "status"], check=True).stdout
+        # The bypass is real: DNAT in PREROUTING, then FORWARD, where Docker's chains sit above ufw's.
+        assert lab.lan_probe(lab.server_ip, PG) == "open"
+        assert lab.lan_http(f"http://{lab.server_ip}:{API}/health") == 200
+        # ...while ufw does govern INPUT: the plain listener is blocked.
+        assert lab.lan_probe(lab.server_ip, PLAIN) == "timeout"
+    # Docker 20.10 without IPv6 serves [::]:5432 through docker-proxy, which is INPUT: ufw's deny applies.
+    assert lab.lan_probe(lab.server_ip6, PG) == "timeout"
+
+
+@firewall
+def test_a_docker_user_conntrack_rule_closes_the_published_port_to_the_lan_only(fw_lab):
+    lab = fw_lab
+    lab.run(["ufw", "--force", "enable"], check=True)
+    lab.run(["ufw", "deny", str(PG)], check=True)
+    assert lab.lan_probe(lab.server_ip, PG) == "open"
+    lab.run(["iptables", "-I", "DOCKER-USER", "-i", lab.server_if, *CONNTRACK_DROP], check=True)
+    assert lab.lan_probe(lab.server_ip, PG) == "timeout"
+    assert lab.server_probe("127.0.0.1", PG) == "open"  # loopback in the namespace still reaches it
+    assert lab.lan_http(f"http://{lab.server_ip}:{API}/health") == 200  # other publishes untouched
+
+
+@firewall
+def test_reset_returns_the_docker_lab_to_its_baseline(fw_lab):
+    lab = fw_lab
+    lab.run(["ufw", "--force", "enable"], check=True)
+    lab.run(["iptables", "-I", "DOCKER-USER", "-i", lab.server_if, *CONNTRACK_DROP], check=True)
+    lab.run(["nft", "add", "table", "inet", "lab_own"], check=True)
+    assert lab.lan_probe(lab.server_ip, PG) == "timeout"
+    lab.reset()
+    assert lab.lan_probe(lab.server_ip, PG) == "open"
+    assert "Status: inactive" in lab.run(["ufw", "status"], check=True).stdout
+    assert "lab_own" not in lab.run(["nft", "list", "tables"], check=True).stdout
+    assert "ufw-" not in lab.run(["iptables-save"], check=True).stdout
+
+
+@firewall
+def test_firewalld_zone_ports_do_not_govern_a_docker_publish(fw_lab_firewalld):
+    lab = fw_lab_firewalld
+    ports = lab.run(["firewall-cmd", "--zone=public", "--list-ports"], check=True).stdout.split()
+    assert f"{PG}/tcp" not in ports and f"{API}/tcp" not in ports
+    # Neither port is open in the zone, yet the LAN reaches both: firewalld accepts DNATed forwards.
+    assert lab.lan_probe(lab.server_ip, PG) == "open"
+    assert lab.lan_http(f"http://{lab.server_ip}:{API}/health") == 200
+    with lab.listener(PLAIN):
+        # A plain listener is governed by the zone: rejected until the port is added.
+        assert lab.lan_probe(lab.server_ip, PLAIN) in ("unreachable", "refused")
+        lab.run(["firewall-cmd", "--zone=public", f"--add-port={PLAIN}/tcp"], check=True)
+        assert lab.lan_probe(lab.server_ip, PLAIN) == "open"
