@@ -372,7 +372,9 @@ def test_sync_through_firewalds_client_reloads_once_and_compares_its_listings(ro
     view = {"services": ["ssh", "dhcpv6-client"], "ports": [], "sources": [], "forward_ports": [],
             "rich": ['rule family="ipv4" source address="10.78.0.0/24" port port="3001" protocol="tcp" accept']}
     listed = RunResult(0, json.dumps({"runtime": view, "permanent": view}))
-    run = FakeRunner(fw_answers(**{"fwpython": lambda: listed if run.calls[-1][4] == "list" else RunResult(0, "")}))
+    calls: list[list[str]] = []
+    run = FakeRunner(fw_answers(**{"fwpython": lambda: listed if calls[-1][4] == "list" else RunResult(0, "")}))
+    run.calls = calls
     firewalld.sync(root, run)
     assert not [c for c in run.calls if c[0] == "firewall-cmd"], "no firewall-cmd when the client answers"
     assert [c[4:] for c in run.calls if c[0] == "fwpython"] == [["reload"], ["list", "public"]]
