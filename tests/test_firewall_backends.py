@@ -121,8 +121,15 @@ def test_planning_again_is_a_no_op_and_a_new_profile_replaces_only_ours(root: Sy
     path = Path(root.path("/etc/firewalld/zones/public.xml"))
     first = firewalld.plan(local_wants(), state(), root, None)
     path.write_bytes(first.edits[0][2])
-    again = firewalld.plan(local_wants(), state(), root, None)
+    asked: list[bytes] = []
+
+    def spy(data: bytes, zone: str) -> str | None:
+        asked.append(data)
+        return None
+
+    again = firewalld.plan(local_wants(), state(), root, None, validate=spy)
     assert not [e for e in again.edits if e[0] == str(path)], "the same wants: nothing to change"
+    assert asked == [], "an unchanged zone is not validated again"
     tail = [Want("allow", 22), Want("allow", 3001, source=TAILSCALE_V4), Want("allow", 3001, source=TAILSCALE_V6),
             Want("deny", None)]
     text = zone_after(firewalld.plan(tail, state(), root, None))
