@@ -389,3 +389,12 @@ def test_sync_through_firewalds_client_reloads_once_and_compares_its_listings(ro
     listed = RunResult(0, json.dumps({"runtime": drift, "permanent": view}))
     with pytest.raises(firewalld.SyncError, match=r"running ports \(5432/tcp\) differ"):
         firewalld.sync(root, run)
+
+
+def test_firewalld_23_without_firewalld_conf_refuses_net007_once(root: SystemRoot) -> None:
+    need_firewalld()
+    Path(root.path("/etc/firewalld/firewalld.conf")).unlink()
+    bp = firewalld.plan(local_wants(), state("2.3.1"), root, None)
+    assert bp.refusals == [("NET-007", f"{root.path('/etc/firewalld/firewalld.conf')} is missing, so "
+                                       "StrictForwardPorts cannot be set", "")]
+    assert [e[0] for e in bp.edits] == [root.path("/etc/firewalld/zones/public.xml")]

@@ -222,10 +222,12 @@ def plan(wants: Sequence[Want], fw: FirewallState, sysroot: SystemRoot, inst: ob
         conf_path = sysroot.path(CONF)
         try:
             conf = read_system(conf_path)
+            problem = None if conf is not None else f"{conf_path} is missing, so StrictForwardPorts cannot be set"
         except ValueError as exc:
-            out.refusals.append(("NET-007", str(exc), ""))
-            conf = None
-        if conf is not None and strict_conf(conf) != conf:
+            conf, problem = None, str(exc)
+        if conf is None:
+            out.refusals.append(("NET-007", problem or "", ""))
+        elif strict_conf(conf) != conf:
             out.edits.append((conf_path, conf, strict_conf(conf), None, None))
             out.commands.append("sed -i 's/^StrictForwardPorts=.*/StrictForwardPorts=yes/' "
                                 "/etc/firewalld/firewalld.conf")
