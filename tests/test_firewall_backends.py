@@ -398,3 +398,16 @@ def test_firewalld_23_without_firewalld_conf_refuses_net007_once(root: SystemRoo
     assert bp.refusals == [("NET-007", f"{root.path('/etc/firewalld/firewalld.conf')} is missing, so "
                                        "StrictForwardPorts cannot be set", "")]
     assert [e[0] for e in bp.edits] == [root.path("/etc/firewalld/zones/public.xml")]
+
+
+def test_runtime_only_rules_are_named_before_the_reload_drops_them(root: SystemRoot) -> None:
+    bp = firewalld.plan(local_wants(), state(unpersisted=("port=8443/tcp",)), root, None,
+                        validate=lambda d, z: None)
+    assert "firewall-cmd --reload drops 1 runtime-only rule(s) (port=8443/tcp): a reboot would too (FW-004); " \
+           "make one permanent first to keep it" in bp.notes
+
+
+def test_the_nft_check_runs_in_an_empty_network_namespace_as_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert nft._check_argv("/tmp/x.nft") == ["unshare", "--net", "/usr/bin/nft", "-c", "-f", "/tmp/x.nft"]

@@ -113,6 +113,11 @@ def plan(wants: Sequence[Want], fw: FirewallState, sysroot: SystemRoot, inst: ob
     zone = default_zone(sysroot, fw)
     sync = sync_argv("firewalld", sysroot)
     out = BackendPlan("firewalld", [], [sysroot.path("/etc/firewalld")], sync)
+    if fw.unpersisted:
+        # The sync's reload replaces the running rules with the permanent ones: say it before it happens.
+        out.notes.append(f"firewall-cmd --reload drops {len(fw.unpersisted)} runtime-only rule(s) "
+                         f"({'; '.join(fw.unpersisted[:3])}{'; ...' if len(fw.unpersisted) > 3 else ''}): "
+                         "a reboot would too (FW-004); make one permanent first to keep it")
     if not re.fullmatch(r"[\w.-]+", zone):
         out.refusals += [(c, f"firewalld's default zone {zone!r} is not a plain name", "") for c in CHECKS]
         return out
