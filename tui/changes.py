@@ -198,9 +198,8 @@ def _kept(root: str, trial: usecases.Pending, yes: bool) -> bool:
     at once). False when it was reverted here. With ``--yes`` (or no terminal) the watcher decides."""
     import time
 
-    seconds = max(1, round(trial.remaining()))
     when = time.strftime("%H:%M:%S", time.localtime(trial.deadline))
-    print(f"On trial until {when}: run `dester-harden confirm{_dir_hint(root)}` within {seconds} s or it is "
+    print(f"On trial until {when}: run `dester-harden confirm{_dir_hint(root)}` within {trial.seconds:g} s or it is "
           "reverted by itself (even if this session is gone).")
     if yes or not sys.stdin.isatty():
         return True
