@@ -304,3 +304,40 @@ def test_kill_9_at_random_instants_of_applying_leaves_files_agreeing_with_the_jo
         # And what was left on trial is reverted by itself: the watcher was started before the first change.
         wait_until(lambda: all(t.state == "rolled-back" for t in list_txns(str(install))))  # noqa: B023
         assert state(install, sysroot) == BEFORE_STATE, f"round {n}, delay {delay:.3f}"
+
+
+# -- the crash windows between the journal and the record (docs/adr/0010) -------------------------------
+
+
+def _expire(install: Path) -> None:
+    record = fc.load(str(install))
+    assert record is not None
+    record.deadline = time.time() - 1
+    fc._save(str(install), record)
+
+
+def test_killed_between_the_commit_and_attach_the_tentative_transaction_is_still_found_and_reverted(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(fc, "start_watcher", lambda root, pending, host_root="/": "none (test)")
+    monkeypatch.setattr(fc, "attach", lambda root, pending, txn_id: pending)  # the record never learns the id
+    install, sysroot = setup(tmp_path)
+    usecases.apply(str(install), build(str(install), str(sysroot), 600), command="fix", profile="local",
+                   host_root=str(sysroot))
+    assert fc.load(str(install)).txn is None  # type: ignore[union-attr]
+    _expire(install)
+    done = usecases.revert_expired(str(install))
+    assert done is not None and done.state == fc.REVERTED and "rolled back transaction" in (done.result or "")
+    assert state(install, sysroot) == BEFORE_STATE
+
+
+def test_confirmed_in_the_journal_but_not_in_the_record_the_journal_wins(on_trial):
+    from checks.change.engine import Engine
+
+    install, sysroot = on_trial
+    record = fc.load(str(install))
+    assert record is not None and record.txn
+    Engine(str(install)).confirm(record.txn)  # killed right after: the record still says armed
+    _expire(install)
+    done = usecases.revert_expired(str(install))
+    assert done is not None and done.state == fc.CONFIRMED
+    assert state(install, sysroot) == AFTER_STATE

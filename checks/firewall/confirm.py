@@ -255,7 +255,7 @@ def _txn(engine: Engine, pending: Pending):  # type: ignore[no-untyped-def]  # -
     for t in txns:
         deadline = t.intent.get("deadline")
         if (t.state == TENTATIVE and isinstance(deadline, (int, float))
-                and pending.armed_at <= deadline <= pending.deadline + LEEWAY):
+                and pending.armed_at <= deadline <= pending.armed_at + pending.seconds + LEEWAY):
             return t
     return None
 
