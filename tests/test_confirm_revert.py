@@ -22,6 +22,7 @@ import pytest
 from checks.assistant import usecases
 from checks.change.engine import EngineError
 from checks.change.journal import list_txns
+from checks.change.plan import FileEdit
 from checks.core.sysroot import SystemRoot
 from checks.firewall import confirm as fc
 from tests.conftest import PROJECT, run_cli
@@ -258,11 +259,13 @@ def test_the_boot_hook_is_a_cron_line_without_systemd_and_joins_an_existing_hook
     sysroot = tmp_path / "sys"
     (sysroot / "etc/cron.d").mkdir(parents=True)
     [cron] = fc.boot_hook_changes(SystemRoot(str(sysroot)), "/srv/desterlib")
+    assert isinstance(cron, FileEdit)
     assert cron.path == str(sysroot / "etc/cron.d/dester-harden-revert") and cron.before is None
     assert b"@reboot root " in cron.after and cron.after.rstrip().endswith(b"confirm --boot --dir /srv/desterlib")
     (sysroot / "etc/cron.d/dester-harden-revert").write_bytes(cron.after)
     assert fc.boot_hook_changes(SystemRoot(str(sysroot)), "/srv/desterlib") == []  # already there
     [second] = fc.boot_hook_changes(SystemRoot(str(sysroot)), "/srv/other install")
+    assert isinstance(second, FileEdit)
     assert second.before == cron.after and second.after.endswith(b"--dir '/srv/other install'\n")
     assert fc.boot_hook_dirs([second]) == [str(sysroot / "etc/cron.d")]
 

@@ -203,7 +203,11 @@ def _kept(root: str, trial: usecases.Pending, yes: bool) -> bool:
           "reverted by itself (even if this session is gone).")
     if yes or not sys.stdin.isatty():
         return True
-    answer = _countdown(trial)
+    try:
+        answer = _countdown(trial)
+    except KeyboardInterrupt:  # Ctrl+C at the countdown: "no", as netplan try takes it
+        print()
+        answer = "interrupted"
     if answer is not None and answer.strip().lower() in ("", "y", "yes"):
         done = usecases.confirm(root)
         print(shown_line(done.message))

@@ -341,6 +341,10 @@ def watch(root: str, pending_id: str) -> int:
             except LockedError:
                 time.sleep(POLL)  # the apply (or a confirm) still runs: the record says what it did
                 continue
+            except (EngineError, UntrustedJournal, OSError) as exc:
+                # Left armed: the next command's recovery tries again and tells the user why.
+                print(f"dester-harden watcher: the revert failed: {' '.join(str(exc).split())}", file=sys.stderr)
+                return 1
             if done is not None:
                 print(f"dester-harden watcher: {done.result}", file=sys.stderr)
             return 0
