@@ -113,14 +113,14 @@ def applied_with_yes(tmp_path: Path, install: Path, sysroot: Path, seconds: floa
 def test_not_confirmed_it_is_reverted_after_the_timeout_with_the_assistant_and_its_terminal_gone(tmp_path, watchers):
     install, sysroot = setup(tmp_path)
     with Tmux(driver(install, sysroot, 3), env=env_for(tmp_path), cwd=PROJECT) as t:
-        t.wait_for("Keep this change?")
-        assert state(install, sysroot) == AFTER_STATE
+        t.wait_for("ON TRIAL")  # applied and waiting at the countdown (or, on a slow machine, already past it)
         pid = t.pid()
         watchers.append(watcher := watcher_pid(install))
         # The watcher is in no process group or session of the applying process (double fork, setsid).
         assert os.getpgid(watcher) != os.getpgid(pid) and os.getsid(watcher) != os.getsid(pid)
         os.killpg(os.getpgid(pid), signal.SIGKILL)  # the whole group of the assistant, at once
         t.kill_session()  # and its terminal
+    assert fc.load(str(install)).txn is not None  # type: ignore[union-attr]  # it was applied on trial
     wait_until(lambda: (r := fc.load(str(install))) is not None and r.state == fc.REVERTED)
     assert state(install, sysroot) == BEFORE_STATE  # files, live rules (the reload pair), the boot hook: gone
     record = fc.load(str(install))
@@ -275,26 +275,34 @@ def test_the_boot_hook_is_a_cron_line_without_systemd_and_joins_an_existing_hook
 ROUNDS = int(os.environ.get("DH_CONFIRM_CRASH_ROUNDS", "3"))
 
 
+def _start(install: Path, sysroot: Path, seconds: float, *extra: str) -> tuple[subprocess.Popen[str], float]:
+    """The driver in its own process group, once it says GO (imports done, the apply about to start)."""
+    proc = subprocess.Popen(driver(install, sysroot, seconds, "--yes", *extra), cwd=PROJECT, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "PYTHONPATH": str(PROJECT)})
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "GO"
+    return proc, time.monotonic()
+
+
 def test_kill_9_at_random_instants_of_applying_leaves_files_agreeing_with_the_journal(tmp_path, watchers):
     rng = random.Random(20261201)
-    started = time.monotonic()
     base = tmp_path / "measure"
     base.mkdir()
     install, sysroot = setup(base)
-    applied_with_yes(base, install, sysroot, 1)
-    duration = time.monotonic() - started
+    proc, go = _start(install, sysroot, 1)
+    assert proc.stdout is not None and proc.stdout.readline().startswith("ON TRIAL")
+    window = time.monotonic() - go  # arm, watcher, journal, every change, commit, attach
+    proc.communicate(timeout=60)
     wait_until(lambda: fc.load(str(install)).state == fc.REVERTED)  # type: ignore[union-attr]
     for n in range(ROUNDS):
         where = tmp_path / f"round{n}"
         where.mkdir()
         install, sysroot = setup(where)
-        delay = rng.uniform(0, duration)
-        proc = subprocess.Popen(driver(install, sysroot, 1.5, "--yes"), cwd=PROJECT, start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env={**os.environ, "PYTHONPATH": str(PROJECT)})
-        time.sleep(delay)
+        delay = rng.uniform(0, window)
+        proc, go = _start(install, sysroot, 1.5)
+        time.sleep(max(0.0, go + delay - time.monotonic()))
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        proc.communicate(timeout=60)
         with_record = fc.load(str(install))
         if with_record is not None and with_record.watcher and with_record.watcher.startswith("process "):
             watchers.append(watcher_pid(install))
@@ -344,3 +352,57 @@ def test_confirmed_in_the_journal_but_not_in_the_record_the_journal_wins(on_tria
     done = usecases.revert_expired(str(install))
     assert done is not None and done.state == fc.CONFIRMED
     assert state(install, sysroot) == AFTER_STATE
+
+
+def test_the_countdown_running_out_reverts_without_waiting_for_anyone(tmp_path, watchers):
+    install, sysroot = setup(tmp_path)
+    with Tmux(driver(install, sysroot, 2), env=env_for(tmp_path), cwd=PROJECT) as t:
+        t.wait_for("ON TRIAL")
+        watchers.append(watcher_pid(install))
+        t.wait_for("NOT KEPT")  # nothing typed
+        assert "Reverted: " in t.capture(history=True)
+        assert t.wait_exit() == 0
+    assert state(install, sysroot) == BEFORE_STATE
+
+
+def test_where_systemd_runs_the_revert_is_a_transient_timer_and_a_failing_systemd_run_falls_back(
+        tmp_path, monkeypatch, watchers):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    fake = bin_dir / "systemd-run"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> {calls}\nexit "${{FAKE_RC:-0}}"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setattr(fc, "_systemd", lambda host_root: True)
+    install, _ = setup(tmp_path)
+    os.mkdir(install / ".dester-harden", 0o700)
+    pending = fc.Pending("abcd1234", str(install), time.time(), time.time() + 60, 60, None)
+    assert fc.start_watcher(str(install), pending) == "systemd dester-harden-revert-abcd1234.timer"
+    argv = calls.read_text().splitlines()
+    assert "--on-active=60" in argv and "--unit=dester-harden-revert-abcd1234" in argv
+    assert argv[-5:] == ["watch", "--dir", str(install), "--id", "abcd1234"]
+    monkeypatch.setenv("FAKE_RC", "1")
+    how = fc.start_watcher(str(install), pending)
+    assert how.startswith("process ")
+    watchers.append(int(how.split()[1]))  # it exits at once: no record with this id
+
+
+def test_kill_9_of_the_group_exactly_mid_transaction_is_rolled_back_by_the_next_command(tmp_path, watchers,
+                                                                                       monkeypatch):
+    install, sysroot = setup(tmp_path)
+    proc, _ = _start(install, sysroot, 600, "--kill-mid")
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    watchers.append(watcher_pid(install))
+    assert [t.state for t in list_txns(str(install))] == ["prepared"]
+    assert (sysroot / "etc/ufw/user.rules").read_bytes() == AFTER  # the file changed, the live rules not yet
+    res = run_cli("history", "--dir", str(install))
+    assert res.code == 0 and "interrupted while it was being applied" in res.err, res.err
+    assert state(install, sysroot) == BEFORE_STATE
+    assert [t.state for t in list_txns(str(install))] == ["rolled-back"]
+    # Its record, armed until a deadline far off, does not stand in the way of the next change on trial.
+    monkeypatch.setattr(fc, "start_watcher", lambda root, pending, host_root="/": "none (test)")
+    done = usecases.apply(str(install), build(str(install), str(sysroot), 600), command="fix", profile="local",
+                          host_root=str(sysroot))
+    assert done.trial is not None and state(install, sysroot) == AFTER_STATE

@@ -4,7 +4,8 @@
 plan has (a system file under ``SYSROOT/etc/ufw``, the boot hook, the reload pair whose "sync"
 copies the file to ``SYSROOT/live``, standing in for the running rules), applies it on trial
 through :func:`checks.assistant.usecases.apply` exactly as the CLI does, then waits at the CLI's
-own countdown (:func:`tui.changes._kept`). It prints ``ON TRIAL <pid>`` once the change is applied.
+own countdown (:func:`tui.changes._kept`). It prints ``GO`` before the apply and ``ON TRIAL <pid>``
+once the change is applied; ``--kill-mid`` kills its own process group mid-transaction.
 The firewall fixer's plans are another branch's; this one needs no firewall at all.
 """
 
@@ -27,13 +28,19 @@ def sync_argv(sysroot: str) -> tuple[str, ...]:
     return (sys.executable, "-c", f"import shutil; shutil.copyfile({src!r}, {dst!r})")
 
 
-def build(install: str, sysroot: str, seconds: float) -> Plan:
+#: ``--kill-mid``: a command between the file and the sync that SIGKILLs the driver's whole process group,
+#: so the kill lands exactly mid-transaction (the file changed, the live rules not yet).
+KILL_GROUP = (sys.executable, "-c", "import os; os.killpg(os.getpgid(os.getppid()), 9)")
+
+
+def build(install: str, sysroot: str, seconds: float, kill_mid: bool = False) -> Plan:
     rules = os.path.join(sysroot, "etc/ufw/user.rules")
     hook = boot_hook_changes(SystemRoot(sysroot), install)
     sync = sync_argv(sysroot)
     return Plan(checks=["FW-001"],
                 changes=[Command(("true",), sync, "re-sync the live rules on rollback", host=True),
                          FileEdit(rules, BEFORE, AFTER), *hook,
+                         *([Command(KILL_GROUP, ("true",), "die here")] if kill_mid else []),
                          Command(sync, ("true",), "load the rules", host=True)],
                 system=[os.path.join(sysroot, "etc/ufw"), *boot_hook_dirs(hook)], revert_after=seconds)
 
@@ -42,8 +49,9 @@ def main(argv: list[str]) -> int:
     from tui.changes import _kept
 
     install, sysroot, seconds = argv[0], argv[1], float(argv[2])
-    done = usecases.apply(install, build(install, sysroot, seconds), command="fix", profile="local",
-                          host_root=sysroot)
+    print("GO", flush=True)  # imports done: what follows is the apply (the crash test kills within it)
+    plan = build(install, sysroot, seconds, "--kill-mid" in argv)
+    done = usecases.apply(install, plan, command="fix", profile="local", host_root=sysroot)
     assert done.trial is not None
     print(f"ON TRIAL {os.getpid()}", flush=True)
     kept = _kept(install, done.trial, "--yes" in argv)

@@ -143,7 +143,7 @@ def arm(engine: Engine, seconds: float, *, host_root: str = "/", spawn: bool = T
     """
     root = engine.root
     old = load(root)
-    if old is not None and old.state == ARMED:
+    if old is not None and old.state == ARMED and not _settled(engine, old):
         raise EngineError(f"transaction {old.txn or '(being applied)'} still waits for confirmation until "
                           f"{_when(old.deadline)}: run 'dester-harden confirm' first, or let it be reverted")
     now = time.time()
@@ -157,6 +157,22 @@ def arm(engine: Engine, seconds: float, *, host_root: str = "/", spawn: bool = T
             raise
         _save(root, pending)
     return pending
+
+
+def _settled(engine: Engine, old: Pending) -> bool:
+    """An armed record whose transaction is no longer tentative (the run that applied it was killed and
+    recovery rolled it back, or it was confirmed): recorded so, and no obstacle (lock held: no apply runs)."""
+    from checks.change.engine import TENTATIVE
+
+    txn = _txn(engine, old)
+    if txn is not None and txn.state == TENTATIVE:
+        return False
+    confirmed = txn is not None and txn.state == "applied"
+    old.state = CONFIRMED if confirmed else REVERTED
+    old.result = (f"transaction {txn.id} had been confirmed" if confirmed and txn is not None
+                  else "the run that applied it stopped; nothing of it is left")
+    _save(engine.root, old)
+    return True
 
 
 def attach(root: str, pending: Pending, txn_id: str) -> Pending:
