@@ -406,3 +406,55 @@ def test_kill_9_of_the_group_exactly_mid_transaction_is_rolled_back_by_the_next_
     done = usecases.apply(str(install), build(str(install), str(sysroot), 600), command="fix", profile="local",
                           host_root=str(sysroot))
     assert done.trial is not None and state(install, sysroot) == AFTER_STATE
+
+
+def test_fix_shows_the_trial_applies_it_with_the_given_timeout_and_confirm_keeps_it(tmp_path, monkeypatch, capsys):
+    """The CLI's wiring, in process: ``fix --confirm-timeout`` on a plan with revert_after, then ``confirm``."""
+    from tui import cli
+
+    monkeypatch.setattr(fc, "start_watcher", lambda root, pending, host_root="/": "none (test)")
+    install, sysroot = setup(tmp_path)
+    real_plan = usecases.plan
+
+    def trial_plan(root, profile, **kw):
+        planned = real_plan(root, profile, **kw)
+        planned.plan = build(str(install), str(sysroot), 60)
+        return planned
+
+    monkeypatch.setattr(usecases, "plan", trial_plan)
+    code = cli.main(["fix", "--dir", str(install), "--root", str(sysroot), "--yes", "--confirm-timeout", "5"])
+    out = capsys.readouterr().out
+    assert code in (0, 1), out
+    assert "On trial: unless confirmed within 5 s" in out  # in the preview, before anything is applied
+    assert f"run `dester-harden confirm --dir {install}` within 5 s or it is reverted by itself" in out
+    record = fc.load(str(install))
+    assert record is not None and record.state == fc.ARMED and record.seconds == 5
+    assert cli.main(["confirm", "--dir", str(install)]) == 0
+    assert "Confirmed: transaction" in capsys.readouterr().out
+    assert state(install, sysroot) == AFTER_STATE
+
+
+def test_the_countdown_s_revert_waits_for_the_watcher_holding_the_lock_at_that_moment(on_trial):
+    import threading
+
+    from checks.change.engine import Engine
+
+    install, sysroot = on_trial
+    held, release = threading.Event(), threading.Event()
+
+    def watcher_at_work() -> None:
+        with Engine(str(install), "confirm-revert").locked():
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=watcher_at_work)
+    thread.start()
+    held.wait(30)
+    threading.Timer(0.3, release.set).start()
+    try:
+        done = usecases.revert_now(str(install), "not confirmed at the prompt")
+    finally:
+        release.set()
+        thread.join()
+    assert done is not None and done.state == fc.REVERTED
+    assert state(install, sysroot) == BEFORE_STATE

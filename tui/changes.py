@@ -147,7 +147,12 @@ def _fix(args) -> int:
     except PlanError as exc:
         return _err(str(exc))
     plan = planned.plan
+    if plan.revert_after is not None and getattr(args, "confirm_timeout", None) is not None:
+        plan.revert_after = args.confirm_timeout
     sys.stdout.write(render(plan, root, reveal=args.reveal, mask=_mask_char()))
+    if plan.revert_after is not None and not plan.empty:
+        print(f"\nOn trial: unless confirmed within {plan.revert_after:g} s (dester-harden confirm, or at the prompt), "
+              "this change is reverted by itself, even if the session is gone or the machine reboots.")
     if args.list:
         for tree in (c for c in plan.changes if isinstance(c, TreeChmod)):
             for line in list_tree(tree):
@@ -169,8 +174,6 @@ def _fix(args) -> int:
     if not ok:
         print("Nothing was changed.")
         return EXIT_OK
-    if plan.revert_after is not None and getattr(args, "confirm_timeout", None) is not None:
-        plan.revert_after = args.confirm_timeout
     done = usecases.apply(root, plan, command="fix", profile=args.profile, files=args.file,
                           host_root=args.host_root, guard=_hangup_ignored, report=_Progress(),
                           front_door=choice)  # recorded in the settings once it is installed

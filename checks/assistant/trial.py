@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from checks.firewall.confirm import ARMED, CONFIRMED, REVERTED, Pending
 
@@ -76,14 +77,38 @@ def _engine(root: str, command: str) -> Engine:
     return Engine(root, command)
 
 
+T = TypeVar("T")
+
+WAIT = 30.0
+"""Seconds a confirm or a revert waits for the lock (the watcher reverting at that very moment holds it
+for well under a second); longer, the one line of :class:`checks.change.lock.LockedError` says who has it."""
+
+
+def _with_lock(root: str, command: str, act: Callable[[Engine], T], wait: float | None = WAIT) -> T:
+    """``act(engine)`` with the install lock held, waiting up to ``wait`` seconds (None: for ever) for it."""
+    from checks.change.engine import LockedError
+    from checks.firewall.confirm import POLL
+
+    give_up = None if wait is None else time.monotonic() + wait
+    while True:
+        engine = _engine(root, command)
+        try:
+            with engine.locked():
+                return act(engine)
+        except LockedError:
+            if give_up is not None and time.monotonic() >= give_up:
+                raise
+            time.sleep(POLL)
+
+
 def confirm(root: str) -> Confirmation:
     """Confirm the change on trial; an expired one is reverted instead (``TOO_LATE``)."""
     from checks.firewall import confirm as fc
 
-    engine = _engine(root, "confirm")
-    with engine.locked():
-        before = fc.load(root)
-        after = fc.confirm(engine)
+    def act(engine: Engine) -> tuple[Pending | None, Pending | None]:
+        return fc.load(root), fc.confirm(engine)
+
+    before, after = _with_lock(root, "confirm", act)
     if before is None or before.state != ARMED or after is None:
         return Confirmation(Outcome.NOTHING, after)
     return Confirmation(Outcome.CONFIRMED if after.state == CONFIRMED else Outcome.TOO_LATE, after)
@@ -93,9 +118,7 @@ def revert_now(root: str, why: str = "not confirmed") -> Pending | None:
     """Revert the change on trial at once (the countdown's "no" or its end); the record (None: none)."""
     from checks.firewall import confirm as fc
 
-    engine = _engine(root, "confirm")
-    with engine.locked():
-        return fc.revert(engine, why)
+    return _with_lock(root, "confirm", lambda engine: fc.revert(engine, why))
 
 
 def revert_expired(root: str, *, wait: bool = False) -> Pending | None:
@@ -108,15 +131,10 @@ def revert_expired(root: str, *, wait: bool = False) -> Pending | None:
     pending = fc.load(root)
     if pending is None or not pending.expired():
         return None
-    while True:
-        engine = _engine(root, "recover")
-        try:
-            with engine.locked():
-                return fc.revert_if_expired(engine)
-        except LockedError:
-            if not wait:
-                return None
-            time.sleep(fc.POLL)
+    try:
+        return _with_lock(root, "recover", fc.revert_if_expired, None if wait else 0.0)
+    except LockedError:
+        return None  # the holder (the watcher, an apply) finishes it
 
 
 def pending_confirmation(root: str) -> Pending | None:

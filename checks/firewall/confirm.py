@@ -219,9 +219,9 @@ def revert(engine: Engine, why: str = "not confirmed") -> Pending | None:
     return _revert(engine, pending, why)
 
 
-def revert_if_expired(engine: Engine, *, boot: bool = False) -> Pending | None:
+def revert_if_expired(engine: Engine) -> Pending | None:
     """Revert the armed change when its deadline passed or a reboot came first (lock held); the record
-    when it was reverted now, else None. ``boot`` (the boot hook): a record of this same boot is left alone."""
+    when it was reverted now, else None (a record of this boot before its deadline is left alone)."""
     pending = load(engine.root)
     if pending is None or not pending.expired():
         return None
