@@ -352,6 +352,8 @@ class FirewallLab(FwSandbox):
         self.stop_dockerd()
         self.start_dockerd()
         self._settle(want)
+        if not on:
+            self._docker_user_jump()
         if on:
             # Docker 20.10's rules after a live-restore restart differ from those after a firewalld
             # reload (no DOCKER-USER before, no isolation rules after). A reset of this variant may
@@ -360,6 +362,22 @@ class FirewallLab(FwSandbox):
             self._settle(want)
         self.baseline()
         self._time(f"switch to {'firewalld' if on else 'ufw'}", t0)
+
+    def _docker_user_jump(self) -> None:
+        """DOCKER-USER and FORWARD's jump to it, as a Docker that starts on a flushed table makes them.
+
+        Docker 20.10 restarted with live-restore over a flushed ruleset (the switch back from
+        firewalld) re-makes its DNAT and forward rules but not DOCKER-USER; a host that boots makes it.
+        The ufw variant must look like that host, or the plans' DOCKER-USER rules are never reached
+        (which the ufw sync's verification refuses, as it should).
+        """
+        forward = self.run(["iptables", "-w", "-S", "FORWARD"]).stdout.split("\n")
+        if "-A FORWARD -j DOCKER-USER" in forward:
+            return
+        if self.run(["iptables", "-w", "-S", "DOCKER-USER"]).returncode != 0:
+            self.run(["iptables", "-w", "-N", "DOCKER-USER"], check=True)
+            self.run(["iptables", "-w", "-A", "DOCKER-USER", "-j", "RETURN"], check=True)
+        self.run(["iptables", "-w", "-I", "FORWARD", "-j", "DOCKER-USER"], check=True)
 
     def _settle(self, nat_rules: int, seconds: float = 30) -> None:
         """Wait until Docker's ``nat_rules`` DNAT rules are back and the iptables rules stop changing."""

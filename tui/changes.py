@@ -431,6 +431,17 @@ def _undo(args) -> int:
         print(f"Recorded: transaction {txn_id} was put back by hand; it is no longer rolled back.")
         return EXIT_OK
     files_only = getattr(args, "files_only", False)
+    trial = usecases.pending_confirmation(root)
+    if trial is not None and trial.state == "armed" and (
+            args.txn is None or (trial.txn is not None and (trial.txn == args.txn or (
+                len(args.txn) >= 6 and trial.txn.endswith(args.txn))))):
+        # On trial, the change is not applied for good yet: taking it back is the revert the countdown
+        # would do (the last *applied* transaction is an older one, which the user did not mean).
+        reverted = usecases.revert_now(root, "reverted with dester-harden undo")
+        what = reverted.txn if reverted is not None and reverted.txn else "the change on trial"
+        print(shown(f"Reverted {what}, which was waiting for confirmation: "
+                    f"{reverted.result if reverted else 'done'}"))
+        return EXIT_OK
     preview = usecases.undo_preview(root, args.txn, files_only=files_only)
     for m in preview.recovered:
         print(f"dester-harden: {shown_line(m)}", file=sys.stderr)

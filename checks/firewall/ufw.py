@@ -418,6 +418,13 @@ def verify(sysroot: SystemRoot, runner: Runner, enabled: bool, ipv6: bool, polic
         if jumps != (0 if want_chain is None else 1):
             raise SyncError(f"{exe}: DOCKER-USER jumps to {CHAIN} {jumps} times, the files say "
                             f"{0 if want_chain is None else 1}")
+        forward = [ln.split() for ln in chains.get("FORWARD", [])]
+        if want_chain is not None and not v6 and "DOCKER" in chains and \
+                ["-A", "FORWARD", "-j", "DOCKER-USER"] not in forward:
+            # after.rules makes DOCKER-USER, but only Docker puts the jump to it in FORWARD: with Docker's
+            # chains there and no jump, the chain is never reached and the published ports stay open.
+            raise SyncError(f"{exe}: FORWARD does not jump to DOCKER-USER, so these rules would not be reached; "
+                            "restart Docker (systemctl restart docker) to let it put the jump back, then try again")
         chain = f"{prefix(v6)}-user-input"
         got_user = [_norm(ln) for ln in chains.get(chain, [])]
         if not loaded:

@@ -24,11 +24,14 @@ or the assistant's firewall step), never as part of a plain ``dester-harden fix`
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from checks.audit.catalog import BY_ID
-from checks.change.plan import Command, FileEdit, Plan, Refusal
+from checks.change.plan import Command, FileEdit, Link, Plan, Refusal
+from checks.change.trust import closed_to_others
 from checks.core.sysroot import SystemRoot
 from checks.firewall.guard import guard
 from checks.firewall.sync import backend_module
@@ -48,7 +51,8 @@ TRUE = ("true",)
 class FirewallChanges:
     """What the firewall adds to a plan besides the compose edits (assembled by :func:`assemble`)."""
 
-    files: list[FileEdit] = field(default_factory=list)
+    files: list[FileEdit | Link] = field(default_factory=list)
+    """The backend's file edits, then the boot hook (a unit and its link, or a cron line)."""
     first: list[Command] = field(default_factory=list)
     last: list[Command] = field(default_factory=list)
     dirs: list[str] = field(default_factory=list)
@@ -61,6 +65,21 @@ class FirewallChanges:
 
     def paths(self) -> set[str]:
         return {f.path for f in self.files}
+
+
+IN_ORDER = ", in this order: "
+RULE_SEP = "; "
+BY_HAND = "The same by hand: "
+
+
+def rules_note(notes: list[str]) -> tuple[str, list[str]] | None:
+    """The plan's note of the firewall rules in words: (``Firewall (ufw, local profile)``, the rules in
+    order), or None when the plan has none. The faces list them one per line."""
+    for n in notes:
+        if n.startswith("Firewall (") and IN_ORDER in n:
+            head, rules = n.split(IN_ORDER, 1)
+            return head, rules.split(RULE_SEP)
+    return None
 
 
 def backend_for(fw: FirewallState) -> str:
@@ -77,6 +96,25 @@ def _refuse(p: Planner, why: str) -> None:
     for cid in failing:
         chk = BY_ID.get(cid)
         p.refusals.append(Refusal(cid, why, chk.fix if chk is not None else ""))
+
+
+def untrusted_program() -> str | None:
+    """Why root must not journal a command that runs this dester-harden later, or None when it may.
+
+    The sync (on undo and rollback), the detached revert and the boot hook run ``sys.executable -m ...``
+    as root, later and unattended: an interpreter or a package another user can write (a virtualenv in
+    someone's home) would make root run that user's code. The same rule as for the journal: every
+    directory from / down, and the file, owned by root or this user and writable by nobody else.
+    """
+    import checks
+
+    for what, path in (("the Python interpreter", os.path.realpath(sys.executable)),
+                       ("dester-harden's code", os.path.realpath(os.path.dirname(checks.__file__)))):
+        if not closed_to_others(path):
+            return (f"{what} ({path}) can be written by another user, and root would run it unattended to "
+                    "revert or undo the firewall: install dester-harden where only root can write (a root-owned "
+                    "virtualenv or pipx as root)")
+    return None
 
 
 def _existing_after(fw: FirewallState, wants: list[Want]) -> list[FwRule]:
@@ -124,6 +162,10 @@ def fix_firewall(p: Planner) -> None:
         _refuse(p, "refused by the SSH lockout guard (FW-003): " + verdict.reason)
         return
     sysroot = SystemRoot(p.host_root)
+    unsafe = untrusted_program()
+    if unsafe is not None:
+        _refuse(p, unsafe)
+        return
     try:
         module = backend_module(backend)
         bp: BackendPlan = module.plan(wants, fw, sysroot, inst)
@@ -137,18 +179,23 @@ def fix_firewall(p: Planner) -> None:
         p.refusals.append(Refusal(check, reason, manual))
     fc.wants = wants
     fc.backend = backend
-    fc.notes.append(f"Firewall ({backend}, {p.profile} profile), in this order: " +
-                    "; ".join(w.text() for w in wants))
+    fc.notes.append(f"Firewall ({backend}, {p.profile} profile){IN_ORDER}" + RULE_SEP.join(w.text() for w in wants))
     fc.notes.extend(bp.notes)
     if not bp.edits:
         fc.notes.append(f"The {backend} rules for the {p.profile} profile are already in place.")
         return
     if bp.commands:
-        fc.notes.append("The same by hand: " + " ; ".join(bp.commands))
+        fc.notes.append(BY_HAND + " ; ".join(bp.commands))
     for path, before, after, mode, owner in bp.edits:
         fc.files.append(FileEdit(path, before, after, mode if before is None else None,
                                  owner if before is None else None))
     fc.dirs.extend(bp.system_dirs)
+    # Armed with the change: after a reboot before confirmation, the hook reverts it (ADR 0010).
+    from checks.firewall.confirm import boot_hook_changes, boot_hook_dirs
+
+    hook = boot_hook_changes(sysroot, inst.root)
+    fc.files.extend(hook)
+    fc.dirs.extend(boot_hook_dirs(hook))
     fc.first.append(Command(TRUE, bp.sync, f"re-sync the live {backend} rules with the restored files (on "
                             "rollback and undo)", host=True))
     fc.last.append(Command(bp.sync, TRUE, f"load the {backend} rules and verify the live firewall equals them",
