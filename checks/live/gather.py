@@ -99,10 +99,13 @@ NO_FIREWALL_ENV = "DESTER_HARDEN_NO_FIREWALL"
 iptables or nft); it is then not read unless a ``firewall_reader`` is given."""
 
 
-def _read_firewall(environ: Mapping[str, str] | None) -> FirewallState:
+def _read_firewall(environ: Mapping[str, str] | None, host_root: str = "/") -> FirewallState:
+    """The host firewall; its files (/etc/ufw, /etc/firewalld, sshd_config) under ``--root`` when given, so
+    the plan and the audit read the same files the plan edits (the running rules are this host's)."""
+    from checks.core.sysroot import SystemRoot
     from checks.live.firewall import firewall_state
 
-    return firewall_state(environ=environ)
+    return firewall_state(environ=environ, root=SystemRoot(host_root or "/"))
 
 
 def settle_backend(fw: FirewallState, engine: EngineInfo | None) -> None:
@@ -150,7 +153,7 @@ def gather(install: Installation, *, proc_net: str = "/proc/net", probe: bool = 
         state.firewall_error = f"the host firewall was not read ({off} is set)"
     else:
         # The firewall's programs answer in tens of milliseconds, each in its own thread: beside the Engine.
-        fw_job = proc_pool.submit(firewall_reader or (lambda: _read_firewall(environ)))
+        fw_job = proc_pool.submit(firewall_reader or (lambda: _read_firewall(environ, install.host_root)))
     proc_pool.shutdown(wait=False)
 
     client: EngineSource | None = None
