@@ -132,6 +132,8 @@ class ReviewScreen(DesterScreen):
                 continue
             for r in done.recreated:
                 self.add_outcome(recreated_outcome(r.services, r.elapsed))
+            if done.trial is not None and not await self.kept(step, done.trial):
+                continue
             self.set_state(step, "applied")
             self.app.sub_title = self.NAME
             notices += [n for n in done.notices if n not in notices]
@@ -142,6 +144,27 @@ class ReviewScreen(DesterScreen):
         score = f" Score now {session.report.score}/100." if session.report is not None else ""
         status.update(Text(f"Done.{score} Press n for the summary.", style="bold"))
         self.done = True
+
+    async def kept(self, step: str, trial) -> bool:
+        """A change on trial (the firewall): the countdown, then keep it or take it back; True when kept."""
+        from screens._live import Outcome as Line
+        from screens.countdown import CountdownModal
+
+        lines = [f"Check that you can still reach this server (a second SSH login, the API from your LAN). "
+                 f"From another terminal: dester-harden confirm --dir {self.session.root}"]
+        answer = await self.app.push_screen_wait(CountdownModal(trial.deadline, self.dester_app.wall_clock, lines))
+        status = self.query_one("#review-status", Static)
+        if answer == "keep":
+            message = await asyncio.to_thread(self.session.keep_trial)
+            kept = message.startswith("Confirmed")
+        else:
+            why = "not kept at the countdown" if answer == "revert" else "the countdown ran out"
+            message = await asyncio.to_thread(self.session.revert_trial, why)
+            kept = False
+        self.set_state(step, "applied" if kept else "reverted")
+        self.add_outcome(Line(kept, message, []))
+        status.update(message)
+        return kept
 
     def add_outcome(self, outcome: Outcome) -> None:
         """What applying to the running stack did: recreated services, or the auto-revert with its log lines."""

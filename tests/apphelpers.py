@@ -167,7 +167,7 @@ ENGINE_VERSION = "20.10.24"
 
 
 def demo_live(root: str, *, reachable: bool = True, stale: tuple[str, ...] = (),
-              error: str = "permission denied on /var/run/docker.sock"):
+              error: str = "permission denied on /var/run/docker.sock", firewall=None):
     """A fixed LiveState for the demo install as the CLI deploys it: every service running, postgres and
     redis published on all interfaces (``HostIp ""``), the API on 0.0.0.0:3001; no real Docker.
 
@@ -203,4 +203,49 @@ def demo_live(root: str, *, reachable: bool = True, stale: tuple[str, ...] = (),
     return LiveState(project="desterlib",
                      engine=EngineInfo(ENGINE_VERSION, "1.41", "unix:///var/run/docker.sock", "iptables"),
                      containers=tuple(containers), listeners=listeners, addresses=("192.168.1.20",),
-                     gathered_at=CLOCK)
+                     gathered_at=CLOCK, firewall=firewall)
+
+
+def ufw_bypassed():
+    """A fixed FirewallState: ufw active with ``deny 5432`` and deny incoming, Docker's forward path open
+    (DOCKER-USER holds only its RETURN), an SSH session from the LAN: the situation issue 12 starts from."""
+    from checks.live.fwmodel import FirewallState, FwRule, SshSession
+
+    return FirewallState(
+        "ufw", True, "0.36.2", ufw_installed=True, default_incoming="deny",
+        rules=(FwRule("allow", 22, "tcp", text="22/tcp ALLOW IN Anywhere"),
+               FwRule("deny", 5432, "tcp", text="5432 DENY IN Anywhere")),
+        iptables="nft", docker_backend="iptables", docker_user=("-N DOCKER-USER", "-A DOCKER-USER -j RETURN"),
+        docker_user6=None, ipv6=True, lan_networks=("192.168.1.0/24",), ssh_ports=(22,),
+        ssh_session=SshSession("192.168.1.7", 51234, "192.168.1.20", 22))
+
+
+#: A ufw configuration as Debian's package installs it, cut to what the firewall plan reads: hermetic
+#: input for the faces' tests (the real files are the fw_sandbox tests' input).
+UFW_FILES = {
+    "etc/ufw/ufw.conf": "ENABLED=yes\nLOGLEVEL=low\n",
+    "etc/ufw/user.rules": ("*filter\n:ufw-user-input - [0:0]\n:ufw-user-output - [0:0]\n:ufw-user-forward - [0:0]\n"
+                           ":ufw-user-limit - [0:0]\n:ufw-user-limit-accept - [0:0]\n### RULES ###\n"
+                           "-A ufw-user-limit -j REJECT\n-A ufw-user-limit-accept -j ACCEPT\nCOMMIT\n"),
+    "etc/ufw/user6.rules": ("*filter\n:ufw6-user-input - [0:0]\n:ufw6-user-output - [0:0]\n:ufw6-user-forward - [0:0]\n"
+                            "### RULES ###\nCOMMIT\n"),
+    "etc/ufw/after.rules": ("*filter\n:ufw-after-input - [0:0]\n:ufw-after-output - [0:0]\n"
+                            ":ufw-after-forward - [0:0]\nCOMMIT\n"),
+    "etc/ufw/after6.rules": ("*filter\n:ufw6-after-input - [0:0]\n:ufw6-after-output - [0:0]\n"
+                             ":ufw6-after-forward - [0:0]\nCOMMIT\n"),
+    "etc/default/ufw": 'IPV6=yes\nDEFAULT_INPUT_POLICY="DROP"\nDEFAULT_OUTPUT_POLICY="ACCEPT"\n',
+}
+
+
+def ufw_sysroot(parent) -> str:
+    """A ``--root`` directory holding :data:`UFW_FILES` (0640 as ufw keeps its rules)."""
+    import os
+
+    root = os.path.join(str(parent), "sysroot")
+    for rel, text in UFW_FILES.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(path, 0o640 if rel.endswith(".rules") else 0o644)
+    return root

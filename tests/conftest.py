@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 #: The live lab's fixtures (live_lab, live_install) and the ``live`` marker; the proxy lab's (proxy_lab, ``proxy``).
-pytest_plugins = ["tests.livefixtures", "tests.proxylab"]
+pytest_plugins = ["tests.livefixtures", "tests.proxylab", "tests.fwlab", "tests.fwdocker"]
 
 PROJECT = Path(__file__).resolve().parent.parent
 #: ../shared exists in CI and on developer machines, not in a user's clone.
@@ -68,6 +68,9 @@ def hermetic_env(tmp_path_factory, monkeypatch, request):
     # This machine's sockets, Docker Engine and addresses are no test's input: the live layer is off
     # (usecases.live_state says None) except in tests marked live, whose input is the lab's Engine, or
     # where a test turns it on (monkeypatch.delenv("DESTER_HARDEN_NO_LIVE")).
+    # The host's own iptables and nft are never a test's input, not even read (live tests included): a
+    # test reads a firewall inside its own namespace, or passes gather() a firewall_reader.
+    monkeypatch.setenv("DESTER_HARDEN_NO_FIREWALL", "1")
     if request.node.get_closest_marker("live") is None:
         monkeypatch.setenv("DESTER_HARDEN_NO_LIVE", "1")
     else:

@@ -24,7 +24,7 @@ def test_ufw_active_but_docker_publishes_past_it():
     lines = situation_lines(fw, _live(fw, ALL))
     assert lines[0] == "ufw 0.36.2 active (deny incoming); iptables-nft, Docker Engine 20.10.24 (iptables backend)"
     assert lines[1] == ("but 5432 (PostgreSQL) is reachable from the LAN through Docker: "
-                        "no rule on Docker's forward path (DOCKER-USER) for it")
+                        "no DOCKER-USER rule for it")
     assert lines[-1] == "LAN networks: 10.0.0.0/24; IPv6 on"
 
 
@@ -32,7 +32,12 @@ def test_a_conntrack_drop_in_docker_user_governs_the_port():
     rule = "-A DOCKER-USER -p tcp -m conntrack --ctorigdstport 5432 --ctdir ORIGINAL -j DROP"
     fw = FirewallState("ufw", True, docker_user=("-N DOCKER-USER", rule))
     assert governs(fw, 5432) and not governs(fw, 6379)
-    assert "the forward path governs it" in situation_lines(fw, _live(fw, ALL))[1]
+    assert situation_lines(fw, _live(fw, ALL))[1] == ("5432 (PostgreSQL) is published off loopback, and the "
+                                                      "forward path governs it")
+    both = _live(fw, ALL, Binding("0.0.0.0", 6379, 6379))
+    assert situation_lines(fw, both)[1:3] == [
+        "but 6379 (Redis) is reachable from the LAN through Docker: no DOCKER-USER rule for it",
+        "5432 (PostgreSQL) is published off loopback, and the forward path governs it"]
     # an ACCEPT naming the port is not a rule that closes it
     assert not governs(FirewallState("ufw", True, docker_user=(rule.replace("DROP", "ACCEPT"),)), 5432)
 
@@ -41,7 +46,7 @@ def test_no_firewall_and_an_open_publish():
     fw = FirewallState("none", False, ufw_installed=True)
     lines = situation_lines(fw, _live(fw, ALL))
     assert lines[0].startswith("no host firewall is active (ufw installed, not enabled)")
-    assert lines[1] == "5432 (PostgreSQL) is published on all interfaces: open to the network"
+    assert lines[1] == "5432 (PostgreSQL) is published off loopback: open to the network"
 
 
 def test_loopback_publishes_are_not_named_and_firewalld_before_2_3_is_explained():
@@ -64,7 +69,7 @@ def test_the_ssh_session_the_mix_and_what_could_not_be_read():
                        errors=("ip6tables: permission denied",), ipv6=False, tailscale=True)
     lines = situation_lines(fw, None)
     assert any(line.startswith("iptables-legacy and iptables-nft both hold rules") for line in lines)
-    assert "this SSH session comes from 10.0.0.9 to port 22: every plan allows it first" in lines
+    assert "SSH session from 10.0.0.9 to port 22: allowed first in every plan" in lines
     assert "LAN networks: none found; IPv6 off; tailscale0 present" in lines
     assert lines[-1] == "not read: ip6tables: permission denied"
     assert situation_lines(None, None, "reading the firewall needs root") == [

@@ -71,10 +71,13 @@ def test_fix_modules_stay_small(path):
 
 
 def test_every_fixer_lives_in_its_area_module():
+    from checks.fix.firewall import FW_CHECKS
     from checks.fix.registry import FIXERS
 
     for fixer in FIXERS:
         area = fixer.id.split("-")[0].lower()
+        if fixer.id in FW_CHECKS:  # one fixer for the host firewall's checks, NET-007 among them
+            area = "firewall"
         assert fixer.run.__module__.startswith(f"checks.fix.{area}"), (fixer.id, fixer.run.__module__)
 
 

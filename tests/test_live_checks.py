@@ -465,6 +465,7 @@ def test_no_live_state_is_read_when_no_live_check_is_asked_for(tmp_path, monkeyp
     monkeypatch.delenv("DESTER_HARDEN_NO_LIVE")
     inst = cli_inst(tmp_path)
     assert usecases.live_state(inst, only={"FS-001", "NET-001"}) is None
-    assert usecases.live_state(inst, skip={c for c in LIVE_IDS} | {"NET-007", "FW-001", "FW-002", "FW-003"}) is None
+    firewall = {"NET-007", "FW-001", "FW-002", "FW-003", "FW-004"}
+    assert usecases.live_state(inst, skip={c for c in LIVE_IDS} | firewall) is None
     state = usecases.live_state(inst, only={"NET-006"}, probe=False, logs=False)
     assert state is not None and state.probes_error and state.logs_error  # not asked: not checked, never passed

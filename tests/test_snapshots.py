@@ -26,6 +26,8 @@ from tests.apphelpers import (
     harden,
     make_app,
     settle,
+    ufw_bypassed,
+    ufw_sysroot,
     wait_in_stack,
     wait_screen,
     wait_until,
@@ -174,6 +176,7 @@ def test_too_small_notice(install, snap_compare):
 LIVE_STATES = {
     "docker": lambda root: demo_live(root),
     "nodocker": lambda root: demo_live(root, reachable=False),
+    "ufw": lambda root: demo_live(root, firewall=ufw_bypassed()),
 }
 
 
@@ -186,18 +189,21 @@ def _live(run_before):
     return run
 
 
-LIVE_SCREENS = {"welcome": _on_welcome, "network": _keys_to("NetworkScreen"),
+LIVE_SCREENS = {"welcome": _on_welcome, "network": _keys_to("NetworkScreen"), "firewall": SCREENS["firewall"][0],
                 "password": _keys_to("NetworkScreen", "PasswordScreen")}
 LIVE_CASES = [(name, state, MAIN, False) for name in LIVE_SCREENS for state in LIVE_STATES]
-LIVE_CASES += [("welcome", "nodocker", MAIN, True), ("network", "docker", MAIN, True)]
+LIVE_CASES = [c for c in LIVE_CASES if "ufw" not in c[:2] and "firewall" not in c[:2]]
+LIVE_CASES += [("welcome", "nodocker", MAIN, True), ("network", "docker", MAIN, True), ("firewall", "ufw", MAIN, False)]
 
 
 @pytest.mark.parametrize(("name", "state", "size", "no_color"), LIVE_CASES,
                          ids=[f"{n}-{s}-{w}x{h}{'-nocolor' if nc else ''}" for n, s, (w, h), nc in LIVE_CASES])
-def test_live_screen(name, state, size, no_color, install, snap_compare, monkeypatch):
+def test_live_screen(name, state, size, no_color, install, snap_compare, monkeypatch, tmp_path):
     if no_color:
         monkeypatch.setenv("NO_COLOR", "1")
-    app = make_app(install, shown_root=SHOWN_ROOT, live_state=LIVE_STATES[state])
+    # the firewall's plan reads /etc/ufw: a fixed copy under --root, not this machine's
+    host_root = ufw_sysroot(tmp_path) if state == "ufw" else "/"
+    app = make_app(install, shown_root=SHOWN_ROOT, live_state=LIVE_STATES[state], host_root=host_root)
     assert snap_compare(app, terminal_size=size, run_before=_without_toasts(_live(LIVE_SCREENS[name])))
 
 

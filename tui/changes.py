@@ -1,4 +1,4 @@
-"""The ``fix``, ``history``, ``undo`` and ``reaudit`` commands: the CLI face of the use cases.
+"""The ``fix``, ``history``, ``undo``, ``confirm`` and ``reaudit`` commands: the CLI face of the use cases.
 
 Each command asks :mod:`checks.assistant.usecases` for a plan, a preview or an
 outcome, prints it and asks for confirmation; it never drives the engine itself.
@@ -101,6 +101,8 @@ def run(args) -> int:
             return _fix(args)
         if args.command == "history":
             return _history(args)
+        if args.command == "confirm":
+            return _confirm_cmd(args)
         if args.command == "reaudit":
             from tui.reaudit import reaudit
 
@@ -145,7 +147,12 @@ def _fix(args) -> int:
     except PlanError as exc:
         return _err(str(exc))
     plan = planned.plan
+    if plan.revert_after is not None and getattr(args, "confirm_timeout", None) is not None:
+        plan.revert_after = args.confirm_timeout
     sys.stdout.write(render(plan, root, reveal=args.reveal, mask=_mask_char()))
+    if plan.revert_after is not None and not plan.empty:
+        print(f"\nOn trial: unless confirmed within {plan.revert_after:g} s (dester-harden confirm, or at the prompt), "
+              "this change is reverted by itself, even if the session is gone or the machine reboots.")
     if args.list:
         for tree in (c for c in plan.changes if isinstance(c, TreeChmod)):
             for line in list_tree(tree):
@@ -183,7 +190,79 @@ def _fix(args) -> int:
     if done.report is None:
         return _err(done.audit_error or "the files do not parse after the change")
     print(f"Score: {planned.score_before}/100 -> {done.report.score}/100")
+    if done.trial is not None and not _kept(root, done.trial, args.yes):
+        return exit_code(planned.before, args.fail_on)
     return exit_code(done.report, args.fail_on)
+
+
+def _kept(root: str, trial: usecases.Pending, yes: bool) -> bool:
+    """A change on trial: say until when it must be confirmed; on a terminal without ``--yes`` wait like
+    ``netplan try`` (Enter or y keeps it; anything else, end of input or the end of the countdown reverts it
+    at once). False when it was reverted here. With ``--yes`` (or no terminal) the watcher decides."""
+    import time
+
+    when = time.strftime("%H:%M:%S", time.localtime(trial.deadline))
+    print(f"On trial until {when}: run `dester-harden confirm{_dir_hint(root)}` within {trial.seconds:g} s or it is "
+          "reverted by itself (even if this session is gone).")
+    if yes or not sys.stdin.isatty():
+        return True
+    try:
+        answer = _countdown(trial)
+    except KeyboardInterrupt:  # Ctrl+C at the countdown: "no", as netplan try takes it
+        print()
+        answer = "interrupted"
+    if answer is not None and answer.strip().lower() in ("", "y", "yes"):
+        done = usecases.confirm(root)
+        print(shown_line(done.message))
+        return done.outcome is not usecases.Outcome.TOO_LATE
+    why = "not confirmed within the countdown" if answer is None else "not confirmed at the prompt"
+    reverted = usecases.revert_now(root, why)
+    print(shown_line(f"Reverted: {reverted.result if reverted else 'nothing was on trial any more'}."))
+    return False
+
+
+def _countdown(trial: usecases.Pending) -> str | None:
+    """The line typed before the deadline (None: the countdown ran out, or the input ended)."""
+    import select
+
+    tty = _stdout_tty()
+    while True:
+        left = trial.remaining()
+        if left <= 0:
+            if tty:
+                print()
+            return None
+        if tty:
+            print(f"\rKeep this change? Enter or y keeps it, anything else reverts it now ({left:3.0f} s) ",
+                  end="", flush=True)
+        ready, _, _ = select.select([sys.stdin], [], [], min(1.0, left))
+        if ready:
+            line = sys.stdin.readline()
+            return line if line else None
+
+
+def _dir_hint(root: str) -> str:
+    from checks.install.discovery import default_install_dir
+
+    same = usecases.install_root(default_install_dir()) == root
+    return "" if same else f" --dir {shown_line(root)}"
+
+
+def _confirm_cmd(args) -> int:
+    """``dester-harden confirm``: keep the change on trial; ``--boot`` (the boot hook): revert one left from
+    before a reboot. Too late: exit 1, nothing on trial: exit 0."""
+    root = _root(args)
+    if args.boot:
+        done = usecases.revert_expired(root, wait=True)
+        if done is not None:
+            print(shown_line(f"Reverted the change that waited for confirmation: {done.result}."))
+        return EXIT_OK
+    if not usecases.has_journal(root):
+        print("Nothing waits for confirmation.")
+        return EXIT_OK
+    found = usecases.confirm(root)
+    print(shown_line(found.message))
+    return EXIT_FINDINGS if found.outcome is usecases.Outcome.TOO_LATE else EXIT_OK
 
 
 #: The checks a front door fixes (the TLS step's): they need a domain.
@@ -352,6 +431,17 @@ def _undo(args) -> int:
         print(f"Recorded: transaction {txn_id} was put back by hand; it is no longer rolled back.")
         return EXIT_OK
     files_only = getattr(args, "files_only", False)
+    trial = usecases.pending_confirmation(root)
+    if trial is not None and trial.state == "armed" and (
+            args.txn is None or (trial.txn is not None and (trial.txn == args.txn or (
+                len(args.txn) >= 6 and trial.txn.endswith(args.txn))))):
+        # On trial, the change is not applied for good yet: taking it back is the revert the countdown
+        # would do (the last *applied* transaction is an older one, which the user did not mean).
+        reverted = usecases.revert_now(root, "reverted with dester-harden undo")
+        what = reverted.txn if reverted is not None and reverted.txn else "the change on trial"
+        print(shown(f"Reverted {what}, which was waiting for confirmation: "
+                    f"{reverted.result if reverted else 'done'}"))
+        return EXIT_OK
     preview = usecases.undo_preview(root, args.txn, files_only=files_only)
     for m in preview.recovered:
         print(f"dester-harden: {shown_line(m)}", file=sys.stderr)

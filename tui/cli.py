@@ -25,6 +25,15 @@ def _seconds(text: str) -> float:
     return float(text)
 
 
+def _confirm_seconds(text: str) -> float:
+    """``--confirm-timeout``: 1 to 3600 seconds; 0 (never revert) is refused: a firewall change over SSH
+    that could lock the session out is always confirmed or taken back (docs/adr/0010)."""
+    if not (text.replace(".", "", 1).isdigit() and 1 <= float(text) <= 3600):
+        raise argparse.ArgumentTypeError(f"not a number of seconds from 1 to 3600: {text!r} (a change on trial is "
+                                         "always confirmed or reverted: there is no 'never')")
+    return float(text)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line and exit code 2."""
 
@@ -115,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("--health-timeout", type=_seconds, default=120.0, metavar="SECONDS", help="seconds recreated "
                      "services get to become healthy before the change is taken back by itself (default 120)")
     fix.add_argument("--files-only", action="store_true", help="change the files only, recreate no running service")
+    fix.add_argument("--confirm-timeout", type=_confirm_seconds, default=None, metavar="SECONDS",
+                     help="a firewall change is on trial: confirm it within SECONDS (default 60; 1 to 3600) with "
+                          "'dester-harden confirm' or at the prompt, else it is reverted by itself, even with the "
+                          "session gone or after a reboot")
     fix.add_argument("--domain", metavar="D", help="set up HTTPS with a login for this domain (TLS-001, TLS-002, "
                      "TLS-003): a Caddy or nginx front door, validated before it is installed; default: the one "
                      "saved by the last such fix")
@@ -142,6 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
     undo.add_argument("--files-only", action="store_true", help="put the files back only, recreate no service")
     undo.add_argument("--resolved", metavar="TXN",
                       help="record that an interrupted transaction whose secrets are gone was put back by hand")
+
+    confirm = sub.add_parser("confirm", help="keep a firewall change that is on trial (else it is reverted)",
+                             description="Confirm the change applied on trial by 'fix' (a firewall step): it stays. "
+                                         "Too late (its deadline passed, or the machine rebooted since): it was "
+                                         "reverted, exit 1. Nothing on trial: exit 0.")
+    confirm.add_argument("--dir", metavar="D", help="the DesterLib install directory")
+    add_root_option(confirm)
+    confirm.add_argument("--boot", action="store_true", help="(the boot hook) revert a change still on trial from "
+                         "before a reboot, and nothing else")
 
     reaudit = sub.add_parser(
         "reaudit", help="what drifted since the last hardening (for cron): regressed, new, fixed",
@@ -299,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stdout = stdout
 
 
-_COMMANDS = ("audit", "explain", "fix", "history", "undo", "reaudit", "demo", "assistant", "suppress", "settings")
+_COMMANDS = ("audit", "explain", "fix", "history", "undo", "confirm", "reaudit", "demo", "assistant", "suppress",
+             "settings")
 
 
 def _main(argv: list[str] | None) -> int:
@@ -333,7 +356,7 @@ def _main(argv: list[str] | None) -> int:
             return run_assistant(args)
         if args.command is None:
             args = parser.parse_args(["audit"])
-        if args.command in ("fix", "history", "undo", "reaudit"):
+        if args.command in ("fix", "history", "undo", "confirm", "reaudit"):
             from tui import changes
 
             if args.command == "fix":

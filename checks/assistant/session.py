@@ -332,6 +332,22 @@ class Session:
         self._after(done)
         return done
 
+    def keep_trial(self) -> str:
+        """The countdown's keep: confirm the change on trial (``dester-harden confirm``); its one-line outcome.
+
+        Too late (the deadline passed meanwhile) it was reverted instead, and the audit says so."""
+        done = usecases.confirm(self.root)
+        self.audit()
+        return done.message
+
+    def revert_trial(self, why: str = "not kept at the countdown") -> str:
+        """The countdown's revert, or its end: take the change on trial back now; its one-line outcome."""
+        reverted = usecases.revert_now(self.root, why)
+        self.audit()
+        if reverted is None:
+            return "Nothing was on trial any more."
+        return f"Reverted: {reverted.result or 'the files and the rules are as before'}."
+
     def _after(self, done: Applied) -> None:
         if done.report is not None:
             with self._audit_lock:  # newer than any audit still running

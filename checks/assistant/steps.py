@@ -33,8 +33,8 @@ class Step:
 #: The guided setup, in order. Each check belongs to exactly one step, so a
 #: finding in the re-audit can jump to the screen that fixes it.
 STEPS: tuple[Step, ...] = (
-    Step("network", "Network exposure", ("NET-001", "NET-002", "NET-003", "NET-004", "NET-005", "NET-006", "NET-007",
-                                        "NET-008", "NET-009"),
+    Step("network", "Network exposure", ("NET-001", "NET-002", "NET-003", "NET-004", "NET-005", "NET-006", "NET-008",
+                                        "NET-009"),
          default_off=("NET-002",), short="Network"),
     Step("password", "Database password and secrets",
          ("SEC-001", "SEC-002", "SEC-003", "SEC-004", "SEC-005", "SEC-006", "SEC-007"), short="Password, secrets"),
@@ -44,7 +44,7 @@ STEPS: tuple[Step, ...] = (
          ("DKR-001", "DKR-002", "DKR-003", "DKR-004", "DKR-005", "DKR-006", "DKR-007", "DKR-008", "DKR-009"),
          default_off=("DKR-001",), short="Containers"),
     Step("tls", "HTTPS (TLS)", ("TLS-001", "TLS-002", "TLS-003"), short="HTTPS"),
-    Step("firewall", "Firewall", ("FW-001", "FW-002", "FW-003"), short="Firewall"),
+    Step("firewall", "Firewall", ("FW-001", "FW-002", "FW-003", "FW-004", "NET-007"), short="Firewall"),
     Step("backups", "Backups and monitoring", ("OPS-001", "OPS-002"), short="Backups"),
 )
 STEP_BY_ID = {s.id: s for s in STEPS}

@@ -13,6 +13,9 @@ and its kinds, :class:`checks.core.errors.InputError`,
 each face turns them into one line. What is not an error (a baseline that
 could not be saved, where the old secrets went, media entries left alone) is
 a :class:`Notice` of the outcome.
+
+A little over 500 lines: every use case both faces share is here, one front door; confirm-or-revert's
+own use cases are in :mod:`checks.assistant.trial` and re-exported.
 """
 
 from __future__ import annotations
@@ -28,6 +31,13 @@ from checks.assistant.baseline import Baseline, Drift, drift, load_baseline, sav
 from checks.assistant.stackrun import Recreated as Recreated  # re-exported: the faces read the outcome's types here
 from checks.assistant.stackrun import Reverted as Reverted
 from checks.assistant.stackrun import recording, reverted, stack_or_default
+from checks.assistant.trial import Confirmation as Confirmation  # re-exported: confirm-or-revert (ADR 0010)
+from checks.assistant.trial import Outcome as Outcome
+from checks.assistant.trial import Pending as Pending
+from checks.assistant.trial import confirm as confirm
+from checks.assistant.trial import pending_confirmation as pending_confirmation
+from checks.assistant.trial import revert_expired as revert_expired
+from checks.assistant.trial import revert_now as revert_now
 from checks.core.errors import EngineError, InputError
 
 if TYPE_CHECKING:
@@ -86,7 +96,10 @@ def recover(root: str, *, strict: bool = False, stack: Stack | None = None) -> R
     from checks.change.engine import recover_install
 
     try:
-        return Recovered(tuple(recover_install(root, stack=stack_or_default(stack))))
+        # A change on trial past its deadline (or armed before a reboot) is reverted first, and said.
+        done = revert_expired(root)
+        first = (f"reverted the change that waited for confirmation: {done.result}",) if done else ()
+        return Recovered(first + tuple(recover_install(root, stack=stack_or_default(stack))))
     except (EngineError, InputError) as exc:
         if strict:
             raise
@@ -168,6 +181,9 @@ class Applied:
     """The engine's own account (where the old secrets went, media entries skipped...)."""
     recreated: list[Recreated] = field(default_factory=list)
     """Services recreated on the running stack, and how long until they were healthy."""
+    trial: Pending | None = None
+    """Confirm-or-revert (``Plan.revert_after``): the change is on trial until ``trial.deadline``; a face
+    shows the countdown and calls :func:`confirm` (or :func:`revert_now`), else it is reverted by itself."""
     reverted: Reverted | None = None
     """The health gate failed and the whole change was taken back by itself (``txn_id`` is "" then,
     nothing else is set): what happened, and the failing container's last log lines, masked."""
@@ -191,12 +207,22 @@ def apply(root: str, planned: Plan, *, command: str, profile: str, files: list[s
     from checks.change.stack import GateFailed
 
     seen = recording(stack_or_default(stack))
+    trial = None
     try:
         with guard():
-            result = Engine(root, command, stack=seen, report=report).apply(planned)
+            engine = Engine(root, command, stack=seen, report=report)
+            if planned.revert_after is None:
+                result = engine.apply(planned)
+            else:
+                from checks.assistant.trial import apply_on_trial
+
+                with engine.locked():
+                    engine.recover()
+                    result, trial = apply_on_trial(engine, planned, planned.revert_after, host_root)
     except GateFailed as exc:
         return Applied("", [], [], None, None, reverted=reverted(exc, planned))
     out = _after_change(root, result, profile, files, host_root, now, seen.done)
+    out.trial = trial
     if front_door is not None and planned.system:
         from checks.audit.settings import save_front_door
 
@@ -480,7 +506,7 @@ def live_state(install: Installation | str, *, probe: bool = True, logs: bool = 
         install = discover(install_root(install))
     from checks.live.gather import gather
 
-    state = gather(install, probe=probe, logs=logs)
+    state = gather(install, probe=probe, logs=logs, firewall=_live_checks_among(only, skip, FIREWALL_CHECKS))
     # What was not asked for is not checked: its checks say so, rather than pass on nothing.
     if not probe and state.probes_error is None:
         state.probes_error = "the API's endpoints were not probed"
@@ -489,10 +515,15 @@ def live_state(install: Installation | str, *, probe: bool = True, logs: bool = 
     return state
 
 
-def _live_checks_among(only: set[str] | None, skip: set[str] | None) -> bool:
+FIREWALL_CHECKS = frozenset({"FW-001", "FW-002", "FW-004", "NET-007"})
+"""The checks that read the host firewall: without one of them among the asked, it is not read."""
+
+
+def _live_checks_among(only: set[str] | None, skip: set[str] | None, among: frozenset[str] | None = None) -> bool:
     from checks.audit.catalog import CATALOG
 
-    return any(c.live and (not only or c.id in only) and not (skip and c.id in skip) for c in CATALOG)
+    return any(c.live and (not only or c.id in only) and not (skip and c.id in skip)
+               and (among is None or c.id in among) for c in CATALOG)
 
 
 def _live_for(inst: Installation, host_root: str) -> LiveState | None:

@@ -84,7 +84,9 @@ CATALOG: tuple[Check, ...] = (
     Check("NET-007", "Docker-published ports bypass the host firewall",
           "Docker inserts its own iptables rules ahead of ufw and firewalld: a port published on 0.0.0.0 is "
           "open even when `ufw status` says it is denied.",
-          "Bind published ports to 127.0.0.1, or add DOCKER-USER rules that drop outside traffic to them.",
+          "Bind published ports to 127.0.0.1, or add DOCKER-USER rules that drop outside traffic to them "
+          "(matched on conntrack's original port), firewalld's StrictForwardPorts (2.3.0+), or, with "
+          "Docker's nftables backend, an own nft table; dester-harden's firewall plan writes them.",
           ("info", "high", "high"), live=True),
     Check("NET-008", "Loopback publish on a Docker Engine older than 28.0.0",
           "Before Docker Engine 28.0.0, hosts on the same LAN segment can reach ports published to "
@@ -254,6 +256,14 @@ CATALOG: tuple[Check, ...] = (
           "Enabling a firewall without an SSH allow rule locks you out of a remote server.",
           "Add the SSH allow rule before enabling (dester-harden refuses such a plan).",
           _s("high"), live=True),
+    Check("FW-004", "Firewall rules lost at a reboot or a container restart",
+          "A rule added live (`iptables -I DOCKER-USER ...`, a firewalld runtime change) is gone after the "
+          "next reboot, and a rule that names a container's address is wrong as soon as the container is "
+          "recreated with another one: the port the rule closed is open again without anyone noticing.",
+          "Persist them: dester-harden's firewall plan writes the rules into the firewall's own files "
+          "(ufw's user.rules and after.rules, firewalld's permanent zone) and matches published ports by "
+          "conntrack's original port, never by a container's address.",
+          _s("medium"), live=True),
     Check("OPS-001", "No recent database backup",
           "Hardening changes passwords and files; without a backup younger than 7 days a mistake or a "
           "disk failure loses the library's metadata and watch history.",

@@ -213,6 +213,14 @@ class Engine:
                 return t
         raise EngineError(f"no transaction {txn_id} in this installation's journal (see dester-harden history)")
 
+    def revert(self, txn_id: str, why: str) -> str:
+        """Roll a tentative transaction back before its deadline (lock held): confirm-or-revert's "no"."""
+        for t in list_txns(self.root):
+            if t.id == txn_id and t.state == TENTATIVE:
+                self.entries(t)
+                return self._rolled_back(t, why)
+        raise EngineError(f"no tentative transaction {txn_id} in this installation's journal")
+
     def _context(self, txn: Txn | None = None, redactor: Redactor | None = None,
                  secrets: dict[str, str] | None = None) -> Context:
         log = ActionLog(txn.dir, list(redactor.by_token.values()) if redactor else []) if txn else None

@@ -8,9 +8,12 @@ of system-file edits and commands with their inverse. It never imports a face.
 
 * :mod:`checks.firewall.wants`: the profile's rules as :class:`Want` (backend-free).
 * :mod:`checks.firewall.guard`: FW-003, whether a rule set would cut the SSH session.
-* :mod:`checks.firewall.ufw`: user.rules / after.rules / /etc/default/ufw contents, and ufw's sync.
+* :mod:`checks.firewall.ufw`: user.rules / after.rules / /etc/default/ufw contents, and ufw's sync;
+  :mod:`checks.firewall.ufwrules` is user.rules' own format (parse, render).
 * :mod:`checks.firewall.firewalld`: the zone XML (and StrictForwardPorts), firewalld's sync.
+  (:mod:`checks.firewall.zonefile`: the zone XML itself; :mod:`checks.firewall.sysfiles`: reading system files.)
 * :mod:`checks.firewall.nft`: dester-harden's own ``inet dester_harden`` table (Docker's nftables backend).
 * :mod:`checks.firewall.sync`: ``python -m checks.firewall.sync``, the command a plan runs.
+* :mod:`checks.firewall.sysfile`: reading a system file (no links, no FIFOs, at most 1 MiB).
 * :mod:`checks.firewall.confirm`: pending confirmations and the detached revert.
 """

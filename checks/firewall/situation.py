@@ -59,6 +59,10 @@ def exposed(live: LiveState | None) -> list[tuple[str, Binding]]:
     return out
 
 
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def situation_lines(fw: FirewallState | None, live: LiveState | None, error: str | None = None) -> list[str]:
     """One line each: the firewall, the forward path per published port, the SSH session, the oddities."""
     if fw is None:
@@ -76,20 +80,26 @@ def situation_lines(fw: FirewallState | None, live: LiveState | None, error: str
         lines.append("iptables-legacy and iptables-nft both hold rules: Docker's published ports are blocked "
                      "or open depending on which one a packet meets; use one (iptables-nft on Debian 12)")
     active = fw.frontend != "none" and fw.active
+    open_: list[str] = []
+    bypass: list[str] = []
+    governed: list[str] = []
     for service, b in exposed(live):
-        what = SENSITIVE.get(b.container_port) or SENSITIVE.get(b.host_port) or service
-        where = "all interfaces" if b.all_interfaces else b.host_ip
-        if not active:
-            lines.append(f"{b.host_port} ({what}) is published on {where}: open to the network")
-        elif not governs(fw, b.host_port):
-            why = ("firewalld before 2.3.0 has no StrictForwardPorts" if fw.frontend == "firewalld"
-                   else "no rule on Docker's forward path (DOCKER-USER) for it")
-            lines.append(f"but {b.host_port} ({what}) is reachable from the LAN through Docker: {why}")
-        else:
-            lines.append(f"{b.host_port} ({what}) is published on {where}, and the forward path governs it")
+        name = f"{b.host_port} ({SENSITIVE.get(b.container_port) or SENSITIVE.get(b.host_port) or service})"
+        (open_ if not active else bypass if not governs(fw, b.host_port) else governed).append(name)
+    many = {True: ("are", "them"), False: ("is", "it")}
+    if open_:
+        lines.append(f"{_and(open_)} {many[len(open_) > 1][0]} published off loopback: open to the network")
+    if bypass:
+        verb, them = many[len(bypass) > 1]
+        why = ("firewalld before 2.3.0 has no StrictForwardPorts" if fw.frontend == "firewalld"
+               else f"no DOCKER-USER rule for {them}")
+        lines.append(f"but {_and(bypass)} {verb} reachable from the LAN through Docker: {why}")
+    if governed:
+        verb, them = many[len(governed) > 1]
+        lines.append(f"{_and(governed)} {verb} published off loopback, and the forward path governs {them}")
     if fw.ssh_session is not None:
         s = fw.ssh_session
-        lines.append(f"this SSH session comes from {s.client} to port {s.port}: every plan allows it first")
+        lines.append(f"SSH session from {s.client} to port {s.port}: allowed first in every plan")
     elif fw.ssh_ports:
         lines.append("sshd listens on " + ", ".join(str(p) for p in fw.ssh_ports) + ": allowed first in every plan")
     nets = ", ".join(fw.lan_networks) if fw.lan_networks else "none found"

@@ -41,7 +41,7 @@ from checks.change import confined
 from checks.change.plan import Command, FileEdit, Login, ModeChange, Plan, Refusal, TreeChmod
 from checks.core.errors import InputError
 from checks.core.yamlpos import Node, parse_yaml
-from checks.fix import edit, envedit, rotate, tls
+from checks.fix import edit, envedit, firewall, rotate, tls
 from checks.fix.batch import Batch as _Batch
 from checks.fix.batch import Stale as _Stale
 from checks.fix.composecheck import ComposeRejected, compose_available, compose_check
@@ -87,6 +87,7 @@ class Planner:
         """The placeholder certificate's maker (None: checks.fix.tls.placeholder_cert)."""
         self.system = tls.SystemChanges()
         """The front door's system files, links and commands (outside the overlay's compose edits)."""
+        self.firewall = firewall.FirewallChanges()  # the host firewall's files and sync (checks/fix/firewall.py)
         self.live = live
         """What runs now (None: files only): a plan that changes a running service recreates it (checks/fix/live.py)."""
         self.health_timeout = health_timeout
@@ -525,7 +526,7 @@ class Planner:
         plan = Plan(checks=selected, refusals=self.refusals, notes=self.notes)
         plan.changes.extend(self.commands)
         plan.named_secrets.update(self.named_secrets)
-        system = self.system.paths()
+        system = self.system.paths() | self.firewall.paths()
         for path, after in self.overlay.contents.items():
             if path in system:
                 continue  # the front door's files keep their own modes and owners (tls.assemble)
@@ -542,6 +543,7 @@ class Planner:
         plan.secrets = set(self.base.secrets) | set(self.generated) | set(self.inst().secrets)
         rotate.finish(self, plan)  # the ALTER ROLE commands go before the file edits
         tls.assemble(plan, self.system)
+        firewall.assemble(plan, self.firewall)
         plan.named = sorted(self.named)
         outside = {c.path for c in plan.changes if isinstance(c, (FileEdit, ModeChange))
                    and os.path.relpath(c.path, self.root).startswith("..") and c.path not in system}

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from checks.fix import dkr, fs, net, ops, sec, secmove, securl, tls
+from checks.fix import dkr, firewall, fs, net, ops, sec, secmove, securl, tls
 
 if TYPE_CHECKING:  # pragma: no cover - the planner imports the registry, not the other way round
     from checks.fix.planner import Planner
@@ -46,6 +46,11 @@ FIXERS: tuple[Fixer, ...] = (
     Fixer("TLS-001", True, tls.fix_tls),
     Fixer("TLS-002", True, tls.fix_tls),
     Fixer("TLS-003", True, tls.fix_tls),
+    # Offered only: the host firewall can cut every remote access (checks/fix/firewall.py says why).
+    Fixer("FW-001", False, firewall.fix_firewall),
+    Fixer("FW-002", False, firewall.fix_firewall),
+    Fixer("NET-007", False, firewall.fix_firewall),
+    Fixer("FW-004", False, firewall.fix_firewall),
     Fixer("FS-004", True, fs.fix_fs_004),
     Fixer("DKR-001", False, dkr.fix_dkr_001),
     Fixer("DKR-002", True, dkr.fix_dkr_002),

@@ -67,8 +67,9 @@ class FirewallState:
 
     frontend: str
     """``ufw``, ``firewalld`` or ``none`` (the one that is active; else the one installed; else none)."""
-    active: bool
-    """The frontend is running and enforcing (``ufw status`` active, ``firewall-cmd --state`` running)."""
+    active: bool | None
+    """The frontend is running and enforcing (ufw's chains are live, firewalld's state is RUNNING);
+    None: it could not be read (not root, a program that did not answer): see ``errors``."""
     version: str | None = None
     """The frontend's version (``0.36.2``, ``1.3.3``)."""
     ufw_installed: bool = False
@@ -87,6 +88,10 @@ class FirewallState:
     docker_user: tuple[str, ...] | None = None
     """``iptables -S DOCKER-USER`` lines (IPv4); None: no such chain (or not readable: see errors)."""
     docker_user6: tuple[str, ...] | None = None
+    """The same for ip6tables."""
+    own_chain: tuple[str, ...] | None = None
+    """``iptables -S DH-DOCKER``: dester-harden's chain that DOCKER-USER jumps to; None: no such chain."""
+    own_chain6: tuple[str, ...] | None = None
     """The same for ip6tables."""
     own_table: bool = False
     """dester-harden's own nft table (``inet dester_harden``) is loaded."""

@@ -5,7 +5,8 @@ Each part has its own timeout and its own failure: an Engine that does not answe
 /proc leaves ``listeners_error``, and so on. Nothing raises: even an answer of a shape not
 foreseen becomes the part's reason. The parts, in order: the
 compose project name (from the files), listening sockets and this host's addresses (/proc),
-the Engine (version, info, the project's containers, their images), the API's logs, and the
+the Engine (version, info, the project's containers, their images), the host firewall
+(:mod:`checks.live.firewall`, in its own thread beside the Engine), the API's logs, and the
 probes of the API's admin surface on this host's own addresses.
 """
 
@@ -21,6 +22,7 @@ from checks.install.model import Installation
 from checks.live import addresses as _addresses
 from checks.live import procnet
 from checks.live.errors import LiveError, one_line
+from checks.live.fwmodel import FirewallState
 from checks.live.model import Binding, Container, EngineInfo, LiveState
 
 TIMEOUT = 2.0
@@ -91,13 +93,42 @@ def _connect(environ: Mapping[str, str] | None, owner: int, timeout: float) -> E
     return connect(environ, owners=(owner,) if owner != os.getuid() else (), timeout=timeout)
 
 
+NO_LIVE_ENV = "DESTER_HARDEN_NO_LIVE"
+NO_FIREWALL_ENV = "DESTER_HARDEN_NO_FIREWALL"
+"""Either set (not ``0``): this machine's firewall is no input (tests, which must never ask the host's
+iptables or nft); it is then not read unless a ``firewall_reader`` is given."""
+
+
+def _read_firewall(environ: Mapping[str, str] | None, host_root: str = "/") -> FirewallState:
+    """The host firewall; its files (/etc/ufw, /etc/firewalld, sshd_config) under ``--root`` when given, so
+    the plan and the audit read the same files the plan edits (the running rules are this host's)."""
+    from checks.core.sysroot import SystemRoot
+    from checks.live.firewall import firewall_state
+
+    return firewall_state(environ=environ, root=SystemRoot(host_root or "/"))
+
+
+def settle_backend(fw: FirewallState, engine: EngineInfo | None) -> None:
+    """Docker's firewall backend from the Engine when it said; an Engine that says nothing runs iptables.
+
+    Engines before 29 have no other backend and do not report it; the nftables one is always reported.
+    """
+    if engine is not None and engine.firewall_backend:
+        fw.docker_backend = engine.firewall_backend
+    elif engine is not None and fw.docker_backend is None:
+        fw.docker_backend = "iptables"
+
+
 def gather(install: Installation, *, proc_net: str = "/proc/net", probe: bool = True, logs: bool = True,
            timeout: float = TIMEOUT, environ: Mapping[str, str] | None = None,
-           engine: Callable[[], EngineSource] | None = None, now: float | None = None) -> LiveState:
+           engine: Callable[[], EngineSource] | None = None, now: float | None = None,
+           firewall: bool = True, firewall_reader: Callable[[], FirewallState] | None = None) -> LiveState:
     """Read the live system of ``install``; each part that fails leaves its reason in the state.
 
-    ``environ`` is where ``DOCKER_HOST`` and ``COMPOSE_PROJECT_NAME`` are read (default
-    ``os.environ``); ``engine`` replaces :func:`checks.live.docker.connect` (tests pass a fake).
+    ``environ`` is where ``DOCKER_HOST``, ``COMPOSE_PROJECT_NAME`` and ``SSH_CONNECTION`` are read
+    (default ``os.environ``); ``engine`` replaces :func:`checks.live.docker.connect` and
+    ``firewall_reader`` :func:`checks.live.firewall.firewall_state` (tests pass fakes).
+    ``firewall=False``: the firewall is not read (``firewall_error`` says so).
     """
     from checks.live.project import project_name
 
@@ -110,9 +141,19 @@ def gather(install: Installation, *, proc_net: str = "/proc/net", probe: bool = 
     state = LiveState(project=project, built=built_services(install), gathered_at=started)
     # The kernel walks its whole socket table for /proc/net/tcp (10-30 ms even when nearly empty); the
     # read releases the GIL, so it runs while the Engine is asked.
-    proc_pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="proc")
+    proc_pool = concurrent.futures.ThreadPoolExecutor(3, thread_name_prefix="proc")
     listen_job = proc_pool.submit(procnet.listeners, proc_net)
     addr_job = proc_pool.submit(_addresses.own_addresses, proc_net)
+    env = os.environ if environ is None else environ
+    fw_job = None
+    if not firewall:
+        state.firewall_error = "the host firewall was not read"
+    elif firewall_reader is None and (off := next((k for k in (NO_LIVE_ENV, NO_FIREWALL_ENV)
+                                                    if env.get(k, "") not in ("", "0")), None)):
+        state.firewall_error = f"the host firewall was not read ({off} is set)"
+    else:
+        # The firewall's programs answer in tens of milliseconds, each in its own thread: beside the Engine.
+        fw_job = proc_pool.submit(firewall_reader or (lambda: _read_firewall(environ, install.host_root)))
     proc_pool.shutdown(wait=False)
 
     client: EngineSource | None = None
@@ -136,6 +177,12 @@ def gather(install: Installation, *, proc_net: str = "/proc/net", probe: bool = 
         state.listeners = listen_job.result()
     except (LiveError, ValueError) as exc:
         state.listeners_error = str(exc)
+    if fw_job is not None:
+        try:
+            state.firewall = fw_job.result()
+            settle_backend(state.firewall, state.engine)
+        except Exception as exc:  # as for the Engine: a reason, never a traceback
+            state.firewall_error = f"the host firewall could not be read: {one_line(exc)}"
     addresses_error = None
     try:
         state.addresses = addr_job.result()

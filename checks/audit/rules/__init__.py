@@ -56,5 +56,5 @@ def check(check_id: str) -> Callable[[CheckFn], CheckFn]:
 
 
 def load_all() -> dict[str, CheckFn]:
-    from checks.audit.rules import dkr, fs, live, net, ops, sec, tls  # noqa: F401  (registration side effect)
+    from checks.audit.rules import dkr, fs, fw, live, net, ops, sec, tls  # noqa: F401  (registration side effect)
     return REGISTRY

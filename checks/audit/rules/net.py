@@ -129,8 +129,3 @@ def net_005(ctx: Context) -> Outcome:
             ev.append(ctx.svc_ev(svc, "no bridge network among " + ", ".join(names)))
     return Outcome(FAIL if ev else PASS, ev)
 
-
-@check("NET-007")
-def net_007(ctx: Context) -> Outcome:
-    return Outcome(SKIPPED, reason="live check: needs the host firewall and iptables state "
-                   "(arrives with the live-system checks)")

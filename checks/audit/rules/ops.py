@@ -1,4 +1,4 @@
-"""OPS-001: backups (from files), and the firewall checks' placeholders (OPS-002 is in :mod:`.live`)."""
+"""OPS-001: backups (from files); OPS-002 is in :mod:`.live`, the firewall checks in :mod:`.fw`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import glob
 import os
 import re
 
-from checks.audit.findings import FAIL, PASS, SKIPPED, Outcome
+from checks.audit.findings import FAIL, PASS, Outcome
 from checks.audit.rules import Context, check
 from checks.audit.rules.sec import command_words
 from checks.install.model import Installation, Where
@@ -102,21 +102,3 @@ def ops_001(ctx: Context) -> Outcome:
                        f"the newest backup is older than {BACKUP_MAX_AGE_DAYS} days and nothing schedules one")
     return Outcome(FAIL, [], "no dump files, no backup service and no cron entry with pg_dump")
 
-
-_LIVE_FW = "live check: needs the host firewall (ufw/firewalld) state (arrives with the live-system checks)"
-
-
-@check("FW-001")
-def fw_001(ctx: Context) -> Outcome:
-    return Outcome(SKIPPED, reason=_LIVE_FW)
-
-
-@check("FW-002")
-def fw_002(ctx: Context) -> Outcome:
-    return Outcome(SKIPPED, reason=_LIVE_FW)
-
-
-@check("FW-003")
-def fw_003(ctx: Context) -> Outcome:
-    return Outcome(SKIPPED, reason="guard on firewall plans: applies when a firewall change is planned "
-                   "(arrives with the live-system checks)")

@@ -1,0 +1,72 @@
+"""Reading the firewall's system files (under the :class:`~checks.core.sysroot.SystemRoot`) and its programs.
+
+Shared by the firewalld and nft backends: a file is read without following a last-moment link and
+only when it is a regular file of sane size; a program is run without a shell, with a timeout, in
+the C locale (its messages are parsed), a missing one answering 127 as :data:`checks.live.fwmodel.Runner`
+promises.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import subprocess
+from collections.abc import Sequence
+
+from checks.live.fwmodel import RunResult
+
+MAX_BYTES = 1 << 20
+
+
+def read_system(path: str) -> bytes | None:
+    """A system file's bytes (None: there is none); never through a symbolic link, never a FIFO.
+
+    Raises ValueError (one line) for a link, a non-regular file, one over 1 MiB or one that cannot be read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ValueError(f"{path} is a symbolic link") from None
+        raise ValueError(f"{path}: {os.strerror(exc.errno or errno.EIO)}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        if st.st_size > MAX_BYTES:
+            raise ValueError(f"{path} is over 1 MiB")
+        return os.read(fd, MAX_BYTES + 1)
+    finally:
+        os.close(fd)
+
+
+def new_owner() -> tuple[int, int] | None:
+    """The owner a new firewall file gets: root's when dester-harden runs as root (firewalld and
+    nftables read root-owned files), else the directory's (a test under ``--root``)."""
+    return (0, 0) if os.geteuid() == 0 else None
+
+
+def run(argv: Sequence[str], timeout: float) -> RunResult:
+    """The default :data:`~checks.live.fwmodel.Runner`: no shell, LANG=C, 127 when missing, 124 on timeout."""
+    env = dict(os.environ, LANG="C", LC_ALL="C")
+    try:
+        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, env=env,
+                              stdin=subprocess.DEVNULL, errors="replace")
+    except FileNotFoundError:
+        return RunResult(127, "", f"{argv[0]}: not found")
+    except subprocess.TimeoutExpired:
+        return RunResult(124, "", f"{argv[0]} did not answer in {timeout:g} s")
+    except OSError as exc:
+        return RunResult(126, "", f"{argv[0]}: {exc.strerror or exc}")
+    return RunResult(done.returncode, done.stdout, done.stderr)
+
+
+def first_line(text: str, default: str = "") -> str:
+    """The first non-empty line of a program's message (for one-line errors)."""
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return default
