@@ -342,6 +342,9 @@ class Session:
 
     def revert_trial(self, why: str = "not kept at the countdown") -> str:
         """The countdown's revert, or its end: take the change on trial back now; its one-line outcome."""
+        before = usecases.pending_confirmation(self.root)
+        if before is None or before.state != "armed":
+            return "Nothing was on trial any more."
         reverted = usecases.revert_now(self.root, why)
         self.audit()
         if reverted is None:
