@@ -350,8 +350,34 @@ def sync(sysroot: SystemRoot, runner: Runner) -> None:
             _run(runner, ["ufw", "reload"] if active else ["ufw", "--force", "enable"])
         elif active:
             _run(runner, ["ufw", "disable"])
+    if not enabled:
+        for exe in ("iptables", "ip6tables"):
+            _drop_empty_skeleton(runner, exe)
     policy = (get_var(defaults, "DEFAULT_INPUT_POLICY") or "DROP").upper()
     verify(sysroot, runner, enabled, ipv6, "DROP" if policy == "REJECT" else policy)
+
+
+def _drop_empty_skeleton(runner: Runner, exe: str) -> None:
+    """ufw switched off: remove the empty chains its stop leaves (and the built-in chains' jumps to them).
+
+    A ufw that was never on has none, one that was switched off keeps them all empty: the live rules
+    would depend on the history, not on the files. With every ufw chain empty they do nothing, so
+    removing them changes no packet's fate and makes "off" one state, the one an undo must restore.
+    A ufw chain that still holds a rule is left alone (not ours to judge)."""
+    r = runner([exe, "-w", "-S"], _TIMEOUT)
+    if r.code != 0:
+        return
+    _policies, chains = _chains(r.stdout)
+    ours = [c for c in chains if c.startswith(("ufw-", "ufw6-"))]
+    if not ours or any(chains[c] for c in ours):
+        return
+    for builtin in ("INPUT", "FORWARD", "OUTPUT"):
+        for line in chains.get(builtin, []):
+            parts = line.split()
+            if len(parts) == 4 and parts[2] == "-j" and parts[3] in ours:
+                runner([exe, "-w", "-D", builtin, "-j", parts[3]], _TIMEOUT)
+    for chain in ours:
+        runner([exe, "-w", "-X", chain], _TIMEOUT)
 
 
 def _load_running(runner: Runner, etc: str, defaults: str, ipv6: bool) -> None:
