@@ -72,7 +72,8 @@ def _settle_watchers(install: Path) -> None:
 
 def test_kill_9_at_random_instants_of_a_real_firewall_apply_leaves_files_and_rules_agreeing(fw, tmp_path):
     install = Path(materialize(str(tmp_path / "demo")))
-    # a LAN for the local profile's API rule (the sandbox has loopback only): one end of a veth pair inside it (no dummy driver in this kernel)
+    # a LAN for the local profile's API rule (the sandbox has loopback only): one end of a veth pair
+    # inside it (this kernel has no dummy driver)
     fw.run(["ip", "link", "add", "dhk0", "type", "veth", "peer", "name", "dhk1"], check=True)
     fw.run(["ip", "addr", "add", "10.79.0.1/24", "dev", "dhk0"], check=True)
     fw.run(["ip", "link", "set", "dhk0", "up"], check=True)
