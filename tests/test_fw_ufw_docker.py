@@ -35,6 +35,20 @@ def _run_cmd(lab, argv) -> None:
     assert done.returncode == 0, done.stderr
 
 
+def _audit(lab, root: str, env: dict[str, str]) -> dict[str, str]:
+    """``dester-harden audit --format json`` of the firewall checks in the lab: check id -> status.
+
+    Without ``--root`` (an audit under --root reads no running system): inside the sandbox /etc/ufw is
+    ``root``'s copy, bound over it, so the audit reads the files the fix wrote."""
+    import json
+
+    done = lab.tool(["audit", "--dir", str(lab.install), "--only", "FW-001,FW-002,FW-004,NET-007",
+                     "--format", "json"], env=env)
+    assert done.stdout, done.stderr[-2000:]
+    return {f["id"]: f["status"] if f["status"] != "skipped" else f"skipped: {f.get('reason')}"
+            for f in json.loads(done.stdout)["findings"]}
+
+
 def _reach(lab) -> dict[str, str]:
     return {"5432": lab.lan_probe(LAN, 5432), "5432v6": lab.lan_probe(LAN6, 5432), "3001": lab.lan_probe(LAN, 3001),
             "lo5432": lab.server_probe("127.0.0.1", 5432), "lo3001": lab.server_probe("127.0.0.1", 3001)}
@@ -91,6 +105,7 @@ def test_fix_only_fw_001_net_007_through_the_cli_closes_5432_to_the_lan_and_undo
     assert before["5432"] == "open"
     root = str(lab.root / "private")
     env = {**lab.env, **ON}
+    assert _audit(lab, root, env)["NET-007"] == "fail"  # the bypass is real, and the audit says so
     done = lab.tool(["fix", "--dir", str(lab.install), "--only", "FW-001,NET-007", "--yes", "--root", root], env=env)
     m = re.search(r"Applied as transaction (\S+) ", done.stdout)
     assert m, (done.stdout[-2000:], done.stderr[-2000:])
@@ -100,7 +115,10 @@ def test_fix_only_fw_001_net_007_through_the_cli_closes_5432_to_the_lan_and_undo
     assert after["3001"] == "open" and after["lo5432"] == "open" and after["lo3001"] == "open", after
     rows = [ln for ln in lab.run(["ufw", "status", "numbered"], check=True).stdout.splitlines() if ln.startswith("[")]
     assert rows[0].startswith("[ 1] 22/tcp")
+    found = _audit(lab, root, env)
+    assert (found["NET-007"], found["FW-001"], found["FW-002"], found["FW-004"]) == ("pass",) * 4, found
     undo = lab.tool(["undo", "--dir", str(lab.install), "--root", root, "--yes", m.group(1)], env=env)
     assert undo.returncode == 0, (undo.stdout[-2000:], undo.stderr[-2000:])
     assert _reach(lab) == before
     assert lab.run(["iptables", "-S", "DH-DOCKER"]).returncode != 0
+    assert _audit(lab, root, env)["NET-007"] == "fail"
