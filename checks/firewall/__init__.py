@@ -14,6 +14,5 @@ of system-file edits and commands with their inverse. It never imports a face.
   (:mod:`checks.firewall.zonefile`: the zone XML itself; :mod:`checks.firewall.sysfiles`: reading system files.)
 * :mod:`checks.firewall.nft`: dester-harden's own ``inet dester_harden`` table (Docker's nftables backend).
 * :mod:`checks.firewall.sync`: ``python -m checks.firewall.sync``, the command a plan runs.
-* :mod:`checks.firewall.sysfile`: reading a system file (no links, no FIFOs, at most 1 MiB).
 * :mod:`checks.firewall.confirm`: pending confirmations and the detached revert.
 """

@@ -1,6 +1,6 @@
 """Reading the firewall's system files (under the :class:`~checks.core.sysroot.SystemRoot`) and its programs.
 
-Shared by the firewalld and nft backends: a file is read without following a last-moment link and
+Shared by the ufw, firewalld and nft backends: a file is read without following a last-moment link and
 only when it is a regular file of sane size; a program is run without a shell, with a timeout, in
 the C locale (its messages are parsed), a missing one answering 127 as :data:`checks.live.fwmodel.Runner`
 promises.
@@ -38,7 +38,10 @@ def read_system(path: str) -> bytes | None:
             raise ValueError(f"{path} is not a regular file")
         if st.st_size > MAX_BYTES:
             raise ValueError(f"{path} is over 1 MiB")
-        return os.read(fd, MAX_BYTES + 1)
+        chunks = []
+        while chunk := os.read(fd, MAX_BYTES + 1):  # a short read is not the end of the file
+            chunks.append(chunk)
+        return b"".join(chunks)
     finally:
         os.close(fd)
 

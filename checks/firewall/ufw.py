@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from checks.core.sysroot import SystemRoot
-from checks.firewall.sysfile import read_system
+from checks.firewall.sysfiles import read_system
 from checks.firewall.ufwrules import (
     END_RULES,
     Tuple,
