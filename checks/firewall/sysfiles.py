@@ -11,10 +11,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import subprocess
-from collections.abc import Sequence
 
-from checks.live.fwmodel import RunResult
+from checks.live.firewall import run as run  # the default Runner: the firewall read's own
 
 MAX_BYTES = 1 << 20
 
@@ -50,21 +48,6 @@ def new_owner() -> tuple[int, int] | None:
     """The owner a new firewall file gets: root's when dester-harden runs as root (firewalld and
     nftables read root-owned files), else the directory's (a test under ``--root``)."""
     return (0, 0) if os.geteuid() == 0 else None
-
-
-def run(argv: Sequence[str], timeout: float) -> RunResult:
-    """The default :data:`~checks.live.fwmodel.Runner`: no shell, LANG=C, 127 when missing, 124 on timeout."""
-    env = dict(os.environ, LANG="C", LC_ALL="C")
-    try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, env=env,
-                              stdin=subprocess.DEVNULL, errors="replace")
-    except FileNotFoundError:
-        return RunResult(127, "", f"{argv[0]}: not found")
-    except subprocess.TimeoutExpired:
-        return RunResult(124, "", f"{argv[0]} did not answer in {timeout:g} s")
-    except OSError as exc:
-        return RunResult(126, "", f"{argv[0]}: {exc.strerror or exc}")
-    return RunResult(done.returncode, done.stdout, done.stderr)
 
 
 def first_line(text: str, default: str = "") -> str:
